@@ -1,0 +1,1 @@
+"""Conventional codecs: VTM (the CTC anchor), vvenc and x265."""

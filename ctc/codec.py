@@ -1,0 +1,123 @@
+"""The codec interface that every anchor and GFVC model implements, and the registry by name.
+
+A codec turns one test sequence at one rate point into a bitstream file and back into decoded
+8-bit planar RGB 4:4:4 frames. Register a new codec with ``@register_codec("name")`` in its own
+module and give it a config file under ``ctc/conf/codec/`` whose ``module`` names that module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ctc.sequences import SequenceSpec
+
+
+class CodecError(RuntimeError):
+    """A codec failed (crash, timeout, empty output, missing binary); the message says which and why."""
+
+
+@dataclass
+class EncodeResult:
+    """What an encoder produced: the bitstream file and how its bits split into parts."""
+
+    bitstream: Path
+    bits: dict[str, int]  # part name -> bits; the parts add up to the bitstream's size in bits
+    seconds: float
+    commands: list[list[str]] = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def total_bits(self) -> int:
+        return sum(self.bits.values())
+
+
+@dataclass
+class DecodeResult:
+    """Decoded frames as a planar RGB 4:4:4 8-bit file of the sequence's size."""
+
+    frames_file: Path
+    seconds: float
+    commands: list[list[str]] = field(default_factory=list)
+    log: str = ""
+
+
+class Codec(ABC):
+    """A video codec under test: a conventional anchor or a GFVC model.
+
+    ``config`` is the codec's resolved config section (``ctc/conf/codec/<name>.yaml``): it holds
+    the rate points and every codec-specific setting, so none of them live in code.
+    """
+
+    name: ClassVar[str]
+    uses_gpu: ClassVar[bool] = False
+
+    def __init__(self, config: Mapping[str, Any], device: str = "cpu") -> None:
+        self.config = dict(config)
+        self.device = device
+
+    @property
+    def rate_points(self) -> list[int]:
+        return [int(q) for q in self.config["rate_points"]]
+
+    @abstractmethod
+    def version(self) -> str:
+        """The exact version of the codec (binary's own report, model and weights)."""
+
+    def provenance(self) -> dict[str, Any]:
+        """What made this codec's numbers; recorded in every result.json."""
+        return {"name": self.name, "version": self.version()}
+
+    @abstractmethod
+    def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
+        """Encode ``sequence`` (read from ``sequence.path``) at ``rate_point`` into ``workdir``."""
+
+    @abstractmethod
+    def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
+        """Decode ``bitstream`` alone into an RGB 4:4:4 8-bit file in ``workdir``."""
+
+
+class IntraCodec(ABC):
+    """Codes one picture as an intra picture; the GFVC models code their key frame with one."""
+
+    @abstractmethod
+    def encode_picture(self, rgb: np.ndarray, qp: int, workdir: Path) -> bytes:
+        """Encode one ``(3, H, W)`` uint8 RGB picture at ``qp``; returns the bitstream bytes."""
+
+    @abstractmethod
+    def decode_picture(self, bitstream: bytes, width: int, height: int, workdir: Path) -> np.ndarray:
+        """Decode bytes from :meth:`encode_picture` back to a ``(3, H, W)`` uint8 RGB picture."""
+
+
+CODECS: dict[str, type[Codec]] = {}
+
+
+def register_codec(name: str) -> Callable[[type[Codec]], type[Codec]]:
+    """Class decorator: make a codec available under ``name``."""
+
+    def decorator(cls: type[Codec]) -> type[Codec]:
+        if name in CODECS and CODECS[name] is not cls:
+            raise ValueError(f"codec name {name!r} is registered twice ({CODECS[name]} and {cls})")
+        cls.name = name
+        CODECS[name] = cls
+        return cls
+
+    return decorator
+
+
+def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:
+    """Build the codec a config section describes (``name`` and the ``module`` that registers it)."""
+    name = config.get("name")
+    module = config.get("module")
+    if module:
+        importlib.import_module(module)
+    if name not in CODECS:
+        known = ", ".join(sorted(CODECS)) or "none"
+        raise KeyError(f"unknown codec {name!r} (module {module!r}); registered codecs: {known}")
+    return CODECS[name](config, device=device)

@@ -1,0 +1,1 @@
+"""GFVC codecs: the generative models (FOMM, CFTE, FV2V) and the pipeline that codes with them."""

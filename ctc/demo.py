@@ -33,7 +33,7 @@ SUB = 16  # drawing coordinates: 1/16 source pixel
 HEAD_CENTRE = (225, 118)
 HEAD_SPAN = 210  # source pixels across the output's width at zoom 1
 EYES = ((203, 101, 12, 5), (245, 103, 11, 5))  # centre x, centre y, half width, half height
-MOUTH = (223, 145, 15, 6)  # centre x, centre y, half width, largest half opening
+MOUTH = (223, 145, 14, 5)  # centre x, centre y, half width, largest half opening
 SKIN_PATCH = (216, 232, 110, 122)  # x0, x1, y0, y1: a patch of cheek/nose skin for the eyelids
 LASH_COLOUR = (60, 40, 35)
 MOUTH_COLOUR = (70, 22, 28)
@@ -109,7 +109,7 @@ def _head_pose(seconds: float, spec: SequenceSpec, motion: Mapping[str, Any]) ->
 
 
 def _warp(image: np.ndarray, pose: tuple[int, ...], width: int, height: int, mirror: bool) -> np.ndarray:
-    """Bilinear sampling of ``image`` (int64, H x W x 3) at the affine ``pose``, in integers, edges clamped."""
+    """Bilinear sampling of ``image`` (int64, H x W x 3) at ``pose``, in integers, edges clamped."""
     a11, a12, tx, a21, a22, ty = pose
     xs = np.arange(width, dtype=np.int64)
     if mirror:
@@ -155,7 +155,8 @@ def _close_eye(face: np.ndarray, eye: tuple[int, int, int, int], closure: int, s
         return
     x, y, half_x, half_y = eye
     box = (slice(y - 2 * half_y, y + 2 * half_y + 1), slice(x - 2 * half_x, x + 2 * half_x + 1))
-    cover = _ellipse_alpha(face.shape[:2], x * SUB, y * SUB, half_x * SUB * 5 // 4, half_y * SUB * 3 // 2, box)
+    cover = _ellipse_alpha(face.shape[:2], x * SUB, y * SUB, half_x * SUB * 5 // 4, half_y * SUB * 3 // 2,
+                           box)
     lid_edge = (y - half_y) * SUB + (2 * half_y * SUB * closure >> 16)
     rows = (np.arange(face.shape[0])[box[0]] * SUB)[:, None]
     above = np.clip((lid_edge - rows) * 256 // SUB, 0, 256)
@@ -171,7 +172,8 @@ def _open_mouth(face: np.ndarray, opening: int) -> None:
     if half_y < SUB // 2:
         return
     box = (slice(y - half_open - 1, y + half_open + 2), slice(x - half_x - 1, x + half_x + 2))
-    _blend(face, box, _ellipse_alpha(face.shape[:2], x * SUB, y * SUB, half_x * SUB, half_y, box), MOUTH_COLOUR)
+    inside = _ellipse_alpha(face.shape[:2], x * SUB, y * SUB, half_x * SUB, half_y, box)
+    _blend(face, box, inside, MOUTH_COLOUR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mismatches = 0
     for spec in specs:
         md5 = file_md5(spec.path)
-        verdict = "no md5 recorded" if not spec.md5 else ("md5 ok" if md5 == spec.md5 else f"expected {spec.md5}")
-        mismatches += bool(spec.md5) and md5 != spec.md5
+        wrong = bool(spec.md5) and md5 != spec.md5
+        verdict = f"expected {spec.md5}" if wrong else ("md5 ok" if spec.md5 else "no md5 recorded")
+        mismatches += wrong
         print(f"{spec.name}: {spec.path} {spec.frames} frames md5 {md5} ({verdict})")
     return 1 if mismatches else 0
 

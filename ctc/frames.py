@@ -60,13 +60,17 @@ def write_rgb444(path: str | Path, frames: np.ndarray, bit_depth: int = 8) -> No
 
 def read_yuv420(path: str | Path, width: int, height: int, frames: int | None = None,
                 bit_depth: int = 8) -> Yuv420:
-    """Read a planar YUV 4:2:0 file (I420 order: Y, then U, then V, per frame)."""
+    """Memory-map a planar YUV 4:2:0 file (I420 order: Y, then U, then V, per frame); ``frames`` limits N."""
+    _check_even(width, height)
     dtype = sample_dtype(bit_depth)
     luma, chroma = width * height, (width // 2) * (height // 2)
     per_frame = luma + 2 * chroma
     available = Path(path).stat().st_size // (per_frame * dtype.itemsize)
     count = available if frames is None else min(frames, available)
-    data = np.fromfile(path, dtype=dtype, count=count * per_frame).reshape(count, per_frame)
+    if count == 0:
+        data = np.zeros((0, per_frame), dtype)
+    else:
+        data = np.memmap(path, dtype=dtype, mode="r", shape=(count, per_frame))
     y = data[:, :luma].reshape(count, height, width)
     u = data[:, luma:luma + chroma].reshape(count, height // 2, width // 2)
     v = data[:, luma + chroma:].reshape(count, height // 2, width // 2)
@@ -87,6 +91,8 @@ def rgb_to_yuv420(frames: np.ndarray) -> Yuv420:
     bits and PSNRs of the anchors) are comparable with its numbers.
     """
     n, _, h, w = frames.shape
+    _check_even(w, h)
+    _check_8bit(frames)
     y = np.empty((n, h, w), np.uint8)
     u = np.empty((n, h // 2, w // 2), np.uint8)
     v = np.empty_like(u)
@@ -101,8 +107,20 @@ def rgb_to_yuv420(frames: np.ndarray) -> Yuv420:
 def yuv420_to_rgb(yuv: Yuv420) -> np.ndarray:
     """8-bit YUV 4:2:0 to RGB ``(N, 3, H, W)`` with OpenCV's ``COLOR_YUV2RGB_I420`` (as GFVC does)."""
     n, h, w = yuv.y.shape
+    _check_even(w, h)
+    _check_8bit(yuv.y)
     out = np.empty((n, 3, h, w), np.uint8)
     for i in range(n):
         i420 = np.concatenate([yuv.y[i].reshape(-1), yuv.u[i].reshape(-1), yuv.v[i].reshape(-1)])
         out[i] = cv2.cvtColor(i420.reshape(h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420).transpose(2, 0, 1)
     return out
+
+
+def _check_even(width: int, height: int) -> None:
+    if width % 2 or height % 2:
+        raise ValueError(f"YUV 4:2:0 needs an even width and height, not {width}x{height}")
+
+
+def _check_8bit(samples: np.ndarray) -> None:
+    if samples.dtype != np.uint8:
+        raise ValueError(f"OpenCV's RGB/YUV 4:2:0 conversion takes uint8 samples, not {samples.dtype}")

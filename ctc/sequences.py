@@ -26,6 +26,7 @@ SEQUENCES_FILE = PROJECT_ROOT / "sequences.yaml"
 SEQUENCES_ENV = "GFVC_SEQUENCES"  # folder of the external (CTC) sequences when testset.root is unset
 COLOR_FORMATS = {"rgb444": "planar RGB 4:4:4"}
 SET_KEYS = {"description", "root", "build", "file", "defaults", "sequences"}
+FILE_KEYS = {"file_template", "test_sets"}
 SPEC_KEYS = {"name", "class", "file", "width", "height", "frames", "fps", "color_format", "bit_depth", "md5"}
 REQUIRED_KEYS = ("name", "class", "file", "width", "height", "frames", "fps")
 MD5_CACHE_NAME = "md5sums.json"
@@ -81,15 +82,12 @@ class SequenceSpec:
 
 
 def read_test_sets(sequences_file: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The test-set definitions of ``sequences_file`` (default: the project's ``sequences.yaml``)."""
-    path = Path(sequences_file) if sequences_file else SEQUENCES_FILE
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SequenceError(f"sequences file {path} does not exist") from exc
-    except yaml.YAMLError as exc:
-        raise SequenceError(f"sequences file {path} is not valid YAML: {exc}") from exc
-    sets = document.get("test_sets") if isinstance(document, dict) else None
+    """The test-set definitions of ``sequences_file`` (default: the project's ``sequences.yaml``).
+
+    Each set's ``file`` template defaults to the file's top-level ``file_template``.
+    """
+    path, document = _read_sequences_file(sequences_file)
+    sets = document.get("test_sets")
     if not isinstance(sets, dict) or not sets:
         raise SequenceError(f"sequences file {path} has no 'test_sets' mapping")
     for name, definition in sets.items():
@@ -97,7 +95,40 @@ def read_test_sets(sequences_file: str | Path | None = None) -> dict[str, dict[s
         if unknown:
             raise SequenceError(f"test set {name} in {path} has unknown keys {sorted(unknown)} "
                                 f"(expected some of {sorted(SET_KEYS)})")
+        sets[name] = {"file": document.get("file_template"), **(definition or {})}
     return sets
+
+
+def canonical_file_name(fields: Mapping[str, Any], sequences_file: str | Path | None = None) -> str:
+    """The file name that the ``file_template`` of ``sequences.yaml`` gives a sequence's fields."""
+    path, document = _read_sequences_file(sequences_file)
+    if not document.get("file_template"):
+        raise SequenceError(f"sequences file {path} has no 'file_template'")
+    return _file_name(document["file_template"], fields, str(path))
+
+
+def _read_sequences_file(sequences_file: str | Path | None) -> tuple[Path, dict[str, Any]]:
+    path = Path(sequences_file) if sequences_file else SEQUENCES_FILE
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SequenceError(f"sequences file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise SequenceError(f"sequences file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or set(document) - FILE_KEYS:
+        raise SequenceError(f"sequences file {path} must be a mapping with the keys {sorted(FILE_KEYS)}")
+    return path, document
+
+
+def _file_name(template: str, fields: Mapping[str, Any], where: str) -> str:
+    fps = fields.get("fps")
+    if isinstance(fps, float) and fps.is_integer():
+        fields = {**fields, "fps": int(fps)}
+    try:
+        return template.format(**fields)
+    except KeyError as exc:
+        raise SequenceError(f"{where}: file template {template!r} needs field {exc}, which entry "
+                            f"{fields.get('name')!r} lacks") from None
 
 
 def declared_specs(name: str, sequences_file: str | Path | None = None,
@@ -144,19 +175,18 @@ def validate_sequence(spec: SequenceSpec, frames: int | None = None) -> None:
     try:
         size = spec.path.stat().st_size
     except FileNotFoundError:
-        hint = "" if spec.root != Path(".") else " (no root folder given)"
-        raise SequenceError(f"sequence {spec.name}: file {spec.path} does not exist{hint}; {expected}") from None
+        raise SequenceError(f"sequence {spec.name}: file {spec.path} does not exist; {expected}") from None
     if size % spec.frame_bytes:
         raise SequenceError(f"sequence {spec.name}: file {spec.path} is {size} bytes, not a whole number of "
                             f"{spec.frame_bytes}-byte frames ({spec.description}); {expected}")
     if size // spec.frame_bytes < needed:
-        raise SequenceError(f"sequence {spec.name}: file {spec.path} holds {size // spec.frame_bytes} frames, "
-                            f"fewer than the {needed} needed; {expected}")
+        raise SequenceError(f"sequence {spec.name}: file {spec.path} holds {size // spec.frame_bytes} "
+                            f"frames, fewer than the {needed} needed; {expected}")
     if spec.md5:
         actual = file_md5(spec.path)
         if actual != spec.md5.lower():
-            raise SequenceError(f"sequence {spec.name}: file {spec.path} has md5 {actual}, expected {spec.md5} "
-                                "(sequences.yaml); the file is not the declared sequence")
+            raise SequenceError(f"sequence {spec.name}: file {spec.path} has md5 {actual}, expected "
+                                f"{spec.md5} (sequences.yaml); the file is not the declared sequence")
 
 
 def file_md5(path: str | Path) -> str:
@@ -168,13 +198,19 @@ def file_md5(path: str | Path) -> str:
     known = _read_json(store)
     if known.get(str(path), {}).get("key") == key:
         return known[str(path)]["md5"]
+    md5 = compute_md5(path)
+    known = _read_json(store)  # another process may have added entries meanwhile
+    known[str(path)] = {"key": key, "md5": md5}
+    write_atomically(store, json.dumps(known, indent=1, sort_keys=True).encode())
+    return md5
+
+
+def compute_md5(path: str | Path) -> str:
+    """md5 of a whole file, read in blocks."""
     digest = hashlib.md5()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 22), b""):
             digest.update(block)
-    known = _read_json(store)  # another process may have added entries meanwhile
-    known[str(path)] = {"key": key, "md5": digest.hexdigest()}
-    write_atomically(store, json.dumps(known, indent=1, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -206,29 +242,26 @@ def _set_root(name: str, definition: Mapping[str, Any], root: str | Path | None)
 
 
 def _spec(set_name: str, definition: Mapping[str, Any], entry: Mapping[str, Any], root: Path) -> SequenceSpec:
-    fields = {**(definition.get("defaults") or {}), **entry}
+    fields = {"color_format": "rgb444", "bit_depth": 8, **(definition.get("defaults") or {}), **entry}
     if "file" not in fields and definition.get("file"):
-        try:
-            fields["file"] = definition["file"].format(**fields)
-        except KeyError as exc:
-            raise SequenceError(f"test set {set_name}: file template {definition['file']!r} needs field "
-                                f"{exc} that entry {entry.get('name')!r} lacks") from None
+        fields["file"] = _file_name(definition["file"], fields, f"test set {set_name}")
     missing = [key for key in REQUIRED_KEYS if fields.get(key) is None]
     if missing:
         raise SequenceError(f"test set {set_name}: entry {entry.get('name')!r} lacks {', '.join(missing)}")
-    color_format = fields.get("color_format", "rgb444")
+    color_format = fields["color_format"]
     if color_format not in COLOR_FORMATS:
         raise SequenceError(f"sequence {fields['name']}: color format {color_format!r} is not supported "
                             f"(expected one of {', '.join(COLOR_FORMATS)})")
     return SequenceSpec(
         name=str(fields["name"]), seq_class=str(fields["class"]), file=str(fields["file"]),
         width=int(fields["width"]), height=int(fields["height"]), frames=int(fields["frames"]),
-        fps=float(fields["fps"]), color_format=color_format, bit_depth=int(fields.get("bit_depth", 8)),
+        fps=float(fields["fps"]), color_format=color_format, bit_depth=int(fields["bit_depth"]),
         md5=fields.get("md5") or None, root=root,
         extra={key: value for key, value in entry.items() if key not in SPEC_KEYS})
 
 
-def _select(specs: list[SequenceSpec], names: str | Iterable[str] | None, set_name: str) -> list[SequenceSpec]:
+def _select(specs: list[SequenceSpec], names: str | Iterable[str] | None,
+            set_name: str) -> list[SequenceSpec]:
     if names is None:
         return specs
     wanted = [part.strip() for part in names.split(",")] if isinstance(names, str) else list(names)

@@ -5,7 +5,8 @@ Layout (integers big-endian)::
     magic "GFVC"  | format version u8 | model name (u8 length + ASCII)
     configuration hash (16 bytes)    | frame count u32 | width u16 | height u16
     key-frame length u32 | key-frame bitstream
-    per inter frame: payload length (unsigned LEB128 varint) | feature payload
+    per frame (0 .. N-1): payload length (unsigned LEB128 varint) | feature payload
+                          (frame 0's is empty in ``ae`` mode, the base-picture SEI in ``sei`` mode)
     CRC-32 of every byte before it (u32)
 
 A file that is cut, altered, or written for another model or configuration is refused with a
@@ -41,11 +42,11 @@ class GfvcBitstream:
     width: int
     height: int
     key_frame: bytes
-    payloads: list[bytes] = field(default_factory=list)  # one per inter frame (frames 1 .. N-1)
+    payloads: list[bytes] = field(default_factory=list)  # one per frame, frame 0 included
 
     @property
     def frame_count(self) -> int:
-        return 1 + len(self.payloads)
+        return len(self.payloads)
 
 
 def _varint(value: int) -> bytes:
@@ -123,23 +124,26 @@ def unpack(data: bytes, source: str = "bitstream", expect_model: str | None = No
     reader.take(len(MAGIC), "magic")
     version, name_length = reader.take(2, "header")
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"{source}: format version {version}, this decoder reads version {FORMAT_VERSION}")
+        raise BitstreamError(f"{source}: format version {version}, "
+                             f"this decoder reads version {FORMAT_VERSION}")
     model = reader.take(name_length, "header").decode("ascii", errors="replace")
     config_hash = reader.take(HASH_BYTES, "header")
     frame_count, width, height = _FIXED.unpack(reader.take(_FIXED.size, "header"))
     if expect_model is not None and model != expect_model:
         raise BitstreamError(f"{source}: made by model {model!r}, this decoder is {expect_model!r}")
     if expect_hash is not None and config_hash != expect_hash:
-        raise BitstreamError(f"{source}: made with configuration {config_hash.hex()}, this decoder's is "
-                             f"{expect_hash.hex()} (other q_step, feature coding, intra codec, model or weights)")
+        raise BitstreamError(f"{source}: made with configuration {config_hash.hex()}, "
+                             f"this decoder's is {expect_hash.hex()} "
+                             "(other q_step, feature coding, intra codec, model or weights)")
     if frame_count < 1:
         raise BitstreamError(f"{source}: declares {frame_count} frames")
     key_length = _U32.unpack(reader.take(_U32.size, "key-frame length"))[0]
     key_frame = reader.take(key_length, "key-frame bitstream")
     payloads = []
-    for index in range(1, frame_count):
+    for index in range(frame_count):
         length = reader.varint(f"length of frame {index}")
         payloads.append(reader.take(length, f"feature payload of frame {index}"))
     if reader.pos != len(body):
-        raise BitstreamError(f"{source}: {len(body) - reader.pos} unexpected bytes after frame {frame_count - 1}")
+        raise BitstreamError(f"{source}: {len(body) - reader.pos} unexpected bytes "
+                             f"after frame {frame_count - 1}")
     return GfvcBitstream(model, config_hash, width, height, key_frame, payloads)

@@ -57,8 +57,14 @@ class ResBlock2d(nn.Module):
 class UpBlock2d(nn.Module):
     """Nearest x2 upsampling, conv, BN, ReLU."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
-                 padding: int | tuple = 1, groups: int = 1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple = 3,
+        padding: int | tuple = 1,
+        groups: int = 1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
@@ -70,8 +76,14 @@ class UpBlock2d(nn.Module):
 class DownBlock2d(nn.Module):
     """Conv, BN, ReLU, 2x2 average pooling."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
-                 padding: int | tuple = 1, groups: int = 1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple = 3,
+        padding: int | tuple = 1,
+        groups: int = 1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
@@ -83,8 +95,14 @@ class DownBlock2d(nn.Module):
 class SameBlock2d(nn.Module):
     """Conv, BN, ReLU at the same resolution."""
 
-    def __init__(self, in_features: int, out_features: int, groups: int = 1,
-                 kernel_size: int | tuple = 3, padding: int | tuple = 1):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        groups: int = 1,
+        kernel_size: int | tuple = 3,
+        padding: int | tuple = 1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
@@ -103,8 +121,10 @@ class Encoder(nn.Module):
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(in_features if i == 0 else _width(block_expansion, max_features, i),
-                        _width(block_expansion, max_features, i + 1))
+            DownBlock2d(
+                in_features if i == 0 else _width(block_expansion, max_features, i),
+                _width(block_expansion, max_features, i + 1),
+            )
             for i in range(num_blocks)
         )
 
@@ -121,8 +141,10 @@ class Decoder(nn.Module):
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
         super().__init__()
         self.up_blocks = nn.ModuleList(
-            UpBlock2d((1 if i == num_blocks - 1 else 2) * _width(block_expansion, max_features, i + 1),
-                      _width(block_expansion, max_features, i))
+            UpBlock2d(
+                (1 if i == num_blocks - 1 else 2) * _width(block_expansion, max_features, i + 1),
+                _width(block_expansion, max_features, i),
+            )
             for i in reversed(range(num_blocks))
         )
         self.out_filters = block_expansion + in_features
@@ -181,8 +203,14 @@ class GDN(nn.Module):
     offset by a small pedestal and bounded below, as in the GDN layer CFTE was trained with.
     """
 
-    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6,
-                 gamma_init: float = 0.1, reparam_offset: float = 2**-18):
+    def __init__(
+        self,
+        channels: int,
+        inverse: bool = False,
+        beta_min: float = 1e-6,
+        gamma_init: float = 0.1,
+        reparam_offset: float = 2**-18,
+    ):
         super().__init__()
         self.inverse = inverse
         self.pedestal = reparam_offset**2

@@ -27,17 +27,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import GDN, AntiAliasInterpolation2d, DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d
+from models.blocks import (
+    GDN,
+    AntiAliasInterpolation2d,
+    DownBlock2d,
+    Hourglass,
+    ResBlock2d,
+    SameBlock2d,
+    UpBlock2d,
+)
+from models.registry import NetworkModel, register_model
 
-FARNEBACK_ARGS = (0.5, 2, 15, 3, 5, 1.2, 0)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
+FARNEBACK_ARGS = (
+    0.5,
+    2,
+    15,
+    3,
+    5,
+    1.2,
+    0,
+)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 
 
 class KPDetector(nn.Module):
     """Compact-feature extractor: ``{'value': (B, num_kp, H/64, W/64)}``."""
 
-    def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int,
-                 num_blocks: int, temperature: float = 0.1, estimate_jacobian: bool = False,
-                 scale_factor: float = 1):
+    def __init__(
+        self,
+        block_expansion: int,
+        num_kp: int,
+        num_channels: int,
+        max_features: int,
+        num_blocks: int,
+        temperature: float = 0.1,
+        estimate_jacobian: bool = False,
+        scale_factor: float = 1,
+    ):
         super().__init__()
         self.predictor = Hourglass(block_expansion, num_channels, num_blocks, max_features)
         self.scale_factor = scale_factor
@@ -64,8 +89,13 @@ def warp(x: torch.Tensor, flow: torch.Tensor, align_corners: bool = False) -> to
     pixels = torch.stack([xs, ys], dim=-1).to(flow.dtype) + flow
     scale = torch.tensor([max(w - 1, 1), max(h - 1, 1)], dtype=flow.dtype, device=flow.device)
     grid = 2.0 * pixels / scale - 1.0
-    return F.grid_sample(x, grid.expand(x.shape[0], h, w, 2), mode="bilinear", padding_mode="zeros",
-                         align_corners=align_corners)
+    return F.grid_sample(
+        x,
+        grid.expand(x.shape[0], h, w, 2),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=align_corners,
+    )
 
 
 def to_uint8(feature: torch.Tensor) -> np.ndarray:
@@ -89,24 +119,40 @@ def farneback_flow(driving_u8: np.ndarray, source_u8: np.ndarray) -> np.ndarray:
 class DenseMotionNetwork(nn.Module):
     """Dense flow and occlusion from the compact features of the key frame and the driving frame."""
 
-    def __init__(self, block_expansion: int = 64, num_blocks: int = 4, num_down_blocks: int = 4,
-                 max_features: int = 512, num_kp: int = 1, num_channels: int = 3, num_bottleneck_blocks: int = 4,
-                 estimate_occlusion_map: bool = False, scale_factor: float = 1, kp_variance: float = 0.01,
-                 warp_align_corners: bool = False):
+    def __init__(
+        self,
+        block_expansion: int = 64,
+        num_blocks: int = 4,
+        num_down_blocks: int = 4,
+        max_features: int = 512,
+        num_kp: int = 1,
+        num_channels: int = 3,
+        num_bottleneck_blocks: int = 4,
+        estimate_occlusion_map: bool = False,
+        scale_factor: float = 1,
+        kp_variance: float = 0.01,
+        warp_align_corners: bool = False,
+    ):
         super().__init__()
         self.hourglass = Hourglass(block_expansion, num_channels + 1, num_blocks, max_features)
         self.flow = nn.Conv2d(self.hourglass.out_filters, 2, kernel_size=7, padding=3)
-        self.occlusion = (nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3)
-                          if estimate_occlusion_map else None)
+        self.occlusion = (
+            nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3)
+            if estimate_occlusion_map
+            else None
+        )
         self.scale_factor = scale_factor
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
         self.up_blocks = nn.ModuleList(UpBlock2d(num_kp, num_kp) for _ in range(num_down_blocks))
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         width = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
-        self.motiondown_blocks = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
+        self.motiondown_blocks = nn.ModuleList(
+            DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks)
+        )
         self.motionup_blocks = nn.ModuleList(
-            UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks)))
+            UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks))
+        )
         self.bottleneck = nn.Sequential()
         for i in range(num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1], kernel_size=3, padding=1))
@@ -124,17 +170,28 @@ class DenseMotionNetwork(nn.Module):
         encoded = self.first(image)
         for block in self.motiondown_blocks:
             encoded = block(encoded)
-        return {"image": image, "encoded": encoded, "heatmap": self.upsample_feature(source_feature),
-                "uint8": [to_uint8(f) for f in source_feature]}
+        return {
+            "image": image,
+            "encoded": encoded,
+            "heatmap": self.upsample_feature(source_feature),
+            "uint8": [to_uint8(f) for f in source_feature],
+        }
 
     def sparse_motion(self, driving_feature: torch.Tensor, source_uint8: list[np.ndarray]) -> torch.Tensor:
         """Farneback flow per frame ``(B, h, w, 2)``; each frame normalised on its own."""
-        flows = [farneback_flow(to_uint8(d), source_uint8[i if len(source_uint8) > 1 else 0])
-                 for i, d in enumerate(driving_feature)]
+        flows = [
+            farneback_flow(to_uint8(d), source_uint8[i if len(source_uint8) > 1 else 0])
+            for i, d in enumerate(driving_feature)
+        ]
         return torch.from_numpy(np.stack(flows)).to(driving_feature.device, driving_feature.dtype)
 
-    def forward(self, source_image: torch.Tensor, source_feature: torch.Tensor, driving_feature: torch.Tensor,
-                prepared: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        source_image: torch.Tensor,
+        source_feature: torch.Tensor,
+        driving_feature: torch.Tensor,
+        prepared: Mapping[str, Any] | None = None,
+    ) -> dict[str, torch.Tensor]:
         src = prepared if prepared is not None else self.prepare_source(source_image, source_feature)
         bs = driving_feature.shape[0]
         image = src["image"].expand(bs, *src["image"].shape[1:])
@@ -142,15 +199,20 @@ class DenseMotionNetwork(nn.Module):
         heatmap = self.upsample_feature(driving_feature) - src["heatmap"]
 
         sparse_motion = self.sparse_motion(driving_feature, src["uint8"])
-        out = warp(src["encoded"].expand(bs, *src["encoded"].shape[1:]), sparse_motion, self.warp_align_corners)
+        out = warp(
+            src["encoded"].expand(bs, *src["encoded"].shape[1:]), sparse_motion, self.warp_align_corners
+        )
         out = self.bottleneck(out)
         for block in self.motionup_blocks:
             out = block(out)
         sparse_deformed = self.final(out)
 
         prediction = self.hourglass(torch.cat([heatmap.view(bs, -1, h, w), sparse_deformed], dim=1))
-        result = {"sparse_motion": sparse_motion, "sparse_deformed": sparse_deformed,
-                  "deformation": self.flow(prediction).permute(0, 2, 3, 1)}
+        result = {
+            "sparse_motion": sparse_motion,
+            "sparse_deformed": sparse_deformed,
+            "deformation": self.flow(prediction).permute(0, 2, 3, 1),
+        }
         if self.occlusion is not None:
             result["occlusion_map"] = torch.sigmoid(self.occlusion(prediction))
         return result
@@ -159,18 +221,33 @@ class DenseMotionNetwork(nn.Module):
 class OcclusionAwareGenerator(nn.Module):
     """Key-frame encoder, warp by the dense flow, occlusion, residual bottleneck, decoder."""
 
-    def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
-                 num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: Mapping[str, Any] | None = None, estimate_jacobian: bool = False,
-                 warp_align_corners: bool = False):
+    def __init__(
+        self,
+        num_channels: int,
+        num_kp: int,
+        block_expansion: int,
+        max_features: int,
+        num_down_blocks: int,
+        num_bottleneck_blocks: int,
+        estimate_occlusion_map: bool = False,
+        dense_motion_params: Mapping[str, Any] | None = None,
+        estimate_jacobian: bool = False,
+        warp_align_corners: bool = False,
+    ):
         super().__init__()
         self.dense_motion_network = DenseMotionNetwork(
-            num_kp=num_kp, num_channels=num_channels, estimate_occlusion_map=estimate_occlusion_map,
-            warp_align_corners=warp_align_corners, **(dense_motion_params or {}))
+            num_kp=num_kp,
+            num_channels=num_channels,
+            estimate_occlusion_map=estimate_occlusion_map,
+            warp_align_corners=warp_align_corners,
+            **(dense_motion_params or {}),
+        )
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         width = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
         self.down_blocks = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
-        self.up_blocks = nn.ModuleList(UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks)))
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks))
+        )
         self.bottleneck = nn.Sequential()
         for i in range(num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1], kernel_size=3, padding=1))
@@ -182,16 +259,25 @@ class OcclusionAwareGenerator(nn.Module):
         encoded = self.first(source_image)
         for block in self.down_blocks:
             encoded = block(encoded)
-        return {"encoded": encoded, "motion": self.dense_motion_network.prepare_source(source_image, source_feature)}
+        return {
+            "encoded": encoded,
+            "motion": self.dense_motion_network.prepare_source(source_image, source_feature),
+        }
 
     def deform_input(self, inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
         if deformation.shape[1:3] != inp.shape[2:]:
-            deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=inp.shape[2:], mode="bilinear",
-                                        align_corners=False).permute(0, 2, 3, 1)
+            deformation = F.interpolate(
+                deformation.permute(0, 3, 1, 2), size=inp.shape[2:], mode="bilinear", align_corners=False
+            ).permute(0, 2, 3, 1)
         return warp(inp, deformation, self.warp_align_corners)
 
-    def forward(self, source_image: torch.Tensor, source_feature: torch.Tensor, driving_feature: torch.Tensor,
-                prepared: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        source_image: torch.Tensor,
+        source_feature: torch.Tensor,
+        driving_feature: torch.Tensor,
+        prepared: Mapping[str, Any] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Animate ``source_image`` (batch 1) with B driving features (positional order as upstream)."""
         src = prepared if prepared is not None else self.prepare_source(source_image, source_feature)
         bs = driving_feature.shape[0]
@@ -202,10 +288,55 @@ class OcclusionAwareGenerator(nn.Module):
         occlusion = out.get("occlusion_map")
         if occlusion is not None:
             if occlusion.shape[2:] != warped.shape[2:]:
-                occlusion = F.interpolate(occlusion, size=warped.shape[2:], mode="bilinear", align_corners=False)
+                occlusion = F.interpolate(
+                    occlusion, size=warped.shape[2:], mode="bilinear", align_corners=False
+                )
             warped = warped * occlusion
         warped = self.bottleneck(warped)
         for block in self.up_blocks:
             warped = block(warped)
         out["prediction"] = torch.sigmoid(self.final(warped))
         return out
+
+
+@register_model("cfte")
+class CFTE(NetworkModel):
+    """CFTE as a GFVC codec model: features are the compact feature, row-major (16 floats at 256x256)."""
+
+    @classmethod
+    def build_networks(
+        cls, model_params: Mapping[str, Any], warp_align_corners: bool = False
+    ) -> dict[str, nn.Module]:
+        common = model_params["common_params"]
+        return {
+            "kp_detector": KPDetector(**model_params["kp_detector_params"], **common),
+            "generator": OcclusionAwareGenerator(
+                **model_params["generator_params"], **common, warp_align_corners=warp_align_corners
+            ),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.num_kp = self.networks["kp_detector"].conv1.out_channels
+        self.feature_size = self.num_kp * 16  # the 4 x 4 feature of a 256 x 256 frame
+
+    @torch.no_grad()
+    def extract_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.networks["kp_detector"](self._input(frames))["value"].flatten(1)
+
+    @torch.no_grad()
+    def prepare_reference(self, key_frame: torch.Tensor) -> dict[str, Any]:
+        key_frame = self._input(key_frame)
+        feature = self.networks["kp_detector"](key_frame)["value"]
+        return {"feature": feature, "prepared": self.networks["generator"].prepare_source(key_frame, feature)}
+
+    @torch.no_grad()
+    def generate(
+        self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor
+    ) -> torch.Tensor:
+        source_feature = reference["feature"]
+        driving = self._input(features).reshape(-1, *source_feature.shape[1:])
+        out = self.networks["generator"](
+            self._input(key_frame), source_feature, driving, reference["prepared"]
+        )
+        return out["prediction"]

@@ -90,14 +90,16 @@ class SeiLayout:
             space = dims if num_kps else (3 if entry.get("space_3d") else 2)
             if type_idx in (0, 1):
                 if not num_kps:
-                    raise ValueError(f"sei matrix type {type_idx} needs coordinates (one matrix per keypoint)")
+                    raise ValueError(f"sei matrix type {type_idx} needs coordinates "
+                                     "(one matrix per keypoint)")
                 shape = (num_kps, dims, dims)
             elif type_idx == 4:
                 shape = (1, space, space)
             elif type_idx in (5, 6):
                 shape = (1, space, 1)
             else:
-                shape = (int(entry.get("count", 1)) if type_idx >= 7 else 1, int(entry["height"]), int(entry["width"]))
+                count = int(entry.get("count", 1)) if type_idx >= 7 else 1
+                shape = (count, int(entry["height"]), int(entry["width"]))
             if not 0 <= type_idx <= 63:
                 raise ValueError(f"sei matrix type_idx {type_idx} is outside 0..63")
             matrices.append(MatrixLayout(type_idx, int(entry["offset"]), *shape))

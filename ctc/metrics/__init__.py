@@ -3,6 +3,9 @@
 Every metric scores batches of 8-bit RGB frames ``(B, 3, H, W)`` against the originals and
 returns one value per frame; a sequence's value is the mean over all its frames, the first
 (key) frame included, as in the GFVC common software.
+
+Frames are scored in batches; the conversions that several metrics need (a float32 tensor on the
+device, YUV 4:2:0) are made once per batch in a :class:`FrameBatch` and shared between metrics.
 """
 
 from __future__ import annotations
@@ -10,31 +13,65 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 # Modules that register metrics; imported on first use so that cheap metrics stay cheap.
-METRIC_MODULES = ("ctc.metrics.psnr",)
+METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual")
 
 
 class MetricError(ValueError):
     """Bad input to a metric (mismatched sizes, out-of-range values, unknown name)."""
 
 
+class FrameBatch:
+    """Reference and distorted uint8 frames ``(B, 3, H, W)`` with their conversions, each made once."""
+
+    def __init__(self, reference: np.ndarray, distorted: np.ndarray) -> None:
+        self.reference = reference
+        self.distorted = distorted
+        self._tensors: dict[str, tuple] = {}
+
+    def __len__(self) -> int:
+        return self.reference.shape[0]
+
+    def tensors(self, device: str) -> tuple:
+        """Both batches as float32 torch tensors in [0, 1] on ``device`` (RGB scaled as DISTS and LPIPS do)."""
+        if device not in self._tensors:
+            import torch
+
+            pair = np.stack([self.reference, self.distorted])  # one host-to-device copy for both
+            scaled = torch.from_numpy(pair).to(device, non_blocking=True).float().div_(255.0)
+            self._tensors[device] = (scaled[0], scaled[1])
+        return self._tensors[device]
+
+    @cached_property
+    def yuv(self) -> tuple:
+        """Both batches in YUV 4:2:0, converted as the harness converts (:func:`ctc.frames.rgb_to_yuv420`)."""
+        from ctc.frames import rgb_to_yuv420
+
+        return rgb_to_yuv420(self.reference), rgb_to_yuv420(self.distorted)
+
+
 class Metric(ABC):
     name: ClassVar[str]
     lower_is_better: ClassVar[bool] = False
     unit: ClassVar[str] = ""
+    description: ClassVar[str] = ""
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
 
     @abstractmethod
+    def score_batch(self, batch: FrameBatch) -> np.ndarray:
+        """Per-frame values, float64 ``(B,)``."""
+
     def score(self, reference: np.ndarray, distorted: np.ndarray) -> np.ndarray:
         """Per-frame values, float64 ``(B,)``, for uint8 batches ``(B, 3, H, W)``."""
+        return self.score_batch(FrameBatch(*_checked_pair(reference, distorted)))
 
 
 METRICS: dict[str, type[Metric]] = {}
@@ -54,27 +91,97 @@ def _load_metric_modules() -> None:
         importlib.import_module(module)
 
 
-@lru_cache(maxsize=None)
-def get_metric(name: str, device: str = "cpu") -> Metric:
-    """The metric ``name`` on ``device``, built once per process (backbones are not rebuilt per job)."""
+def metric_class(name: str) -> type[Metric]:
+    """The class registered as ``name`` (no model is built)."""
     _load_metric_modules()
     if name not in METRICS:
         raise MetricError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}")
-    return METRICS[name](device=device)
+    return METRICS[name]
+
+
+def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Direction, unit and definition of each metric, for result files and tables."""
+    return {name: {"lower_is_better": cls.lower_is_better, "unit": cls.unit, "description": cls.description}
+            for name in names for cls in [metric_class(name)]}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is ``cuda`` when this process has a GPU, else ``cpu``; anything else is kept."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def get_metric(name: str, device: str = "cpu") -> Metric:
+    """The metric ``name`` on ``device``, built once per process (backbones are not rebuilt per job)."""
+    return _build_metric(name, resolve_device(device))
+
+
+@cache
+def _build_metric(name: str, device: str) -> Metric:
+    return metric_class(name)(device=device)
+
+
+def _check_shapes(reference: np.ndarray, distorted: np.ndarray, prefix: str) -> None:
+    for role, frames in (("reference", reference), ("decoded", distorted)):
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise MetricError(f"{prefix}{role} frames have shape {frames.shape}, expected (N, 3, H, W) RGB")
+    if reference.shape[0] != distorted.shape[0]:
+        raise MetricError(f"{prefix}reference has {reference.shape[0]} frames, decoded has {distorted.shape[0]}")
+    if reference.shape[0] == 0:
+        raise MetricError(f"{prefix}no frames to score")
+    if reference.shape[2:] != distorted.shape[2:]:
+        raise MetricError(f"{prefix}reference frames are {reference.shape[3]}x{reference.shape[2]}, "
+                          f"decoded frames are {distorted.shape[3]}x{distorted.shape[2]}")
+
+
+def _as_uint8(frames: np.ndarray, role: str, prefix: str) -> np.ndarray:
+    """``frames`` as uint8, or a :class:`MetricError` when they hold anything but integers 0..255."""
+    if frames.dtype == np.uint8:
+        return frames
+    if not (np.issubdtype(frames.dtype, np.integer) or np.issubdtype(frames.dtype, np.floating)):
+        raise MetricError(f"{prefix}{role} have dtype {frames.dtype}, expected 8-bit samples")
+    if np.isnan(frames).any():
+        raise MetricError(f"{prefix}{role} contain NaN")
+    low, high = frames.min(), frames.max()
+    if low < 0 or high > 255 or not np.array_equal(frames, np.round(frames)):
+        raise MetricError(f"{prefix}{role} hold values in [{low}, {high}]; expected 8-bit integers 0..255")
+    return frames.astype(np.uint8)
+
+
+def _checked_pair(reference: np.ndarray, distorted: np.ndarray, label: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays as uint8 ``(N, 3, H, W)`` of equal shape, or a :class:`MetricError` naming what is wrong."""
+    prefix = f"{label}: " if label else ""
+    _check_shapes(reference, distorted, prefix)
+    return (_as_uint8(np.asarray(reference), "reference frames", prefix),
+            _as_uint8(np.asarray(distorted), "decoded frames", prefix))
 
 
 def score_frames(reference: np.ndarray, distorted: np.ndarray, metrics: Sequence[str],
-                 device: str = "cpu", batch_size: int = 16) -> pd.DataFrame:
-    """Score two ``(N, 3, H, W)`` uint8 sequences frame by frame; one column per metric."""
-    if reference.shape != distorted.shape:
-        raise MetricError(f"reference {reference.shape} and decoded {distorted.shape} differ in shape")
-    scorers = [get_metric(name, device) for name in metrics]
-    columns: dict[str, list[np.ndarray]] = {m.name: [] for m in scorers}
-    for start in range(0, reference.shape[0], batch_size):
-        ref = np.asarray(reference[start:start + batch_size])
-        dist = np.asarray(distorted[start:start + batch_size])
-        for metric in scorers:
-            columns[metric.name].append(metric.score(ref, dist))
+                 device: str = "cpu", batch_size: int = 16, label: str = "") -> pd.DataFrame:
+    """Score two ``(N, 3, H, W)`` 8-bit sequences frame by frame; one column per metric.
+
+    The arrays may be memory-mapped files: frames are read one batch at a time. ``label`` (e.g. the
+    job's name) starts every error message.
+    """
+    prefix = f"{label}: " if label else ""
+    if batch_size < 1:
+        raise MetricError(f"{prefix}batch_size must be at least 1, got {batch_size}")
+    _check_shapes(reference, distorted, prefix)  # reads no frame
+    try:
+        scorers = [get_metric(name, device) for name in metrics]
+        columns: dict[str, list[np.ndarray]] = {m.name: [] for m in scorers}
+        for start in range(0, reference.shape[0], batch_size):
+            stop = min(start + batch_size, reference.shape[0])
+            frames = f"frames {start}-{stop - 1}"
+            batch = FrameBatch(_as_uint8(np.asarray(reference[start:stop]), f"reference {frames}", ""),
+                               _as_uint8(np.asarray(distorted[start:stop]), f"decoded {frames}", ""))
+            for metric in scorers:
+                columns[metric.name].append(np.asarray(metric.score_batch(batch), np.float64))
+    except MetricError as error:
+        raise MetricError(f"{prefix}{error}") from None
     table = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
     table.index.name = "frame"
     return table

@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -224,7 +224,7 @@ def resolve_backbone(name: str) -> ResolvedWeights:
     raise WeightsError(f"no ImageNet weights for {name} (never using random ones); tried:\n  " + "\n  ".join(tried))
 
 
-@lru_cache(maxsize=None)
+@cache
 def backbone_state_dict(name: str) -> dict[str, torch.Tensor]:
     """Cached per process: torchvision ``features.*`` state dict of ``vgg16`` or ``alexnet``."""
     return resolve_backbone(name).state_dict
@@ -233,11 +233,11 @@ def backbone_state_dict(name: str) -> dict[str, torch.Tensor]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``ctc-weights``: resolve (fetch, convert, cache) the backbones ahead of time; print where each came from."""
     parser = argparse.ArgumentParser(prog="ctc-weights", description=__doc__.split("\n\n")[0])
-    parser.add_argument("backbones", nargs="*", default=list(BACKBONES), choices=list(BACKBONES),
-                        help="backbones to resolve (default: all)")
+    parser.add_argument("backbones", nargs="*", metavar="BACKBONE",
+                        help=f"backbones to resolve, of {', '.join(BACKBONES)} (default: all)")
     args = parser.parse_args(argv)
     report = {}
-    for name in args.backbones:
+    for name in args.backbones or BACKBONES:
         try:
             report[name] = resolve_backbone(name).source
         except WeightsError as error:

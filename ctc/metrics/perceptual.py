@@ -1,0 +1,161 @@
+"""DISTS and LPIPS: the reference packages' models with their own weights and the resolved backbones.
+
+``lpips`` and ``DISTS-pytorch`` ask ``torchvision.models`` for an ImageNet VGG16 / AlexNet (a download).
+While they build, :func:`_reference_model` hands them a stand-in for ``torchvision.models`` whose networks
+already hold the weights from :mod:`ctc.metrics.weights`, built on the meta device first so that nothing
+is ever randomly initialised or downloaded. Every parameter of the finished model is then loaded strictly
+from a named source (backbone, LPIPS linear layers, DISTS alpha/beta); a parameter without one is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from unittest import mock
+
+import DISTS_pytorch
+import DISTS_pytorch.DISTS_pt
+import lpips
+import lpips.pretrained_networks
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+from ctc.metrics import FrameBatch, Metric, register_metric
+from ctc.metrics.weights import BACKBONES, WeightsError, backbone_state_dict
+
+DISTS_WEIGHTS = Path(DISTS_pytorch.__file__).parent / "weights.pt"
+LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet"}
+
+
+def lpips_linear_weights_file(net: str) -> Path:
+    """The ``lpips`` package's version 0.1 linear-layer weights for ``net``."""
+    return Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+
+
+def pretrained_features(backbone: str) -> nn.Sequential:
+    """torchvision's ``features`` of ``backbone`` holding the resolved ImageNet weights."""
+    with torch.device("meta"):
+        features = getattr(torchvision.models, backbone)(weights=None).features
+    state = {key.removeprefix("features."): value for key, value in backbone_state_dict(backbone).items()}
+    features.load_state_dict(state, strict=True, assign=True)
+    return features
+
+
+class _ResolvedTorchvisionModels:
+    """Stands in for ``torchvision.models`` inside a reference package while it builds its network."""
+
+    def __getattr__(self, name: str) -> Callable[..., SimpleNamespace]:
+        if name not in BACKBONES:
+            raise AttributeError(f"the metric packages may only ask for {', '.join(BACKBONES)}, not {name}")
+        return lambda *args, **kwargs: SimpleNamespace(features=pretrained_features(name))
+
+
+def _sliced_backbone(model: nn.Module, container: str, backbone: str) -> dict[str, torch.Tensor]:
+    """torchvision's ``features.<i>.*`` keys renamed to where layer ``<i>`` sits in ``container``'s slices.
+
+    Both packages cut ``features`` into ``nn.Sequential`` slices whose children keep their index as name.
+    """
+    root = model.get_submodule(container) if container else model
+    prefix = f"{container}." if container else ""
+    where = {index: f"{prefix}{slice_name}.{index}"
+             for slice_name, part in root.named_children() for index, _ in part.named_children()}
+    renamed = {}
+    for key, value in backbone_state_dict(backbone).items():
+        _, index, parameter = key.split(".")
+        if index not in where:
+            raise WeightsError(f"{type(model).__name__} has no layer for {backbone} {key}")
+        renamed[f"{where[index]}.{parameter}"] = value
+    return renamed
+
+
+def _load_strictly(model: nn.Module, learned: dict[str, torch.Tensor]) -> None:
+    """Load ``learned`` strictly; it must cover every parameter of ``model`` (buffers are fixed constants)."""
+    parameters = set(dict(model.named_parameters()))
+    missing, unexpected = parameters - set(learned), set(learned) - parameters
+    if missing or unexpected:
+        raise WeightsError(f"{type(model).__name__}: parameters without weights {sorted(missing)}, "
+                           f"weights without parameter {sorted(unexpected)}")
+    model.load_state_dict({**model.state_dict(), **learned}, strict=True)
+
+
+def _reference_model(package_module: ModuleType, attribute: str, build: Callable[[], nn.Module]) -> nn.Module:
+    with mock.patch.object(package_module, attribute, _ResolvedTorchvisionModels()):
+        return build()
+
+
+def build_lpips(net: str) -> lpips.LPIPS:
+    """LPIPS version 0.1 (``net`` = ``vgg`` or ``alex``) with its linear layers and ImageNet backbone."""
+    backbone = LPIPS_BACKBONES[net]
+    model = _reference_model(lpips.pretrained_networks, "tv", lambda: lpips.LPIPS(
+        net=net, version="0.1", pretrained=True, pnet_rand=True, model_path=str(lpips_linear_weights_file(net)),
+        verbose=False))
+    linear = torch.load(lpips_linear_weights_file(net), map_location="cpu", weights_only=True)
+    _load_strictly(model, {**_sliced_backbone(model, "net", backbone), **linear})
+    return model.eval()
+
+
+def build_dists() -> DISTS_pytorch.DISTS:
+    """DISTS with the ``DISTS-pytorch`` package's alpha/beta (``weights.pt``) and the ImageNet VGG16."""
+    model = _reference_model(DISTS_pytorch.DISTS_pt, "models", lambda: DISTS_pytorch.DISTS(load_weights=False))
+    alpha_beta = torch.load(DISTS_WEIGHTS, map_location="cpu", weights_only=True)
+    _load_strictly(model, {**_sliced_backbone(model, "", "vgg16"), **alpha_beta})
+    return model.eval()
+
+
+class PerceptualMetric(Metric):
+    lower_is_better = True
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__(device)
+        self.model = self.build().to(device)
+
+    def build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def distance(self, reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
+        """Per-frame distances of float32 batches in [0, 1]."""
+        raise NotImplementedError
+
+    def score_batch(self, batch: FrameBatch) -> np.ndarray:
+        with torch.inference_mode():
+            values = self.distance(*batch.tensors(self.device))
+        return values.reshape(-1).double().cpu().numpy()
+
+
+class Lpips(PerceptualMetric):
+    net: str
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.description = (f"LPIPS v0.1 with {cls.net.upper() if cls.net == 'vgg' else 'AlexNet'} "
+                           "(lpips package), RGB scaled to [-1, 1], spatial average; lower is better")
+
+    def build(self) -> nn.Module:
+        return build_lpips(self.net)
+
+    def distance(self, reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
+        return self.model(reference, distorted, normalize=True)  # normalize: [0, 1] -> [-1, 1]
+
+
+@register_metric("lpips")
+class LpipsVgg(Lpips):
+    net = "vgg"
+
+
+@register_metric("lpips_alex")
+class LpipsAlex(Lpips):
+    net = "alex"
+
+
+@register_metric("dists")
+class Dists(PerceptualMetric):
+    description = "DISTS (DISTS-pytorch 0.1 weights), RGB in [0, 1], full resolution; lower is better"
+
+    def build(self) -> nn.Module:
+        return build_dists()
+
+    def distance(self, reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
+        return self.model(reference, distorted)

@@ -1,0 +1,55 @@
+"""The ``ctc`` Hydra sweeper of gfvc-ctc (``hydra/sweeper=ctc``).
+
+Hydra accepts plugin classes only from the ``hydra_plugins`` namespace, hence this package; the
+sweep itself lives in :mod:`ctc.sweep`. The sweeper turns the composed configuration (codec,
+anchor, test set and their rate points) into one Hydra job per (codec, sequence, rate point),
+skips the complete ones and hands the rest to the configured launcher (joblib, submitit) in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict, read_write
+
+
+@dataclass
+class CtcSweeperConf:
+    _target_: str = "hydra_plugins.gfvc_ctc_sweeper.CtcSweeper"
+    batch_size: Any = None  # jobs handed to the launcher at once; null: twice the workers (`jobs`)
+
+
+class CtcSweeper(Sweeper):
+    def __init__(self, batch_size: int | None = None) -> None:
+        self.batch_size = batch_size
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from ctc.sweep import default_workers
+
+        if config.jobs in (None, "auto"):
+            with read_write(config), open_dict(config):
+                config.jobs = default_workers()
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> None:
+        from ctc.sweep import run_sweep
+
+        assert self.config is not None and self.launcher is not None
+        batch_size = int(self.batch_size or 2 * int(self.config.jobs))
+        run_sweep(self.config, arguments, self.launcher.launch, batch_size)
+
+
+def register() -> None:
+    """Make the sweeper known to Hydra (its plugin scan does not see editable installs)."""
+    ConfigStore.instance().store(group="hydra/sweeper", name="ctc", node=CtcSweeperConf, provider="gfvc-ctc")
+    Plugins.instance().register(CtcSweeper)

@@ -1,0 +1,61 @@
+"""Helpers for the model tests: the golden manifests and tiny references in ../shared/golden."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+
+
+def manifest(golden: Path) -> dict[str, Any]:
+    return json.loads((golden / "manifest.json").read_text())
+
+
+def tiny_params(golden: Path) -> dict[str, Any]:
+    return json.loads((golden / "tiny" / "config.json").read_text())["model_params"]
+
+
+def load_pt(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def layout(module: nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
+    """Ordered (key, shape, dtype) of a module's state dict, buffers included."""
+    return [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in module.state_dict().items()]
+
+
+def manifest_layout(entries: list[dict[str, Any]]) -> list[tuple[str, tuple[int, ...], str]]:
+    return [(e["key"], tuple(e["shape"]), e["dtype"]) for e in entries]
+
+
+def random_state_dict(entries: list[dict[str, Any]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict with exactly the manifest's keys, shapes and dtypes, filled with random values."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for e in entries:
+        dtype = DTYPES[e["dtype"]]
+        if dtype.is_floating_point:
+            state[e["key"]] = torch.rand(e["shape"], generator=generator, dtype=dtype)
+        else:
+            state[e["key"]] = torch.randint(0, 1000, e["shape"], generator=generator, dtype=dtype)
+    return state
+
+
+def training_checkpoint(networks: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """A checkpoint laid out like the training loggers write it: networks, discriminator, optimisers, epoch."""
+    extra = {
+        "discriminator": {"discs.1.conv.weight": torch.zeros(2, 3, 4, 4)},
+        "optimizer_generator": {"state": {}, "param_groups": [{"lr": 2e-4, "params": [0, 1]}]},
+        "optimizer_kp_detector": {"state": {}, "param_groups": [{"lr": 2e-4, "params": [0]}]},
+        "epoch": 99,
+    }
+    return {**networks, **extra}
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()

@@ -1,0 +1,181 @@
+"""BD-rate: hand-computed cases, agreement with the bjontegaard package, every bad input, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import bjontegaard
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctc.bd import BDResult, bd_rate, main
+
+RATES = np.array([100.0, 200.0, 400.0, 800.0])
+PSNR = np.array([30.0, 33.0, 36.0, 39.0])  # 3 dB per doubling of the rate: a line in log(rate)
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_identical_curves_give_zero(method):
+    result = bd_rate(RATES, PSNR, RATES, PSNR, method=method)
+    assert result.status == "ok"
+    assert result.bd_rate == pytest.approx(0.0, abs=1e-9)
+    assert result.bd_quality == pytest.approx(0.0, abs=1e-9)
+    assert result.overlap == 1.0
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_half_the_rate_gives_minus_fifty_percent(method):
+    curved = np.array([30.0, 34.5, 37.2, 38.9])  # any rising curve: BD-rate compares rates at equal quality
+    result = bd_rate(RATES, curved, RATES / 2, curved, method=method)
+    assert result.bd_rate == pytest.approx(-50.0, abs=1e-9)
+    assert result.status == "ok"
+
+
+def test_shifted_curve_gives_the_known_value():
+    # Quality rises 3 dB per doubling, so +1.5 dB everywhere is the anchor's quality at sqrt(1/2) of
+    # the rate: BD-rate = 2**-0.5 - 1, and BD-quality is the shift itself.
+    result = bd_rate(RATES, PSNR, RATES, PSNR + 1.5)
+    assert result.bd_rate == pytest.approx((2 ** -0.5 - 1) * 100, abs=1e-9)
+    assert result.bd_quality == pytest.approx(1.5, abs=1e-9)
+    assert result.overlap == pytest.approx(7.5 / 10.5)  # shared 31.5..39 of 30..40.5
+    assert result.status == "partial_overlap"
+    assert "71%" in result.reason
+
+
+def test_point_order_does_not_matter():
+    shuffled = [2, 0, 3, 1]
+    assert bd_rate(RATES[shuffled], PSNR[shuffled], RATES / 2, PSNR).bd_rate == pytest.approx(-50.0)
+
+
+def test_lower_is_better_compares_one_minus_value():
+    dists = np.array([0.30, 0.24, 0.19, 0.15])
+    test_dists = np.array([0.28, 0.22, 0.18, 0.14])
+    result = bd_rate(RATES, dists, RATES, test_dists, lower_is_better=True)
+    same = bd_rate(RATES, 1 - dists, RATES, 1 - test_dists)
+    assert result == same
+    assert result.bd_rate < 0 and result.bd_quality > 0  # lower DISTS at equal rate: better, both ways
+    # the raw values fall with rate: without the flag they are not a usable curve
+    assert bd_rate(RATES, dists, RATES, test_dists).status == "non_monotonic"
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_agrees_with_bjontegaard_on_random_monotonic_curves(method):
+    generator = np.random.default_rng(7)
+    for _ in range(50):
+        anchor_rate = np.sort(generator.uniform(10, 1000, 4))
+        anchor_quality = np.sort(generator.uniform(25, 45, 4))
+        count = generator.integers(4, 7)
+        test_rate = np.sort(generator.uniform(10, 1000, count))
+        test_quality = np.sort(generator.uniform(25, 45, count))
+        result = bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method=method, min_overlap=0)
+        options = {"method": method, "require_matching_points": False, "min_overlap": 0}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the package warns where the curves do not overlap
+            expected_rate = bjontegaard.bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, **options)
+            expected_quality = bjontegaard.bd_psnr(anchor_rate, anchor_quality, test_rate, test_quality, **options)
+        if result.status == "no_overlap":
+            assert math.isnan(result.bd_rate) and math.isnan(expected_rate)
+        else:
+            assert result.status == "ok"
+            assert result.bd_rate == expected_rate
+        if result.rate_overlap > 0:
+            assert result.bd_quality == expected_quality
+
+
+@pytest.mark.parametrize(("anchor", "test", "status", "words"), [
+    ((RATES, PSNR), (RATES * 100, PSNR + 20), "no_overlap", "do not overlap"),
+    ((RATES, PSNR), (RATES[:3], PSNR[:3]), "too_few_points", "test curve has 3 rate point(s), 4 needed"),
+    ((RATES[:2], PSNR[:2]), (RATES, PSNR), "too_few_points", "anchor curve has 2"),
+    ((RATES, PSNR), (RATES, [30, 34, 33, 39]), "non_monotonic", "test quality does not rise with rate"),
+    ((RATES, [30, 30, 36, 39]), (RATES, PSNR), "non_monotonic", "anchor quality"),
+    ((RATES, PSNR), ([100, 100, 400, 800], PSNR), "duplicate_rates", "same rate"),
+    ((RATES, PSNR), (RATES, [30, np.nan, 36, 39]), "invalid_input", "NaN"),
+    ((RATES, PSNR), ([0, 200, 400, 800], PSNR), "invalid_input", "rate <= 0"),
+    (([], []), (RATES, PSNR), "too_few_points", "anchor curve has 0"),
+])
+def test_bad_curves_get_a_status_and_reason(anchor, test, status, words):
+    result = bd_rate(*anchor, *test)
+    assert result.status == status
+    assert words in result.reason
+    assert math.isnan(result.bd_rate)
+    assert not result.has_bd_rate
+
+
+def test_non_monotonic_curve_still_gets_bd_quality():
+    result = bd_rate(RATES, PSNR, RATES, [31, 34, 33.5, 40])
+    assert result.status == "non_monotonic"
+    assert math.isnan(result.bd_rate)
+    assert np.isfinite(result.bd_quality)
+
+
+def test_no_rate_overlap_is_explained():
+    result = bd_rate(RATES, PSNR, RATES * 8, PSNR + 5)  # quality ranges overlap, rates do not
+    assert result.has_bd_rate
+    assert math.isnan(result.bd_quality) and result.rate_overlap == 0
+
+
+def test_caller_errors_raise():
+    with pytest.raises(ValueError, match="unknown BD method 'akima'"):
+        bd_rate(RATES, PSNR, RATES, PSNR, method="akima")
+    with pytest.raises(ValueError, match="anchor curve has 4 rates but 3 quality values"):
+        bd_rate(RATES, PSNR[:3], RATES, PSNR)
+
+
+def test_result_to_dict_is_json_ready():
+    result = bd_rate(RATES, PSNR, RATES[:3], PSNR[:3])
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["bd_rate"] is None and data["status"] == "too_few_points"
+    assert BDResult(**{k: (math.nan if v is None else v) for k, v in data.items()}).status == "too_few_points"
+
+
+def _write_curve(path, rates, **metrics):
+    pd.DataFrame({"kbps": rates, **metrics}).to_csv(path, index=False)
+    return path
+
+
+def test_cli_prints_bd_per_metric_as_json(tmp_path, capsys):
+    dists = np.array([0.30, 0.24, 0.19, 0.15])
+    anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR, dists=dists)
+    test = _write_curve(tmp_path / "test.csv", RATES / 2, psnr=PSNR, dists=dists)
+    assert main([str(anchor), str(test), "--lower-is-better", "dists"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "pchip"
+    assert set(report["metrics"]) == {"psnr", "dists"}
+    for metric in ("psnr", "dists"):
+        assert report["metrics"][metric]["bd_rate"] == pytest.approx(-50.0)
+        assert report["metrics"][metric]["status"] == "ok"
+    assert report["metrics"]["dists"]["bd_quality_of"] == "1 - dists"
+    assert report["metrics"]["psnr"]["direction"] == "higher_is_better"
+
+
+def test_cli_marks_bad_curves_and_takes_the_method(tmp_path, capsys):
+    anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
+    test = _write_curve(tmp_path / "test.csv", RATES[:3], psnr=PSNR[:3])
+    assert main([str(anchor), str(test), "--method", "cubic", "--lower-is-better"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "cubic"
+    assert report["metrics"]["psnr"]["status"] == "too_few_points"
+    assert report["metrics"]["psnr"]["bd_rate"] is None
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ({"rate": RATES, "psnr": PSNR}, "expected a 'kbps' column"),
+    ({"kbps": RATES, "psnr": ["a", "b", "c", "d"]}, "column 'psnr' is not numeric"),
+    ({"kbps": RATES, "ssim": PSNR}, "no column for metric 'psnr'"),
+])
+def test_cli_rejects_bad_files_with_one_message(tmp_path, capsys, columns, message):
+    anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame(columns).to_csv(bad, index=False)
+    assert main([str(anchor), str(bad), "--metrics", "psnr", "--lower-is-better"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "bad.csv" in error
+
+
+def test_cli_names_a_missing_file(tmp_path, capsys):
+    anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
+    assert main([str(anchor), str(tmp_path / "absent.csv")]) == 2
+    assert "absent.csv: cannot read as CSV" in capsys.readouterr().err

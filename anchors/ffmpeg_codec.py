@@ -13,12 +13,18 @@ import functools
 import re
 from abc import abstractmethod
 from collections.abc import Mapping
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from anchors.files import (
+    bitstream_bits,
+    check_file_size,
+    check_picture,
+    frame_rate_text,
+    read_sequence_frames,
+)
 from anchors.tools import ffmpeg_exe, run_tool
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec
 from ctc.frames import (
@@ -40,37 +46,6 @@ INTRA_PICTURE_FPS = 1  # a lone picture has no frame rate; QP-driven coding does
 def join_params(params: Mapping[str, Any] | None) -> str:
     """A library's ``key=value:key=value`` parameter string from a config mapping."""
     return ":".join(f"{key}={value}" for key, value in (params or {}).items())
-
-
-def fps_argument(fps: float) -> str:
-    """The frame rate as FFmpeg takes it exactly: ``25`` or ``30000/1001``."""
-    rate = Fraction(fps).limit_denominator(1001)
-    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
-
-
-def check_file_size(path: Path, expected: int, what: str) -> None:
-    """Raise :class:`CodecError` naming ``path`` unless it holds exactly ``expected`` bytes."""
-    size = path.stat().st_size if path.exists() else None
-    if size != expected:
-        found = "does not exist" if size is None else f"is {size} bytes"
-        raise CodecError(f"{path} {found}, expected {expected} bytes ({what})")
-
-
-def check_bitstream(path: Path, program: str, log: str) -> int:
-    """The size in bits of the bitstream ``path``; :class:`CodecError` if it is missing or empty."""
-    if not path.exists() or path.stat().st_size == 0:
-        state = "no" if not path.exists() else "an empty"
-        raise CodecError(f"{program} wrote {state} bitstream {path}\n{log}")
-    return path.stat().st_size * 8
-
-
-def read_sequence_frames(sequence: SequenceSpec) -> np.ndarray:
-    """All declared frames of ``sequence``; :class:`CodecError` naming the file when it is short."""
-    frames = np.asarray(sequence.read())
-    if frames.shape[0] != sequence.frames:
-        raise CodecError(f"sequence file {sequence.path} holds {frames.shape[0]} frames of "
-                         f"{sequence.width}x{sequence.height}, expected {sequence.frames}")
-    return frames
 
 
 @functools.cache
@@ -136,8 +111,7 @@ class FfmpegCodec(Codec, IntraCodec):
 
     # -- one intra picture ----------------------------------------------------------------------
     def encode_picture(self, rgb: np.ndarray, qp: int, workdir: Path) -> bytes:
-        if rgb.ndim != 3 or rgb.shape[0] != 3:
-            raise ValueError(f"expected one (3, H, W) RGB picture, got an array of shape {rgb.shape}")
+        check_picture(rgb)
         bitstream = Path(workdir) / f"picture_qp{qp}{self.suffix}"
         result = self._encode_frames(rgb[None], qp, INTRA_PICTURE_FPS, bitstream)
         data = result.bitstream.read_bytes()
@@ -161,15 +135,18 @@ class FfmpegCodec(Codec, IntraCodec):
         write_yuv420(raw, self._to_input_depth(rgb_to_yuv420(frames)), self.input_bit_depth)
         command = [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "verbose",
                    "-f", "rawvideo", "-pix_fmt", self._raw_pix_fmt, "-s", f"{width}x{height}",
-                   "-r", fps_argument(fps), "-i", str(raw), "-frames:v", str(count),
+                   "-r", frame_rate_text(fps), "-i", str(raw), "-frames:v", str(count),
                    "-threads", str(self.threads), *self.encoder_options(qp),
                    "-f", self.muxer, str(bitstream)]
         bitstream.unlink(missing_ok=True)
         try:
             log, seconds = run_tool(command, self.timeout)
+        except CodecError:
+            bitstream.unlink(missing_ok=True)  # a failed run leaves no file that looks like a bitstream
+            raise
         finally:
             raw.unlink(missing_ok=True)
-        bits = check_bitstream(bitstream, f"ffmpeg ({self.library})", log)
+        bits = bitstream_bits(bitstream, f"ffmpeg ({self.library})", log)
         return EncodeResult(bitstream=bitstream, bits={"video": bits}, seconds=seconds,
                             commands=[command], log=log)
 

@@ -92,8 +92,8 @@ def _curve_problem(name: str, rate: np.ndarray, quality: np.ndarray, min_points:
     drops = np.flatnonzero(np.diff(quality) <= 0)
     if drops.size:
         i = drops[0]
-        return "non_monotonic", (f"{name} quality does not rise with rate: {quality[i]:.6g} at {rate[i]:.6g}, "
-                                 f"{quality[i + 1]:.6g} at {rate[i + 1]:.6g}")
+        return "non_monotonic", (f"{name} quality does not rise with rate: {quality[i]:.6g} at "
+                                 f"{rate[i]:.6g}, {quality[i + 1]:.6g} at {rate[i + 1]:.6g}")
     return "", ""
 
 
@@ -134,11 +134,12 @@ def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float],
     quality_gain = (float(bjontegaard.bd_psnr(rate_a, quality_a, rate_t, quality_t, **options))
                     if rate_overlap > 0 else nan)
     if status == "non_monotonic":
-        return BDResult(nan, quality_gain, nan, rate_overlap, status, reason + "; BD-rate needs a rising curve")
+        return BDResult(nan, quality_gain, nan, rate_overlap, status,
+                        reason + "; BD-rate needs a rising curve")
     if overlap == 0:
         return BDResult(nan, quality_gain, overlap, rate_overlap, "no_overlap",
-                        f"quality ranges do not overlap (anchor {quality_a.min():.6g} to {quality_a.max():.6g}, "
-                        f"test {quality_t.min():.6g} to {quality_t.max():.6g})")
+                        f"quality ranges do not overlap (anchor {quality_a.min():.6g} to "
+                        f"{quality_a.max():.6g}, test {quality_t.min():.6g} to {quality_t.max():.6g})")
     rate_change = float(bjontegaard.bd_rate(rate_a, quality_a, rate_t, quality_t, **options))
     if overlap < min_overlap:
         return BDResult(rate_change, quality_gain, overlap, rate_overlap, "partial_overlap",
@@ -156,7 +157,8 @@ def _read_curve_csv(path: Path) -> pd.DataFrame:
                          f"found {', '.join(map(str, table.columns)) or 'no columns'}")
     for column in table.columns:
         if not pd.api.types.is_numeric_dtype(table[column]):
-            raise ValueError(f"{path}: column {column!r} is not numeric; expected kbps and one column per metric")
+            raise ValueError(f"{path}: column {column!r} is not numeric; "
+                             "expected kbps and one column per metric")
     return table
 
 

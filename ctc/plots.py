@@ -7,7 +7,7 @@ headless report run and in a notebook, where :func:`rd_figure` returns a figure 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -43,9 +43,10 @@ def rd_figure(curves: pd.DataFrame, metric: str, anchor: str, *, title: str,
         curve = curves[curves["codec"] == codec].dropna(subset=["kbps", metric]).sort_values("kbps")
         if curve.empty:
             continue
+        label = labels.get(codec, codec)
         axes.plot(curve["kbps"], curve[metric], marker="o", linestyle="--" if codec == anchor else "-",
                   color="black" if codec == anchor else None,
-                  label=f"{labels.get(codec, codec)} (anchor)" if codec == anchor else labels.get(codec, codec))
+                  label=f"{label} (anchor)" if codec == anchor else label)
     if log_rate:
         axes.set_xscale("log")
     axes.set_xlabel("rate (kbps)")
@@ -61,28 +62,37 @@ def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def write_rd_curves(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], out_dir: Path, *,
-                    lower_is_better: Sequence[str] = (), labels: Mapping[str, str] | None = None,
-                    log_rate: bool = False) -> list[Path]:
-    """Write ``rd_<metric>_<sequence>`` and ``rd_<metric>_<class>_average`` as PNG and SVG.
+def rd_figures(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], *,
+               lower_is_better: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+               log_rate: bool = False) -> Iterator[tuple[str, Figure]]:
+    """``(name, figure)`` for every metric, sequence and class average: ``rd_<metric>_<sequence>``.
 
     ``rate_points`` has one row per codec, sequence and rate point (columns codec, seq_class,
-    sequence, rate_point, kbps and the metrics). Returns the files written.
+    sequence, rate_point, kbps and the metrics).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     plots: list[tuple[str, str, pd.DataFrame]] = [
         (sequence, f"{sequence} ({group['seq_class'].iloc[0]})", group)
         for sequence, group in rate_points.groupby("sequence", sort=False)]
     for seq_class in rate_points["seq_class"].drop_duplicates():
         average = class_average_curves(rate_points, seq_class, metrics)
         plots.append((f"{seq_class}_average", f"class {seq_class}: average", average))
-    written = []
     for metric in metrics:
         for stem, title, curves in plots:
-            figure = rd_figure(curves, metric, anchor, title=title, labels=labels,
-                               lower_is_better=metric in lower_is_better, log_rate=log_rate)
-            for extension in FORMATS:
-                path = out_dir / f"rd_{_file_stem(metric)}_{_file_stem(stem)}.{extension}"
-                figure.savefig(path)
-                written.append(path)
+            yield (f"rd_{_file_stem(metric)}_{_file_stem(stem)}",
+                   rd_figure(curves, metric, anchor, title=title, labels=labels,
+                             lower_is_better=metric in lower_is_better, log_rate=log_rate))
+
+
+def write_rd_curves(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], out_dir: Path, *,
+                    lower_is_better: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+                    log_rate: bool = False) -> list[Path]:
+    """Write every figure of :func:`rd_figures` into ``out_dir`` as PNG and SVG; return the files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in rd_figures(rate_points, anchor, metrics, lower_is_better=lower_is_better,
+                                   labels=labels, log_rate=log_rate):
+        for extension in FORMATS:
+            path = out_dir / f"{name}.{extension}"
+            figure.savefig(path)
+            written.append(path)
     return written

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ctc.bd import METHODS, MIN_OVERLAP, BDResult, bd_rate, quality_label
 from ctc.plots import write_rd_curves
+from ctc.store import PROVENANCE_FILE, RESULT_FILE, read_result, results_table
 
 REPORT_DIR = "report"
 LOWER_IS_BETTER = "lower_is_better"
@@ -37,9 +38,6 @@ STATUS_MARKS = {"partial_overlap": "partial overlap", "no_overlap": "no overlap"
                 "too_few_points": "too few points", "non_monotonic": "not monotonic",
                 "duplicate_rates": "duplicate rates", "invalid_input": "invalid values",
                 NO_ANCHOR: "no anchor", NO_TEST: "no results", EMPTY: "no data"}
-RESULT_KEYS = ("status", "codec", "role", "codec_version", "random_weights", "sequence", "seq_class",
-               "rate_point", "frames", "fps", "width", "height", "kbps", "enc_seconds", "dec_seconds",
-               "config_hash", "error", "created")
 
 
 class ReportError(ValueError):
@@ -47,30 +45,32 @@ class ReportError(ValueError):
 
 
 def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """One row per ``<codec>/<sequence>/<rate_point>/result.json`` and the metrics' directions.
+    """The run's results (:func:`ctc.store.results_table`, plus the codec version, checkpoint, error
+    and creation time of each job) and the metrics' directions.
 
-    An unreadable file becomes a failed row (so it shows as a gap) rather than stopping the report.
+    An unreadable ``result.json`` becomes a failed row, so that it shows as a gap.
     """
-    records, directions = [], {}
-    for path in sorted(run_dir.glob("*/*/*/result.json")):
-        codec, sequence, rate_point = path.parent.relative_to(run_dir).parts
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            records.append({"codec": codec, "sequence": sequence, "rate_point": rate_point,
-                            "status": "failed", "error": f"{path} is not readable JSON: {error}"})
-            continue
-        record = {key: data.get(key) for key in RESULT_KEYS}
-        record["bits"] = (data.get("bits") or {}).get("total")
-        record["checkpoint"] = (data.get("codec_provenance") or {}).get("checkpoint")
-        record.update(data.get("metrics") or {})
-        directions.update(data.get("metric_directions") or {})
-        records.append(record)
-    return pd.DataFrame.from_records(records), directions
+    results = []
+    for path in sorted(run_dir.glob(f"*/*/*/{RESULT_FILE}")):
+        result = read_result(path.parent)
+        if result is None:
+            codec, sequence, rate_point = path.parent.relative_to(run_dir).parts
+            result = {"codec": codec, "sequence": sequence, "rate_point": rate_point, "status": "failed",
+                      "error": f"{path} is not readable JSON"}
+        results.append(result)
+    table = results_table(results)
+    table["codec_version"] = [result.get("codec_version") for result in results]
+    table["checkpoint"] = [(result.get("codec_provenance") or {}).get("checkpoint") for result in results]
+    table["error"] = [result.get("error") for result in results]
+    table["created"] = [result.get("created") for result in results]
+    directions: dict[str, str] = {}
+    for result in results:
+        directions.update(result.get("metric_directions") or {})
+    return table, directions
 
 
 def read_provenance(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "provenance.json"
+    path = run_dir / PROVENANCE_FILE
     if not path.is_file():
         return {}
     try:
@@ -130,7 +130,8 @@ class Report:
 
     def label(self, codec: str) -> str:
         """The codec's name, flagged where any of its results came from random weights."""
-        return f"{codec} [RANDOM WEIGHTS]" if self.info["codecs"].get(codec, {}).get("random_weights") else codec
+        random = self.info["codecs"].get(codec, {}).get("random_weights")
+        return f"{codec} [RANDOM WEIGHTS]" if random else codec
 
     def lower_is_better(self, metric: str) -> bool:
         return self.directions.get(metric) == LOWER_IS_BETTER
@@ -143,7 +144,8 @@ class Report:
         for value, title in (("bd_rate", "BD-rate {} (%)"), ("bd_quality", "BD-quality {}")):
             wide = bd.pivot_table(index=keys, columns="metric", values=value, dropna=False, sort=False)
             for metric in self.metrics:
-                name = quality_label(metric, self.lower_is_better(metric)) if value == "bd_quality" else metric
+                lower = self.lower_is_better(metric)
+                name = quality_label(metric, lower) if value == "bd_quality" else metric
                 table[title.format(name)] = [wide.loc[tuple(k), metric] for k in table[keys].values]
         times = self.times[self.times["codec"] == codec].set_index(keys)
         table["EncT"] = [times["enc_ratio"].get(tuple(k), math.nan) for k in table[keys].values]
@@ -158,8 +160,8 @@ class Report:
     def _note(row: pd.Series) -> str:
         if row["status"] in ("ok", COMPLETE):
             return ""
-        prefix = f"{row['metric']}: " if row["status"] in ("non_monotonic", "partial_overlap", INCOMPLETE) else ""
-        return prefix + str(row["reason"])
+        per_metric = row["status"] in ("non_monotonic", "partial_overlap", INCOMPLETE)
+        return (f"{row['metric']}: " if per_metric else "") + str(row["reason"])
 
     def markdown(self) -> str:
         """The report as Markdown: provenance, one table per tested codec, the gaps."""
@@ -167,9 +169,11 @@ class Report:
         lines = [f"# BD-rate report: {info['run']}", "",
                  f"- anchor: {self.label(self.anchor)}; BD method: {self.method} (log10 rate over the "
                  "overlapping quality range); averages are arithmetic for BD, geometric for EncT/DecT",
-                 f"- test set: {info.get('testset') or 'unknown'}; git commit: {info.get('git_commit') or 'unknown'}"]
+                 f"- test set: {info.get('testset') or 'unknown'}; "
+                 f"git commit: {info.get('git_commit') or 'unknown'}"]
         for codec, codec_info in info["codecs"].items():
-            details = [f"role {codec_info['role']}", f"version {', '.join(codec_info['versions']) or 'unknown'}"]
+            details = [f"role {codec_info['role']}",
+                       f"version {', '.join(codec_info['versions']) or 'unknown'}"]
             if codec_info["checkpoints"]:
                 details.append(f"checkpoint {', '.join(codec_info['checkpoints'])}")
             lines.append(f"- {self.label(codec)}: {'; '.join(details)}")
@@ -192,7 +196,8 @@ class Report:
         keys = ["level", "seq_class", "sequence"]
         rows = bd[keys].drop_duplicates().values.tolist()
         header = (["Class", "Sequence"] + [f"BD-rate {m}" for m in self.metrics]
-                  + [f"BD-Q {quality_label(m, self.lower_is_better(m))}" for m in self.metrics] + ["EncT", "DecT"])
+                  + [f"BD-Q {quality_label(m, self.lower_is_better(m))}" for m in self.metrics]
+                  + ["EncT", "DecT"])
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         cells = {(r["level"], r["seq_class"], r["sequence"], r["metric"]): r for r in bd.to_dict("records")}
         times = self.times[self.times["codec"] == codec].set_index(keys)
@@ -268,8 +273,10 @@ def _clean_rows(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataF
     for (codec, sequence), group in results.groupby(["codec", "sequence"], sort=False):
         missing = sorted(expected[codec] - set(group["rate_point"]), key=_natural_key)
         if missing:
-            gaps.append({"kind": "missing rate points", "codec": codec, "sequence": sequence, "rate_point": "",
-                         "detail": f"no result for {', '.join(map(str, missing))}, which {codec} has elsewhere"})
+            gaps.append({"kind": "missing rate points", "codec": codec, "sequence": sequence,
+                         "rate_point": "",
+                         "detail": f"no result for {', '.join(map(str, missing))}, "
+                                   f"which {codec} has elsewhere"})
     for metric in metrics:
         for row in rows[rows[metric].isna()].itertuples():
             gaps.append({"kind": "missing metric", "codec": row.codec, "sequence": row.sequence,
@@ -311,7 +318,8 @@ def _averages(sequence_rows: pd.DataFrame, class_order: Sequence[str]) -> list[d
             count = f"{len(usable)}/{len(cells)} sequences"
             status = COMPLETE if len(usable) == len(cells) else (INCOMPLETE if len(usable) else EMPTY)
             left_out = cells[cells["bd_rate"].isna()]["sequence"].tolist()
-            reason = "" if status == COMPLETE else f"BD-rate average of {count}; left out: {', '.join(left_out)}"
+            reason = ("" if status == COMPLETE
+                      else f"BD-rate average of {count}; left out: {', '.join(left_out)}")
             records.append({"codec": cells["codec"].iloc[0], "level": level, "seq_class": seq_class,
                             "sequence": name, "metric": metric, "bd_rate": usable["bd_rate"].mean(),
                             "bd_quality": cells["bd_quality"].mean(), "overlap": usable["overlap"].mean(),
@@ -323,7 +331,8 @@ def _averages(sequence_rows: pd.DataFrame, class_order: Sequence[str]) -> list[d
 
 def _time_ratios(rows: pd.DataFrame, bd: pd.DataFrame, anchor: str) -> pd.DataFrame:
     """EncT and DecT: geometric mean of the test's times over its rate points / the anchor's."""
-    means = rows.groupby(["codec", "sequence"]).agg(enc=("enc_seconds", _geomean), dec=("dec_seconds", _geomean))
+    means = rows.groupby(["codec", "sequence"]).agg(enc=("enc_seconds", _geomean),
+                                                    dec=("dec_seconds", _geomean))
     records = []
     for (codec, level, seq_class, sequence), _ in bd.groupby(["codec", "level", "seq_class", "sequence"],
                                                                sort=False):
@@ -337,7 +346,8 @@ def _time_ratios(rows: pd.DataFrame, bd: pd.DataFrame, anchor: str) -> pd.DataFr
             per_sequence = [means[column].get((codec, s), math.nan) / means[column].get((anchor, s), math.nan)
                             for s in members]
             ratios[f"{column}_ratio"] = _geomean(pd.Series(per_sequence, dtype=float))
-        records.append({"codec": codec, "level": level, "seq_class": seq_class, "sequence": sequence, **ratios})
+        records.append({"codec": codec, "level": level, "seq_class": seq_class, "sequence": sequence,
+                        **ratios})
     return pd.DataFrame.from_records(records, columns=["codec", "level", "seq_class", "sequence",
                                                        "enc_ratio", "dec_ratio"])
 
@@ -352,7 +362,8 @@ def build_report(results: pd.DataFrame, directions: Mapping[str, str], anchor: s
     metrics = list(metrics) if metrics else list(directions)
     unknown = [m for m in metrics if m not in results.columns]
     if unknown:
-        raise ReportError(f"no results for metric(s) {', '.join(unknown)}; the run has {', '.join(directions)}")
+        raise ReportError(f"no results for metric(s) {', '.join(unknown)}; "
+                          f"the run has {', '.join(directions)}")
     rows, gaps = _clean_rows(results, metrics)
     testset = _testset_name(provenance)
     order = _sequence_order(results["sequence"].dropna().unique().tolist(), testset)
@@ -407,6 +418,24 @@ def _rate_point_columns(report: Report) -> list[str]:
     return [c for c in columns if c in report.rate_points.columns]
 
 
+# Excel number formats of the summary's columns, by the start of their title (as the JVET templates show).
+SUMMARY_FORMATS = {"BD-rate": '0.00"%"', "BD-quality": "0.0000", "EncT": "0%", "DecT": "0%"}
+
+
+def _format_summary_sheet(sheet: Any, summary: pd.DataFrame, first_row: int) -> None:
+    """Number formats and column widths for the table written at ``first_row`` (1-based)."""
+    from openpyxl.utils import get_column_letter
+
+    for index, title in enumerate(summary.columns, start=1):
+        letter = get_column_letter(index)
+        width = max([len(str(title))] + [len(str(v)) for v in summary[title] if isinstance(v, str)])
+        sheet.column_dimensions[letter].width = min(width, 60) + 2
+        number_format = next((f for prefix, f in SUMMARY_FORMATS.items() if title.startswith(prefix)), None)
+        if number_format:
+            for row in range(first_row, first_row + len(summary)):
+                sheet[f"{letter}{row}"].number_format = number_format
+
+
 def _write_workbook(report: Report, path: Path) -> None:
     summary = pd.concat([report.summary(codec) for codec in report.test_codecs], ignore_index=True)
     header = [f"BD-rate report: {report.info['run']}", f"Anchor: {report.label(report.anchor)}",
@@ -419,6 +448,7 @@ def _write_workbook(report: Report, path: Path) -> None:
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         pd.DataFrame({"": header}).to_excel(writer, sheet_name="Summary", index=False, header=False)
         summary.to_excel(writer, sheet_name="Summary", index=False, startrow=len(header) + 1)
+        _format_summary_sheet(writer.sheets["Summary"], summary, first_row=len(header) + 3)
         for codec in report.info["codecs"]:
             points = report.rate_points[report.rate_points["codec"] == codec][_rate_point_columns(report)]
             points.to_excel(writer, sheet_name=_sheet_name(f"{codec} rate points", taken), index=False)
@@ -439,24 +469,37 @@ def _json_ready(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequence[str] | None = None,
-                 method: str = "pchip", log_rate: bool = False, plots: bool = True,
-                 echo: bool = True) -> Report:
-    """Read a run's results and write its report under ``<run_dir>/report``; print it when ``echo``.
+def load_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequence[str] | None = None,
+                method: str = "pchip") -> Report:
+    """The report of a run folder, in memory (:func:`write_report` also writes it out).
 
     The anchor defaults to the one the run's provenance names, else to the codec whose results
     have the role ``anchor``. Raises :class:`ReportError` only when there is nothing to report.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ReportError(f"run folder {run_dir} does not exist")
+        raise ReportError(f"run folder {run_dir} does not exist (run `make ctc` first?)")
     results, directions = read_results(run_dir)
     if results.empty:
         raise ReportError(f"run folder {run_dir} holds no <codec>/<sequence>/<rate_point>/result.json")
     provenance = read_provenance(run_dir)
     anchor = anchor or provenance.get("anchor") or _anchor_by_role(results, run_dir)
-    report = build_report(results, directions, anchor, metrics=metrics, method=method, provenance=provenance,
-                          run=run_dir.name)
+    return build_report(results, directions, anchor, metrics=metrics, method=method, provenance=provenance,
+                        run=run_dir.name)
+
+
+def plot_options(report: Report) -> dict[str, Any]:
+    """The keyword arguments of :mod:`ctc.plots` for this report: directions and codec labels."""
+    return {"lower_is_better": [m for m in report.metrics if report.lower_is_better(m)],
+            "labels": {codec: report.label(codec) for codec in report.info["codecs"]}}
+
+
+def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequence[str] | None = None,
+                 method: str = "pchip", log_rate: bool = False, plots: bool = True,
+                 echo: bool = True) -> Report:
+    """Write a run's report under ``<run_dir>/report`` (tables, RD curves); print it when ``echo``."""
+    run_dir = Path(run_dir)
+    report = load_report(run_dir, anchor=anchor, metrics=metrics, method=method)
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     report.bd.to_csv(out / "bd.csv", index=False)
@@ -474,8 +517,7 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
     _write_workbook(report, out / "report.xlsx")
     if plots:
         write_rd_curves(report.rate_points, report.anchor, report.metrics, out / "rd_curves",
-                        lower_is_better=[m for m in report.metrics if report.lower_is_better(m)],
-                        labels={c: report.label(c) for c in report.info["codecs"]}, log_rate=log_rate)
+                        log_rate=log_rate, **plot_options(report))
     if echo:
         print(markdown)
         gaps = report.gap_lines()
@@ -487,8 +529,9 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
 def _anchor_by_role(results: pd.DataFrame, run_dir: Path) -> str:
     anchors = sorted(set(results.loc[results.get("role") == "anchor", "codec"].dropna()))
     if len(anchors) != 1:
-        raise ReportError(f"cannot tell the anchor of {run_dir}: provenance.json names none and the results "
-                          f"have {len(anchors)} codecs with role 'anchor' ({', '.join(anchors)}); pass --anchor")
+        raise ReportError(f"cannot tell the anchor of {run_dir}: provenance.json names none and the "
+                          f"results have {len(anchors)} codecs with role 'anchor' ({', '.join(anchors)}); "
+                          "pass --anchor")
     return anchors[0]
 
 

@@ -266,6 +266,9 @@ def _select(specs: list[SequenceSpec], names: str | Iterable[str] | None,
         return specs
     wanted = [part.strip() for part in names.split(",")] if isinstance(names, str) else list(names)
     by_name = {spec.name: spec for spec in specs}
+    if not wanted:
+        raise SequenceError(f"testset.sequences selects no sequence of test set {set_name}; "
+                            f"known sequences: {', '.join(by_name)}")
     unknown = [name for name in wanted if name not in by_name]
     if unknown:
         raise SequenceError(f"unknown sequence {', '.join(map(str, unknown))} in test set {set_name}; "

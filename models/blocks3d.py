@@ -58,7 +58,7 @@ class UpBlock3d(nn.Module):
 
 
 class DownBlock3d(nn.Module):
-    """Halves H and W: conv with stride (1, 2, 2) (``beta``) or conv then average pooling (``head``), BN, ReLU."""
+    """Halves H and W: stride-(1, 2, 2) conv, BN, ReLU (``beta``); or conv, BN, ReLU, pooling (``head``)."""
 
     def __init__(self, in_features: int, out_features: int, variant: Variant = "beta"):
         super().__init__()
@@ -79,12 +79,21 @@ def _width(block_expansion: int, max_features: int, level: int) -> int:
 class Encoder3d(nn.Module):
     """Hourglass encoder: ``num_blocks`` DownBlock3d; returns the input and every block's output."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
-                 variant: Variant = "beta"):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int,
+        max_features: int,
+        variant: Variant = "beta",
+    ):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock3d(in_features if i == 0 else _width(block_expansion, max_features, i),
-                        _width(block_expansion, max_features, i + 1), variant)
+            DownBlock3d(
+                in_features if i == 0 else _width(block_expansion, max_features, i),
+                _width(block_expansion, max_features, i + 1),
+                variant,
+            )
             for i in range(num_blocks)
         )
 
@@ -98,12 +107,21 @@ class Encoder3d(nn.Module):
 class Decoder3d(nn.Module):
     """Hourglass decoder: UpBlock3d with skip concatenation, then a final conv, BN, ReLU."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
-                 variant: Variant = "beta"):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int,
+        max_features: int,
+        variant: Variant = "beta",
+    ):
         super().__init__()
         self.up_blocks = nn.ModuleList(
-            UpBlock3d((1 if i == num_blocks - 1 else 2) * _width(block_expansion, max_features, i + 1),
-                      _width(block_expansion, max_features, i), variant)
+            UpBlock3d(
+                (1 if i == num_blocks - 1 else 2) * _width(block_expansion, max_features, i + 1),
+                _width(block_expansion, max_features, i),
+                variant,
+            )
             for i in reversed(range(num_blocks))
         )
         self.out_filters = block_expansion + in_features
@@ -120,8 +138,14 @@ class Decoder3d(nn.Module):
 class Hourglass3d(nn.Module):
     """3-D U-Net hourglass; output has ``out_filters = block_expansion + in_features`` channels."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
-                 variant: Variant = "beta"):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int,
+        max_features: int,
+        variant: Variant = "beta",
+    ):
         super().__init__()
         self.encoder = Encoder3d(block_expansion, in_features, num_blocks, max_features, variant)
         self.decoder = Decoder3d(block_expansion, in_features, num_blocks, max_features, variant)

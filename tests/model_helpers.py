@@ -47,7 +47,7 @@ def random_state_dict(entries: list[dict[str, Any]], seed: int = 0) -> dict[str,
 
 
 def training_checkpoint(networks: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:
-    """A checkpoint laid out like the training loggers write it: networks, discriminator, optimisers, epoch."""
+    """A checkpoint laid out as training writes it: networks, discriminator, optimisers, epoch."""
     extra = {
         "discriminator": {"discs.1.conv.weight": torch.zeros(2, 3, 4, 4)},
         "optimizer_generator": {"state": {}, "param_groups": [{"lr": 2e-4, "params": [0, 1]}]},

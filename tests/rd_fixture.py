@@ -13,8 +13,9 @@ import json
 import math
 from pathlib import Path
 
-ANCHOR, TESTED = "vvenc", ("cfte", "x265")
-SEQUENCES = {"VOXCELEB_001": "VOXCELEB", "VOXCELEB_002": "VOXCELEB", "CFVQA_001": "CFVQA", "CFVQA_002": "CFVQA"}
+ANCHOR = "vvenc"
+SEQUENCES = {"VOXCELEB_001": "VOXCELEB", "VOXCELEB_002": "VOXCELEB", "CFVQA_001": "CFVQA",
+             "CFVQA_002": "CFVQA"}
 # codec: (rate points -> kbps, rate factor: the anchor's rate for the same quality / this codec's)
 CURVES = {
     "vvenc": ({"qp37": 40.0, "qp42": 20.0, "qp47": 10.0, "qp52": 5.0}, 1.0),

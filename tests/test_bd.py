@@ -74,8 +74,9 @@ def test_agrees_with_bjontegaard_on_random_monotonic_curves(method):
         options = {"method": method, "require_matching_points": False, "min_overlap": 0}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the package warns where the curves do not overlap
-            expected_rate = bjontegaard.bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, **options)
-            expected_quality = bjontegaard.bd_psnr(anchor_rate, anchor_quality, test_rate, test_quality, **options)
+            curves = (anchor_rate, anchor_quality, test_rate, test_quality)
+            expected_rate = bjontegaard.bd_rate(*curves, **options)
+            expected_quality = bjontegaard.bd_psnr(*curves, **options)
         if result.status == "no_overlap":
             assert math.isnan(result.bd_rate) and math.isnan(expected_rate)
         else:

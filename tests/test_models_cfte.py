@@ -82,13 +82,17 @@ def test_batched_decoding_does_not_mix_frames(tiny: CFTE, inputs: dict) -> None:
     features = tiny.extract_features(inputs["driving"])
     other = torch.stack([features[0], features[1] * 5 - 3])  # frame 1 with a very different range
     batch_wide = np.round((features.numpy() - features.numpy().min()) / np.ptp(features.numpy()) * 255)
-    assert not np.array_equal(batch_wide[0].astype(np.uint8).reshape(4, 4, 1), to_uint8(features[0].view(1, 4, 4)))
+    assert not np.array_equal(
+        batch_wide[0].astype(np.uint8).reshape(4, 4, 1), to_uint8(features[0].view(1, 4, 4))
+    )
 
     reference = tiny.prepare_reference(inputs["source"])
     generator = tiny.networks["generator"]
     source_feature = reference["feature"]
     with torch.no_grad():
-        single = generator(inputs["source"], source_feature, features[:1].view(1, 1, 4, 4), reference["prepared"])
+        single = generator(
+            inputs["source"], source_feature, features[:1].view(1, 1, 4, 4), reference["prepared"]
+        )
         for batch in (features, other):
             out = generator(inputs["source"], source_feature, batch.view(2, 1, 4, 4), reference["prepared"])
             assert torch.equal(out["sparse_motion"][0], single["sparse_motion"][0])

@@ -55,8 +55,14 @@ def run_reference_sequence(networks: dict, inputs: dict) -> dict[str, torch.Tens
         for i in range(driving.shape[0]):
             kp_driving = kp_detector(driving[i : i + 1])
             out = generator(source, kp_driving=kp_driving, kp_source=kp_source)
-            norm = normalize_kp(kp_source, kp_driving, kp_initial, adapt_movement_scale=True,
-                                use_relative_movement=True, use_relative_jacobian=True)
+            norm = normalize_kp(
+                kp_source,
+                kp_driving,
+                kp_initial,
+                adapt_movement_scale=True,
+                use_relative_movement=True,
+                use_relative_jacobian=True,
+            )
             frame = {f"kp_driving.{k}": v for k, v in kp_driving.items()}
             frame |= {f"generator.{k}": v for k, v in out.items() if k != "deformation"}
             frame["dense_motion.deformation"] = out["deformation"]
@@ -110,7 +116,9 @@ def test_adapter_features_are_keypoints_then_jacobians(golden: Path, tiny_model_
 
 
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-9), (torch.float32, 1e-4)])
-def test_adapter_generates_the_golden_frames_batched(golden: Path, tiny_model_file: Path, dtype, tolerance) -> None:
+def test_adapter_generates_the_golden_frames_batched(
+    golden: Path, tiny_model_file: Path, dtype, tolerance
+) -> None:
     model = tiny_model(golden, tiny_model_file, dtype)
     inputs = load_pt(golden / "tiny" / "inputs.pt")
     expected = load_pt(golden / "tiny" / "outputs_gfvc_v2.pt")["generator.prediction"]

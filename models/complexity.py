@@ -1,0 +1,95 @@
+"""Model complexity: parameters per sub-network and MACs per pixel, counted by PyTorch.
+
+MACs are ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2 (convolutions and matrix products;
+element-wise work, sampling and OpenCV's Farneback are not counted), per pixel of a 256 x 256 frame:
+* encoder: feature extraction of one frame (what the encoder runs per frame);
+* decoder: generating one frame once the key frame's work is done (what our decoder runs per frame);
+* key frame: the decoder's work done once per key frame (its features and encoding).
+The common software reruns the key-frame part of the generator for every frame; its per-frame
+decoder cost is at most decoder + key frame. Counts do not depend on the weights (random ones are used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.registry import available_models, create_model
+
+
+def count_macs(fn: Callable[..., Any], *args: Any) -> int:
+    """Multiply-accumulates of one call of ``fn`` as PyTorch's flop counter sees them."""
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() // 2
+
+
+def parameter_counts(networks: Mapping[str, torch.nn.Module]) -> dict[str, int]:
+    """Parameters of each sub-network, and of each of its direct children as ``network.child``."""
+    counts = {}
+    for name, module in networks.items():
+        counts[name] = sum(p.numel() for p in module.parameters())
+        for child_name, child in module.named_children():
+            size = sum(p.numel() for p in child.parameters())
+            if size:
+                counts[f"{name}.{child_name}"] = size
+    return counts
+
+
+def model_complexity(name: str, config: Mapping[str, Any] | None = None, size: int = 256) -> dict[str, Any]:
+    """Parameter counts and MACs per pixel of model ``name`` at ``size`` x ``size``."""
+    model = create_model(name, config, weights="random")
+    frame = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    features = model.extract_features(frame)
+    reference = model.prepare_reference(frame)
+    pixels = size * size
+    return {
+        "model": name,
+        "frame_size": [size, size],
+        "parameters": parameter_counts(model.networks),
+        "macs_per_pixel": {
+            "encoder": count_macs(model.extract_features, frame) / pixels,
+            "decoder": count_macs(model.generate, frame, reference, features) / pixels,
+            "key_frame": count_macs(model.prepare_reference, frame) / pixels,
+        },
+    }
+
+
+def format_complexity(result: Mapping[str, Any]) -> str:
+    lines = [f"{result['model']}: parameters"]
+    lines += [
+        f"  {'  ' * key.count('.')}{key:<40} {count:>14,}" for key, count in result["parameters"].items()
+    ]
+    h, w = result["frame_size"]
+    lines.append(f"{result['model']}: kMAC per pixel at {w}x{h}")
+    lines += [f"  {part:<40} {macs / 1e3:>14,.2f}" for part, macs in result["macs_per_pixel"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ctc-complexity", description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help=f"models (default: all of {', '.join(available_models())})")
+    parser.add_argument("--size", type=int, default=256, help="frame width and height (default 256)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.models) - set(available_models()))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(available_models())}")
+    results = []
+    for name in args.models or available_models():
+        results.append(model_complexity(name, size=args.size))
+        print(format_complexity(results[-1]), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""ctc-complexity: parameter counts and MACs per pixel from PyTorch's flop counter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from model_helpers import manifest, tiny_params
+
+from models.complexity import count_macs, main, model_complexity
+from models.registry import load_model_config
+
+
+def test_macs_are_half_the_counted_flops_of_a_convolution() -> None:
+    conv = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
+    assert count_macs(conv, torch.zeros(1, 3, 16, 16)) == 8 * 3 * 9 * 16 * 16
+
+
+def test_tiny_fomm_complexity(shared: Path) -> None:
+    config = {**load_model_config("fomm"), "model_params": tiny_params(shared / "golden" / "fomm")}
+    result = model_complexity("fomm", config, size=128)
+    params = result["parameters"]
+    assert params["generator"] == params["generator.dense_motion_network"] + sum(
+        v for k, v in params.items() if k.startswith("generator.") and k != "generator.dense_motion_network"
+    )
+    macs = result["macs_per_pixel"]
+    assert 0 < macs["encoder"] < macs["decoder"]
+    assert macs["key_frame"] > macs["encoder"]  # the key frame's features plus its encoding
+
+
+@pytest.mark.slow
+def test_command_prints_and_records_real_cfte(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["cfte", "--json", str(tmp_path / "complexity.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "cfte: kMAC per pixel at 256x256" in printed and "14,130,530" in printed
+    (result,) = json.loads((tmp_path / "complexity.json").read_text())
+    expected = manifest(shared / "golden" / "cfte")["num_parameters"]
+    assert {k: result["parameters"][k] for k in expected} == expected
+    assert result["macs_per_pixel"]["decoder"] > 1e5
+
+
+def test_unknown_model_is_refused(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["nosuchmodel"])
+    assert "unknown model(s) nosuchmodel" in capsys.readouterr().err

@@ -1,0 +1,237 @@
+"""ctc-run on a tiny test set with the fake codec (tests/fake_codec.py): jobs, resume, failures, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctc.jobs import Job, job_hash, plan_jobs
+from ctc.metrics.psnr import psnr_from_mse
+from ctc.runner import main
+from ctc.sequences import SequenceSpec
+from ctc.store import load_results, read_result
+from ctc.sweep import job_devices
+
+TESTS = Path(__file__).resolve().parent
+NAMES = ["SEQ_A", "SEQ_B", "SEQ_C"]
+WIDTH = HEIGHT = 64
+FRAMES = 4
+CODEC_RATE_POINTS = [1, 3]
+ANCHOR_RATE_POINTS = [2, 4]
+FPS = {"SEQ_A": 25, "SEQ_B": 30, "SEQ_C": 25}
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A 3-sequence test set of random 64x64 frames, the fake codec and anchor as Hydra configs.
+
+    Returns the overrides that select them; results go to ``tmp_path/results``.
+    """
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delenv("FAKE_CODEC_INTERRUPT", raising=False)
+    rng = np.random.default_rng(0)
+    (tmp_path / "seqs").mkdir()
+    for name in NAMES:
+        rng.integers(0, 256, (FRAMES, 3, HEIGHT, WIDTH), dtype=np.uint8).tofile(tmp_path / "seqs" / f"{name}.rgb")
+    entries = "".join(f"      - {{name: {name}, class: T{name[-1]}, fps: {FPS[name]}}}\n" for name in NAMES)
+    (tmp_path / "sequences.yaml").write_text(
+        "file_template: '{name}.rgb'\ntest_sets:\n  tiny:\n    root: null\n"
+        f"    defaults: {{width: {WIDTH}, height: {HEIGHT}, frames: {FRAMES}}}\n    sequences:\n{entries}")
+    conf = tmp_path / "conf"
+    for group in ("codec", "anchor", "testset"):
+        (conf / group).mkdir(parents=True)
+    (conf / "codec" / "fake.yaml").write_text(f"name: fake\nmodule: fake_codec\nrate_points: {CODEC_RATE_POINTS}\n")
+    (conf / "anchor" / "fake_anchor.yaml").write_text(
+        f"name: fake_anchor\nmodule: fake_codec\nrate_points: {ANCHOR_RATE_POINTS}\n")
+    (conf / "testset" / "tiny.yaml").write_text(
+        f"name: tiny\nroot: {tmp_path / 'seqs'}\nsequences: null\nframes: null\n"
+        f"sequences_file: {tmp_path / 'sequences.yaml'}\n")
+    return [f"hydra.searchpath=[file://{conf}]", "codec=fake", "anchor=fake_anchor", "testset=tiny",
+            f"results_dir={tmp_path / 'results'}"]
+
+
+def run_dir_of(overrides: list[str], run: str = "tiny") -> Path:
+    results_dir = next(o.split("=", 1)[1] for o in overrides if o.startswith("results_dir="))
+    return Path(results_dir) / run
+
+
+def expected_psnr(path: Path, shift: int) -> float:
+    """What the fake codec's reconstruction scores, computed here from the original frames."""
+    original = np.fromfile(path, np.uint8).reshape(FRAMES, 3, HEIGHT, WIDTH)
+    decoded = ((original >> shift) << shift) + ((1 << shift) >> 1)
+    mse = ((original.astype(np.float64) - decoded) ** 2).mean(axis=(2, 3))
+    return float(psnr_from_mse(mse).mean(axis=1).mean())
+
+
+def snapshot(run_dir: Path) -> dict[str, tuple]:
+    """Per job: the bitstream bytes and the numbers of its result (not its timings or time stamps)."""
+    jobs = {}
+    for path in sorted(run_dir.glob("*/*/*/result.json")):
+        result = json.loads(path.read_text())
+        jobs[str(path.parent.relative_to(run_dir))] = (
+            (path.parent / "stream.bin").read_bytes(), result["status"], result["bits"], result["kbps"],
+            result["metrics"], result["config_hash"], (path.parent / "per_frame.csv").read_text())
+    return jobs
+
+
+def test_sweep_runs_every_job_in_parallel_workers_and_writes_results(tiny, tmp_path, capsys):
+    main([*tiny, "jobs=2"])
+    run_dir = run_dir_of(tiny)
+    printed = capsys.readouterr().out
+    table = load_results(run_dir)
+    assert len(table) == len(NAMES) * (len(CODEC_RATE_POINTS) + len(ANCHOR_RATE_POINTS)) == 12
+    assert (table.status == "ok").all()
+    assert set(zip(table.codec, table.role)) == {("fake", "test"), ("fake_anchor", "anchor")}
+    for row in table.itertuples():
+        directory = run_dir / row.codec / row.sequence / str(row.rate_point)
+        result = read_result(directory)
+        assert result["bits"]["total"] == 8 * (directory / "stream.bin").stat().st_size
+        assert result["bits"]["total"] == sum(result["bits"]["parts"].values())
+        assert result["kbps"] == pytest.approx(result["bits"]["total"] / 1000 * FPS[row.sequence] / FRAMES)
+        assert result["fps"] == FPS[row.sequence] and result["frames"] == FRAMES
+        assert result["metrics"]["psnr"] == pytest.approx(
+            expected_psnr(tmp_path / "seqs" / f"{row.sequence}.rgb", row.rate_point), abs=1e-9)
+        assert result["metric_directions"] == {"psnr": "higher_is_better"}
+        assert result["codec_version"] == "fake 1.0" and result["random_weights"] is False
+        assert result["commands"][0] == ["fake-enc", f"--shift={row.rate_point}"]
+        assert "fake encoder" in (directory / "job.log").read_text()
+        assert len(pd.read_csv(directory / "per_frame.csv")) == FRAMES
+        assert not (directory / "decoded.rgb").exists()  # keep_decoded=false
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert len(summary) == 12 and summary.psnr.tolist() == pytest.approx(table.psnr.tolist())
+    assert "fake_anchor" in printed and "SEQ_C" in printed
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["anchor"] == "fake_anchor" and provenance["codec"] == "fake"
+    assert provenance["codec_versions"] == {"fake": ["fake 1.0"], "fake_anchor": ["fake 1.0"]}
+    assert provenance["config"]["codec"]["rate_points"] == CODEC_RATE_POINTS
+    assert provenance["packages"]["numpy"] == np.__version__ and "commit" in provenance["git"]
+    assert json.loads((run_dir / "fake_anchor" / "provenance.json").read_text())["role"] == "anchor"
+
+
+def test_rerun_skips_complete_jobs_and_redoes_stale_or_failed_ones(tiny):
+    main([*tiny, "launcher=basic", "anchor=none"])
+    run_dir = run_dir_of(tiny)
+    stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    assert len(stamps) == 6
+    main([*tiny, "launcher=basic", "anchor=none"])
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing redone
+    failed, stale = run_dir / "fake/SEQ_A/1/result.json", run_dir / "fake/SEQ_B/3/result.json"
+    failed.write_text(json.dumps({**json.loads(failed.read_text()), "status": "failed"}))
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "config_hash": "0" * 16}))
+    (run_dir / "fake/SEQ_C/1/result.json").unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in stamps if p.exists()}
+    main([*tiny, "launcher=basic", "anchor=none"])
+    redone = {p for p in run_dir.glob("*/*/*/result.json") if stamps.get(p) != p.stat().st_mtime_ns}
+    assert redone == {failed, stale, run_dir / "fake/SEQ_C/1/result.json"}
+    assert (load_results(run_dir).status == "ok").all()
+    main([*tiny, "launcher=basic", "anchor=none", "testset.frames=3"])  # another config: all redone
+    table = load_results(run_dir)
+    assert (table.frames == 3).all() and len(table) == 6
+
+
+def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
+    reference = [*tiny[:-1], f"results_dir={tmp_path / 'reference'}"]
+    main([*reference, "launcher=basic"])
+    monkeypatch.setenv("FAKE_CODEC_INTERRUPT", "SEQ_B/3")  # Ctrl-C half way through this job's encoding
+    with pytest.raises(KeyboardInterrupt):
+        main([*tiny, "launcher=basic"])
+    run_dir = run_dir_of(tiny)
+    interrupted = run_dir / "fake/SEQ_B/3"
+    assert (interrupted / "stream.bin").exists() and read_result(interrupted) is None
+    done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    assert len(done_before) == 3  # SEQ_A at both rate points, SEQ_B/1
+    monkeypatch.delenv("FAKE_CODEC_INTERRUPT")
+    main([*tiny, "jobs=2"])
+    assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
+    assert snapshot(run_dir) == snapshot(run_dir_of(reference))
+    assert len(snapshot(run_dir)) == 12
+
+
+def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero(tiny, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*tiny, "launcher=basic", "+codec.fail_on=[SEQ_B/3]", "+anchor.short_decode=true"])
+    assert exit_info.value.code == 1
+    run_dir = run_dir_of(tiny)
+    table = load_results(run_dir)
+    failed = table[table.status == "failed"]
+    assert set(zip(failed.codec, failed.sequence, failed.rate_point)) == (
+        {("fake", "SEQ_B", 3)} | {("fake_anchor", name, rp) for name in NAMES for rp in ANCHOR_RATE_POINTS})
+    assert (table[table.codec == "fake"].status == "ok").sum() == 5
+    crash = read_result(run_dir / "fake/SEQ_B/3")
+    assert crash["error"] == "CodecError: fake encoder crashed on purpose on SEQ_B/3"
+    assert "Traceback" in crash["log_tail"] and "Traceback" in (run_dir / "fake/SEQ_B/3/job.log").read_text()
+    short = read_result(run_dir / "fake_anchor/SEQ_A/2")
+    assert f"expected {FRAMES} frames" in short["error"] and "decoded file" in short["error"]
+    err = capsys.readouterr().err
+    assert "7 of 12 jobs failed" in err and "fake/SEQ_B/3: CodecError: fake encoder crashed" in err
+    assert (run_dir / "summary.csv").exists()
+
+
+@pytest.mark.parametrize(("override", "code", "message"), [
+    ("codec=no_such_codec", 1, "Could not find 'codec/no_such_codec'"),
+    ("testset=no_such_set", 1, "Could not find 'testset/no_such_set'"),
+    ("testset.sequences=[SEQ_A,SEQ_X]", 2, "unknown sequence SEQ_X in test set tiny"),
+    ("codec.module=no_such_module", 2, "codec 'fake': cannot import its module 'no_such_module'"),
+])
+def test_unknown_names_stop_the_run_before_any_job(tiny, capsys, override, code, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*tiny, override])
+    assert exit_info.value.code == code
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+    assert not list(run_dir_of(tiny).glob("*/*/*/result.json"))
+
+
+def test_a_bad_sequence_file_stops_the_run_with_its_name(tiny, tmp_path, capsys):
+    path = tmp_path / "seqs" / "SEQ_C.rgb"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"file {path} is" in err and "not a whole number" in err
+
+
+def test_anchor_none_sweeps_the_codec_alone(tiny):
+    main([*tiny, "anchor=none", "launcher=basic", "testset.sequences=[SEQ_A]", "run=alone"])
+    table = load_results(run_dir_of(tiny, "alone"))
+    assert list(zip(table.codec, table.rate_point)) == [("fake", 1), ("fake", 3)]
+    assert json.loads((run_dir_of(tiny, "alone") / "provenance.json").read_text())["anchor"] is None
+
+
+def _spec(name: str) -> SequenceSpec:
+    return SequenceSpec(name, "T", f"{name}.rgb", WIDTH, HEIGHT, FRAMES, 25.0)
+
+
+def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    sections = {"test": {"name": "fake_gpu", "module": "fake_codec", "rate_points": [1, 3]},
+                "anchor": {"name": "fake_anchor", "module": "fake_codec", "rate_points": [2]}}
+    devices = job_devices(sections, "auto")
+    assert devices == {"test": ["cuda:0", "cuda:1"], "anchor": ["cpu"]}
+    jobs = plan_jobs(sections, [_spec("S1"), _spec("S2")], ["psnr"], devices)
+    assert [(job.codec, job.device) for job in jobs] == [
+        ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"), ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"),
+        ("fake_anchor", "cpu"), ("fake_anchor", "cpu")]
+    assert job_devices(sections, "cpu") == {"test": ["cpu"], "anchor": ["cpu"]}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert job_devices(sections, "auto")["test"] == ["cpu"]
+
+
+def test_job_hash_covers_what_changes_the_numbers_only():
+    section = {"name": "fake", "module": "fake_codec", "rate_points": [1, 3], "timeout_s": 10}
+    base = job_hash(section, _spec("S1"), 1, ["psnr"])
+    assert base == job_hash({**section, "timeout_s": 99}, _spec("S1"), 1, ["psnr"])
+    assert base != job_hash({**section, "preset": "slow"}, _spec("S1"), 1, ["psnr"])
+    assert base != job_hash(section, _spec("S1"), 3, ["psnr"])
+    assert base != job_hash(section, _spec("S2"), 1, ["psnr"])
+    assert base != job_hash(section, _spec("S1"), 1, ["psnr", "lpips"])
+    assert Job("test", "fake", _spec("S1"), 1, base).overrides()[:4] == [
+        "job.role=test", "job.codec=fake", "job.sequence=S1", "job.rate_point=1"]

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from anchors.files import (
+    INTRA_PICTURE_FPS,
+    VERSION_PROBE_TIMEOUT_S,
     bitstream_bits,
     check_file_size,
     check_picture,
@@ -38,9 +40,6 @@ from ctc.frames import (
     yuv420_to_rgb,
 )
 from ctc.sequences import SequenceSpec
-
-VERSION_PROBE_TIMEOUT_S = 60
-INTRA_PICTURE_FPS = 1  # a lone picture has no frame rate; QP-driven coding does not depend on it
 
 
 def join_params(params: Mapping[str, Any] | None) -> str:
@@ -101,6 +100,7 @@ class FfmpegCodec(Codec, IntraCodec):
         return self._encode_frames(frames, rate_point, sequence.fps, bitstream)
 
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         output = Path(workdir) / f"{Path(bitstream).stem}_decoded.rgb"
         frames, seconds, command, log = self._decode_frames(Path(bitstream), sequence.width,
                                                            sequence.height, sequence.frames)
@@ -119,6 +119,7 @@ class FfmpegCodec(Codec, IntraCodec):
         return data
 
     def decode_picture(self, bitstream: bytes, width: int, height: int, workdir: Path) -> np.ndarray:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         path = Path(workdir) / f"picture{self.suffix}"
         path.write_bytes(bitstream)
         try:

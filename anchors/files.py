@@ -7,8 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from anchors.tools import log_tail
 from ctc.codec import CodecError
 from ctc.sequences import SequenceSpec
+
+VERSION_PROBE_TIMEOUT_S = 60  # running a coding tool just to read its version
+INTRA_PICTURE_FPS = 1  # a lone picture has no frame rate; QP-driven coding does not depend on it
 
 
 def read_sequence_frames(sequence: SequenceSpec) -> np.ndarray:
@@ -35,7 +39,7 @@ def bitstream_bits(path: Path, program: str, log: str) -> int:
     """The size in bits of the bitstream ``path``; :class:`CodecError` if it is missing or empty."""
     if not path.exists() or path.stat().st_size == 0:
         state = "no" if not path.exists() else "an empty"
-        raise CodecError(f"{program} wrote {state} bitstream {path}\n{log}")
+        raise CodecError(f"{program} wrote {state} bitstream {path}\n{log_tail(log)}")
     return path.stat().st_size * 8
 
 

@@ -44,7 +44,8 @@ def run_tool(command: Sequence[str | Path], timeout: float, log_path: Path | Non
     seconds = time.perf_counter() - start
     _write_log(log_path, argv, proc.stdout)
     if proc.returncode != 0:
-        raise CodecError(f"{Path(argv[0]).name} exited with status {proc.returncode}\n{log_tail(proc.stdout)}")
+        name = Path(argv[0]).name
+        raise CodecError(f"{name} exited with status {proc.returncode}\n{log_tail(proc.stdout)}")
     return proc.stdout, seconds
 
 

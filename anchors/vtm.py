@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from anchors.files import (
+    INTRA_PICTURE_FPS,
+    VERSION_PROBE_TIMEOUT_S,
     bitstream_bits,
     check_file_size,
     check_picture,
@@ -48,8 +50,6 @@ BANNER = re.compile(r"VVCSoftware: VTM (Encoder|Decoder) Version (\d+(?:\.\d+)*)
 # the first row of the encoder's SUMMARY table: frames, "a", kbps, Y, U, V and YUV PSNR
 SUMMARY_ROW = re.compile(r"SUMMARY -+\s+Total Frames[^\n]*\n\s*(\d+)\s+a\s+([\d.]+)\s+([\d.]+)\s+"
                          r"([\d.]+)\s+([\d.]+)\s+([\d.]+)")
-VERSION_PROBE_TIMEOUT_S = 60
-INTRA_PICTURE_FPS = 1  # a lone picture has no frame rate; QP-driven coding does not depend on it
 FORMATS = {"yuv420": "420", "rgb444": "444"}  # input_format -> InputChromaFormat
 
 
@@ -189,6 +189,7 @@ class VtmCodec(Codec, IntraCodec):
         return self._encode_frames(frames, rate_point, sequence.fps, bitstream, source)
 
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         output = Path(workdir) / f"{Path(bitstream).stem}_decoded.rgb"
         seconds, command, log = self._decode_to_rgb(Path(bitstream), sequence.width, sequence.height,
                                                     sequence.frames, output)
@@ -203,6 +204,7 @@ class VtmCodec(Codec, IntraCodec):
         return data
 
     def decode_picture(self, bitstream: bytes, width: int, height: int, workdir: Path) -> np.ndarray:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         path = Path(workdir) / "picture.bin"
         output = Path(workdir) / "picture_decoded.rgb"
         path.write_bytes(bitstream)
@@ -257,7 +259,7 @@ class VtmCodec(Codec, IntraCodec):
             recon.unlink(missing_ok=True)
             if made:
                 source.unlink(missing_ok=True)
-        bits = bitstream_bits(bitstream, self.encoder.name, log_tail(log))
+        bits = bitstream_bits(bitstream, self.encoder.name, log)
         summary = SUMMARY_ROW.search(log)
         if not summary:
             raise CodecError(f"{self.encoder.name} printed no SUMMARY table for {bitstream}\n{log_tail(log)}")

@@ -163,11 +163,20 @@ def _read_curve_csv(path: Path) -> pd.DataFrame:
 
 
 def registered_lower_is_better(names: Sequence[str]) -> set[str]:
-    """The names among ``names`` that the metric registry (``ctc.metrics``) marks lower-is-better."""
-    from ctc.metrics import METRICS, _load_metric_modules
+    """The names among ``names`` that the metric registry (``ctc.metrics``) marks lower-is-better.
 
-    _load_metric_modules()
-    return {name for name in names if name in METRICS and METRICS[name].lower_is_better}
+    A name the registry does not know (a metric computed elsewhere) counts as higher-is-better.
+    """
+    from ctc.metrics import MetricError, metric_class  # imports the metric modules (torch): only here
+
+    lower = set()
+    for name in names:
+        try:
+            if metric_class(name).lower_is_better:
+                lower.add(name)
+        except MetricError:
+            continue
+    return lower
 
 
 def compare_csv(anchor_csv: Path, test_csv: Path, *, method: str = "pchip",

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ctc.bd import METHODS, MIN_OVERLAP, BDResult, bd_rate, quality_label
 from ctc.plots import write_rd_curves
+from ctc.sequences import SequenceError, declared_specs
 from ctc.store import PROVENANCE_FILE, RESULT_FILE, read_result, results_table
 
 REPORT_DIR = "report"
@@ -100,8 +101,6 @@ def _testset_name(provenance: Mapping[str, Any]) -> str:
 
 def _sequence_order(sequences: Sequence[str], testset: str) -> list[str]:
     """The test set's order from ``sequences.yaml`` where it is known, else by name."""
-    from ctc.sequences import SequenceError, declared_specs
-
     try:
         declared = [spec.name for spec in declared_specs(testset)] if testset else []
     except SequenceError:
@@ -136,28 +135,32 @@ class Report:
     def lower_is_better(self, metric: str) -> bool:
         return self.directions.get(metric) == LOWER_IS_BETTER
 
+    def _rows(self, codec: str) -> list[tuple[str, str, str, dict[str, dict[str, Any]], float, float]]:
+        """The table rows of one tested codec: level, class, sequence, BD cells by metric, EncT, DecT."""
+        bd = self.bd[self.bd["codec"] == codec]
+        cells: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+        for record in bd.to_dict("records"):
+            cells.setdefault((record["level"], record["seq_class"], record["sequence"]), {})[
+                record["metric"]] = record
+        times = self.times[self.times["codec"] == codec].set_index(["level", "seq_class", "sequence"])
+        return [(*key, by_metric, times["enc_ratio"].get(key, math.nan), times["dec_ratio"].get(key, math.nan))
+                for key, by_metric in cells.items()]
+
     def summary(self, codec: str) -> pd.DataFrame:
         """The JVET-style table of one tested codec: numbers, with a Notes column for the marks."""
-        bd = self.bd[self.bd["codec"] == codec]
-        keys = ["level", "seq_class", "sequence"]
-        table = bd[keys].drop_duplicates().reset_index(drop=True)
-        for value, title in (("bd_rate", "BD-rate {} (%)"), ("bd_quality", "BD-quality {}")):
-            wide = bd.pivot_table(index=keys, columns="metric", values=value, dropna=False, sort=False)
-            for metric in self.metrics:
-                lower = self.lower_is_better(metric)
-                name = quality_label(metric, lower) if value == "bd_quality" else metric
-                table[title.format(name)] = [wide.loc[tuple(k), metric] for k in table[keys].values]
-        times = self.times[self.times["codec"] == codec].set_index(keys)
-        table["EncT"] = [times["enc_ratio"].get(tuple(k), math.nan) for k in table[keys].values]
-        table["DecT"] = [times["dec_ratio"].get(tuple(k), math.nan) for k in table[keys].values]
-        notes = bd.assign(note=bd.apply(self._note, axis=1)).groupby(keys, sort=False)["note"]
-        joined = notes.apply(lambda n: "; ".join(dict.fromkeys(x for x in n if x)))
-        table["Notes"] = [joined.get(tuple(k), "") for k in table[keys].values]
-        table.insert(0, "Codec", self.label(codec))
-        return table.rename(columns={"level": "Level", "seq_class": "Class", "sequence": "Sequence"})
+        records = []
+        for level, seq_class, sequence, cells, enc_ratio, dec_ratio in self._rows(codec):
+            record = {"Codec": self.label(codec), "Level": level, "Class": seq_class, "Sequence": sequence}
+            record |= {f"BD-rate {m} (%)": cells[m]["bd_rate"] for m in self.metrics}
+            record |= {f"BD-quality {quality_label(m, self.lower_is_better(m))}": cells[m]["bd_quality"]
+                       for m in self.metrics}
+            notes = (self._note(cells[m]) for m in self.metrics)
+            records.append(record | {"EncT": enc_ratio, "DecT": dec_ratio,
+                                     "Notes": "; ".join(dict.fromkeys(n for n in notes if n))})
+        return pd.DataFrame.from_records(records)
 
     @staticmethod
-    def _note(row: pd.Series) -> str:
+    def _note(row: Mapping[str, Any]) -> str:
         if row["status"] in ("ok", COMPLETE):
             return ""
         per_metric = row["status"] in ("non_monotonic", "partial_overlap", INCOMPLETE)
@@ -187,29 +190,23 @@ class Report:
         for codec in self.test_codecs:
             lines += [f"## {self.label(codec)} vs anchor {self.label(self.anchor)}", "",
                       self._markdown_table(codec), ""]
+        if not self.test_codecs:
+            lines += [f"No tested codec besides the anchor {self.anchor}: no BD table.", ""]
         lines += ["## Gaps", ""]
         lines += [f"- {line}" for line in self.gap_lines()] or ["- none"]
         return "\n".join(lines) + "\n"
 
     def _markdown_table(self, codec: str) -> str:
-        bd = self.bd[self.bd["codec"] == codec]
-        keys = ["level", "seq_class", "sequence"]
-        rows = bd[keys].drop_duplicates().values.tolist()
         header = (["Class", "Sequence"] + [f"BD-rate {m}" for m in self.metrics]
                   + [f"BD-Q {quality_label(m, self.lower_is_better(m))}" for m in self.metrics]
                   + ["EncT", "DecT"])
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        cells = {(r["level"], r["seq_class"], r["sequence"], r["metric"]): r for r in bd.to_dict("records")}
-        times = self.times[self.times["codec"] == codec].set_index(keys)
-        for level, seq_class, sequence in rows:
-            name = {"sequence": sequence, "class": "average", "overall": "overall average"}[level]
-            row = [seq_class if level != "overall" else "all", name]
-            for value, fmt in (("bd_rate", "{:+.2f}%"), ("bd_quality", "{:+.4f}")):
-                for metric in self.metrics:
-                    row.append(_cell(cells[(level, seq_class, sequence, metric)], value, fmt))
-            for column in ("enc_ratio", "dec_ratio"):
-                ratio = times[column].get((level, seq_class, sequence), math.nan)
-                row.append("n/a" if math.isnan(ratio) else f"{ratio:.0%}")
+        for level, seq_class, sequence, cells, enc_ratio, dec_ratio in self._rows(codec):
+            row = [seq_class if level != "overall" else "all",
+                   {"sequence": sequence, "class": "average", "overall": "overall average"}[level]]
+            row += [_cell(cells[m], "bd_rate", "{:+.2f}%") for m in self.metrics]
+            row += [_cell(cells[m], "bd_quality", "{:+.4f}") for m in self.metrics]
+            row += ["n/a" if math.isnan(ratio) else f"{ratio:.0%}" for ratio in (enc_ratio, dec_ratio)]
             lines.append("| " + " | ".join(row) + " |")
         return "\n".join(lines)
 
@@ -436,8 +433,14 @@ def _format_summary_sheet(sheet: Any, summary: pd.DataFrame, first_row: int) -> 
                 sheet[f"{letter}{row}"].number_format = number_format
 
 
+def _summaries(report: Report) -> pd.DataFrame:
+    """The summary tables of all tested codecs, one under the other."""
+    tables = [report.summary(codec) for codec in report.test_codecs]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["Codec"])
+
+
 def _write_workbook(report: Report, path: Path) -> None:
-    summary = pd.concat([report.summary(codec) for codec in report.test_codecs], ignore_index=True)
+    summary = _summaries(report)
     header = [f"BD-rate report: {report.info['run']}", f"Anchor: {report.label(report.anchor)}",
               f"Test set: {report.info.get('testset') or 'unknown'}", f"BD method: {report.method}",
               "Metrics: " + ", ".join(f"{m} ({report.directions[m] or 'direction unknown'})"
@@ -503,8 +506,7 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     report.bd.to_csv(out / "bd.csv", index=False)
-    pd.concat([report.summary(codec) for codec in report.test_codecs] or [pd.DataFrame()],
-              ignore_index=True).to_csv(out / "summary.csv", index=False)
+    _summaries(report).to_csv(out / "summary.csv", index=False)
     report.rate_points[_rate_point_columns(report)].to_csv(out / "rate_points.csv", index=False)
     report.gaps.to_csv(out / "gaps.csv", index=False)
     markdown = report.markdown()

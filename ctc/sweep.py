@@ -41,8 +41,8 @@ class SweepConfigError(ValueError):
 
 
 def default_workers() -> int:
-    """Workers for ``jobs=auto``: half the CPU cores (the encoders are multi-threaded themselves)."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """Workers for ``jobs=auto``: one per CPU core (the codec configs run each encoder on one thread)."""
+    return os.cpu_count() or 1
 
 
 def task_config(config: DictConfig) -> dict[str, Any]:

@@ -54,45 +54,40 @@ class ResBlock2d(nn.Module):
         return out + x
 
 
-class UpBlock2d(nn.Module):
+class _ConvNormBlock(nn.Module):
+    """A conv followed by batch norm (keys ``conv.*``, ``norm.*``); subclasses say what wraps them."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple = 3,
+        padding: int | tuple = 1,
+        groups: int = 1,
+    ):
+        super().__init__()
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
+        self.norm = nn.BatchNorm2d(out_features, affine=True)
+
+    def conv_norm_relu(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
+class UpBlock2d(_ConvNormBlock):
     """Nearest x2 upsampling, conv, BN, ReLU."""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        kernel_size: int | tuple = 3,
-        padding: int | tuple = 1,
-        groups: int = 1,
-    ):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))))
+        return self.conv_norm_relu(F.interpolate(x, scale_factor=2))
 
 
-class DownBlock2d(nn.Module):
+class DownBlock2d(_ConvNormBlock):
     """Conv, BN, ReLU, 2x2 average pooling."""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        kernel_size: int | tuple = 3,
-        padding: int | tuple = 1,
-        groups: int = 1,
-    ):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(F.relu(self.norm(self.conv(x))), 2)
+        return F.avg_pool2d(self.conv_norm_relu(x), 2)
 
 
-class SameBlock2d(nn.Module):
+class SameBlock2d(_ConvNormBlock):
     """Conv, BN, ReLU at the same resolution."""
 
     def __init__(
@@ -103,12 +98,10 @@ class SameBlock2d(nn.Module):
         kernel_size: int | tuple = 3,
         padding: int | tuple = 1,
     ):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding, groups=groups)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
+        super().__init__(in_features, out_features, kernel_size, padding, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x)))
+        return self.conv_norm_relu(x)
 
 
 def _width(block_expansion: int, max_features: int, level: int) -> int:
@@ -225,3 +218,48 @@ class GDN(nn.Module):
         gamma = self.gamma.clamp_min(self.gamma_bound) ** 2 - self.pedestal
         norm = torch.sqrt(F.conv2d(x**2, gamma.view(channels, channels, 1, 1), beta))
         return x * norm if self.inverse else x / norm
+
+
+class AutoencoderLayers(nn.Module):
+    """Base of the generators' image path: ``first`` (7x7 SameBlock2d), DownBlock2d's, a ResBlock2d
+    bottleneck (``r0``, ``r1``...), UpBlock2d's and a 7x7 ``final`` conv, as upstream names them.
+
+    Subclasses call ``add_autoencoder_layers`` where upstream registers them (state-dict order) and
+    may rename the down/up lists through ``down_name``/``up_name``.
+    """
+
+    down_name = "down_blocks"
+    up_name = "up_blocks"
+
+    def add_autoencoder_layers(
+        self,
+        num_channels: int,
+        block_expansion: int,
+        max_features: int,
+        num_down_blocks: int,
+        num_bottleneck_blocks: int,
+    ) -> None:
+        width = [_width(block_expansion, max_features, i) for i in range(num_down_blocks + 1)]
+        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
+        downs = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
+        setattr(self, self.down_name, downs)
+        ups = nn.ModuleList(UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks)))
+        setattr(self, self.up_name, ups)
+        self.bottleneck = nn.Sequential()
+        for i in range(num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1], kernel_size=3, padding=1))
+        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``first`` then the down blocks."""
+        out = self.first(x)
+        for block in getattr(self, self.down_name):
+            out = block(out)
+        return out
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck, up blocks, ``final`` (no output activation)."""
+        out = self.bottleneck(x)
+        for block in getattr(self, self.up_name):
+            out = block(out)
+        return self.final(out)

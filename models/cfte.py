@@ -30,10 +30,8 @@ from torch import nn
 from models.blocks import (
     GDN,
     AntiAliasInterpolation2d,
-    DownBlock2d,
+    AutoencoderLayers,
     Hourglass,
-    ResBlock2d,
-    SameBlock2d,
     UpBlock2d,
 )
 from models.registry import NetworkModel, register_model
@@ -116,8 +114,11 @@ def farneback_flow(driving_u8: np.ndarray, source_u8: np.ndarray) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(driving_u8, source_u8, None, *FARNEBACK_ARGS)
 
 
-class DenseMotionNetwork(nn.Module):
+class DenseMotionNetwork(AutoencoderLayers):
     """Dense flow and occlusion from the compact features of the key frame and the driving frame."""
+
+    down_name = "motiondown_blocks"
+    up_name = "motionup_blocks"
 
     def __init__(
         self,
@@ -145,18 +146,9 @@ class DenseMotionNetwork(nn.Module):
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
         self.up_blocks = nn.ModuleList(UpBlock2d(num_kp, num_kp) for _ in range(num_down_blocks))
-        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
-        width = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
-        self.motiondown_blocks = nn.ModuleList(
-            DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks)
+        self.add_autoencoder_layers(
+            num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks
         )
-        self.motionup_blocks = nn.ModuleList(
-            UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks))
-        )
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1], kernel_size=3, padding=1))
-        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
         self.warp_align_corners = warp_align_corners
 
     def upsample_feature(self, feature: torch.Tensor) -> torch.Tensor:
@@ -167,12 +159,9 @@ class DenseMotionNetwork(nn.Module):
     def prepare_source(self, source_image: torch.Tensor, source_feature: torch.Tensor) -> dict[str, Any]:
         """Everything that depends on the key frame only (computed once per key frame)."""
         image = self.down(source_image) if self.scale_factor != 1 else source_image
-        encoded = self.first(image)
-        for block in self.motiondown_blocks:
-            encoded = block(encoded)
         return {
             "image": image,
-            "encoded": encoded,
+            "encoded": self.encode(image),
             "heatmap": self.upsample_feature(source_feature),
             "uint8": [to_uint8(f) for f in source_feature],
         }
@@ -202,10 +191,7 @@ class DenseMotionNetwork(nn.Module):
         out = warp(
             src["encoded"].expand(bs, *src["encoded"].shape[1:]), sparse_motion, self.warp_align_corners
         )
-        out = self.bottleneck(out)
-        for block in self.motionup_blocks:
-            out = block(out)
-        sparse_deformed = self.final(out)
+        sparse_deformed = self.decode(out)
 
         prediction = self.hourglass(torch.cat([heatmap.view(bs, -1, h, w), sparse_deformed], dim=1))
         result = {
@@ -218,7 +204,7 @@ class DenseMotionNetwork(nn.Module):
         return result
 
 
-class OcclusionAwareGenerator(nn.Module):
+class OcclusionAwareGenerator(AutoencoderLayers):
     """Key-frame encoder, warp by the dense flow, occlusion, residual bottleneck, decoder."""
 
     def __init__(
@@ -242,25 +228,15 @@ class OcclusionAwareGenerator(nn.Module):
             warp_align_corners=warp_align_corners,
             **(dense_motion_params or {}),
         )
-        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
-        width = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
-        self.down_blocks = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
-        self.up_blocks = nn.ModuleList(
-            UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks))
+        self.add_autoencoder_layers(
+            num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks
         )
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1], kernel_size=3, padding=1))
-        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
         self.warp_align_corners = warp_align_corners
 
     def prepare_source(self, source_image: torch.Tensor, source_feature: torch.Tensor) -> dict[str, Any]:
         """The key frame's encoded features and dense-motion inputs, computed once per key frame."""
-        encoded = self.first(source_image)
-        for block in self.down_blocks:
-            encoded = block(encoded)
         return {
-            "encoded": encoded,
+            "encoded": self.encode(source_image),
             "motion": self.dense_motion_network.prepare_source(source_image, source_feature),
         }
 
@@ -292,10 +268,7 @@ class OcclusionAwareGenerator(nn.Module):
                     occlusion, size=warped.shape[2:], mode="bilinear", align_corners=False
                 )
             warped = warped * occlusion
-        warped = self.bottleneck(warped)
-        for block in self.up_blocks:
-            warped = block(warped)
-        out["prediction"] = torch.sigmoid(self.final(warped))
+        out["prediction"] = torch.sigmoid(self.decode(warped))
         return out
 
 

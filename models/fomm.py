@@ -22,11 +22,8 @@ from torch import nn
 
 from models.blocks import (
     AntiAliasInterpolation2d,
-    DownBlock2d,
+    AutoencoderLayers,
     Hourglass,
-    ResBlock2d,
-    SameBlock2d,
-    UpBlock2d,
     kp2gaussian,
     make_coordinate_grid,
 )
@@ -177,7 +174,7 @@ def deform_input(inp: torch.Tensor, deformation: torch.Tensor, align_corners: bo
     return F.grid_sample(inp, deformation, align_corners=align_corners)
 
 
-class OcclusionAwareGenerator(nn.Module):
+class OcclusionAwareGenerator(AutoencoderLayers):
     """Encoder, warp by the dense motion, occlusion, residual bottleneck, decoder."""
 
     def __init__(
@@ -204,30 +201,10 @@ class OcclusionAwareGenerator(nn.Module):
             if dense_motion_params
             else None
         )
-        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
-        width = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
-        self.down_blocks = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
-        self.up_blocks = nn.ModuleList(
-            UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks))
+        self.add_autoencoder_layers(
+            num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks
         )
-        self.bottleneck = nn.Sequential()
-        for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1], kernel_size=3, padding=1))
-        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
         self.deform_align_corners = deform_align_corners
-
-    def encode_source(self, source_image: torch.Tensor) -> torch.Tensor:
-        """The key frame's features before warping (computed once per key frame when decoding)."""
-        out = self.first(source_image)
-        for block in self.down_blocks:
-            out = block(out)
-        return out
-
-    def decode(self, warped: torch.Tensor) -> torch.Tensor:
-        out = self.bottleneck(warped)
-        for block in self.up_blocks:
-            out = block(out)
-        return torch.sigmoid(self.final(out))
 
     def forward(
         self,
@@ -238,11 +215,11 @@ class OcclusionAwareGenerator(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Animate ``source_image`` (batch 1 or B) to the B driving keypoints."""
         bs = kp_driving["value"].shape[0]
-        features = self.encode_source(source_image) if source_features is None else source_features
+        features = self.encode(source_image) if source_features is None else source_features
         features = features.expand(bs, *features.shape[1:])
         out: dict[str, torch.Tensor] = {}
         if self.dense_motion_network is None:
-            out["prediction"] = self.decode(features)
+            out["prediction"] = torch.sigmoid(self.decode(features))
             return out
         motion = self.dense_motion_network(source_image, kp_driving, kp_source)
         out.update(motion)
@@ -257,7 +234,7 @@ class OcclusionAwareGenerator(nn.Module):
         out["deformed"] = deform_input(
             source_image.expand(bs, *source_image.shape[1:]), motion["deformation"], self.deform_align_corners
         )
-        out["prediction"] = self.decode(warped)
+        out["prediction"] = torch.sigmoid(self.decode(warped))
         return out
 
 
@@ -331,7 +308,7 @@ class FOMM(NetworkModel):
         key_frame = self._input(key_frame)
         return {
             "kp": self.networks["kp_detector"](key_frame),
-            "features": self.networks["generator"].encode_source(key_frame),
+            "features": self.networks["generator"].encode(key_frame),
         }
 
     @torch.no_grad()

@@ -152,6 +152,18 @@ def test_cli_prints_bd_per_metric_as_json(tmp_path, capsys):
     assert report["metrics"]["psnr"]["direction"] == "higher_is_better"
 
 
+@pytest.mark.slow
+def test_cli_takes_directions_from_the_metric_registry(tmp_path, capsys):
+    dists = np.array([0.30, 0.24, 0.19, 0.15])
+    anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR, dists=dists, vmaf=PSNR * 2)
+    test = _write_curve(tmp_path / "test.csv", RATES / 2, psnr=PSNR, dists=dists, vmaf=PSNR * 2)
+    assert main([str(anchor), str(test)]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert {name: m["direction"] for name, m in metrics.items()} == {
+        "psnr": "higher_is_better", "dists": "lower_is_better", "vmaf": "higher_is_better"}
+    assert all(m["bd_rate"] == pytest.approx(-50.0) for m in metrics.values())
+
+
 def test_cli_marks_bad_curves_and_takes_the_method(tmp_path, capsys):
     anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
     test = _write_curve(tmp_path / "test.csv", RATES[:3], psnr=PSNR[:3])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import openpyxl
 import pandas as pd
@@ -182,3 +183,12 @@ def test_unreadable_result_is_a_gap(tmp_path):
     failed = report.gaps[report.gaps["kind"] == "failed job"]
     assert any("is not readable JSON" in detail for detail in failed["detail"])
     assert _bd(report, "x265", "VOXCELEB_001", "psnr")["status"] == "too_few_points"
+
+
+def test_anchor_only_run_still_reports(tmp_path, capsys):
+    run_dir = write_run(tmp_path / "anchor-only")
+    for codec in ("cfte", "x265"):
+        shutil.rmtree(run_dir / codec)
+    assert main([str(run_dir), "--no-plots"]) == 0
+    assert "No tested codec besides the anchor vvenc" in capsys.readouterr().out
+    assert len(pd.read_csv(run_dir / "report" / "rate_points.csv")) == 3 * 4

@@ -79,6 +79,7 @@ def snapshot(run_dir: Path) -> dict[str, tuple]:
     return jobs
 
 
+@pytest.mark.slow  # starts joblib worker processes, each importing torch
 def test_sweep_runs_every_job_in_parallel_workers_and_writes_results(tiny, tmp_path, capsys):
     main([*tiny, "jobs=2"])
     run_dir = run_dir_of(tiny)
@@ -146,7 +147,7 @@ def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, 
     done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
     assert len(done_before) == 3  # SEQ_A at both rate points, SEQ_B/1
     monkeypatch.delenv("FAKE_CODEC_INTERRUPT")
-    main([*tiny, "jobs=2"])
+    main([*tiny, "launcher=basic"])
     assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
     assert snapshot(run_dir) == snapshot(run_dir_of(reference))
     assert len(snapshot(run_dir)) == 12

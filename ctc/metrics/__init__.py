@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from functools import cache, cached_property, lru_cache
+from functools import cache, cached_property
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 
 # Modules that register metrics; imported on first use so that cheap metrics stay cheap.
 METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual")
+METRIC_SETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "metrics"
 
 
 class MetricError(ValueError):
@@ -97,6 +99,17 @@ def metric_class(name: str) -> type[Metric]:
     if name not in METRICS:
         raise MetricError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}")
     return METRICS[name]
+
+
+def metric_set(name: str) -> list[str]:
+    """The metric names of the config ``ctc/conf/metrics/<name>.yaml`` (``ctc``: the CTC set)."""
+    import yaml
+
+    path = METRIC_SETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in METRIC_SETS_DIR.glob("*.yaml")))
+        raise MetricError(f"no metric set {name!r} ({path} is absent); known sets: {known}")
+    return list(yaml.safe_load(path.read_text(encoding="utf-8"))["names"])
 
 
 def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:

@@ -143,8 +143,8 @@ class Report:
             cells.setdefault((record["level"], record["seq_class"], record["sequence"]), {})[
                 record["metric"]] = record
         times = self.times[self.times["codec"] == codec].set_index(["level", "seq_class", "sequence"])
-        return [(*key, by_metric, times["enc_ratio"].get(key, math.nan), times["dec_ratio"].get(key, math.nan))
-                for key, by_metric in cells.items()]
+        return [(*key, by_metric, times["enc_ratio"].get(key, math.nan),
+                 times["dec_ratio"].get(key, math.nan)) for key, by_metric in cells.items()]
 
     def summary(self, codec: str) -> pd.DataFrame:
         """The JVET-style table of one tested codec: numbers, with a Notes column for the marks."""

@@ -220,6 +220,15 @@ class GDN(nn.Module):
         return x * norm if self.inverse else x / norm
 
 
+def apply_occlusion(features: torch.Tensor, occlusion: torch.Tensor | None) -> torch.Tensor:
+    """Multiply warped features by the occlusion map (resized bilinearly to them); None: unchanged."""
+    if occlusion is None:
+        return features
+    if occlusion.shape[2:] != features.shape[2:]:
+        occlusion = F.interpolate(occlusion, size=features.shape[2:], mode="bilinear", align_corners=False)
+    return features * occlusion
+
+
 class AutoencoderLayers(nn.Module):
     """Base of the generators' image path: ``first`` (7x7 SameBlock2d), DownBlock2d's, a ResBlock2d
     bottleneck (``r0``, ``r1``...), UpBlock2d's and a 7x7 ``final`` conv, as upstream names them.

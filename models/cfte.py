@@ -33,6 +33,7 @@ from models.blocks import (
     AutoencoderLayers,
     Hourglass,
     UpBlock2d,
+    apply_occlusion,
 )
 from models.registry import NetworkModel, register_model
 
@@ -261,13 +262,7 @@ class OcclusionAwareGenerator(AutoencoderLayers):
         deformation = out["deformation"]
         out["deformed"] = self.deform_input(source_image.expand(bs, *source_image.shape[1:]), deformation)
         warped = self.deform_input(src["encoded"].expand(bs, *src["encoded"].shape[1:]), deformation)
-        occlusion = out.get("occlusion_map")
-        if occlusion is not None:
-            if occlusion.shape[2:] != warped.shape[2:]:
-                occlusion = F.interpolate(
-                    occlusion, size=warped.shape[2:], mode="bilinear", align_corners=False
-                )
-            warped = warped * occlusion
+        warped = apply_occlusion(warped, out.get("occlusion_map"))
         out["prediction"] = torch.sigmoid(self.decode(warped))
         return out
 

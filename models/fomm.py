@@ -24,6 +24,7 @@ from models.blocks import (
     AntiAliasInterpolation2d,
     AutoencoderLayers,
     Hourglass,
+    apply_occlusion,
     kp2gaussian,
     make_coordinate_grid,
 )
@@ -224,13 +225,7 @@ class OcclusionAwareGenerator(AutoencoderLayers):
         motion = self.dense_motion_network(source_image, kp_driving, kp_source)
         out.update(motion)
         warped = deform_input(features, motion["deformation"], self.deform_align_corners)
-        occlusion = motion.get("occlusion_map")
-        if occlusion is not None:
-            if occlusion.shape[2:] != warped.shape[2:]:
-                occlusion = F.interpolate(
-                    occlusion, size=warped.shape[2:], mode="bilinear", align_corners=False
-                )
-            warped = warped * occlusion
+        warped = apply_occlusion(warped, motion.get("occlusion_map"))
         out["deformed"] = deform_input(
             source_image.expand(bs, *source_image.shape[1:]), motion["deformation"], self.deform_align_corners
         )

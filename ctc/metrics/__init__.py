@@ -41,7 +41,7 @@ class FrameBatch:
         return self.reference.shape[0]
 
     def tensors(self, device: str) -> tuple:
-        """Both batches as float32 torch tensors in [0, 1] on ``device`` (RGB scaled as DISTS and LPIPS do)."""
+        """Both batches as float32 tensors in [0, 1] on ``device`` (RGB scaled as DISTS and LPIPS take it)."""
         if device not in self._tensors:
             import torch
 
@@ -142,7 +142,8 @@ def _check_shapes(reference: np.ndarray, distorted: np.ndarray, prefix: str) -> 
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise MetricError(f"{prefix}{role} frames have shape {frames.shape}, expected (N, 3, H, W) RGB")
     if reference.shape[0] != distorted.shape[0]:
-        raise MetricError(f"{prefix}reference has {reference.shape[0]} frames, decoded has {distorted.shape[0]}")
+        raise MetricError(f"{prefix}reference has {reference.shape[0]} frames, "
+                          f"decoded has {distorted.shape[0]}")
     if reference.shape[0] == 0:
         raise MetricError(f"{prefix}no frames to score")
     if reference.shape[2:] != distorted.shape[2:]:
@@ -164,8 +165,9 @@ def _as_uint8(frames: np.ndarray, role: str, prefix: str) -> np.ndarray:
     return frames.astype(np.uint8)
 
 
-def _checked_pair(reference: np.ndarray, distorted: np.ndarray, label: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Both arrays as uint8 ``(N, 3, H, W)`` of equal shape, or a :class:`MetricError` naming what is wrong."""
+def _checked_pair(reference: np.ndarray, distorted: np.ndarray,
+                  label: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays as uint8 ``(N, 3, H, W)`` of one shape, or a :class:`MetricError` naming what is wrong."""
     prefix = f"{label}: " if label else ""
     _check_shapes(reference, distorted, prefix)
     return (_as_uint8(np.asarray(reference), "reference frames", prefix),

@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".we
 
 
 def load_image(path: Path) -> np.ndarray:
-    """An 8-bit image as one RGB frame ``(1, 3, H, W)`` (as ``lpips.load_image`` reads it: OpenCV, BGR -> RGB)."""
+    """An 8-bit image as one RGB frame ``(1, 3, H, W)``, read as ``lpips.load_image`` reads it (OpenCV)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise MetricError(f"{path}: not a readable image")
@@ -50,8 +50,8 @@ def expand_metric_names(tokens: Sequence[str]) -> list[str]:
             try:
                 expanded = metric_set(token)
             except MetricError:
-                raise MetricError(f"unknown metric or metric set {token!r}; metrics: {', '.join(sorted(METRICS))}; "
-                                  "sets: ctc, all") from None
+                raise MetricError(f"unknown metric or metric set {token!r}; metrics: "
+                                  f"{', '.join(sorted(METRICS))}; sets: ctc, all") from None
         names += [name for name in expanded if name not in names]
     return names
 
@@ -70,7 +70,8 @@ def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: i
         ref, dist = (load_sequence(p, width, height, frames) for p in (reference, decoded))
     table = score_frames(ref, dist, metrics, device, batch_size, label=f"{reference} vs {decoded}")
     report: dict[str, object] = {
-        "reference": str(reference), "decoded": str(decoded), "kind": "image" if images else "rgb444 sequence",
+        "reference": str(reference), "decoded": str(decoded),
+        "kind": "image" if images else "rgb444 sequence",
         "width": ref.shape[3], "height": ref.shape[2], "frames": ref.shape[0],
         "metrics": {name: {"value": float(table[name].mean()), **info}
                     for name, info in describe_metrics(metrics).items()}}

@@ -90,8 +90,8 @@ def build_lpips(net: str) -> lpips.LPIPS:
     """LPIPS version 0.1 (``net`` = ``vgg`` or ``alex``) with its linear layers and ImageNet backbone."""
     backbone = LPIPS_BACKBONES[net]
     model = _reference_model(lpips.pretrained_networks, "tv", lambda: lpips.LPIPS(
-        net=net, version="0.1", pretrained=True, pnet_rand=True, model_path=str(lpips_linear_weights_file(net)),
-        verbose=False))
+        net=net, version="0.1", pretrained=True, pnet_rand=True,
+        model_path=str(lpips_linear_weights_file(net)), verbose=False))
     linear = torch.load(lpips_linear_weights_file(net), map_location="cpu", weights_only=True)
     _load_strictly(model, {**_sliced_backbone(model, "net", backbone), **linear})
     return model.eval()
@@ -99,7 +99,8 @@ def build_lpips(net: str) -> lpips.LPIPS:
 
 def build_dists() -> DISTS_pytorch.DISTS:
     """DISTS with the ``DISTS-pytorch`` package's alpha/beta (``weights.pt``) and the ImageNet VGG16."""
-    model = _reference_model(DISTS_pytorch.DISTS_pt, "models", lambda: DISTS_pytorch.DISTS(load_weights=False))
+    model = _reference_model(DISTS_pytorch.DISTS_pt, "models",
+                             lambda: DISTS_pytorch.DISTS(load_weights=False))
     alpha_beta = torch.load(DISTS_WEIGHTS, map_location="cpu", weights_only=True)
     _load_strictly(model, {**_sliced_backbone(model, "", "vgg16"), **alpha_beta})
     return model.eval()

@@ -31,8 +31,8 @@ class StructuralMetric(Metric):
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
         height, width = batch.reference.shape[2:]
         if min(height, width) < self.smallest_side:
-            raise MetricError(f"{self.name} needs frames of at least {self.smallest_side}x{self.smallest_side}, "
-                              f"got {width}x{height}")
+            side = self.smallest_side
+            raise MetricError(f"{self.name} needs frames of at least {side}x{side}, got {width}x{height}")
         with torch.inference_mode():
             values = type(self).function(*batch.tensors(self.device), data_range=1.0, size_average=False,
                                          win_size=WINDOW_SIZE, win_sigma=WINDOW_SIGMA, K=K1_K2)
@@ -41,7 +41,8 @@ class StructuralMetric(Metric):
 
 @register_metric("ssim")
 class Ssim(StructuralMetric):
-    description = "SSIM (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) per RGB channel, mean of channels"
+    description = ("SSIM (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) per RGB channel, "
+                   "mean of channels")
     function = pytorch_msssim.ssim
     smallest_side = WINDOW_SIZE
 

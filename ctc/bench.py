@@ -1,0 +1,168 @@
+"""``ctc-bench``: the speed figures of the harness, measured side by side in one run.
+
+Each bench is a function ``() -> list[Figure]`` named in :data:`BENCHES` as ``module:function``;
+modules are imported lazily and a bench whose module is missing is reported as skipped, so the
+metric and model stages add theirs by adding a line here. Targets are printed next to the figures,
+never asserted (the tests do not time anything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctc.jobs import Job, plan_jobs
+
+BENCHES = [
+    "ctc.bench:bench_io",
+    "ctc.bench:bench_cached_sweep",
+    "ctc.metrics.bench:bench_metrics",
+    "models.bench:bench_models",
+]
+IO_FRAMES, IO_SIZE = 250, 256
+REPEATS = 3
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: str = ""  # e.g. "< 1 s": what the issue asks for
+    note: str = ""
+
+
+def best_of(function: Callable[[], object], repeats: int = REPEATS) -> float:
+    """The shortest wall time of ``repeats`` calls: the least disturbed by other processes."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_io() -> list[Figure]:
+    """Reading a 250-frame 256x256 RGB 4:4:4 sequence and converting it to YUV 4:2:0."""
+    from ctc.frames import read_rgb444, rgb_to_yuv420
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench_256x256_25_8bit_444.rgb"
+        rng = np.random.default_rng(0)
+        rng.integers(0, 256, (IO_FRAMES, 3, IO_SIZE, IO_SIZE), dtype=np.uint8).tofile(path)
+
+        def read() -> np.ndarray:
+            return np.array(read_rgb444(path, IO_SIZE, IO_SIZE, IO_FRAMES))
+
+        frames = read()
+        read_s = best_of(read)
+        convert_s = best_of(lambda: rgb_to_yuv420(frames))
+        both_s = best_of(lambda: rgb_to_yuv420(read_rgb444(path, IO_SIZE, IO_SIZE, IO_FRAMES)))
+    note = f"{IO_FRAMES} frames {IO_SIZE}x{IO_SIZE}, file in the page cache"
+    return [Figure("read RGB 4:4:4", read_s, "s", note=note),
+            Figure("RGB -> YUV 4:2:0 (OpenCV)", convert_s, "s", note=note),
+            Figure("read + convert", both_s, "s", "well under 1 s", note)]
+
+
+def bench_cached_sweep() -> list[Figure]:
+    """Rerunning a fully complete sweep of the 30 CTC sequences x 4 rate points, codec and anchor.
+
+    The sequence files are sparse files of the declared sizes and every job's ``result.json`` is
+    written beforehand with the hash the runner expects, so the rerun has nothing to code: what
+    is timed is the ``ctc-run`` process from start to exit (config, test set checks, the resume
+    check of every job, summary and provenance).
+    """
+    from hydra import compose, initialize_config_module
+
+    import ctc.runner  # noqa: F401  (registers the ctc sweeper that the config names)
+
+    from ctc.sequences import declared_specs, load_test_set
+    from ctc.store import RESULT_FILE, write_json_atomic
+    from ctc.sweep import codec_sections, task_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        root, results = Path(folder) / "sequences", Path(folder) / "results"
+        overrides = ["codec=x265", "anchor=vvenc", "testset=ctc", f"testset.root={root}",
+                     f"results_dir={results}", "run=bench"]
+        with initialize_config_module("ctc.conf", version_base="1.3"):
+            settings = task_config(compose("config", overrides=overrides))
+        root.mkdir()
+        testset = settings["testset"]
+        for spec in declared_specs(testset["name"], testset.get("sequences_file"), testset.get("root")):
+            with open(spec.path, "wb") as sparse:
+                sparse.truncate(spec.frames * spec.frame_bytes)
+        specs = load_test_set(testset)
+        sections = codec_sections(settings)
+        jobs = plan_jobs(sections, specs, settings["metrics"]["names"], {role: ["cpu"] for role in sections})
+        for job in jobs:
+            directory = job.directory(results / "bench")
+            directory.mkdir(parents=True)
+            write_json_atomic(directory / RESULT_FILE, _fake_result(job))
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True, text=True,
+                              check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"the cached sweep failed:\n{proc.stderr[-2000:]}")
+    return [Figure(f"cached rerun, {len(specs)} sequences x 4 rate points x {len(sections)} codecs",
+                   seconds, "s", "< 10 s", f"{len(jobs)} jobs, whole ctc-run process")]
+
+
+def _fake_result(job: Job) -> dict:
+    spec = job.sequence
+    bits = 8000 * (60 - job.rate_point)
+    return {"status": "ok", "codec": job.codec, "role": job.role, "codec_version": "bench",
+            "sequence": spec.name, "seq_class": spec.seq_class, "rate_point": job.rate_point,
+            "frames": spec.frames, "fps": spec.fps, "width": spec.width, "height": spec.height,
+            "config_hash": job.config_hash, "bits": {"total": bits, "parts": {"video": bits}},
+            "kbps": bits / 1000 * spec.fps / spec.frames, "enc_seconds": 1.0, "dec_seconds": 0.1,
+            "metrics": {"psnr": 20.0 + 60 - job.rate_point}, "metric_directions": {"psnr": "higher_is_better"}}
+
+
+def _load(target: str) -> Callable[[], list[Figure]] | str:
+    """The bench function ``module:function``, or why it cannot run."""
+    module_name, function_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return f"skipped: module {module_name} does not exist yet"
+        raise
+    return getattr(module, function_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ctc-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the benches whose name contains one of these words")
+    args = parser.parse_args(argv)
+    rows: list[tuple[str, str, str, str, str]] = []
+    for target in BENCHES:
+        if args.only and not any(word in target for word in args.only):
+            continue
+        bench = _load(target)
+        if isinstance(bench, str):
+            rows.append((target, "-", "", "", bench))
+            continue
+        for figure in bench():
+            value = f"{figure.value:.3f}" if figure.value < 100 else f"{figure.value:.1f}"
+            rows.append((figure.name, value, figure.unit, figure.target, figure.note))
+    header = ("figure", "value", "unit", "target", "note")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

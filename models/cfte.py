@@ -37,19 +37,15 @@ from models.blocks import (
 )
 from models.registry import NetworkModel, register_model
 
-FARNEBACK_ARGS = (
-    0.5,
-    2,
-    15,
-    3,
-    5,
-    1.2,
-    0,
-)  # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
+# pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags of the common software's call
+FARNEBACK_ARGS = (0.5, 2, 15, 3, 5, 1.2, 0)
 
 
 class KPDetector(nn.Module):
-    """Compact-feature extractor: ``{'value': (B, num_kp, H/64, W/64)}``."""
+    """Compact-feature extractor: ``{'value': (B, num_kp, H/64, W/64)}``.
+
+    ``temperature`` and ``estimate_jacobian`` come with the checkpoint's yaml and are unused.
+    """
 
     def __init__(
         self,
@@ -132,7 +128,6 @@ class DenseMotionNetwork(AutoencoderLayers):
         num_bottleneck_blocks: int = 4,
         estimate_occlusion_map: bool = False,
         scale_factor: float = 1,
-        kp_variance: float = 0.01,
         warp_align_corners: bool = False,
     ):
         super().__init__()

@@ -1,8 +1,10 @@
 """``ctc-bench``: the speed figures of the harness, measured side by side in one run.
 
-Each bench is a function ``() -> list[Figure]`` named in :data:`BENCHES` as ``module:function``;
-modules are imported lazily and a bench whose module is missing is reported as skipped, so the
-metric and model stages add theirs by adding a line here. Targets are printed next to the figures,
+Each bench is a function ``() -> list`` named in :data:`BENCHES` as ``module:function``, whose
+rows are :class:`Figure` objects or mappings with ``name`` (or ``case``), ``value``, ``unit`` and
+optionally ``target`` and ``note``. Modules are imported lazily; a bench whose module is missing is
+reported as skipped and one that fails as failed, so the metric and model stages add theirs by
+adding a line here. Targets are printed next to the figures,
 never asserted (the tests do not time anything).
 """
 
@@ -15,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +88,6 @@ def bench_cached_sweep() -> list[Figure]:
     from hydra import compose, initialize_config_module
 
     import ctc.runner  # noqa: F401  (registers the ctc sweeper that the config names)
-
     from ctc.sequences import declared_specs, load_test_set
     from ctc.store import RESULT_FILE, write_json_atomic
     from ctc.sweep import codec_sections, task_config
@@ -109,8 +111,8 @@ def bench_cached_sweep() -> list[Figure]:
             directory.mkdir(parents=True)
             write_json_atomic(directory / RESULT_FILE, _fake_result(job))
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True, text=True,
-                              check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True,
+                              text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"the cached sweep failed:\n{proc.stderr[-2000:]}")
@@ -126,10 +128,18 @@ def _fake_result(job: Job) -> dict:
             "frames": spec.frames, "fps": spec.fps, "width": spec.width, "height": spec.height,
             "config_hash": job.config_hash, "bits": {"total": bits, "parts": {"video": bits}},
             "kbps": bits / 1000 * spec.fps / spec.frames, "enc_seconds": 1.0, "dec_seconds": 0.1,
-            "metrics": {"psnr": 20.0 + 60 - job.rate_point}, "metric_directions": {"psnr": "higher_is_better"}}
+            "metrics": {"psnr": 20.0 + 60 - job.rate_point},
+            "metric_directions": {"psnr": "higher_is_better"}}
 
 
-def _load(target: str) -> Callable[[], list[Figure]] | str:
+def as_figure(row: Figure | Mapping[str, Any]) -> Figure:
+    if isinstance(row, Figure):
+        return row
+    return Figure(str(row.get("name") or row["case"]), float(row["value"]), str(row.get("unit", "")),
+                  str(row.get("target", "")), str(row.get("note", "")))
+
+
+def _load(target: str) -> Callable[[], list] | str:
     """The bench function ``module:function``, or why it cannot run."""
     module_name, function_name = target.split(":")
     try:
@@ -154,13 +164,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(bench, str):
             rows.append((target, "-", "", "", bench))
             continue
-        for figure in bench():
+        print(f"ctc-bench: running {target}", file=sys.stderr, flush=True)
+        try:
+            figures = [as_figure(row) for row in bench()]
+        except Exception as exc:  # one broken bench must not hide the others' figures
+            rows.append((target, "-", "", "", f"failed: {type(exc).__name__}: {exc}"))
+            continue
+        for figure in figures:
             value = f"{figure.value:.3f}" if figure.value < 100 else f"{figure.value:.1f}"
             rows.append((figure.name, value, figure.unit, figure.target, figure.note))
     header = ("figure", "value", "unit", "target", "note")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

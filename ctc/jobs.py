@@ -122,8 +122,9 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         _check_decoded(decoded.frames_file, spec)
         metric_device = job.device if metrics.get("device", "auto") == "auto" else metrics["device"]
         names = list(metrics["names"])
-        table = score_frames(spec.read(), read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames),
-                             names, metric_device, int(metrics.get("batch_size", 16)))
+        reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
+        table = score_frames(spec.read(), reconstruction, names, metric_device,
+                             int(metrics.get("batch_size", 16)))
         if metrics.get("keep_per_frame", True):
             table.to_csv(directory / PER_FRAME_FILE)
         if not keep_decoded:

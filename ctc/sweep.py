@@ -57,8 +57,8 @@ def codec_sections(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for role, section in sections.items():
         for key in ("name", "module", "rate_points"):
             if not section.get(key):
-                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' "
-                                       f"(ctc/conf/{ROLES[role]}/<name>.yaml must give name, module, rate_points)")
+                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' (ctc/conf/{ROLES[role]}/"
+                                       "<name>.yaml must give name, module and rate_points)")
         try:
             codec_class(section)
         except KeyError as exc:
@@ -152,8 +152,8 @@ def run_task(config: DictConfig) -> dict[str, Any]:
     section = settings[ROLES[choice.role]]
     (spec,) = load_test_set({**settings["testset"], "sequences": [str(choice.sequence)]})
     metric_names = list(settings["metrics"]["names"])
-    (job,) = [job for job in plan_jobs({choice.role: section}, [spec], metric_names, {choice.role: [choice.device]})
-              if job.rate_point == int(choice.rate_point)]
+    jobs = plan_jobs({choice.role: section}, [spec], metric_names, {choice.role: [choice.device]})
+    (job,) = [job for job in jobs if job.rate_point == int(choice.rate_point)]
     run_dir = Path(settings["results_dir"]) / str(settings["run"])
     codec_settings = {"timeout_s": settings["timeout_s"], **section}
     return run_job(job, codec_settings, settings["metrics"], run_dir, bool(settings["keep_decoded"]))
@@ -177,7 +177,7 @@ def _launch_batch(batch: list[Job], overrides: list[list[str]], first_index: int
         errors = [_job_error(ret) for ret in returns]
     except Exception as exc:  # a launcher failure (e.g. a killed worker) fails its batch's unfinished jobs
         errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(batch)
-    for job, error in zip(batch, errors):
+    for job, error in zip(batch, errors, strict=True):
         if error and read_result(job.directory(run_dir)) is None:
             _record_failure(job, error, sections, run_dir)
 
@@ -228,7 +228,8 @@ def _write_provenance(run_dir: Path, config: DictConfig, settings: Mapping[str, 
     choices = OmegaConf.to_container(config.hydra.runtime.choices) if "hydra" in config else {}
     anchor = sections.get("anchor", sections["test"] if settings.get("anchor") else None)
     record = collect(dict(settings), run=settings["run"], codec=sections["test"]["name"],
-                     anchor=anchor["name"] if anchor else None, codec_versions=codec_versions, choices=choices)
+                     anchor=anchor["name"] if anchor else None, codec_versions=codec_versions,
+                     choices=choices)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / PROVENANCE_FILE, record)
     for role, section in sections.items():

@@ -1,4 +1,4 @@
-"""A fast, deterministic codec for the runner's tests (module ``fake_codec``, codecs ``fake`` and ``fake_anchor``).
+"""A fast, deterministic codec for the runner's tests: module ``fake_codec`` (codecs ``fake`` and more).
 
 It keeps the top ``8 - rate_point`` bits of every sample and zlib-compresses them. Config keys:
 ``fail_on`` (``SEQUENCE/RATE_POINT`` entries whose encoding raises :class:`CodecError`) and
@@ -34,7 +34,8 @@ class FakeCodec(Codec):
         bitstream = workdir / "stream.bin"
         if job in self.config.get("fail_on", []):
             raise CodecError(f"fake encoder crashed on purpose on {job}")
-        payload = bytes([rate_point]) + zlib.compress((np.asarray(sequence.read()) >> rate_point).tobytes(), 6)
+        kept_bits = np.asarray(sequence.read()) >> rate_point
+        payload = bytes([rate_point]) + zlib.compress(kept_bits.tobytes(), 6)
         if os.environ.get(INTERRUPT_ENV) == job:
             bitstream.write_bytes(payload[: len(payload) // 2])
             raise KeyboardInterrupt

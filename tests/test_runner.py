@@ -37,7 +37,8 @@ def tiny(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     (tmp_path / "seqs").mkdir()
     for name in NAMES:
-        rng.integers(0, 256, (FRAMES, 3, HEIGHT, WIDTH), dtype=np.uint8).tofile(tmp_path / "seqs" / f"{name}.rgb")
+        frames = rng.integers(0, 256, (FRAMES, 3, HEIGHT, WIDTH), dtype=np.uint8)
+        frames.tofile(tmp_path / "seqs" / f"{name}.rgb")
     entries = "".join(f"      - {{name: {name}, class: T{name[-1]}, fps: {FPS[name]}}}\n" for name in NAMES)
     (tmp_path / "sequences.yaml").write_text(
         "file_template: '{name}.rgb'\ntest_sets:\n  tiny:\n    root: null\n"
@@ -45,7 +46,8 @@ def tiny(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
     for group in ("codec", "anchor", "testset"):
         (conf / group).mkdir(parents=True)
-    (conf / "codec" / "fake.yaml").write_text(f"name: fake\nmodule: fake_codec\nrate_points: {CODEC_RATE_POINTS}\n")
+    (conf / "codec" / "fake.yaml").write_text(
+        f"name: fake\nmodule: fake_codec\nrate_points: {CODEC_RATE_POINTS}\n")
     (conf / "anchor" / "fake_anchor.yaml").write_text(
         f"name: fake_anchor\nmodule: fake_codec\nrate_points: {ANCHOR_RATE_POINTS}\n")
     (conf / "testset" / "tiny.yaml").write_text(
@@ -87,7 +89,7 @@ def test_sweep_runs_every_job_in_parallel_workers_and_writes_results(tiny, tmp_p
     table = load_results(run_dir)
     assert len(table) == len(NAMES) * (len(CODEC_RATE_POINTS) + len(ANCHOR_RATE_POINTS)) == 12
     assert (table.status == "ok").all()
-    assert set(zip(table.codec, table.role)) == {("fake", "test"), ("fake_anchor", "anchor")}
+    assert set(zip(table.codec, table.role, strict=True)) == {("fake", "test"), ("fake_anchor", "anchor")}
     for row in table.itertuples():
         directory = run_dir / row.codec / row.sequence / str(row.rate_point)
         result = read_result(directory)
@@ -160,7 +162,7 @@ def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero
     run_dir = run_dir_of(tiny)
     table = load_results(run_dir)
     failed = table[table.status == "failed"]
-    assert set(zip(failed.codec, failed.sequence, failed.rate_point)) == (
+    assert set(zip(failed.codec, failed.sequence, failed.rate_point, strict=True)) == (
         {("fake", "SEQ_B", 3)} | {("fake_anchor", name, rp) for name in NAMES for rp in ANCHOR_RATE_POINTS})
     assert (table[table.codec == "fake"].status == "ok").sum() == 5
     crash = read_result(run_dir / "fake/SEQ_B/3")
@@ -201,7 +203,7 @@ def test_a_bad_sequence_file_stops_the_run_with_its_name(tiny, tmp_path, capsys)
 def test_anchor_none_sweeps_the_codec_alone(tiny):
     main([*tiny, "anchor=none", "launcher=basic", "testset.sequences=[SEQ_A]", "run=alone"])
     table = load_results(run_dir_of(tiny, "alone"))
-    assert list(zip(table.codec, table.rate_point)) == [("fake", 1), ("fake", 3)]
+    assert list(zip(table.codec, table.rate_point, strict=True)) == [("fake", 1), ("fake", 3)]
     assert json.loads((run_dir_of(tiny, "alone") / "provenance.json").read_text())["anchor"] is None
 
 

@@ -30,7 +30,8 @@ def test_is_complete_needs_status_ok_and_the_same_hash():
 
 def _result(codec, sequence, rate_point, **extra):
     return {"status": "ok", "codec": codec, "role": "test", "seq_class": "C", "sequence": sequence,
-            "rate_point": rate_point, "kbps": 10.0 * rate_point, "bits": {"total": 800, "parts": {"video": 800}},
+            "rate_point": rate_point, "kbps": 10.0 * rate_point,
+            "bits": {"total": 800, "parts": {"video": 800}},
             "frames": 3, "fps": 25.0, "enc_seconds": 0.5, "dec_seconds": 0.25, "config_hash": "h",
             "metrics": {"psnr": 30.0 + rate_point}, **extra}
 
@@ -47,7 +48,7 @@ def test_load_results_has_one_row_per_job_and_one_column_per_metric(tmp_path):
     (tmp_path / "b" / "S1" / "7" / "result.json").write_text("{trunc")  # unreadable: no row
     table = load_results(tmp_path)
     assert list(table.columns) == COLUMNS + ["psnr"]
-    assert list(zip(table.codec, table.sequence, table.rate_point)) == [
+    assert list(zip(table.codec, table.sequence, table.rate_point, strict=True)) == [
         ("a", "S1", 1), ("a", "S1", 3), ("a", "S2", 1), ("b", "S1", 2)]
     assert list(table.bits) == [800] * 4
     assert list(table.random_weights) == [False, False, True, False]

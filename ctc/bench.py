@@ -110,12 +110,15 @@ def bench_cached_sweep() -> list[Figure]:
             directory = job.directory(results / "bench")
             directory.mkdir(parents=True)
             write_json_atomic(directory / RESULT_FILE, _fake_result(job))
+        written = {path: path.stat().st_mtime_ns for path in results.glob(f"*/*/*/*/{RESULT_FILE}")}
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True,
                               text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"the cached sweep failed:\n{proc.stderr[-2000:]}")
+        if {path: path.stat().st_mtime_ns for path in written} != written or len(written) != len(jobs):
+            raise RuntimeError("the cached sweep reran jobs: their results were not taken as complete")
     return [Figure(f"cached rerun, {len(specs)} sequences x 4 rate points x {len(sections)} codecs",
                    seconds, "s", "< 10 s", f"{len(jobs)} jobs, whole ctc-run process")]
 
@@ -135,6 +138,9 @@ def _fake_result(job: Job) -> dict:
 def as_figure(row: Figure | Mapping[str, Any]) -> Figure:
     if isinstance(row, Figure):
         return row
+    if not ("name" in row or "case" in row) or "value" not in row:
+        raise ValueError(f"a bench row needs 'name' (or 'case') and 'value' (and 'unit', optionally 'target' "
+                         f"and 'note'); got the keys {sorted(row)}")
     return Figure(str(row.get("name") or row["case"]), float(row["value"]), str(row.get("unit", "")),
                   str(row.get("target", "")), str(row.get("note", "")))
 

@@ -17,6 +17,10 @@ import hydra
 from ctc.sweep import run_task
 from hydra_plugins.gfvc_ctc_sweeper import register
 
+# Hydra's flags that choose what it does instead of our multirun (help, printing the config, ...).
+MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
+              "-h", "--help", "--hydra-help"}
+
 register()
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
@@ -27,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if not {"-m", "--multirun"} & set(args):
+    if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
         args.insert(0, "--multirun")
     saved = sys.argv
     sys.argv = ["ctc-run", *args]

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from ctc.jobs import ROLES, Job, codec_class, plan_jobs, run_job
-from ctc.provenance import collect
+from ctc.provenance import collect, now_iso
 from ctc.sequences import SequenceError, load_test_set
 from ctc.store import (
     COLUMNS,
@@ -103,7 +103,8 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
     Raises ``SystemExit(1)`` at the end when a job failed, after every other job ran.
     """
     settings = task_config(config)
-    run_dir = Path(settings["results_dir"]).expanduser().resolve() / str(settings["run"])
+    results_dir = Path(settings["results_dir"]).expanduser().resolve()  # workers may start elsewhere
+    run_dir = results_dir / str(settings["run"])
     try:
         sections = codec_sections(settings)
         specs = load_test_set(settings["testset"])
@@ -118,14 +119,13 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
 
     from tqdm import tqdm
 
-    common = [arg for arg in arguments if not arg.startswith("results_dir=")]
-    common.append(f"results_dir={quote(str(run_dir.parent))}")
+    common = [arg for arg in arguments if not arg.lstrip("+").startswith("results_dir=")]
+    common.append(f"results_dir={quote(str(results_dir))}")
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"ctc-run {settings['run']}",
               unit="job", file=sys.stderr, dynamic_ncols=True) as progress:
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
-            _launch_batch(batch, [common + job.overrides() for job in batch], start, launch, sections,
-                          settings, run_dir)
+            _launch_batch(batch, [common + job.overrides() for job in batch], start, launch, run_dir)
             progress.update(len(batch))
 
     results = [read_result(job.directory(run_dir)) or {} for job in jobs]
@@ -170,7 +170,7 @@ def _reuse(job: Job, run_dir: Path) -> bool:
 
 
 def _launch_batch(batch: list[Job], overrides: list[list[str]], first_index: int, launch: Launch,
-                  sections: Mapping[str, Any], settings: Mapping[str, Any], run_dir: Path) -> None:
+                  run_dir: Path) -> None:
     """Launch one batch; a job that could not even run (or a lost worker) is recorded as failed."""
     try:
         returns = list(launch(overrides, first_index))
@@ -179,7 +179,7 @@ def _launch_batch(batch: list[Job], overrides: list[list[str]], first_index: int
         errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(batch)
     for job, error in zip(batch, errors, strict=True):
         if error and read_result(job.directory(run_dir)) is None:
-            _record_failure(job, error, sections, run_dir)
+            _record_failure(job, error, run_dir)
 
 
 def _job_error(job_return: Any) -> str | None:
@@ -191,9 +191,7 @@ def _job_error(job_return: Any) -> str | None:
     return f"{type(error).__name__}: {error}"
 
 
-def _record_failure(job: Job, error: str, sections: Mapping[str, Any], run_dir: Path) -> None:
-    from ctc.provenance import now_iso
-
+def _record_failure(job: Job, error: str, run_dir: Path) -> None:
     spec = job.sequence
     directory = job.directory(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -208,10 +206,14 @@ def _summarise(run_dir: Path, results: list[dict[str, Any]]) -> None:
     """Print this sweep's rows; write every result of the run (all codecs) to summary.csv."""
     table = results_table(results)
     metric_columns = [column for column in table.columns if column not in COLUMNS]
-    shown = table[SUMMARY_COLUMNS + metric_columns + TIME_COLUMNS]
+    random = sorted(set(table.codec[table.random_weights]))
+    shown = table[SUMMARY_COLUMNS + metric_columns + TIME_COLUMNS + (["random_weights"] if random else [])]
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format",
                            "{:.4f}".format):
         print(shown.to_string(index=False))
+    if random:
+        print(f"\nWARNING: {', '.join(random)} ran with RANDOM weights: their scores are not those of the "
+              "published models")
     load_results(run_dir).to_csv(run_dir / SUMMARY_FILE, index=False)
     print(f"\nresults: {run_dir} (summary: {run_dir / SUMMARY_FILE})")
 

@@ -1,10 +1,12 @@
 """A fast, deterministic codec for the runner's tests: module ``fake_codec`` (codecs ``fake`` and more).
 
 It keeps the top ``8 - rate_point`` bits of every sample and zlib-compresses them. Config keys:
-``fail_on`` (``SEQUENCE/RATE_POINT`` entries whose encoding raises :class:`CodecError`) and
-``short_decode`` (the decoder drops a frame). The environment variable ``FAKE_CODEC_INTERRUPT``
-(``SEQUENCE/RATE_POINT``) makes that job's encoder raise ``KeyboardInterrupt`` half way, as Ctrl-C
-would, without changing the configuration (and so the jobs' configuration hash).
+``fail_on`` (``SEQUENCE/RATE_POINT`` entries whose encoding raises :class:`CodecError`),
+``short_decode`` (the decoder drops a frame) and ``random_weights`` (reported as a GFVC model would).
+The environment variable ``FAKE_CODEC_INTERRUPT`` (``SEQUENCE/RATE_POINT``) makes that job's encoder
+raise ``KeyboardInterrupt`` half way, as Ctrl-C would, and ``FAKE_CODEC_HANG`` makes it write half
+its bitstream and a file ``hanging`` beside it, then wait to be killed; neither changes the
+configuration (and so the jobs' configuration hash).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from ctc.frames import write_rgb444
 from ctc.sequences import SequenceSpec
 
 INTERRUPT_ENV = "FAKE_CODEC_INTERRUPT"
+HANG_ENV = "FAKE_CODEC_HANG"
 
 
 @register_codec("fake")
 class FakeCodec(Codec):
     def version(self) -> str:
         return "fake 1.0"
+
+    def provenance(self) -> dict:
+        return {**super().provenance(), "random_weights": bool(self.config.get("random_weights", False))}
 
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
         start = time.perf_counter()
@@ -36,9 +42,12 @@ class FakeCodec(Codec):
             raise CodecError(f"fake encoder crashed on purpose on {job}")
         kept_bits = np.asarray(sequence.read()) >> rate_point
         payload = bytes([rate_point]) + zlib.compress(kept_bits.tobytes(), 6)
-        if os.environ.get(INTERRUPT_ENV) == job:
+        if job in (os.environ.get(INTERRUPT_ENV), os.environ.get(HANG_ENV)):
             bitstream.write_bytes(payload[: len(payload) // 2])
-            raise KeyboardInterrupt
+            if os.environ.get(INTERRUPT_ENV) == job:
+                raise KeyboardInterrupt
+            (workdir / "hanging").touch()
+            time.sleep(600)
         bitstream.write_bytes(payload)
         return EncodeResult(bitstream, {"header": 8, "video": 8 * (len(payload) - 1)},
                             time.perf_counter() - start, [["fake-enc", f"--shift={rate_point}"]],

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +158,29 @@ def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, 
     assert len(snapshot(run_dir)) == 12
 
 
+@pytest.mark.slow  # a ctc-run process of its own
+def test_a_killed_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp_path):
+    reference = [*tiny[:-1], f"results_dir={tmp_path / 'reference'}", "launcher=basic"]
+    main(reference)
+    run_dir = run_dir_of(tiny)
+    env = {**os.environ, "FAKE_CODEC_HANG": "SEQ_C/1"}
+    process = subprocess.Popen([sys.executable, "-m", "ctc.runner", *tiny, "launcher=basic"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "fake/SEQ_C/1/hanging").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the sweep never reached SEQ_C/1"
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    assert len(done_before) == 4 and read_result(run_dir / "fake/SEQ_C/1") is None
+    main([*tiny, "launcher=basic"])
+    assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
+    assert snapshot(run_dir) == snapshot(run_dir_of(reference)) and len(snapshot(run_dir)) == 12
+
+
 def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero(tiny, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*tiny, "launcher=basic", "+codec.fail_on=[SEQ_B/3]", "+anchor.short_decode=true"])
@@ -200,10 +226,13 @@ def test_a_bad_sequence_file_stops_the_run_with_its_name(tiny, tmp_path, capsys)
     assert f"file {path} is" in err and "not a whole number" in err
 
 
-def test_anchor_none_sweeps_the_codec_alone(tiny):
-    main([*tiny, "anchor=none", "launcher=basic", "testset.sequences=[SEQ_A]", "run=alone"])
+def test_anchor_none_sweeps_the_codec_alone_and_random_weights_are_labelled(tiny, capsys):
+    main([*tiny, "anchor=none", "launcher=basic", "testset.sequences=[SEQ_A]", "run=alone",
+          "+codec.random_weights=true"])
     table = load_results(run_dir_of(tiny, "alone"))
     assert list(zip(table.codec, table.rate_point, strict=True)) == [("fake", 1), ("fake", 3)]
+    assert table.random_weights.all()
+    assert "WARNING: fake ran with RANDOM weights" in capsys.readouterr().out
     assert json.loads((run_dir_of(tiny, "alone") / "provenance.json").read_text())["anchor"] is None
 
 

@@ -15,10 +15,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import cache, cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from ctc.frames import Yuv420, rgb_to_yuv420
+
+if TYPE_CHECKING:
+    import torch
 
 # Modules that register metrics; imported on first use so that cheap metrics stay cheap.
 METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual")
@@ -35,12 +40,12 @@ class FrameBatch:
     def __init__(self, reference: np.ndarray, distorted: np.ndarray) -> None:
         self.reference = reference
         self.distorted = distorted
-        self._tensors: dict[str, tuple] = {}
+        self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return self.reference.shape[0]
 
-    def tensors(self, device: str) -> tuple:
+    def tensors(self, device: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Both batches as float32 tensors in [0, 1] on ``device`` (RGB scaled as DISTS and LPIPS take it)."""
         if device not in self._tensors:
             import torch
@@ -51,10 +56,8 @@ class FrameBatch:
         return self._tensors[device]
 
     @cached_property
-    def yuv(self) -> tuple:
+    def yuv(self) -> tuple[Yuv420, Yuv420]:
         """Both batches in YUV 4:2:0, converted as the harness converts (:func:`ctc.frames.rgb_to_yuv420`)."""
-        from ctc.frames import rgb_to_yuv420
-
         return rgb_to_yuv420(self.reference), rgb_to_yuv420(self.distorted)
 
 

@@ -1,0 +1,102 @@
+"""Speed of the metric stage, side by side with a frame-at-a-time loop like the GFVC common software's.
+
+The loop (``evaluate/multiMetric_rgb444.py`` there) reads one frame of each file per step and runs
+LPIPS and DISTS on it alone (one frame per forward pass), with the networks built again for each
+sequence. Ours scores memory-mapped files in batches with networks built once per process. Both run
+the same models and weights, in one process, on the same frames; ``ctc-bench`` prints the rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctc.frames import read_rgb444, write_rgb444
+from ctc.metrics import get_metric, metric_set, resolve_device, score_frames
+from ctc.metrics.perceptual import build_dists, build_lpips
+from ctc.metrics.psnr import plane_mse, psnr_from_mse
+
+
+def synthetic_pair(frames: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth moving pattern and a noisy copy (the networks' cost does not depend on the content)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    phases = np.arange(frames)[:, None, None, None] / 10 + np.array([0.0, 2.0, 4.0])[None, :, None, None]
+    reference = (127.5 + 100 * np.sin(6 * x + phases) * np.cos(5 * y - phases)).astype(np.uint8)
+    noise = rng.normal(0, 6, reference.shape)
+    return reference, np.clip(reference + noise, 0, 255).astype(np.uint8)
+
+
+def frame_at_a_time(reference: Path, decoded: Path, frames: int, size: int, device: str) -> np.ndarray:
+    """The GFVC-style loop for the CTC set: networks built per sequence, one frame per forward pass."""
+    lpips_vgg, dists = build_lpips("vgg").to(device), build_dists().to(device)
+    values = np.empty((frames, 3))
+    frame_samples = 3 * size * size
+    with open(reference, "rb") as original, open(decoded, "rb") as test, torch.inference_mode():
+        for index in range(frames):
+            ref = np.fromfile(original, np.uint8, frame_samples).reshape(1, 3, size, size)
+            dist = np.fromfile(test, np.uint8, frame_samples).reshape(1, 3, size, size)
+            psnr = psnr_from_mse(plane_mse(ref, dist)).mean()
+            ref_tensor = torch.tensor(ref.astype(np.float32) / 255, device=device)
+            dist_tensor = torch.tensor(dist.astype(np.float32) / 255, device=device)
+            values[index] = (dists(ref_tensor, dist_tensor).item(),
+                             lpips_vgg(ref_tensor, dist_tensor, normalize=True).item(), psnr)
+    return values
+
+
+def _timed(function: object, *args: object) -> tuple[object, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = function(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
+def bench_metrics(frames: int = 16, sequences: int = 2, size: int = 256, device: str = "auto",
+                  batch_size: int = 16) -> list[dict[str, object]]:
+    """Frames per second of the CTC metric set, batched vs the frame-at-a-time loop.
+
+    ``sequences`` sequences of ``frames`` frames at ``size``×``size`` are scored by each method in turn;
+    the rows also hold the largest difference between the two methods' per-frame values.
+    """
+    device = resolve_device(device)
+    names = metric_set("ctc")
+    if names != ["dists", "lpips", "psnr"]:
+        raise ValueError(f"the frame-at-a-time loop scores dists, lpips, psnr; the CTC set is now {names}")
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = []
+        for index in range(sequences):
+            reference, decoded = Path(tmp, f"ref{index}.rgb"), Path(tmp, f"dec{index}.rgb")
+            for path, array in zip((reference, decoded), synthetic_pair(frames, size, index), strict=True):
+                write_rgb444(path, array)
+            pairs.append((reference, decoded))
+
+        _, build_seconds = _timed(lambda: [get_metric(name, device) for name in names])
+        batched, batched_seconds = _timed(lambda: [
+            score_frames(read_rgb444(ref, size, size), read_rgb444(dist, size, size), names, device,
+                         batch_size) for ref, dist in pairs])
+        looped, loop_seconds = _timed(lambda: [frame_at_a_time(ref, dist, frames, size, device)
+                                               for ref, dist in pairs])
+
+    total = frames * sequences
+    common = {"stage": "metrics", "device": device, "size": f"{size}x{size}", "frames": total,
+              "threads": torch.get_num_threads()}
+    loop_fps = total / loop_seconds
+    difference = max(float(np.abs(table[names].to_numpy() - values).max())
+                     for table, values in zip(batched, looped, strict=True))
+    rows.append({**common, "method": f"batched, {batch_size} frames per pass, networks built once",
+                 "metrics": ",".join(names), "seconds": round(batched_seconds, 3),
+                 "frames_per_s": round(total / batched_seconds, 3),
+                 "speedup": round(total / batched_seconds / loop_fps, 2),
+                 "build_seconds_once": round(build_seconds, 3), "max_abs_difference": difference})
+    rows.append({**common, "method": "frame at a time, networks built per sequence (GFVC script)",
+                 "metrics": ",".join(names), "seconds": round(loop_seconds, 3),
+                 "frames_per_s": round(loop_fps, 3), "speedup": 1.0})
+    return rows

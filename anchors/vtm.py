@@ -121,6 +121,16 @@ def find_program(config: Mapping[str, Any], key: str, names: Sequence[str]) -> P
                      f"or codec.vtm_dir, or codec.{key}=/path/to/{names[0]}")
 
 
+def vtm_installed(config: Mapping[str, Any]) -> bool:
+    """Whether VTM's encoder and decoder binaries are found where :func:`find_program` looks."""
+    try:
+        find_program(config, "encoder", ENCODER_NAMES)
+        find_program(config, "decoder", DECODER_NAMES)
+    except CodecError:
+        return False
+    return True
+
+
 def find_encoder_cfg(config: Mapping[str, Any], encoder: Path) -> Path:
     """The encoder cfg file: absolute, or relative to the VTM folder (given, or above the encoder)."""
     cfg = Path(config["cfg"]).expanduser()

@@ -32,6 +32,9 @@ class EncodeResult:
     seconds: float
     commands: list[list[str]] = field(default_factory=list)
     log: str = ""
+    # figures about the bitstream beyond its parts, not counted in them (e.g. a GFVC codec's feature
+    # bits in each feature-coding mode); recorded in result.json
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_bits(self) -> int:

@@ -4,21 +4,25 @@ Encoder (as the GFVC common software): frame 0 is coded as one intra picture at 
 QP; reference features come from the *decoded* key frame; every other frame's features are coded
 as the residual against the previous *reconstructed* features, quantised with the model's step
 (closed loop, so encoder and decoder never drift). Feature coding is ``ae`` (the common software's
-entropy coder, bit-exact: :mod:`models.entropy`) or ``sei`` (the GFV SEI message: :mod:`models.sei`).
+entropy coder, bit-exact: :mod:`models.entropy`) or ``sei`` (the GFV SEI message: :mod:`models.sei`);
+the encoder also reports what the other mode would have spent, so reports can compare them.
 
 Decoder: reads only the bitstream file (:mod:`models.bitstream`) and the weights, decodes the key
 frame, rebuilds every frame's features and runs the generator batched over frames. Output frame 0 is
-the decoded key frame. Every number comes from the codec config (``ctc/conf/codec/<model>.yaml``).
+the decoded key frame. The encoder's reconstruction goes through the very same call
+(:meth:`GfvcCodec.render`: same batches, same inputs), so on one device both are bit-identical.
+Every number comes from the codec config (``ctc/conf/codec/<model>.yaml``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import logging
+import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,11 @@ from ctc.sequences import SequenceSpec
 from models import bitstream, entropy, sei
 from models.base import GenerativeModel
 
-log = logging.getLogger(__name__)
-
 CONF_DIR = PROJECT_ROOT / "ctc" / "conf"
 FEATURE_CODINGS = ("ae", "sei")
 OUTPUT_ROUNDINGS = ("truncate", "round")
+KEY_FRAME_FORMATS = ("yuv420", "rgb444")
+AUTO_INTRA = ("vtm", "vvenc")  # intra_codec auto: the first one found
 
 
 def load_config_section(group: str, section: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -58,9 +62,48 @@ def to_uint8(prediction: torch.Tensor, rounding: str) -> np.ndarray:
     return (np.round(scaled) if rounding == "round" else scaled).astype(np.uint8)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` inside the block (None: torch's default), then restored."""
+    if count is None:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def ae_reconstruct(previous: np.ndarray, quantised: list[int], q_step: float) -> np.ndarray:
     """``previous + q / q_step``: the one reconstruction formula the encoder and decoder share."""
     return previous + np.asarray(quantised, np.float64) / q_step
+
+
+def code_features_ae(reference: np.ndarray, driving: np.ndarray,
+                     q_step: float) -> tuple[list[bytes], np.ndarray]:
+    """``ae`` mode: payloads (frame 0's empty) and the closed-loop reconstruction of ``driving``."""
+    payloads, recon = [b""], []
+    previous = reference
+    for current in driving:
+        quantised = entropy.quantise(current - previous, q_step)
+        payloads.append(entropy.encode_values(quantised))
+        previous = ae_reconstruct(previous, quantised, q_step)
+        recon.append(previous)
+    return payloads, np.asarray(recon, np.float64).reshape(len(driving), reference.size)
+
+
+def code_features_sei(reference: np.ndarray, driving: np.ndarray,
+                      layout: sei.SeiLayout) -> tuple[list[bytes], np.ndarray]:
+    """``sei`` mode: one GFV SEI NAL unit per frame (frame 0 the base picture) and the reconstruction."""
+    writer = sei.GfvSeiWriter(layout)
+    payloads, recon = [writer.write(reference, 0)[0]], []
+    for index, current in enumerate(driving, start=1):
+        payload, rec = writer.write(current, index)
+        payloads.append(payload)
+        recon.append(rec)
+    return payloads, np.asarray(recon, np.float64).reshape(len(driving), reference.size)
 
 
 @dataclass
@@ -71,6 +114,8 @@ class Encoded:
     key_frame: np.ndarray  # decoded key frame (3, H, W) uint8
     features: np.ndarray  # reconstructed features of frames 1 .. N-1, (N-1, D) float64
     seconds: float
+    feature_bits_by_mode: dict[str, int] = field(default_factory=dict)  # mode -> feature bits
+    sei_payload_bits: int | None = None  # GFV SEI payloads alone (no NAL or SEI message headers)
 
 
 class GfvcCodec(Codec):
@@ -82,24 +127,35 @@ class GfvcCodec(Codec):
                  model: GenerativeModel | None = None, intra_codec: IntraCodec | None = None) -> None:
         super().__init__(config, device)
         cfg = self.config
-        self.feature_coding = str(cfg.get("feature_coding", "ae")).lower()
-        if self.feature_coding not in FEATURE_CODINGS:
-            raise ValueError(f"feature_coding {self.feature_coding!r}: expected one of {FEATURE_CODINGS}")
-        self.output_rounding = str(cfg.get("output_rounding", "truncate")).lower()
-        if self.output_rounding not in OUTPUT_ROUNDINGS:
-            raise ValueError(f"output_rounding {self.output_rounding!r}: expected one of {OUTPUT_ROUNDINGS}")
+        self.feature_coding = self._choice("feature_coding", "ae", FEATURE_CODINGS)
+        self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
+        self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
         self.batch_size = int(cfg.get("batch_size", 8))
-        self.key_frame_format = str(cfg.get("key_frame_format", "yuv420")).lower()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size {self.batch_size}: expected a positive number of frames")
+        self.encoder_reconstruction = bool(cfg.get("encoder_reconstruction", False))
+        threads = cfg.get("threads")
+        self.threads = None if threads is None else int(threads)
         if device.startswith("cuda"):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
             torch.backends.cudnn.benchmark = False
         self.model_config = self._model_config(cfg.get("model", self.name))
         self.model = model if model is not None else self._load_model()
-        self.intra = intra_codec if intra_codec is not None else self._make_intra_codec()
+        self.intra_name, self.intra = ((type(intra_codec).__name__, intra_codec) if intra_codec is not None
+                                       else self._make_intra_codec())
+        # the SEI layout also serves ae mode: its rate is reported next to the ae one
         self.sei_layout = (sei.SeiLayout.from_config(cfg["sei"], self.model.feature_size)
-                           if self.feature_coding == "sei" else None)
+                           if cfg.get("sei") else None)
+        if self.feature_coding == "sei" and self.sei_layout is None:
+            raise ValueError(f"{self.name}: feature_coding sei needs a 'sei' section (the GFV SEI layout)")
         self.config_hash = self._config_hash()
+
+    def _choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = str(self.config.get(key, default)).lower()
+        if value not in allowed:
+            raise ValueError(f"{self.name}: {key} {value!r}: expected one of {allowed}")
+        return value
 
     # -- construction -------------------------------------------------------------------------
     def _load_model(self) -> GenerativeModel:
@@ -109,17 +165,19 @@ class GfvcCodec(Codec):
         from models.registry import create_model
 
         weights = str(self.config.get("weights", "auto"))
-        choice = None if weights in ("auto", "checkpoint") else weights
+        reason = f"weights={weights}"
         try:
+            choice = None if weights in ("auto", "checkpoint") else weights
             model = create_model(self.name, self.model_config, weights=choice, device=self.device)
         except CheckpointError as exc:
             if weights != "auto":
                 raise
-            log.warning("%s: %s", self.name, exc)
+            reason = " ".join(str(exc).split())
             model = create_model(self.name, self.model_config, weights=RANDOM, device=self.device)
         if getattr(model, "random_weights", False):
-            log.warning("WARNING: %s runs with RANDOM weights (no checkpoint): its pictures and scores are "
-                        "not those of the published model", self.name)
+            # one line on stderr whatever the logging setup (the sweep's summary prints its warning alike)
+            print(f"WARNING: {self.name} runs with RANDOM weights, so its pictures and scores are not those "
+                  f"of the published model ({reason})", file=sys.stderr, flush=True)
         return model
 
     def _weights_id(self) -> str:
@@ -135,27 +193,30 @@ class GfvcCodec(Codec):
 
         return load_model_config(str(section))
 
-    def _make_intra_codec(self) -> IntraCodec:
+    def _make_intra_codec(self) -> tuple[str, IntraCodec]:
+        """The key-frame codec: ``vtm``, ``vvenc`` (or an inline codec section), or ``auto``: VTM
+        when its binaries are installed (:func:`anchors.vtm.vtm_installed`), else vvenc."""
         choice = self.config.get("intra_codec", "auto")
-        names = ["vtm", "vvenc"] if choice == "auto" else [choice]
-        errors = []
-        for name in names:
-            section = load_config_section("codec", name) if not isinstance(name, Mapping) else dict(name)
-            section = {**section, **self._key_frame_options(section)}
-            try:
-                codec = create_codec(section, device="cpu")
-            except (CodecError, FileNotFoundError, KeyError) as exc:
-                errors.append(f"{section.get('name')}: {exc}")
-                continue
-            if not isinstance(codec, IntraCodec):
-                raise CodecError(f"intra codec {section.get('name')!r} cannot code a single picture")
-            return codec
-        raise CodecError("no intra codec for the key frame: " + "; ".join(errors))
+        if choice == "auto":
+            from anchors.vtm import vtm_installed
 
-    def _key_frame_options(self, section: Mapping[str, Any]) -> dict[str, Any]:
-        """The key-frame colour format passed to the intra codec's own option for it."""
+            vtm = load_config_section("codec", "vtm")
+            choice = "vtm" if vtm_installed(vtm) else "vvenc"
+            if choice == "vvenc" and self.key_frame_format != "yuv420":
+                raise CodecError(f"{self.name}: key_frame_format {self.key_frame_format} needs VTM (vvenc "
+                                 "codes YUV 4:2:0 only) and VTM is not installed: build VTM and set "
+                                 "$VTM_DIR, or use key_frame_format yuv420")
+        section = load_config_section("codec", choice)
         key = section.get("picture_format_key")
-        return {key: self.key_frame_format} if key else {}
+        if key:
+            section[key] = self.key_frame_format
+        try:
+            codec = create_codec(section, device="cpu")
+        except KeyError as exc:
+            raise CodecError(f"{self.name}: intra_codec {section.get('name')!r}: {exc.args[0]}") from None
+        if not isinstance(codec, IntraCodec):
+            raise CodecError(f"{self.name}: intra_codec {section.get('name')!r} cannot code a single picture")
+        return str(section["name"]), codec
 
     def _config_hash(self) -> bytes:
         """Hash of everything that makes a bitstream decodable by this configuration."""
@@ -164,7 +225,7 @@ class GfvcCodec(Codec):
             "model_params": self.model_config.get("model_params", self.model_config),
             "weights": self._weights_id(),
             "q_step": self.q_step, "feature_coding": self.feature_coding,
-            "sei": self.config.get("sei") if self.sei_layout else None,
+            "sei": self.config.get("sei") if self.feature_coding == "sei" else None,
             "intra": type(self.intra).__name__, "key_frame_format": self.key_frame_format,
         }
         text = json.dumps(relevant, sort_keys=True, default=str)
@@ -177,40 +238,53 @@ class GfvcCodec(Codec):
 
     def version(self) -> str:
         weights = "RANDOM weights" if self.random_weights else self._weights_id()
-        intra = self.intra.version() if hasattr(self.intra, "version") else type(self.intra).__name__
+        intra = self.intra.version() if isinstance(self.intra, Codec) else self.intra_name
         return (f"gfvc {self.name} (bitstream v{bitstream.FORMAT_VERSION}, {self.feature_coding} features, "
                 f"{weights}; key frame: {intra})")
 
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "random_weights": self.random_weights,
                 "weights": self._weights_id(),
+                "checkpoint": None if self.random_weights else str(getattr(self.model, "weights", None)),
                 "feature_coding": self.feature_coding, "q_step": self.q_step,
-                "key_frame_format": self.key_frame_format, "config_hash": self.config_hash.hex(),
-                "output_rounding": self.output_rounding}
+                "intra_codec": self.intra_name, "key_frame_format": self.key_frame_format,
+                "config_hash": self.config_hash.hex(), "output_rounding": self.output_rounding,
+                "batch_size": self.batch_size, "threads": self.threads}
 
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
+        """Write ``<sequence>_qp<rate point>.gfvc``; with ``encoder_reconstruction`` also the encoder's
+        reconstruction ``<sequence>_qp<rate point>_recon.rgb`` (bit-identical to the decoder's output)."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        encoded = self.encode_frames(np.asarray(sequence.read()), rate_point, workdir)
-        path = workdir / f"{sequence.name}_qp{rate_point}.gfvc"
+        frames = np.asarray(sequence.read())
+        encoded = self.encode_frames(frames, rate_point, workdir)
+        stem = f"{sequence.name}_qp{rate_point}"
+        path = workdir / f"{stem}.gfvc"
         path.write_bytes(bitstream.pack(encoded.stream))
+        seconds = encoded.seconds
+        if self.encoder_reconstruction:
+            start = time.perf_counter()
+            write_rgb444(workdir / f"{stem}_recon.rgb", self.render(encoded.key_frame, encoded.features))
+            seconds += time.perf_counter() - start
         parts = bitstream.bit_parts(encoded.stream)
-        note = ""
-        if self.feature_coding == "sei":
-            payload_bits = sum(sei.gfv_payload_bits(p) for p in encoded.stream.payloads)
-            note = f"GFV SEI payload bits without NAL/SEI headers: {payload_bits}\n"
-        return EncodeResult(bitstream=path, bits=parts, seconds=encoded.seconds,
-                            log=f"{self.version()}\n{note}bits per part: {parts}")
+        details: dict[str, Any] = {"feature_bits_by_mode": dict(encoded.feature_bits_by_mode)}
+        if encoded.sei_payload_bits is not None:
+            details["sei_payload_bits"] = encoded.sei_payload_bits
+        return EncodeResult(bitstream=path, bits=parts, seconds=seconds, details=details,
+                            log=f"{self.version()}\nbits per part: {parts}\n{details}")
 
     def decode(self, bitstream_path: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        frames = self.decode_bytes(Path(bitstream_path).read_bytes(), workdir, source=str(bitstream_path))
-        if frames.shape[0] != sequence.frames or frames.shape[2:] != (sequence.height, sequence.width):
-            raise CodecError(f"{bitstream_path}: holds {frames.shape[0]} frames of {frames.shape[3]}x"
-                             f"{frames.shape[2]}, sequence {sequence.name} has {sequence.frames} of "
+        source = str(bitstream_path)
+        stream = self.parse(Path(bitstream_path).read_bytes(), source)
+        declared = (stream.frame_count, stream.height, stream.width)
+        if declared != (sequence.frames, sequence.height, sequence.width):
+            raise CodecError(f"{bitstream_path}: holds {stream.frame_count} frames of {stream.width}x"
+                             f"{stream.height}, sequence {sequence.name} has {sequence.frames} of "
                              f"{sequence.width}x{sequence.height}")
+        frames = self.decode_stream(stream, workdir, source)
         out = workdir / f"{sequence.name}_decoded.rgb"
         write_rgb444(out, frames)
         return DecodeResult(frames_file=out, seconds=time.perf_counter() - start)
@@ -220,49 +294,53 @@ class GfvcCodec(Codec):
         """Encode ``(N, 3, H, W)`` uint8 frames with the key frame at ``qp``."""
         if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
             raise ValueError(f"expected (N, 3, H, W) uint8 frames, got {frames.shape} {frames.dtype}")
+        with torch_threads(self.threads):
+            return self._encode_frames(frames, qp, workdir)
+
+    def _encode_frames(self, frames: np.ndarray, qp: int, workdir: Path) -> Encoded:
         start = time.perf_counter()
         height, width = frames.shape[2:]
         key_bytes = self.intra.encode_picture(np.ascontiguousarray(frames[0]), qp, workdir)
         key_frame = self.intra.decode_picture(key_bytes, width, height, workdir)
-        reference = self._features(key_frame[None])[0]
+        reference = self.reference_features(key_frame)
         driving = self._features(frames[1:])
-        if self.feature_coding == "ae":
-            payloads, recon = [b""], []
-            previous = reference
-            for current in driving:
-                quantised = entropy.quantise(current - previous, self.q_step)
-                payloads.append(entropy.encode_values(quantised))
-                previous = ae_reconstruct(previous, quantised, self.q_step)
-                recon.append(previous)
-        else:
-            writer = sei.GfvSeiWriter(self.sei_layout)
-            payloads = [writer.write(reference, 0)[0]]
-            recon = []
-            for index, current in enumerate(driving, start=1):
-                payload, rec = writer.write(current, index)
-                payloads.append(payload)
-                recon.append(rec)
+        coded = {"ae": code_features_ae(reference, driving, self.q_step)}
+        if self.sei_layout is not None:  # both modes are cheap: the other one's rate is reported too
+            coded["sei"] = code_features_sei(reference, driving, self.sei_layout)
+        payloads, features = coded[self.feature_coding]
+        by_mode = {mode: 8 * sum(map(len, units)) for mode, (units, _) in coded.items()}
+        sei_bits = sum(map(sei.gfv_payload_bits, coded["sei"][0])) if "sei" in coded else None
         stream = bitstream.GfvcBitstream(self.name, self.config_hash, width, height, key_bytes, payloads)
-        features = np.stack(recon) if recon else np.zeros((0, self.model.feature_size))
-        return Encoded(stream, key_frame, features, time.perf_counter() - start)
+        return Encoded(stream, key_frame, features, time.perf_counter() - start, by_mode, sei_bits)
+
+    def parse(self, data: bytes, source: str = "bitstream") -> bitstream.GfvcBitstream:
+        """Parse and verify a packed bitstream made for this model and configuration."""
+        return bitstream.unpack(data, source, expect_model=self.name, expect_hash=self.config_hash)
 
     def decode_bytes(self, data: bytes, workdir: Path, source: str = "bitstream") -> np.ndarray:
         """Decode a packed bitstream to ``(N, 3, H, W)`` uint8 frames."""
-        stream = bitstream.unpack(data, source, expect_model=self.name, expect_hash=self.config_hash)
+        return self.decode_stream(self.parse(data, source), Path(workdir), source)
+
+    def decode_stream(self, stream: bitstream.GfvcBitstream, workdir: Path,
+                      source: str = "bitstream") -> np.ndarray:
+        """The key frame, every frame's features, then the frames (:meth:`render`)."""
+        with torch_threads(self.threads):
+            return self._decode_stream(stream, workdir, source)
+
+    def _decode_stream(self, stream: bitstream.GfvcBitstream, workdir: Path, source: str) -> np.ndarray:
         key_frame = self.intra.decode_picture(stream.key_frame, stream.width, stream.height, Path(workdir))
-        features = self.decode_features(stream, key_frame, source)
-        return self.render(key_frame, features)
+        return self.render(key_frame, self.decode_features(stream, key_frame, source))
 
     def decode_features(self, stream: bitstream.GfvcBitstream, key_frame: np.ndarray,
                         source: str = "bitstream") -> np.ndarray:
         """Every inter frame's reconstructed features, ``(N-1, D)`` float64."""
         size = self.model.feature_size
-        recon = []
+        recon: list[np.ndarray] = []
         try:
             if self.feature_coding == "ae":
                 if stream.payloads[0]:
                     raise bitstream.BitstreamError(f"{source}: key-frame feature payload in ae mode")
-                previous = self._features(key_frame[None])[0]
+                previous = self.reference_features(key_frame)
                 for payload in stream.payloads[1:]:
                     previous = ae_reconstruct(previous, entropy.decode_values(payload, size), self.q_step)
                     recon.append(previous)
@@ -272,13 +350,19 @@ class GfvcCodec(Codec):
                 recon = [parser.read(payload, index) for index, payload in enumerate(stream.payloads[1:], 1)]
         except (entropy.EntropyError, sei.SeiError) as exc:
             raise bitstream.BitstreamError(f"{source}: frame {len(recon) + 1}: {exc}") from exc
-        return np.stack(recon) if recon else np.zeros((0, size))
+        return np.asarray(recon, np.float64).reshape(len(stream.payloads) - 1, size)
 
     def render(self, key_frame: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Frames ``(N, 3, H, W)`` uint8: the key frame, then the generator's frames, batched."""
+        """Frames ``(N, 3, H, W)`` uint8: the key frame, then the generator's frames.
+
+        The one generator path of both the encoder's reconstruction and the decoder: the key frame's
+        reference is prepared once, then frames go through the generator in ``batch_size`` batches in
+        order (a float32 convolution's result can depend on the batch size, so both sides must batch
+        alike to be bit-identical).
+        """
         out = np.empty((1 + len(features), *key_frame.shape), np.uint8)
         out[0] = key_frame
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             key = self._to_tensor(key_frame[None])
             reference = self.model.prepare_reference(key)
             for start in range(0, len(features), self.batch_size):
@@ -287,17 +371,21 @@ class GfvcCodec(Codec):
                 out[1 + start:1 + start + len(chunk)] = to_uint8(frames, self.output_rounding)
         return out
 
+    def reference_features(self, key_frame: np.ndarray) -> np.ndarray:
+        """The decoded key frame's features ``(D,)``: the prediction of frame 1 on both sides."""
+        return self._features(key_frame[None])[0]
+
     def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(frames, np.uint8)).to(self.device).float() / 255
 
     def _features(self, frames: np.ndarray) -> np.ndarray:
         """Features ``(B, D)`` float64 (exact float32 values), extracted in batches."""
-        chunks = []
+        chunks = [np.zeros((0, self.model.feature_size))]
         with torch.inference_mode():
             for start in range(0, len(frames), self.batch_size):
                 chunk = self.model.extract_features(self._to_tensor(frames[start:start + self.batch_size]))
                 chunks.append(chunk.detach().float().cpu().numpy().astype(np.float64))
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.model.feature_size))
+        return np.concatenate(chunks)
 
 
 @register_codec("fomm")

@@ -1,32 +1,44 @@
 """The GFVC codec pipeline: encode -> one bitstream file -> decode, on real face frames.
 
 The pipeline, rate accounting and refusals are tested with a small stand-in model and intra codec
-(so they do not depend on the networks); the real models and vvenc are exercised in the slow tests.
+(so they do not depend on the networks); the intra-codec choice with the real vvenc and a fake VTM;
+at the end the real models in their tiny golden configurations (random weights) with the real vvenc
+key frame on the real clip FACES_00, downscaled to the size each tiny model was made for.
 """
 
 from __future__ import annotations
 
-import subprocess
+import json
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from test_vtm import install_fake_vtm
 
+from anchors.ffmpeg_codec import FfmpegCodec
+from anchors.vtm import VTM_DIR_ENV, VtmCodec
 from ctc.codec import CODECS, CodecError, IntraCodec
 from ctc.frames import read_rgb444, write_rgb444
-from ctc.sequences import SequenceSpec
+from ctc.sequences import SequenceSpec, load_test_set
 from models import bitstream, entropy
 from models.base import GenerativeModel
 from models.bitstream import BitstreamError
+from models.checkpoints import ENV_VAR, CheckpointError
 from models.gfvc import GfvcCodec, load_config_section
+from models.registry import load_model_config
 
 FRAMES = 5
 
 
 class StandInModel(GenerativeModel):
-    """Features = 4x4 mean-pooled luma; generation = key frame brightened by the feature change."""
+    """Features = 4x4 mean-pooled luma; generation = key frame brightened by the feature change.
+
+    Its pictures depend on the batch size, as float32 convolutions' last bits do (exaggerated here),
+    so a test fails if the encoder's reconstruction and the decoder batch differently.
+    """
 
     name = "stand-in"
     feature_size = 16
@@ -41,7 +53,7 @@ class StandInModel(GenerativeModel):
 
     def generate(self, key_frame: torch.Tensor, reference: torch.Tensor,
                  features: torch.Tensor) -> torch.Tensor:
-        gain = 1 + (features - reference).mean(1).view(-1, 1, 1, 1)
+        gain = 1 + (features - reference).mean(1).view(-1, 1, 1, 1) + 0.01 * len(features)
         return (key_frame * gain).clamp(0, 1)
 
 
@@ -57,48 +69,63 @@ class StandInIntra(IntraCodec):
         return np.minimum(levels.astype(np.int32) * step + step // 2, 255).astype(np.uint8)
 
 
-def face_frames(shared: Path, count: int, clip: str = "00.mp4") -> np.ndarray:
-    """The first ``count`` frames of a real clip, decoded by the FFmpeg of imageio-ffmpeg, (N, 3, H, W)."""
-    from anchors.tools import ffmpeg_exe
+@pytest.fixture(scope="module")
+def faces(shared) -> np.ndarray:
+    """The first frames of the real clip FACES_00 (the ``faces`` test set, imported from ../shared)."""
+    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": FRAMES})
+    return np.asarray(spec.read())
 
-    path = shared / "data" / "faces" / clip
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    command = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", str(count),
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    raw = subprocess.run(command, check=True, capture_output=True).stdout
-    return np.frombuffer(raw, np.uint8).reshape(count, 256, 256, 3).transpose(0, 3, 1, 2).copy()
+
+def as_sequence(frames: np.ndarray, folder: Path, name: str = "face00") -> SequenceSpec:
+    """``(N, 3, H, W)`` frames as a planar RGB 4:4:4 sequence file in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_rgb444(folder / f"{name}.rgb", frames)
+    count, _, height, width = frames.shape
+    return SequenceSpec(name, "FACES", f"{name}.rgb", width, height, count, 30.0, root=folder)
 
 
 @pytest.fixture(scope="module")
-def clip(shared, tmp_path_factory) -> SequenceSpec:
-    root = tmp_path_factory.mktemp("faces")
-    write_rgb444(root / "face00.rgb", face_frames(shared, FRAMES))
-    return SequenceSpec("face00", "faces", "face00.rgb", 256, 256, FRAMES, 30.0, root=root)
+def clip(faces, tmp_path_factory) -> SequenceSpec:
+    return as_sequence(faces, tmp_path_factory.mktemp("faces"))
 
 
-def stand_in_codec(**overrides) -> GfvcCodec:
+def stand_in_codec(intra: IntraCodec | None = None, **overrides) -> GfvcCodec:
     config = {**load_config_section("codec", "cfte"), **overrides}
-    return CODECS["cfte"](config, model=StandInModel(), intra_codec=StandInIntra())
+    return CODECS["cfte"](config, model=StandInModel(), intra_codec=intra or StandInIntra())
+
+
+def encode_and_decode(codec: GfvcCodec, sequence: SequenceSpec, qp: int, folder: Path):
+    """encode() then decode() into ``folder``; returns (encode result, decoded frames)."""
+    result = codec.encode(sequence, qp, folder / "enc")
+    decoded = codec.decode(result.bitstream, sequence, folder / "dec")
+    frames = np.asarray(read_rgb444(decoded.frames_file, sequence.width, sequence.height))
+    return result, frames
+
+
+def check_rate_accounting(codec: GfvcCodec, result) -> None:
+    """Parts add up to the file; the active mode's feature bits are the file's, the other one is listed."""
+    assert set(result.bits) == {"header", "key_frame", "features"}
+    assert result.total_bits == 8 * result.bitstream.stat().st_size
+    by_mode = result.details["feature_bits_by_mode"]
+    assert set(by_mode) == {"ae", "sei"} and by_mode[codec.feature_coding] == result.bits["features"]
+    assert 0 < result.details["sei_payload_bits"] < by_mode["sei"]  # the NAL and SEI headers cost bits
 
 
 @pytest.mark.parametrize("coding", ["ae", "sei"])
 def test_round_trip_accounting_and_closed_loop(clip, tmp_path, coding):
-    codec = stand_in_codec(feature_coding=coding, batch_size=2)
-    result = codec.encode(clip, 32, tmp_path / "enc")
-    size = result.bitstream.stat().st_size
-    assert set(result.bits) == {"header", "key_frame", "features"} and result.total_bits == 8 * size
-    decoded = codec.decode(result.bitstream, clip, tmp_path / "dec")
-    frames = np.asarray(read_rgb444(decoded.frames_file, 256, 256))
+    codec = stand_in_codec(feature_coding=coding, batch_size=2, encoder_reconstruction=True)
+    result, frames = encode_and_decode(codec, clip, 32, tmp_path)
+    check_rate_accounting(codec, result)
     original = np.asarray(clip.read())
     assert frames.shape == original.shape
-    # frame 0 is the decoded key frame; the others follow the stand-in's closed-loop features
+    assert np.abs(frames.astype(int) - original).mean() < 12
+    # the encoder's reconstruction file is the decoder's output file, byte for byte
+    recon = tmp_path / "enc" / f"{clip.name}_qp32_recon.rgb"
+    assert recon.read_bytes() == (tmp_path / "dec" / f"{clip.name}_decoded.rgb").read_bytes()
     encoded = codec.encode_frames(original, 32, tmp_path / "enc2")
     assert np.array_equal(frames[0], encoded.key_frame)
-    assert np.abs(frames.astype(int) - original).mean() < 12
-    # the encoder's reconstruction, rendered one frame at a time, equals the decoder's batched output
-    one_by_one = stand_in_codec(feature_coding=coding, batch_size=1)
-    assert np.array_equal(one_by_one.render(encoded.key_frame, encoded.features), frames)
+    one_by_one = stand_in_codec(feature_coding=coding, batch_size=1)  # what a per-frame encoder loop gives
+    assert not np.array_equal(one_by_one.render(encoded.key_frame, encoded.features), frames)
     assert bitstream.pack(encoded.stream) == result.bitstream.read_bytes()  # deterministic
 
 
@@ -106,7 +133,7 @@ def test_ae_payloads_are_the_common_software_coding_of_the_residuals(clip, tmp_p
     codec = stand_in_codec()
     original = np.asarray(clip.read())
     encoded = codec.encode_frames(original, 22, tmp_path)
-    previous = codec._features(encoded.key_frame[None])[0]
+    previous = codec.reference_features(encoded.key_frame)
     assert encoded.stream.payloads[0] == b""
     for index, payload in enumerate(encoded.stream.payloads[1:], start=1):
         current = codec._features(original[index:index + 1])[0]
@@ -152,6 +179,12 @@ def test_bad_config_values_are_refused():
         stand_in_codec(feature_coding="zip")
     with pytest.raises(ValueError, match="output_rounding"):
         stand_in_codec(output_rounding="ceil")
+    with pytest.raises(ValueError, match="key_frame_format 'rgb'"):
+        stand_in_codec(key_frame_format="rgb")
+    with pytest.raises(ValueError, match="batch_size 0"):
+        stand_in_codec(batch_size=0)
+    with pytest.raises(ValueError, match="feature_coding sei needs a 'sei' section"):
+        stand_in_codec(feature_coding="sei", sei=None)
     with pytest.raises(CodecError, match="no codec config 'nonesuch'"):
         load_config_section("codec", "nonesuch")
 
@@ -163,32 +196,98 @@ def test_config_files_hold_every_number(name):
     assert config["rate_points"] == [22, 32, 42, 52]
     assert config["q_step"] == {"fomm": 64, "cfte": 4, "fv2v": 256}[name]
     assert 2 ** config["sei"]["coordinate_precision"] == config["q_step"]
-    assert {"weights", "intra_codec", "feature_coding", "output_rounding", "batch_size"} <= set(config)
+    assert {"weights", "intra_codec", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
+            "encoder_reconstruction"} <= set(config)
 
 
-def tiny_codec(name: str, shared: Path, intra: IntraCodec | None = None, **overrides) -> GfvcCodec:
-    """The real model ``name`` in its tiny golden configuration with deterministic random weights."""
-    import json
+@pytest.fixture
+def no_vtm(tmp_path, monkeypatch) -> None:
+    """Neither $VTM_DIR nor a VTM on PATH (whatever this machine has)."""
+    monkeypatch.delenv(VTM_DIR_ENV, raising=False)
+    (tmp_path / "empty-path").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
 
+
+def stand_in_with_real_intra(**overrides) -> GfvcCodec:
+    return CODECS["cfte"]({**load_config_section("codec", "cfte"), **overrides}, model=StandInModel())
+
+
+def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(tmp_path, no_vtm, monkeypatch):
+    codec = stand_in_with_real_intra()
+    assert isinstance(codec.intra, FfmpegCodec) and codec.intra_name == "vvenc"
+    assert codec.provenance()["intra_codec"] == "vvenc" and "libvvenc" in codec.version()
+    with pytest.raises(CodecError, match="key_frame_format rgb444 needs VTM .* VTM is not installed"):
+        stand_in_with_real_intra(key_frame_format="rgb444")
+    with pytest.raises(CodecError, match="vvenc codes YUV 4:2:0 only"):
+        stand_in_with_real_intra(intra_codec="vvenc", key_frame_format="rgb444")
+    with pytest.raises(CodecError, match="VTM not found"):
+        stand_in_with_real_intra(intra_codec="vtm")
+    monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "VVCSoftware_VTM")))
+    vtm = stand_in_with_real_intra(key_frame_format="rgb444")
+    assert isinstance(vtm.intra, VtmCodec) and vtm.intra.input_format == "rgb444"
+    assert vtm.intra_name == "vtm" and vtm.config_hash != codec.config_hash  # not decodable by the other
+    assert stand_in_with_real_intra(intra_codec="vvenc").intra_name == "vvenc"
+
+
+def test_rgb444_key_frame_through_vtm(clip, tmp_path, no_vtm, monkeypatch):
+    """The key frame goes to VTM's RGB 4:4:4 path (the fake VTM: the command path, not VTM's pictures)."""
+    monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "VVCSoftware_VTM")))
+    frames = np.asarray(clip.read())[:2]
+    sequence = as_sequence(frames, tmp_path / "seq")
+    codec = stand_in_with_real_intra(key_frame_format="rgb444", encoder_reconstruction=True)
+    result, decoded = encode_and_decode(codec, sequence, 22, tmp_path)
+    check_rate_accounting(codec, result)
+    assert np.abs(decoded[0].astype(int) - frames[0]).mean() < 3
+    assert (tmp_path / "enc" / "face00_qp22_recon.rgb").read_bytes() == decoded.tobytes()
+
+
+def tiny_config(name: str, shared: Path, **overrides) -> tuple[dict, int]:
+    """The codec config of ``name`` with its tiny golden model configuration, and its frame size."""
     tiny = shared / "golden" / name / "tiny" / "config.json"
     if not tiny.is_file():
         pytest.skip(f"{tiny} is absent")
-    config = {**load_config_section("codec", name), "weights": "random",
-              "model": {"model_params": json.loads(tiny.read_text())["model_params"]}, **overrides}
-    return CODECS[name](config, intra_codec=intra or StandInIntra())
+    golden = json.loads(tiny.read_text())
+    model = {**load_model_config(name), "model_params": golden["model_params"]}
+    config = {**load_config_section("codec", name), "model": model, **overrides}
+    return config, int(golden["image_size"][0])
 
 
-@pytest.mark.slow
+def test_random_weights_when_no_checkpoint_are_labelled_once(shared, monkeypatch, capsys):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    config, _ = tiny_config("cfte", shared, weights="auto")
+    codec = CODECS["cfte"](config, intra_codec=StandInIntra())
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "cfte runs with RANDOM weights" in warnings[0] and ENV_VAR in warnings[0]
+    assert codec.random_weights and codec.provenance()["random_weights"] is True
+    assert codec.provenance()["checkpoint"] is None and "RANDOM weights" in codec.version()
+    with pytest.raises(CheckpointError, match="no checkpoint found"):
+        CODECS["cfte"]({**config, "weights": "checkpoint"}, intra_codec=StandInIntra())
+
+
+def resized(frames: np.ndarray, size: int) -> np.ndarray:
+    if frames.shape[2:] == (size, size):
+        return frames
+    pictures = [cv2.resize(frame.transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA)
+                for frame in frames]
+    return np.stack(pictures).transpose(0, 3, 1, 2).copy()
+
+
+@pytest.mark.parametrize("coding", ["ae", "sei"])
 @pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v"])
-def test_real_tiny_models_round_trip_in_both_modes(name, shared, clip, tmp_path):
-    original = np.asarray(clip.read())[:3]
-    for coding in ("ae", "sei"):
-        codec = tiny_codec(name, shared, feature_coding=coding, batch_size=2)
-        assert codec.provenance()["random_weights"] is True and "RANDOM" in codec.version()
-        encoded = codec.encode_frames(original, 32, tmp_path)
-        data = bitstream.pack(encoded.stream)
-        assert bitstream.pack(codec.encode_frames(original, 32, tmp_path).stream) == data  # deterministic
-        decoded = codec.decode_bytes(data, tmp_path)
-        assert decoded.shape == original.shape and np.array_equal(decoded[0], encoded.key_frame)
-        assert np.array_equal(codec.render(encoded.key_frame, encoded.features), decoded)
-        assert encoded.features.shape == (2, codec.model.feature_size)
+def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
+    """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
+    config, size = tiny_config(name, shared, weights="random", feature_coding=coding, batch_size=2,
+                               encoder_reconstruction=True)
+    sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
+    codec = CODECS[name](config)
+    assert codec.intra_name in ("vvenc", "vtm") and codec.random_weights
+    result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
+    check_rate_accounting(codec, result)
+    # two batches (2 + 1 frames) on both sides: the recon file equals the decoded file byte for byte
+    recon = tmp_path / "enc" / "face00_qp42_recon.rgb"
+    assert recon.read_bytes() == (tmp_path / "dec" / "face00_decoded.rgb").read_bytes()
+    original = np.asarray(sequence.read())
+    again = codec.encode_frames(original, 42, tmp_path / "again")
+    assert bitstream.pack(again.stream) == result.bitstream.read_bytes()  # deterministic
+    assert np.abs(decoded[0].astype(int) - original[0]).mean() < 12  # the vvenc key frame at QP 42
+    assert decoded[1:].std() > 1  # the generator's pictures, not a constant

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ctc.metrics import get_metric, score_frames
+from ctc.metrics.bench import bench_metrics
 from ctc.metrics.cli import load_image
 
 pytestmark = pytest.mark.slow
@@ -80,3 +81,12 @@ def test_batched_scores_equal_one_frame_at_a_time(calibration: Path) -> None:
     together = score_frames(reference, distorted, names, batch_size=3)
     alone = score_frames(reference, distorted, names, batch_size=1)
     np.testing.assert_allclose(together.to_numpy(), alone.to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_benchmark_loop_gives_the_batched_numbers() -> None:
+    rows = bench_metrics(frames=3, sequences=1, size=32, device="cpu", batch_size=2)
+    batched, looped = rows
+    assert batched["metrics"] == looped["metrics"] == "dists,lpips,psnr"
+    assert batched["frames"] == looped["frames"] == 3
+    assert batched["max_abs_difference"] < 1e-4
+    assert batched["frames_per_s"] > 0 and looped["speedup"] == 1.0

@@ -104,15 +104,20 @@ def metric_class(name: str) -> type[Metric]:
     return METRICS[name]
 
 
-def metric_set(name: str) -> list[str]:
-    """The metric names of the config ``ctc/conf/metrics/<name>.yaml`` (``ctc``: the CTC set)."""
+def metric_config(name: str) -> dict[str, object]:
+    """The metrics config ``ctc/conf/metrics/<name>.yaml`` (``ctc``: the CTC set) as a dict."""
     import yaml
 
     path = METRIC_SETS_DIR / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in METRIC_SETS_DIR.glob("*.yaml")))
         raise MetricError(f"no metric set {name!r} ({path} is absent); known sets: {known}")
-    return list(yaml.safe_load(path.read_text(encoding="utf-8"))["names"])
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def metric_set(name: str) -> list[str]:
+    """The metric names of the config ``ctc/conf/metrics/<name>.yaml``."""
+    return list(metric_config(name)["names"])
 
 
 def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:

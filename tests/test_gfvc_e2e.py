@@ -1,0 +1,34 @@
+"""``make ctc MODEL=cfte TESTSET=demo`` end to end on CPU: the real CFTE configuration on random weights
+(no checkpoint here), the real vvenc key frame, two demo frames, one rate point."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ctc.runner import main
+from ctc.store import read_result
+from models.checkpoints import ENV_VAR
+
+
+@pytest.mark.slow
+def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, capfd):
+    monkeypatch.delenv(ENV_VAR, raising=False)  # no checkpoint: weights auto falls back to random
+    main(["codec=cfte", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
+          "codec.rate_points=[42]", f"results_dir={tmp_path}", "jobs=1"])
+    directory = tmp_path / "demo" / "cfte" / "DEMO_001" / "42"
+    result = read_result(directory)
+    assert result["status"] == "ok", result.get("error")
+    assert result["random_weights"] is True and result["codec_provenance"]["random_weights"] is True
+    assert "RANDOM weights" in result["codec_version"] and result["codec_provenance"]["checkpoint"] is None
+    assert result["codec_provenance"]["intra_codec"] in ("vtm", "vvenc")
+    # the rate is the bitstream file's size, split into its parts
+    bits = result["bits"]
+    size = (directory / "DEMO_001_qp42.gfvc").stat().st_size
+    assert bits["total"] == sum(bits["parts"].values()) == 8 * size
+    assert set(bits["parts"]) == {"header", "key_frame", "features"} and bits["parts"]["features"] > 0
+    assert math.isfinite(result["metrics"]["psnr"]) and result["metrics"]["psnr"] > 10
+    assert "'feature_bits_by_mode': {'ae': " in (directory / "job.log").read_text()
+    err = capfd.readouterr().err
+    assert err.count("cfte runs with RANDOM weights") == 1  # one WARNING line, however many frames

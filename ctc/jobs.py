@@ -132,6 +132,7 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         result.update(
             status="ok",
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
+            encode_details=dict(encoded.details),
             kbps=kbps(encoded.total_bits, spec.frames, spec.fps),
             enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
             commands=[[str(arg) for arg in command] for command in encoded.commands + decoded.commands],

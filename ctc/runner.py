@@ -21,7 +21,6 @@ from hydra_plugins.gfvc_ctc_sweeper import register
 MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
               "-h", "--help", "--hydra-help"}
 
-register()
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
 
@@ -33,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
         args.insert(0, "--multirun")
+    register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
     saved = sys.argv
     sys.argv = ["ctc-run", *args]
     try:

@@ -131,6 +131,8 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
     results = [read_result(job.directory(run_dir)) or {} for job in jobs]
     _summarise(run_dir, results)
     _write_provenance(run_dir, config, settings, sections, results)
+    if settings.get("report", True) and "anchor" in sections:
+        _report(run_dir, sections["anchor"]["name"])
     failures = [result for result in results if result.get("status") != "ok"]
     if failures:
         print(f"\n{len(failures)} of {len(jobs)} jobs failed:", file=sys.stderr)
@@ -216,6 +218,16 @@ def _summarise(run_dir: Path, results: list[dict[str, Any]]) -> None:
               "published models")
     load_results(run_dir).to_csv(run_dir / SUMMARY_FILE, index=False)
     print(f"\nresults: {run_dir} (summary: {run_dir / SUMMARY_FILE})")
+
+
+def _report(run_dir: Path, anchor: str) -> None:
+    """The BD-rate tables and RD curves of the run (every codec in it against the anchor)."""
+    from ctc.report import ReportError, write_report
+
+    try:
+        write_report(run_dir, anchor=anchor)
+    except ReportError as exc:
+        print(f"ctc-run: no report: {exc}", file=sys.stderr)
 
 
 def _write_provenance(run_dir: Path, config: DictConfig, settings: Mapping[str, Any],

@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if not any(arg.lstrip("+").startswith("anchor=") for arg in args) and _vtm_found():
+        print("ctc-run: VTM found: it is the anchor (anchor=vvenc to use vvenc)", file=sys.stderr)
+        args.append("anchor=vtm")
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
         args.insert(0, "--multirun")
     register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
@@ -39,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         hydra_main()
     finally:
         sys.argv = saved
+
+
+def _vtm_found() -> bool:
+    """The CTC anchor is VTM wherever the user has built it; vvenc is the default elsewhere."""
+    from anchors.vtm import vtm_installed
+    from ctc.conf import load_section
+
+    return vtm_installed(load_section("codec", "vtm"))
 
 
 if __name__ == "__main__":

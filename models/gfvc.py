@@ -30,13 +30,12 @@ import numpy as np
 import torch
 
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, create_codec, register_codec
+from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import write_rgb444
-from ctc.paths import PROJECT_ROOT
 from ctc.sequences import SequenceSpec
 from models import bitstream, entropy, sei
 from models.base import GenerativeModel
 
-CONF_DIR = PROJECT_ROOT / "ctc" / "conf"
 FEATURE_CODINGS = ("ae", "sei")
 OUTPUT_ROUNDINGS = ("truncate", "round")
 KEY_FRAME_FORMATS = ("yuv420", "rgb444")
@@ -47,13 +46,10 @@ def load_config_section(group: str, section: str | Mapping[str, Any]) -> dict[st
     """A config section given inline (mapping) or by name (``ctc/conf/<group>/<name>.yaml``)."""
     if isinstance(section, Mapping):
         return dict(section)
-    from omegaconf import OmegaConf
-
-    path = CONF_DIR / group / f"{section}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))) or "none"
-        raise CodecError(f"no {group} config {section!r}: {path} is missing (known: {known})")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    try:
+        return load_section(group, section)
+    except ConfigNotFound as exc:
+        raise CodecError(str(exc)) from None
 
 
 def to_uint8(prediction: torch.Tensor, rounding: str) -> np.ndarray:

@@ -10,18 +10,15 @@ from __future__ import annotations
 import importlib
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import yaml
 from torch import nn
 
+from ctc.conf import available, load_section
 from models.base import GenerativeModel
 from models.checkpoints import RANDOM, find_checkpoint, load_subnetworks, seeded
-
-MODEL_CONFIG_DIR = Path(str(files("ctc") / "conf" / "model"))
 
 _MODELS: dict[str, type[NetworkModel]] = {}
 
@@ -39,15 +36,12 @@ def register_model(name: str) -> Callable[[type[NetworkModel]], type[NetworkMode
 
 def available_models() -> list[str]:
     """Names of the models that have a config file."""
-    return sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.yaml"))
+    return available("model")
 
 
 def load_model_config(name: str) -> dict[str, Any]:
     """The model's config (``ctc/conf/model/<name>.yaml``) as a plain dict."""
-    path = MODEL_CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise KeyError(f"unknown model {name!r}: no {path} (known: {', '.join(available_models())})")
-    return yaml.safe_load(path.read_text())
+    return load_section("model", name)
 
 
 def get_model_class(name: str) -> type[NetworkModel]:

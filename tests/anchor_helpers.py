@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from anchors.tools import ffmpeg_exe
-from ctc.paths import PROJECT_ROOT
+from ctc.conf import load_section
 from ctc.sequences import SequenceSpec
 
 CLIP = "00.mp4"
@@ -20,8 +20,7 @@ WIDTH, HEIGHT = 192, 128  # a crop: nothing may assume 256x256
 
 def codec_config(name: str, **overrides) -> dict:
     """``ctc/conf/codec/<name>.yaml`` with ``overrides``."""
-    config = yaml.safe_load((PROJECT_ROOT / "ctc" / "conf" / "codec" / f"{name}.yaml").read_text())
-    return {**config, **overrides}
+    return {**load_section("codec", name), **overrides}
 
 
 def face_clip(shared: Path, folder: Path) -> tuple[SequenceSpec, np.ndarray]:
@@ -45,3 +44,22 @@ def rgb_psnr(decoded: np.ndarray, original: np.ndarray) -> float:
     error = (decoded.astype(np.float64) - original.astype(np.float64)) ** 2
     mse = error.reshape(*error.shape[:2], -1).mean(axis=2)
     return float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))))
+
+
+FAKE_VTM = Path(__file__).parent / "fake_vtm"
+
+
+def install_fake_vtm(root: Path, version: str = "22.2", bin_dir: str = "bin",
+                     names: tuple[str, str] = ("EncoderAppStatic", "DecoderAppStatic")) -> Path:
+    """A VTM folder at ``root``: ``cfg/encoder_lowdelay_vtm.cfg`` and the fake apps in ``bin_dir``."""
+    (root / "cfg").mkdir(parents=True, exist_ok=True)
+    (root / "cfg" / "encoder_lowdelay_vtm.cfg").write_text("IntraPeriod : -1\nGOPSize : 8\n")
+    folder = root / bin_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for app, name in zip(("EncoderApp", "DecoderApp"), names, strict=True):
+        script = (FAKE_VTM / app).read_text()
+        script = script.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
+        script = script.replace("@FAKE_VTM_DIR@", str(FAKE_VTM)).replace('"22.2"', f'"{version}"')
+        (folder / name).write_text(script)
+        (folder / name).chmod(0o755)
+    return root

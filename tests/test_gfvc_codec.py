@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_vtm import install_fake_vtm
+from anchor_helpers import install_fake_vtm
 
 from anchors.ffmpeg_codec import FfmpegCodec
 from anchors.vtm import VTM_DIR_ENV, VtmCodec

@@ -14,8 +14,10 @@ from skimage.metrics import structural_similarity
 from ctc.frames import rgb_to_yuv420, write_rgb444
 from ctc.metrics import (
     MetricError,
+    batch_size_for,
     describe_metrics,
     get_metric,
+    metric_config,
     metric_set,
     resolve_device,
     score_frames,
@@ -155,6 +157,13 @@ def test_metrics_are_built_once_per_process_and_device() -> None:
     assert resolve_device("cuda:1") == "cuda:1"
     assert resolve_device("auto") in {"cpu", "cuda"}
     assert get_metric("psnr", "auto").device == resolve_device("auto")
+
+
+def test_batch_size_depends_on_the_device() -> None:
+    config = metric_config("ctc")
+    assert batch_size_for(config, "cuda:0") == config["batch_size"]
+    assert batch_size_for(config, "cpu") == config["cpu_batch_size"]
+    assert batch_size_for({"batch_size": 8}, "cpu") == 8
 
 
 def test_ctc_score_on_two_sequences(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

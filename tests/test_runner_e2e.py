@@ -51,3 +51,16 @@ def test_the_submitit_launcher_runs_jobs_as_separate_processes(tmp_path):
     result = read_result(run_dir / "x265" / "DEMO_002" / "42")
     assert result["status"] == "ok" and result["frames"] == 2 and result["metrics"]["psnr"] > 20
     assert list((run_dir / ".submitit").rglob("*_result.pkl"))  # made by a submitit job process
+
+
+def test_vtm_is_the_default_anchor_where_it_is_found(tmp_path, monkeypatch, capsys):
+    from anchor_helpers import install_fake_vtm
+
+    from anchors.vtm import VTM_DIR_ENV
+
+    monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "VVCSoftware_VTM")))
+    main(["codec=x265", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
+          "codec.rate_points=[42]", "anchor.rate_points=[42]", f"results_dir={tmp_path}", "jobs=1",
+          "report=false"])
+    assert "VTM found" in capsys.readouterr().err
+    assert read_result(tmp_path / "demo" / "vtm" / "DEMO_001" / "42")["status"] == "ok"

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from anchor_helpers import FRAMES, HEIGHT, WIDTH, codec_config, face_clip, rgb_psnr
+from anchor_helpers import FRAMES, HEIGHT, WIDTH, codec_config, face_clip, install_fake_vtm, rgb_psnr
 
 from anchors.vtm import DECODER_NAMES, ENCODER_NAMES, VTM_DIR_ENV, find_program
 from ctc.codec import CodecError, IntraCodec, create_codec
 from ctc.frames import read_rgb444
-
-FAKE_VTM = Path(__file__).parent / "fake_vtm"
-
-
-def install_fake_vtm(root: Path, version: str = "22.2", bin_dir: str = "bin",
-                     names: tuple[str, str] = ("EncoderAppStatic", "DecoderAppStatic")) -> Path:
-    """A VTM folder at ``root``: ``cfg/encoder_lowdelay_vtm.cfg`` and the fake apps in ``bin_dir``."""
-    (root / "cfg").mkdir(parents=True, exist_ok=True)
-    (root / "cfg" / "encoder_lowdelay_vtm.cfg").write_text("IntraPeriod : -1\nGOPSize : 8\n")
-    folder = root / bin_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    for app, name in zip(("EncoderApp", "DecoderApp"), names, strict=True):
-        script = (FAKE_VTM / app).read_text()
-        script = script.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
-        script = script.replace("@FAKE_VTM_DIR@", str(FAKE_VTM)).replace('"22.2"', f'"{version}"')
-        (folder / name).write_text(script)
-        (folder / name).chmod(0o755)
-    return root
 
 
 @pytest.fixture

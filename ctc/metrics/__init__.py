@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -113,6 +113,13 @@ def metric_config(name: str) -> dict[str, object]:
         known = ", ".join(sorted(p.stem for p in METRIC_SETS_DIR.glob("*.yaml")))
         raise MetricError(f"no metric set {name!r} ({path} is absent); known sets: {known}")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def batch_size_for(config: Mapping[str, object], device: str) -> int:
+    """Frames per forward pass on ``device``: the config's ``batch_size`` on a GPU, ``cpu_batch_size`` on the
+    CPU, where the networks are compute-bound and big batches only cost memory (see ``make bench``)."""
+    on_gpu = resolve_device(device).startswith("cuda")
+    return int(config["batch_size"] if on_gpu else config.get("cpu_batch_size", config["batch_size"]))
 
 
 def metric_set(name: str) -> list[str]:

@@ -12,7 +12,16 @@ import cv2
 import numpy as np
 
 from ctc.frames import read_rgb444, rgb444_frame_bytes
-from ctc.metrics import METRICS, MetricError, describe_metrics, metric_class, metric_set, score_frames
+from ctc.metrics import (
+    METRICS,
+    MetricError,
+    batch_size_for,
+    describe_metrics,
+    metric_class,
+    metric_config,
+    metric_set,
+    score_frames,
+)
 from ctc.metrics.weights import WeightsError
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".webp"}
@@ -58,7 +67,7 @@ def expand_metric_names(tokens: Sequence[str]) -> list[str]:
 
 def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: int | None = None,
                 height: int | None = None, frames: int | None = None, device: str = "auto",
-                batch_size: int = 16, per_frame: bool = False) -> dict[str, object]:
+                batch_size: int | None = None, per_frame: bool = False) -> dict[str, object]:
     """The JSON report of ``ctc-score`` as a dict."""
     for path in (reference, decoded):
         if not path.is_file():
@@ -68,6 +77,7 @@ def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: i
         ref, dist = load_image(reference), load_image(decoded)
     else:
         ref, dist = (load_sequence(p, width, height, frames) for p in (reference, decoded))
+    batch_size = batch_size or batch_size_for(metric_config("ctc"), device)
     table = score_frames(ref, dist, metrics, device, batch_size, label=f"{reference} vs {decoded}")
     report: dict[str, object] = {
         "reference": str(reference), "decoded": str(decoded),
@@ -92,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, help="frame height of raw sequences")
     parser.add_argument("--frames", type=int, help="score only the first N frames of raw sequences")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    parser.add_argument("--batch-size", type=int,
+                        help="frames per forward pass (default: ctc/conf/metrics/ctc.yaml's for the device)")
     parser.add_argument("--per-frame", action="store_true", help="also print each frame's values (sequences)")
     args = parser.parse_args(argv)
     try:

@@ -98,7 +98,7 @@ def cached_codec(section: Mapping[str, Any], device: str) -> Codec:
 def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: str | Path,
             keep_decoded: bool = False) -> dict[str, Any]:
     """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``)."""
-    from ctc.metrics import get_metric, score_frames  # the metric stage imports torch: load it in workers
+    from ctc.metrics import batch_size_for, describe_metrics, score_frames  # imports torch: load in workers
 
     spec = job.sequence
     directory = job.directory(run_dir)
@@ -124,7 +124,9 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         names = list(metrics["names"])
         reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
         table = score_frames(spec.read(), reconstruction, names, metric_device,
-                             int(metrics.get("batch_size", 16)))
+                             batch_size_for(metrics, metric_device),
+                             label=f"{job.codec}/{spec.name}/{job.rate_point}")
+        definitions = describe_metrics(names)
         if metrics.get("keep_per_frame", True):
             table.to_csv(directory / PER_FRAME_FILE)
         if not keep_decoded:
@@ -137,7 +139,9 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
             enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
             commands=[[str(arg) for arg in command] for command in encoded.commands + decoded.commands],
             metrics={name: float(table[name].mean()) for name in names},
-            metric_directions={name: _direction(get_metric(name, metric_device)) for name in names})
+            metric_directions={name: _direction(about["lower_is_better"])
+                               for name, about in definitions.items()},
+            metric_definitions=definitions)
     except Exception as exc:  # recorded in result.json: one failing job never stops the others
         logs.append(traceback.format_exc())
         log = "\n".join(part for part in logs if part)
@@ -159,5 +163,5 @@ def _check_decoded(path: Path, spec: SequenceSpec) -> None:
                          f"{spec.description}, {expected} bytes")
 
 
-def _direction(metric: Any) -> str:
-    return "lower_is_better" if metric.lower_is_better else "higher_is_better"
+def _direction(lower_is_better: bool) -> str:
+    return "lower_is_better" if lower_is_better else "higher_is_better"

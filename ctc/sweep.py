@@ -115,6 +115,8 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
     metric_names = list(settings["metrics"]["names"])
     jobs = plan_jobs(sections, specs, metric_names, devices)
     pending = [job for job in jobs if not _reuse(job, run_dir)]
+    if pending:
+        _prepare_metrics(metric_names)
     _write_provenance(run_dir, config, settings, sections)
 
     from tqdm import tqdm
@@ -142,6 +144,18 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
                   file=sys.stderr)
         print(f"logs: {run_dir}/<codec>/<sequence>/<rate point>/job.log", file=sys.stderr)
         raise SystemExit(1)
+
+
+def _prepare_metrics(names: Sequence[str]) -> None:
+    """Fetch the metrics' backbone weights once here, not in every worker at the same time."""
+    from ctc.metrics import MetricError, prepare_metrics
+    from ctc.metrics.weights import WeightsError
+
+    try:
+        prepare_metrics(names)
+    except (MetricError, WeightsError) as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_task(config: DictConfig) -> dict[str, Any]:

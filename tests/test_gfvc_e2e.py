@@ -16,7 +16,7 @@ from models.checkpoints import ENV_VAR
 def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, capfd):
     monkeypatch.delenv(ENV_VAR, raising=False)  # no checkpoint: weights auto falls back to random
     main(["codec=cfte", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
-          "codec.rate_points=[42]", f"results_dir={tmp_path}", "jobs=1"])
+          "codec.rate_points=[42]", "metrics=psnr", f"results_dir={tmp_path}", "jobs=1"])
     directory = tmp_path / "demo" / "cfte" / "DEMO_001" / "42"
     result = read_result(directory)
     assert result["status"] == "ok", result.get("error")

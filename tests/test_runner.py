@@ -57,7 +57,7 @@ def tiny(tmp_path, monkeypatch):
         f"name: tiny\nroot: {tmp_path / 'seqs'}\nsequences: null\nframes: null\n"
         f"sequences_file: {tmp_path / 'sequences.yaml'}\n")
     return [f"hydra.searchpath=[file://{conf}]", "codec=fake", "anchor=fake_anchor", "testset=tiny",
-            f"results_dir={tmp_path / 'results'}"]
+            "metrics=psnr", f"results_dir={tmp_path / 'results'}"]
 
 
 def run_dir_of(overrides: list[str], run: str = "tiny") -> Path:

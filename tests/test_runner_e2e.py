@@ -25,6 +25,8 @@ def test_x265_against_the_vvenc_anchor_on_three_demo_frames(tmp_path, capsys):
         rows = table[table.codec == codec]
         assert rows.kbps.iloc[0] > rows.kbps.iloc[1] > 0  # a higher QP costs fewer bits ...
         assert rows.psnr.iloc[0] > rows.psnr.iloc[1] > 20  # ... and loses quality
+        assert 0 < rows.lpips.iloc[0] < rows.lpips.iloc[1] < 1  # the CTC metrics by default
+        assert 0 < rows.dists.iloc[0] < rows.dists.iloc[1] < 1
     for row in table.itertuples():
         directory = run_dir / row.codec / row.sequence / str(row.rate_point)
         result = read_result(directory)
@@ -36,6 +38,7 @@ def test_x265_against_the_vvenc_anchor_on_three_demo_frames(tmp_path, capsys):
         assert result["codec_version"]
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert provenance["anchor"] == "vvenc" and provenance["codec"] == "x265"
+    assert {"bd.csv", "summary.md", "report.xlsx"} <= {p.name for p in (run_dir / "report").iterdir()}
     capsys.readouterr()
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
     main(overrides)  # everything is complete: nothing is coded again
@@ -46,7 +49,7 @@ def test_x265_against_the_vvenc_anchor_on_three_demo_frames(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_submitit_launcher_runs_jobs_as_separate_processes(tmp_path):
     main(["codec=x265", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_002]",
-          "codec.rate_points=[42]", f"results_dir={tmp_path}", "launcher=submitit_local"])
+          "codec.rate_points=[42]", "metrics=psnr", f"results_dir={tmp_path}", "launcher=submitit_local"])
     run_dir = tmp_path / "demo"
     result = read_result(run_dir / "x265" / "DEMO_002" / "42")
     assert result["status"] == "ok" and result["frames"] == 2 and result["metrics"]["psnr"] > 20
@@ -60,7 +63,7 @@ def test_vtm_is_the_default_anchor_where_it_is_found(tmp_path, monkeypatch, caps
 
     monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "VVCSoftware_VTM")))
     main(["codec=x265", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
-          "codec.rate_points=[42]", "anchor.rate_points=[42]", f"results_dir={tmp_path}", "jobs=1",
-          "report=false"])
+          "codec.rate_points=[42]", "anchor.rate_points=[42]", "metrics=psnr", f"results_dir={tmp_path}",
+          "jobs=1", "report=false"])
     assert "VTM found" in capsys.readouterr().err
     assert read_result(tmp_path / "demo" / "vtm" / "DEMO_001" / "42")["status"] == "ok"

@@ -14,12 +14,12 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import Yuv420, rgb_to_yuv420
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 # Modules that register metrics; imported on first use so that cheap metrics stay cheap.
 METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual")
-METRIC_SETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "metrics"
 
 
 class MetricError(ValueError):
@@ -66,6 +65,7 @@ class Metric(ABC):
     lower_is_better: ClassVar[bool] = False
     unit: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    backbones: ClassVar[tuple[str, ...]] = ()  # ImageNet backbones it needs (ctc.metrics.weights)
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
@@ -106,13 +106,18 @@ def metric_class(name: str) -> type[Metric]:
 
 def metric_config(name: str) -> dict[str, object]:
     """The metrics config ``ctc/conf/metrics/<name>.yaml`` (``ctc``: the CTC set) as a dict."""
-    import yaml
+    try:
+        return load_section("metrics", name)
+    except ConfigNotFound as exc:
+        raise MetricError(str(exc)) from None
 
-    path = METRIC_SETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in METRIC_SETS_DIR.glob("*.yaml")))
-        raise MetricError(f"no metric set {name!r} ({path} is absent); known sets: {known}")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+def prepare_metrics(names: Sequence[str]) -> None:
+    """Resolve (fetch and convert once) the backbone weights the metrics need, before workers start."""
+    from ctc.metrics.weights import resolve_backbone
+
+    for backbone in sorted({b for name in names for b in metric_class(name).backbones}):
+        resolve_backbone(backbone)
 
 
 def batch_size_for(config: Mapping[str, object], device: str) -> int:

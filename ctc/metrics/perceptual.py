@@ -136,6 +136,7 @@ class Lpips(PerceptualMetric):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
+        cls.backbones = (LPIPS_BACKBONES[cls.net],)
         cls.description = (f"LPIPS v0.1 with {cls.net.upper() if cls.net == 'vgg' else 'AlexNet'} "
                            "(lpips package), RGB scaled to [-1, 1], spatial average; lower is better")
 
@@ -159,6 +160,7 @@ class LpipsAlex(Lpips):
 @register_metric("dists")
 class Dists(PerceptualMetric):
     description = "DISTS (DISTS-pytorch 0.1 weights), RGB in [0, 1], full resolution; lower is better"
+    backbones = ("vgg16",)
 
     def build(self) -> nn.Module:
         return build_dists()

@@ -87,10 +87,12 @@ def bench_cached_sweep() -> list[Figure]:
     """
     from hydra import compose, initialize_config_module
 
-    import ctc.runner  # noqa: F401  (registers the ctc sweeper that the config names)
     from ctc.sequences import declared_specs, load_test_set
     from ctc.store import RESULT_FILE, write_json_atomic
     from ctc.sweep import codec_sections, task_config
+    from hydra_plugins.gfvc_ctc_sweeper import register
+
+    register()  # the config names the ctc sweeper
 
     with tempfile.TemporaryDirectory() as folder:
         root, results = Path(folder) / "sequences", Path(folder) / "results"
@@ -111,16 +113,22 @@ def bench_cached_sweep() -> list[Figure]:
             directory.mkdir(parents=True)
             write_json_atomic(directory / RESULT_FILE, _fake_result(job))
         written = {path: path.stat().st_mtime_ns for path in results.glob(f"*/*/*/*/{RESULT_FILE}")}
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True,
-                              text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"the cached sweep failed:\n{proc.stderr[-2000:]}")
+        _run_ctc(overrides)  # the first rerun writes the report (no sweep ran before)
+        seconds = _run_ctc(overrides)
         if {path: path.stat().st_mtime_ns for path in written} != written or len(written) != len(jobs):
             raise RuntimeError("the cached sweep reran jobs: their results were not taken as complete")
     return [Figure(f"cached rerun, {len(specs)} sequences x 4 rate points x {len(sections)} codecs",
                    seconds, "s", "< 10 s", f"{len(jobs)} jobs, whole ctc-run process")]
+
+
+def _run_ctc(overrides: list[str]) -> float:
+    """Seconds of one whole ``ctc-run`` process."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True,
+                          text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"the cached sweep failed:\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - start
 
 
 def _fake_result(job: Job) -> dict:

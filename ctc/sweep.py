@@ -134,7 +134,7 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
     _summarise(run_dir, results)
     _write_provenance(run_dir, config, settings, sections, results)
     if settings.get("report", True) and "anchor" in sections:
-        _report(run_dir, sections["anchor"]["name"])
+        _report(run_dir, sections["anchor"]["name"], refresh=bool(pending))
     failures = [result for result in results if result.get("status") != "ok"]
     if failures:
         print(f"\n{len(failures)} of {len(jobs)} jobs failed:", file=sys.stderr)
@@ -234,10 +234,14 @@ def _summarise(run_dir: Path, results: list[dict[str, Any]]) -> None:
     print(f"\nresults: {run_dir} (summary: {run_dir / SUMMARY_FILE})")
 
 
-def _report(run_dir: Path, anchor: str) -> None:
-    """The BD-rate tables and RD curves of the run (every codec in it against the anchor)."""
-    from ctc.report import ReportError, write_report
+def _report(run_dir: Path, anchor: str, refresh: bool) -> None:
+    """The BD-rate tables and RD curves of the run (every codec in it against the anchor), written
+    again when a job ran (a fully cached rerun keeps the report it has; ``make report`` redraws it)."""
+    from ctc.report import REPORT_DIR, ReportError, write_report
 
+    if not refresh and (run_dir / REPORT_DIR / "summary.md").is_file():
+        print(f"report (unchanged): {run_dir / REPORT_DIR / 'summary.md'}")
+        return
     try:
         write_report(run_dir, anchor=anchor)
     except ReportError as exc:

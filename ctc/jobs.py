@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ctc.codec import CODECS, Codec, CodecError, create_codec
+from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444
 from ctc.provenance import now_iso
 from ctc.rates import kbps
@@ -98,7 +99,7 @@ def cached_codec(section: Mapping[str, Any], device: str) -> Codec:
 def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: str | Path,
             keep_decoded: bool = False) -> dict[str, Any]:
     """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``)."""
-    from ctc.metrics import batch_size_for, describe_metrics, score_frames  # imports torch: load in workers
+    from ctc.metrics import describe_metrics, score_frames  # imports torch: load it in the workers
 
     spec = job.sequence
     directory = job.directory(run_dir)

@@ -31,6 +31,7 @@ import torch
 
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, create_codec, register_codec
 from ctc.conf import ConfigNotFound, load_section
+from ctc.devices import batch_size_for
 from ctc.frames import write_rgb444
 from ctc.sequences import SequenceSpec
 from models import bitstream, entropy, sei
@@ -127,9 +128,7 @@ class GfvcCodec(Codec):
         self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
         self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
-        self.batch_size = int(cfg.get("batch_size", 8))
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size {self.batch_size}: expected a positive number of frames")
+        self.batch_size = batch_size_for(cfg, device)
         self.encoder_reconstruction = bool(cfg.get("encoder_reconstruction", False))
         threads = cfg.get("threads")
         self.threads = None if threads is None else int(threads)

@@ -113,7 +113,7 @@ def check_rate_accounting(codec: GfvcCodec, result) -> None:
 
 @pytest.mark.parametrize("coding", ["ae", "sei"])
 def test_round_trip_accounting_and_closed_loop(clip, tmp_path, coding):
-    codec = stand_in_codec(feature_coding=coding, batch_size=2, encoder_reconstruction=True)
+    codec = stand_in_codec(feature_coding=coding, cpu_batch_size=2, encoder_reconstruction=True)
     result, frames = encode_and_decode(codec, clip, 32, tmp_path)
     check_rate_accounting(codec, result)
     original = np.asarray(clip.read())
@@ -124,7 +124,7 @@ def test_round_trip_accounting_and_closed_loop(clip, tmp_path, coding):
     assert recon.read_bytes() == (tmp_path / "dec" / f"{clip.name}_decoded.rgb").read_bytes()
     encoded = codec.encode_frames(original, 32, tmp_path / "enc2")
     assert np.array_equal(frames[0], encoded.key_frame)
-    one_by_one = stand_in_codec(feature_coding=coding, batch_size=1)  # what a per-frame encoder loop gives
+    one_by_one = stand_in_codec(feature_coding=coding, cpu_batch_size=1)  # a per-frame encoder loop
     assert not np.array_equal(one_by_one.render(encoded.key_frame, encoded.features), frames)
     assert bitstream.pack(encoded.stream) == result.bitstream.read_bytes()  # deterministic
 
@@ -181,8 +181,8 @@ def test_bad_config_values_are_refused():
         stand_in_codec(output_rounding="ceil")
     with pytest.raises(ValueError, match="key_frame_format 'rgb'"):
         stand_in_codec(key_frame_format="rgb")
-    with pytest.raises(ValueError, match="batch_size 0"):
-        stand_in_codec(batch_size=0)
+    with pytest.raises(ValueError, match="batch size 0"):
+        stand_in_codec(cpu_batch_size=0)
     with pytest.raises(ValueError, match="feature_coding sei needs a 'sei' section"):
         stand_in_codec(feature_coding="sei", sei=None)
     with pytest.raises(CodecError, match="no codec config 'nonesuch'"):
@@ -276,7 +276,7 @@ def resized(frames: np.ndarray, size: int) -> np.ndarray:
 @pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v"])
 def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
     """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
-    config, size = tiny_config(name, shared, weights="random", feature_coding=coding, batch_size=2,
+    config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
                                encoder_reconstruction=True)
     sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
     codec = CODECS[name](config)

@@ -11,15 +11,14 @@ import pytest
 from scipy.ndimage import correlate1d
 from skimage.metrics import structural_similarity
 
+from ctc.devices import batch_size_for, resolve_device
 from ctc.frames import rgb_to_yuv420, write_rgb444
 from ctc.metrics import (
     MetricError,
-    batch_size_for,
     describe_metrics,
     get_metric,
     metric_config,
     metric_set,
-    resolve_device,
     score_frames,
 )
 from ctc.metrics.cli import main as ctc_score

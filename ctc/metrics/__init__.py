@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, ClassVar
 
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ctc.conf import ConfigNotFound, load_section
+from ctc.devices import resolve_device
 from ctc.frames import Yuv420, rgb_to_yuv420
 
 if TYPE_CHECKING:
@@ -120,13 +121,6 @@ def prepare_metrics(names: Sequence[str]) -> None:
         resolve_backbone(backbone)
 
 
-def batch_size_for(config: Mapping[str, object], device: str) -> int:
-    """Frames per forward pass on ``device``: the config's ``batch_size`` on a GPU, ``cpu_batch_size`` on the
-    CPU, where the networks are compute-bound and big batches only cost memory (see ``make bench``)."""
-    on_gpu = resolve_device(device).startswith("cuda")
-    return int(config["batch_size"] if on_gpu else config.get("cpu_batch_size", config["batch_size"]))
-
-
 def metric_set(name: str) -> list[str]:
     """The metric names of the config ``ctc/conf/metrics/<name>.yaml``."""
     return list(metric_config(name)["names"])
@@ -136,15 +130,6 @@ def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:
     """Direction, unit and definition of each metric, for result files and tables."""
     return {name: {"lower_is_better": cls.lower_is_better, "unit": cls.unit, "description": cls.description}
             for name in names for cls in [metric_class(name)]}
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` is ``cuda`` when this process has a GPU, else ``cpu``; anything else is kept."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def get_metric(name: str, device: str = "cpu") -> Metric:

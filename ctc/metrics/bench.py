@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctc.devices import batch_size_for, resolve_device
 from ctc.frames import read_rgb444, write_rgb444
-from ctc.metrics import batch_size_for, get_metric, metric_config, metric_set, resolve_device, score_frames
+from ctc.metrics import get_metric, metric_config, metric_set, score_frames
 from ctc.metrics.perceptual import build_dists, build_lpips
 from ctc.metrics.psnr import plane_mse, psnr_from_mse
 

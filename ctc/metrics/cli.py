@@ -11,11 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444, rgb444_frame_bytes
 from ctc.metrics import (
     METRICS,
     MetricError,
-    batch_size_for,
     describe_metrics,
     metric_class,
     metric_config,

@@ -114,13 +114,20 @@ def register_codec(name: str) -> Callable[[type[Codec]], type[Codec]]:
     return decorator
 
 
-def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:
-    """Build the codec a config section describes (``name`` and the ``module`` that registers it)."""
-    name = config.get("name")
-    module = config.get("module")
+def codec_class(config: Mapping[str, Any]) -> type[Codec]:
+    """The registered class of a codec config section, without building it (building may load a model)."""
+    name, module = config.get("name"), config.get("module")
     if module:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise KeyError(f"codec {name!r}: cannot import its module {module!r}: {exc}") from exc
     if name not in CODECS:
         known = ", ".join(sorted(CODECS)) or "none"
         raise KeyError(f"unknown codec {name!r} (module {module!r}); registered codecs: {known}")
-    return CODECS[name](config, device=device)
+    return CODECS[name]
+
+
+def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:
+    """Build the codec a config section describes (``name`` and the ``module`` that registers it)."""
+    return codec_class(config)(config, device=device)

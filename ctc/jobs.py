@@ -8,14 +8,13 @@ other jobs of the sweep.
 
 from __future__ import annotations
 
-import importlib
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctc.codec import CODECS, Codec, CodecError, create_codec
+from ctc.codec import Codec, CodecError, create_codec
 from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444
 from ctc.provenance import now_iso
@@ -46,20 +45,6 @@ class Job:
 
     def directory(self, run_dir: str | Path) -> Path:
         return job_dir(run_dir, self.codec, self.sequence.name, self.rate_point)
-
-
-def codec_class(section: Mapping[str, Any]) -> type[Codec]:
-    """The registered class of a codec section, without building it (building may load a model)."""
-    name, module = section.get("name"), section.get("module")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise KeyError(f"codec {name!r}: cannot import its module {module!r}: {exc}") from exc
-    if name not in CODECS:
-        raise KeyError(f"unknown codec {name!r} (module {module!r}); registered codecs: "
-                       f"{', '.join(sorted(CODECS)) or 'none'}")
-    return CODECS[name]
 
 
 def job_hash(section: Mapping[str, Any], sequence: SequenceSpec, rate_point: int,

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from ctc.jobs import ROLES, Job, codec_class, plan_jobs, run_job
+from ctc.codec import codec_class
+from ctc.jobs import ROLES, Job, plan_jobs, run_job
 from ctc.provenance import collect, now_iso
 from ctc.sequences import SequenceError, load_test_set
 from ctc.store import (

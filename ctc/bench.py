@@ -139,8 +139,8 @@ def _fake_result(job: Job) -> dict:
             "frames": spec.frames, "fps": spec.fps, "width": spec.width, "height": spec.height,
             "config_hash": job.config_hash, "bits": {"total": bits, "parts": {"video": bits}},
             "kbps": bits / 1000 * spec.fps / spec.frames, "enc_seconds": 1.0, "dec_seconds": 0.1,
-            "metrics": {"psnr": 20.0 + 60 - job.rate_point},
-            "metric_directions": {"psnr": "higher_is_better"}}
+            "metrics": {name: 60.0 - job.rate_point for name in job.metric_names},
+            "metric_directions": {name: "higher_is_better" for name in job.metric_names}}
 
 
 def as_figure(row: Figure | Mapping[str, Any]) -> Figure:

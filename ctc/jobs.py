@@ -14,13 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctc.codec import Codec, CodecError, create_codec
+from ctc.codec import Codec, CodecError, EncodeResult, create_codec
 from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444
 from ctc.provenance import now_iso
 from ctc.rates import kbps
 from ctc.sequences import SequenceSpec
-from ctc.store import JOB_LOG, PER_FRAME_FILE, RESULT_FILE, config_hash, job_dir, write_json_atomic
+from ctc.store import (
+    JOB_LOG,
+    PER_FRAME_FILE,
+    RESULT_FILE,
+    config_hash,
+    is_complete,
+    job_dir,
+    read_result,
+    write_json_atomic,
+)
 
 # The config key of each role's codec section.
 ROLES = {"test": "codec", "anchor": "anchor"}
@@ -35,8 +44,9 @@ class Job:
     codec: str
     sequence: SequenceSpec
     rate_point: int
-    config_hash: str
+    config_hash: str  # of what makes the bitstream; the metrics are not part of it
     device: str = "cpu"
+    metric_names: tuple[str, ...] = ()
 
     def overrides(self) -> list[str]:
         """The Hydra overrides that select this job in a sweep's configuration."""
@@ -47,12 +57,11 @@ class Job:
         return job_dir(run_dir, self.codec, self.sequence.name, self.rate_point)
 
 
-def job_hash(section: Mapping[str, Any], sequence: SequenceSpec, rate_point: int,
-             metric_names: Sequence[str]) -> str:
-    """Hash of everything that determines a job's numbers: not the worker count, launcher or device."""
+def job_hash(section: Mapping[str, Any], sequence: SequenceSpec, rate_point: int) -> str:
+    """Hash of everything that determines a job's bitstream: not the worker count, launcher, device or
+    metrics (a new metric re-scores a complete job from its bitstream; it is not coded again)."""
     codec = {key: value for key, value in section.items() if key not in UNHASHED_CODEC_KEYS}
-    return config_hash({"codec": codec, "sequence": sequence.entry(), "rate_point": int(rate_point),
-                        "metrics": sorted(metric_names)})
+    return config_hash({"codec": codec, "sequence": sequence.entry(), "rate_point": int(rate_point)})
 
 
 def plan_jobs(sections: Mapping[str, Mapping[str, Any]], specs: Sequence[SequenceSpec],
@@ -66,7 +75,7 @@ def plan_jobs(sections: Mapping[str, Mapping[str, Any]], specs: Sequence[Sequenc
                 device = devices[role][index % len(devices[role])]
                 index += 1
                 jobs.append(Job(role, section["name"], spec, int(rate_point),
-                                job_hash(section, spec, rate_point, metric_names), device))
+                                job_hash(section, spec, rate_point), device, tuple(metric_names)))
     return jobs
 
 
@@ -89,6 +98,7 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
     spec = job.sequence
     directory = job.directory(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    coded = _coded_before(read_result(directory), job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     result: dict[str, Any] = {
         "status": "failed", "codec": job.codec, "role": job.role, "codec_version": None,
@@ -101,7 +111,7 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         provenance = codec.provenance()
         result.update(codec_version=provenance.get("version") or codec.version(), codec_provenance=provenance,
                       random_weights=bool(provenance.get("random_weights", False)))
-        encoded = codec.encode(spec, job.rate_point, directory)
+        encoded = coded or codec.encode(spec, job.rate_point, directory)
         logs.append(encoded.log)
         decoded = codec.decode(encoded.bitstream, spec, directory)
         logs.append(decoded.log)
@@ -123,7 +133,8 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
             encode_details=dict(encoded.details),
             kbps=kbps(encoded.total_bits, spec.frames, spec.fps),
             enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
-            commands=[[str(arg) for arg in command] for command in encoded.commands + decoded.commands],
+            bitstream=encoded.bitstream.name, reused_bitstream=coded is not None,
+            commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)},
             metrics={name: float(table[name].mean()) for name in names},
             metric_directions={name: _direction(about["lower_is_better"])
                                for name, about in definitions.items()},
@@ -137,6 +148,23 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
     (directory / JOB_LOG).write_text("\n".join(part for part in logs if part), encoding="utf-8")
     write_json_atomic(directory / RESULT_FILE, result)
     return result
+
+
+def _coded_before(previous: Mapping[str, Any] | None, job: Job, directory: Path) -> EncodeResult | None:
+    """The encoding of a complete earlier result of the same job (same hash, bitstream still there),
+    so that scoring it with other metrics decodes that bitstream instead of coding it again."""
+    if not is_complete(previous, job.config_hash) or not previous.get("bitstream"):
+        return None
+    bitstream = directory / previous["bitstream"]
+    if not bitstream.is_file():
+        return None
+    return EncodeResult(bitstream, dict(previous["bits"]["parts"]), previous["enc_seconds"],
+                        previous["commands"]["encode"], log=f"reused {bitstream.name} of an earlier run",
+                        details=dict(previous.get("encode_details", {})))
+
+
+def _command_lines(commands: Sequence[Sequence[Any]]) -> list[list[str]]:
+    return [[str(arg) for arg in command] for command in commands]
 
 
 def _check_decoded(path: Path, spec: SequenceSpec) -> None:

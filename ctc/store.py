@@ -51,9 +51,12 @@ def read_result(directory: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_complete(result: Mapping[str, Any] | None, expected_hash: str) -> bool:
-    """Whether a job's result stands for the configuration hashed as ``expected_hash``."""
-    return bool(result) and result.get("status") == "ok" and result.get("config_hash") == expected_hash
+def is_complete(result: Mapping[str, Any] | None, expected_hash: str,
+                metric_names: Iterable[str] = ()) -> bool:
+    """Whether a job's result stands for the configuration hashed as ``expected_hash`` and holds every
+    metric in ``metric_names``."""
+    return (bool(result) and result.get("status") == "ok" and result.get("config_hash") == expected_hash
+            and set(metric_names) <= set(result.get("metrics") or {}))
 
 
 def results_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -179,7 +179,7 @@ def run_task(config: DictConfig) -> dict[str, Any]:
 def _reuse(job: Job, run_dir: Path) -> bool:
     """Whether ``job`` is complete; a complete result made under another role takes this one."""
     result = read_result(job.directory(run_dir))
-    if not is_complete(result, job.config_hash):
+    if not is_complete(result, job.config_hash, job.metric_names):
         return False
     if result["role"] != job.role:
         write_json_atomic(job.directory(run_dir) / RESULT_FILE, {**result, "role": job.role})

@@ -104,7 +104,7 @@ def test_sweep_runs_every_job_in_parallel_workers_and_writes_results(tiny, tmp_p
             expected_psnr(tmp_path / "seqs" / f"{row.sequence}.rgb", row.rate_point), abs=1e-9)
         assert result["metric_directions"] == {"psnr": "higher_is_better"}
         assert result["codec_version"] == "fake 1.0" and result["random_weights"] is False
-        assert result["commands"][0] == ["fake-enc", f"--shift={row.rate_point}"]
+        assert result["commands"]["encode"] == [["fake-enc", f"--shift={row.rate_point}"]]
         assert "fake encoder" in (directory / "job.log").read_text()
         assert len(pd.read_csv(directory / "per_frame.csv")) == FRAMES
         assert not (directory / "decoded.rgb").exists()  # keep_decoded=false
@@ -138,6 +138,23 @@ def test_rerun_skips_complete_jobs_and_redoes_stale_or_failed_ones(tiny):
     main([*tiny, "launcher=basic", "anchor=none", "testset.frames=3"])  # another config: all redone
     table = load_results(run_dir)
     assert (table.frames == 3).all() and len(table) == 6
+
+
+def test_a_new_metric_rescores_complete_jobs_from_their_bitstreams(tiny):
+    main([*tiny, "launcher=basic", "anchor=none"])
+    run_dir = run_dir_of(tiny)
+    streams = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/stream.bin")}
+    first = {p: read_result(p.parent) for p in streams}
+    main([*tiny, "launcher=basic", "anchor=none", "metrics.names=[psnr,psnr_y]"])
+    assert {p: p.stat().st_mtime_ns for p in streams} == streams  # nothing coded again
+    for stream, before in first.items():
+        after = read_result(stream.parent)
+        assert after["reused_bitstream"] and after["bits"] == before["bits"]
+        assert after["commands"]["encode"] == before["commands"]["encode"]
+        assert after["metrics"]["psnr"] == before["metrics"]["psnr"] and after["metrics"]["psnr_y"] > 0
+    stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    main([*tiny, "launcher=basic", "anchor=none", "metrics.names=[psnr_y]"])  # a subset: nothing to do
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
@@ -259,11 +276,10 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
 
 def test_job_hash_covers_what_changes_the_numbers_only():
     section = {"name": "fake", "module": "fake_codec", "rate_points": [1, 3], "timeout_s": 10}
-    base = job_hash(section, _spec("S1"), 1, ["psnr"])
-    assert base == job_hash({**section, "timeout_s": 99}, _spec("S1"), 1, ["psnr"])
-    assert base != job_hash({**section, "preset": "slow"}, _spec("S1"), 1, ["psnr"])
-    assert base != job_hash(section, _spec("S1"), 3, ["psnr"])
-    assert base != job_hash(section, _spec("S2"), 1, ["psnr"])
-    assert base != job_hash(section, _spec("S1"), 1, ["psnr", "lpips"])
+    base = job_hash(section, _spec("S1"), 1)
+    assert base == job_hash({**section, "timeout_s": 99}, _spec("S1"), 1)
+    assert base != job_hash({**section, "preset": "slow"}, _spec("S1"), 1)
+    assert base != job_hash(section, _spec("S1"), 3)
+    assert base != job_hash(section, _spec("S2"), 1)
     assert Job("test", "fake", _spec("S1"), 1, base).overrides()[:4] == [
         "job.role=test", "job.codec=fake", "job.sequence=S1", "job.rate_point=1"]

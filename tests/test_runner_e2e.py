@@ -34,7 +34,7 @@ def test_x265_against_the_vvenc_anchor_on_three_demo_frames(tmp_path, capsys):
         streams = [p for p in directory.iterdir() if p.name not in outputs]
         assert result["bits"]["total"] == 8 * sum(p.stat().st_size for p in streams)
         assert result["kbps"] == pytest.approx(result["bits"]["total"] / 1000 * 25 / 3)
-        assert "ffmpeg" in result["commands"][0][0]
+        assert "ffmpeg" in result["commands"]["encode"][0][0] and result["commands"]["decode"]
         assert result["codec_version"]
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert provenance["anchor"] == "vvenc" and provenance["codec"] == "x265"

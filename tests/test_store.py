@@ -26,6 +26,8 @@ def test_is_complete_needs_status_ok_and_the_same_hash():
     assert not is_complete({"status": "ok", "config_hash": "abc"}, "abd")
     assert not is_complete({"status": "failed", "config_hash": "abc"}, "abc")
     assert not is_complete(None, "abc")
+    scored = {"status": "ok", "config_hash": "abc", "metrics": {"psnr": 30.0}}
+    assert is_complete(scored, "abc", ["psnr"]) and not is_complete(scored, "abc", ["psnr", "lpips"])
 
 
 def _result(codec, sequence, rate_point, **extra):

@@ -220,6 +220,15 @@ class GDN(nn.Module):
         return x * norm if self.inverse else x / norm
 
 
+def resize_grid(grid: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """A ``(B, h, w, 2)`` sampling grid or flow resized bilinearly (align_corners False) to ``size``;
+    values are kept as they are (upstream's generators warp full-size images with them so)."""
+    if tuple(grid.shape[1:3]) == tuple(size):
+        return grid
+    resized = F.interpolate(grid.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=False)
+    return resized.permute(0, 2, 3, 1)
+
+
 def apply_occlusion(features: torch.Tensor, occlusion: torch.Tensor | None) -> torch.Tensor:
     """Multiply warped features by the occlusion map (resized bilinearly to them); None: unchanged."""
     if occlusion is None:

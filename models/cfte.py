@@ -34,6 +34,7 @@ from models.blocks import (
     Hourglass,
     UpBlock2d,
     apply_occlusion,
+    resize_grid,
 )
 from models.registry import NetworkModel, register_model
 
@@ -237,11 +238,8 @@ class OcclusionAwareGenerator(AutoencoderLayers):
         }
 
     def deform_input(self, inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
-        if deformation.shape[1:3] != inp.shape[2:]:
-            deformation = F.interpolate(
-                deformation.permute(0, 3, 1, 2), size=inp.shape[2:], mode="bilinear", align_corners=False
-            ).permute(0, 2, 3, 1)
-        return warp(inp, deformation, self.warp_align_corners)
+        """Warp by the pixel-unit flow resized to ``inp`` without rescaling it (upstream's quirk)."""
+        return warp(inp, resize_grid(deformation, inp.shape[2:]), self.warp_align_corners)
 
     def forward(
         self,

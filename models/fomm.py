@@ -27,6 +27,7 @@ from models.blocks import (
     apply_occlusion,
     kp2gaussian,
     make_coordinate_grid,
+    resize_grid,
 )
 from models.registry import NetworkModel, register_model
 
@@ -168,11 +169,7 @@ class DenseMotionNetwork(nn.Module):
 
 def deform_input(inp: torch.Tensor, deformation: torch.Tensor, align_corners: bool) -> torch.Tensor:
     """Warp ``inp`` by a sampling grid ``(B, h, w, 2)``, resized bilinearly to ``inp``'s size."""
-    if deformation.shape[1:3] != inp.shape[2:]:
-        deformation = F.interpolate(
-            deformation.permute(0, 3, 1, 2), size=inp.shape[2:], mode="bilinear", align_corners=False
-        ).permute(0, 2, 3, 1)
-    return F.grid_sample(inp, deformation, align_corners=align_corners)
+    return F.grid_sample(inp, resize_grid(deformation, inp.shape[2:]), align_corners=align_corners)
 
 
 class OcclusionAwareGenerator(AutoencoderLayers):

@@ -11,8 +11,17 @@ JOBS ?=
 RUN ?=
 # Anything else for Hydra, e.g. make ctc MODEL=x265 ARGS="codec.preset=slow"
 ARGS ?=
+# make vtm: a git URL (built at VTM_TAG), a VTM source folder, or a source archive (checked against
+# VTM_SHA256 when given). The build goes to ~/.cache/gfvc-ctc/vtm/VTM-<version> ($$GFVC_TOOLS overrides).
+VTM_SRC ?= https://vcgit.hhi.fraunhofer.de/jvet/VVCSoftware_VTM.git
+VTM_TAG ?= VTM-22.2
+VTM_SHA256 ?=
+# make test builds the real VTM from the shared source archive, when it is there, for the real-VTM tests.
+SHARED ?= $(or $(GFVC_SHARED),../shared)
+SHARED_VTM := $(SHARED)/vtm/VVCSoftware_VTM-22.2.tar.gz
+SHARED_VTM_SHA256 := a8d9bcb25f1a31f3ef93a5fc520035a135f6d008165986e512c8ff5ebf9a2e90
 
-.PHONY: help install weights ctc report test lint bench clean
+.PHONY: help install vtm weights ctc report test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +34,9 @@ $(STAMP): setup.cfg
 
 install: $(STAMP)  ## create .venv and install the project (editable) with its test tools
 
+vtm:  ## build VTM's encoder and decoder into the machine's cache (VTM_SRC= VTM_TAG= VTM_SHA256=)
+	$(PYTHON) -m anchors.vtm_build $(VTM_SRC) --tag $(VTM_TAG) $(if $(VTM_SHA256),--sha256 $(VTM_SHA256))
+
 weights: $(STAMP)  ## fetch and cache the ImageNet backbones used by LPIPS and DISTS
 	$(BIN)/ctc-weights
 
@@ -35,7 +47,10 @@ ctc: $(STAMP)  ## sweep MODEL and the anchor over TESTSET, score, report (MODEL=
 report: $(STAMP)  ## BD-rate tables and RD curves for a run (RUN=, default TESTSET's run)
 	$(BIN)/ctc-report results/$(if $(RUN),$(RUN),$(TESTSET)) $(ARGS)
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP)  ## run the test suite (builds VTM from ../shared/vtm once per machine)
+	@if [ -f $(SHARED_VTM) ]; then \
+		$(MAKE) --no-print-directory vtm VTM_SRC=$(SHARED_VTM) VTM_SHA256=$(SHARED_VTM_SHA256); \
+	else echo "no $(SHARED_VTM): the real-VTM tests will be skipped"; fi
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)  ## ruff

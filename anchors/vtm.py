@@ -1,20 +1,14 @@
-"""VTM, the CTC's VVC anchor: the user's own build of ``EncoderApp`` and ``DecoderApp``.
+"""VTM, the CTC's VVC anchor: ``EncoderApp`` and ``DecoderApp`` of the VTM reference software.
 
-VTM cannot be installed from a registry, so the binaries are looked for, in this order, at the
-config's ``encoder``/``decoder`` paths, under the config's ``vtm_dir``, under ``$VTM_DIR`` and on
-``PATH``. The version is read from the binaries' own banner (``VVCSoftware: VTM Encoder Version
-22.2 ...``), checked against ``min_version`` and recorded. Encoding uses the user's
-``cfg/encoder_lowdelay_vtm.cfg`` plus the CTC's changes, all in ``ctc/conf/codec/vtm.yaml``.
+Encoding uses the ``cfg/encoder_lowdelay_vtm.cfg`` of the VTM found (:mod:`anchors.vtm_tools`) plus
+the CTC's changes, all in ``ctc/conf/codec/vtm.yaml``. VTM's own closing summary (its bitrate and
+PSNRs) is recorded next to the harness's figures for the same coded pictures, and the decoder's
+output is checked against the encoder's reconstruction (their md5s) in every job.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import re
-import shutil
-import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +16,6 @@ import numpy as np
 
 from anchors.files import (
     INTRA_PICTURE_FPS,
-    VERSION_PROBE_TIMEOUT_S,
     bitstream_bits,
     check_file_size,
     check_picture,
@@ -30,6 +23,16 @@ from anchors.files import (
     read_sequence_frames,
 )
 from anchors.tools import log_tail, run_tool
+from anchors.vtm_tools import (
+    DECODER_NAMES,
+    ENCODER_NAMES,
+    VTM_DIR_ENV,
+    find_encoder_cfg,
+    find_program,
+    parse_summary,
+    parse_version,
+    vtm_version,
+)
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, register_codec
 from ctc.frames import (
     read_rgb444,
@@ -41,109 +44,13 @@ from ctc.frames import (
     yuv420_frame_bytes,
     yuv420_to_rgb,
 )
+from ctc.hashing import compute_digest
+from ctc.metrics.psnr import plane_mse, psnr_from_mse
 from ctc.sequences import SequenceSpec
 
-VTM_DIR_ENV = "VTM_DIR"
-ENCODER_NAMES = ("EncoderAppStatic", "EncoderApp")
-DECODER_NAMES = ("DecoderAppStatic", "DecoderApp")
-BANNER = re.compile(r"VVCSoftware: VTM (Encoder|Decoder) Version (\d+(?:\.\d+)*)")
-# the first row of the encoder's SUMMARY table: frames, "a", kbps, Y, U, V and YUV PSNR
-SUMMARY_ROW = re.compile(r"SUMMARY -+\s+Total Frames[^\n]*\n\s*(\d+)\s+a\s+([\d.]+)\s+([\d.]+)\s+"
-                         r"([\d.]+)\s+([\d.]+)\s+([\d.]+)")
 FORMATS = {"yuv420": "420", "rgb444": "444"}  # input_format -> InputChromaFormat
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in str(text).split("."))
-
-
-@functools.cache
-def _banner_version(program: str, mtime_ns: int) -> tuple[str, str]:
-    """(kind, version) from the banner that a VTM binary prints before anything else."""
-    try:
-        proc = subprocess.run([program, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=VERSION_PROBE_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CodecError(f"cannot run {program} to read its VTM version: {exc}") from exc
-    match = BANNER.search(proc.stdout)
-    if not match:
-        raise CodecError(f"{program} printed no VTM banner ('VVCSoftware: VTM ... Version N.N'); is it a "
-                         f"VTM build?\n{log_tail(proc.stdout)}")
-    return match.group(1), match.group(2)
-
-
-def vtm_version(program: Path) -> tuple[str, str]:
-    """(``Encoder`` or ``Decoder``, version) of a VTM binary, e.g. ``("Encoder", "22.2")``."""
-    return _banner_version(str(program), program.stat().st_mtime_ns)
-
-
-def _search_roots(config: Mapping[str, Any]) -> list[tuple[str, Path]]:
-    roots = []
-    if config.get("vtm_dir"):
-        roots.append(("codec.vtm_dir", Path(config["vtm_dir"]).expanduser()))
-    if os.environ.get(VTM_DIR_ENV):
-        roots.append((f"${VTM_DIR_ENV}", Path(os.environ[VTM_DIR_ENV]).expanduser()))
-    return roots
-
-
-def _executables_under(root: Path, names: Sequence[str]) -> Iterator[Path]:
-    """``root/NAME``, ``root/bin/NAME``, then builds under ``root/bin`` (``bin/umake/.../release``)."""
-    for folder in (root, root / "bin"):
-        for name in names:
-            if os.access(folder / name, os.X_OK) and (folder / name).is_file():
-                yield folder / name
-    if (root / "bin").is_dir():
-        for name in names:
-            found = sorted(path for path in (root / "bin").rglob(name) if os.access(path, os.X_OK))
-            yield from sorted(found, key=lambda path: "release" not in path.parts)
-
-
-def find_program(config: Mapping[str, Any], key: str, names: Sequence[str]) -> Path:
-    """The VTM binary ``names`` from ``config[key]``, ``vtm_dir``, ``$VTM_DIR`` or ``PATH``."""
-    if config.get(key):
-        path = Path(config[key]).expanduser()
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise CodecError(f"codec.{key} = {path} is not an executable file (expected VTM's {names[0]})")
-        return path
-    looked = []
-    for label, root in _search_roots(config):
-        found = next(_executables_under(root, names), None)
-        if found:
-            return found
-        looked.append(f"{label} = {root}")
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    looked.append("PATH")
-    raise CodecError(f"VTM not found: no {' or '.join(names)} in {', '.join(looked)}. Build VTM "
-                     f"(the CTC anchor is VTM 22.2) and set {VTM_DIR_ENV}=/path/to/VVCSoftware_VTM, "
-                     f"or codec.vtm_dir, or codec.{key}=/path/to/{names[0]}")
-
-
-def vtm_installed(config: Mapping[str, Any]) -> bool:
-    """Whether VTM's encoder and decoder binaries are found where :func:`find_program` looks."""
-    try:
-        find_program(config, "encoder", ENCODER_NAMES)
-        find_program(config, "decoder", DECODER_NAMES)
-    except CodecError:
-        return False
-    return True
-
-
-def find_encoder_cfg(config: Mapping[str, Any], encoder: Path) -> Path:
-    """The encoder cfg file: absolute, or relative to the VTM folder (given, or above the encoder)."""
-    cfg = Path(config["cfg"]).expanduser()
-    if cfg.is_absolute():
-        candidates = [cfg]
-    else:
-        roots = [root for _, root in _search_roots(config)] + list(encoder.resolve().parents)
-        candidates = [root / cfg for root in roots]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise CodecError(f"VTM encoder config {cfg} not found (looked at {', '.join(map(str, candidates))}); "
-                     f"set codec.cfg to the path of VTM's encoder_lowdelay_vtm.cfg")
+# VTM's Y, U, V with RGB input (InputColourSpaceConvert=RGBtoGBR) are the G, B, R planes
+CODED_PLANES = {"yuv420": (0, 1, 2), "rgb444": (1, 2, 0)}
 
 
 def option_arguments(options: Mapping[str, Any] | None) -> list[str]:
@@ -177,6 +84,12 @@ class VtmCodec(Codec, IntraCodec):
                              f"lower codec.min_version")
         return version
 
+    @classmethod
+    def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        codec = cls(config)
+        return {"version": codec.version(), "cfg": codec.cfg.name,
+                "cfg_sha256": compute_digest(codec.cfg, "sha256")}
+
     @property
     def timeout(self) -> float:
         return float(self.config["timeout_s"])
@@ -199,11 +112,12 @@ class VtmCodec(Codec, IntraCodec):
         return self._encode_frames(frames, rate_point, sequence.fps, bitstream, source)
 
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
+        """Decode to RGB; ``details`` hold the decoder output's md5 and the harness's PSNR of each coded
+        plane against the pictures VTM was given (what VTM's own Y/U/V-PSNR measures)."""
         Path(workdir).mkdir(parents=True, exist_ok=True)
         output = Path(workdir) / f"{Path(bitstream).stem}_decoded.rgb"
-        seconds, command, log = self._decode_to_rgb(Path(bitstream), sequence.width, sequence.height,
-                                                    sequence.frames, output)
-        return DecodeResult(frames_file=output, seconds=seconds, commands=[command], log=log)
+        return self._decode_to_rgb(Path(bitstream), sequence.width, sequence.height, sequence.frames, output,
+                                   coded_source=read_sequence_frames(sequence))
 
     # -- one intra picture ----------------------------------------------------------------------
     def encode_picture(self, rgb: np.ndarray, qp: int, workdir: Path) -> bytes:
@@ -262,6 +176,7 @@ class VtmCodec(Codec, IntraCodec):
         bitstream.unlink(missing_ok=True)
         try:
             log, seconds = run_tool(command, self.timeout, cwd=workdir)
+            recon_md5 = compute_digest(recon) if recon.is_file() else None
         except CodecError:
             bitstream.unlink(missing_ok=True)  # a failed run leaves no file that looks like a bitstream
             raise
@@ -270,32 +185,61 @@ class VtmCodec(Codec, IntraCodec):
             if made:
                 source.unlink(missing_ok=True)
         bits = bitstream_bits(bitstream, self.encoder.name, log)
-        summary = SUMMARY_ROW.search(log)
-        if not summary:
-            raise CodecError(f"{self.encoder.name} printed no SUMMARY table for {bitstream}\n{log_tail(log)}")
-        if int(summary.group(1)) != count:
-            raise CodecError(f"{self.encoder.name} reports {summary.group(1)} frames coded into {bitstream}, "
-                             f"expected {count}\n{log_tail(log)}")
-        return EncodeResult(bitstream=bitstream, bits={"video": bits}, seconds=seconds,
-                            commands=[command], log=log)
+        summary = self._checked_summary(log, bitstream, count)
+        return EncodeResult(bitstream=bitstream, bits={"video": bits}, seconds=seconds, commands=[command],
+                            log=log, details={"vtm_summary": summary, "reconstruction_md5": recon_md5})
 
-    def _decode_to_rgb(self, bitstream: Path, width: int, height: int, frames: int,
-                       output: Path) -> tuple[float, list[str], str]:
-        """Decode ``bitstream`` into the planar RGB file ``output``; returns (seconds, command, log)."""
+    def _checked_summary(self, log: str, bitstream: Path, count: int) -> dict[str, float]:
+        """VTM's own figures for the coded sequence (the last layer's summary row)."""
+        layers = parse_summary(log)
+        if not layers:
+            raise CodecError(f"{self.encoder.name} printed no closing summary ('Total Frames | Bitrate ...') "
+                             f"for {bitstream}; its log:\n{log_tail(log)}")
+        for layer in layers:
+            if layer["frames"] != count:
+                raise CodecError(f"{self.encoder.name} reports {layer['frames']} frames coded into "
+                                 f"{bitstream} (layer {layer['layer']}), expected {count}\n{log_tail(log)}")
+        return layers[-1]
+
+    def _decode_to_rgb(self, bitstream: Path, width: int, height: int, frames: int, output: Path,
+                       coded_source: np.ndarray | None = None) -> DecodeResult:
+        """Decode ``bitstream`` into the planar RGB file ``output``; with ``coded_source`` (the original
+        RGB frames) the details hold the harness's PSNR of each plane VTM coded."""
         rgb_bytes = frames * rgb444_frame_bytes(width, height)
         if self.input_format == "rgb444":
             command = self.decoder_command(bitstream, output)
             log, seconds = run_tool(command, self.timeout, cwd=output.parent)
             check_file_size(output, rgb_bytes, f"{frames} decoded {width}x{height} RGB 4:4:4 frames "
                                                f"from {bitstream}")
-            return seconds, command, log
+            details = {"output_md5": compute_digest(output)}
+            if coded_source is not None:
+                details["coded_psnr"] = coded_psnr(coded_source, read_rgb444(output, width, height),
+                                                   self.input_format)
+            return DecodeResult(frames_file=output, seconds=seconds, commands=[command], log=log,
+                                details=details)
         decoded = output.with_suffix(".yuv")
         command = self.decoder_command(bitstream, decoded)
         try:
             log, seconds = run_tool(command, self.timeout, cwd=output.parent)
             check_file_size(decoded, frames * yuv420_frame_bytes(width, height),
                             f"{frames} decoded {width}x{height} YUV 4:2:0 frames from {bitstream}")
-            write_rgb444(output, yuv420_to_rgb(read_yuv420(decoded, width, height)))
+            details = {"output_md5": compute_digest(decoded)}
+            yuv = read_yuv420(decoded, width, height)
+            if coded_source is not None:
+                details["coded_psnr"] = coded_psnr(rgb_to_yuv420(coded_source), yuv, self.input_format)
+            write_rgb444(output, yuv420_to_rgb(yuv))
         finally:
             decoded.unlink(missing_ok=True)
-        return seconds, command, log
+        return DecodeResult(frames_file=output, seconds=seconds, commands=[command], log=log, details=details)
+
+
+def coded_psnr(source: Any, decoded: Any, input_format: str) -> dict[str, float]:
+    """The harness's ``psnr_y``, ``psnr_u``, ``psnr_v`` of the pictures VTM coded, as VTM computes them:
+    the mean over frames of each plane's PSNR (peak 255), planes in VTM's coding order (Y, U, V;
+    for RGB input G, B, R). ``source``/``decoded``: YUV 4:2:0 planes or ``(N, 3, H, W)`` RGB."""
+    if input_format == "rgb444":
+        planes = [(np.asarray(source)[:, c], np.asarray(decoded)[:, c]) for c in CODED_PLANES[input_format]]
+    else:
+        planes = [(getattr(source, p), getattr(decoded, p)) for p in "yuv"]
+    return {f"psnr_{name}": float(psnr_from_mse(plane_mse(ref, dist)).mean())
+            for name, (ref, dist) in zip("yuv", planes, strict=True)}

@@ -49,6 +49,9 @@ class DecodeResult:
     seconds: float
     commands: list[list[str]] = field(default_factory=list)
     log: str = ""
+    # figures about the decoding recorded in result.json; an ``output_md5`` is checked against the
+    # encoder's ``reconstruction_md5`` (EncodeResult.details) when the codec reports both
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Codec(ABC):
@@ -60,6 +63,17 @@ class Codec(ABC):
 
     name: ClassVar[str]
     uses_gpu: ClassVar[bool] = False
+    # bitstream parts that are container overhead: not counted in the rate the field publishes
+    # (a GFVC file's header), still in the whole file's rate that result.json records beside it
+    container_bit_parts: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """What makes this codec's bitstreams besides its config, resolved now: the binaries' versions,
+        the hashes of the files it reads (weights, cfg), the codecs it uses. A complete result is reused
+        only when this is unchanged. The sweep calls it once, before its workers start; it raises
+        :class:`CodecError` when something the config names is missing. Default: the version."""
+        return {"version": cls(config).version()}
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu") -> None:
         self.config = dict(config)

@@ -2,22 +2,25 @@
 
 The job writes into its own directory (``<run>/<codec>/<sequence>/<rate point>/``): the bitstream,
 ``job.log`` (the codec's log, and the traceback when it fails), ``per_frame.csv`` and, last and
-atomically, ``result.json``. Any exception is recorded as a failed result; nothing escapes to the
-other jobs of the sweep.
+atomically, ``result.json``, which records the job's identity (:mod:`ctc.identity`) and what made
+it (git commit, package versions). One process works on a job at a time (:func:`ctc.store.job_lock`);
+one that waited for another sweep's process takes that result when it is complete. Any exception
+is recorded as a failed result; nothing escapes to the other jobs of the sweep.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctc.codec import Codec, CodecError, EncodeResult, create_codec
+from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_codec
 from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444
-from ctc.provenance import now_iso
+from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
+from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
 from ctc.sequences import SequenceSpec
 from ctc.store import (
@@ -27,14 +30,13 @@ from ctc.store import (
     config_hash,
     is_complete,
     job_dir,
+    job_lock,
     read_result,
     write_json_atomic,
 )
 
 # The config key of each role's codec section.
 ROLES = {"test": "codec", "anchor": "anchor"}
-# Codec settings that never change a job's numbers, so they stay out of its configuration hash.
-UNHASHED_CODEC_KEYS = frozenset({"timeout_s"})
 LOG_TAIL_LINES = 30
 
 
@@ -44,29 +46,41 @@ class Job:
     codec: str
     sequence: SequenceSpec
     rate_point: int
-    config_hash: str  # of what makes the bitstream; the metrics are not part of it
+    identity: Mapping[str, Any] = field(compare=False, repr=False)  # what makes the bitstream
     device: str = "cpu"
     metric_names: tuple[str, ...] = ()
+
+    @property
+    def config_hash(self) -> str:
+        """The hash of the job's identity; the metrics are not part of it (a new metric re-scores a
+        complete job from its bitstream, it is not coded again)."""
+        return identity_hash(self.identity)
+
+    @property
+    def label(self) -> str:
+        return f"{self.codec}/{self.sequence.name}/{self.rate_point}"
 
     def overrides(self) -> list[str]:
         """The Hydra overrides that select this job in a sweep's configuration."""
         return [f"job.role={self.role}", f"job.codec={self.codec}", f"job.sequence={self.sequence.name}",
-                f"job.rate_point={self.rate_point}", f"job.device={self.device}"]
+                f"job.rate_point={self.rate_point}", f"job.device={self.device}",
+                f"job.identity={quote(encode_identity(self.identity))}"]
 
     def directory(self, run_dir: str | Path) -> Path:
         return job_dir(run_dir, self.codec, self.sequence.name, self.rate_point)
 
 
-def job_hash(section: Mapping[str, Any], sequence: SequenceSpec, rate_point: int) -> str:
-    """Hash of everything that determines a job's bitstream: not the worker count, launcher, device or
-    metrics (a new metric re-scores a complete job from its bitstream; it is not coded again)."""
-    codec = {key: value for key, value in section.items() if key not in UNHASHED_CODEC_KEYS}
-    return config_hash({"codec": codec, "sequence": sequence.entry(), "rate_point": int(rate_point)})
+def quote(value: str) -> str:
+    """A Hydra override value that stays one string whatever characters it holds (a path, base64)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def plan_jobs(sections: Mapping[str, Mapping[str, Any]], specs: Sequence[SequenceSpec],
-              metric_names: Sequence[str], devices: Mapping[str, list[str]]) -> list[Job]:
-    """Every (codec, sequence, rate point) of a sweep; ``devices[role]`` is cycled over that role's jobs."""
+def plan_jobs(sections: Mapping[str, Mapping[str, Any]], identities: Mapping[str, Mapping[str, Any]],
+              specs: Sequence[SequenceSpec], metric_names: Sequence[str],
+              devices: Mapping[str, list[str]]) -> list[Job]:
+    """Every (codec, sequence, rate point) of a sweep, with ``identities[role]`` (the codec's resolved
+    identity, :func:`ctc.identity.codec_identity`); ``devices[role]`` is cycled over that role's jobs."""
+    sequences = {spec.name: sequence_identity(spec) for spec in specs}
     jobs = []
     for role, section in sections.items():
         index = 0
@@ -74,8 +88,9 @@ def plan_jobs(sections: Mapping[str, Mapping[str, Any]], specs: Sequence[Sequenc
             for rate_point in section["rate_points"]:
                 device = devices[role][index % len(devices[role])]
                 index += 1
-                jobs.append(Job(role, section["name"], spec, int(rate_point),
-                                job_hash(section, spec, rate_point), device, tuple(metric_names)))
+                identity = job_identity(identities[role], sequences[spec.name], rate_point)
+                jobs.append(Job(role, section["name"], spec, int(rate_point), identity, device,
+                                tuple(metric_names)))
     return jobs
 
 
@@ -92,19 +107,32 @@ def cached_codec(section: Mapping[str, Any], device: str) -> Codec:
 
 def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: str | Path,
             keep_decoded: bool = False) -> dict[str, Any]:
-    """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``)."""
+    """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``).
+
+    Holds the job folder's lock while it works; when another sweep's process did the job meanwhile
+    (its complete result is there once the lock is free), that result is taken as it is.
+    """
+    directory = job.directory(run_dir)
+    with job_lock(directory, job.label):
+        previous = read_result(directory)
+        if is_complete(previous, job.config_hash, job.metric_names):
+            return previous
+        return _run_locked(job, section, metrics, directory, previous, keep_decoded)
+
+
+def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], directory: Path,
+                previous: Mapping[str, Any] | None, keep_decoded: bool) -> dict[str, Any]:
     from ctc.metrics import describe_metrics, score_frames  # imports torch: load it in the workers
 
     spec = job.sequence
-    directory = job.directory(run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    coded = _coded_before(read_result(directory), job, directory)
+    coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     result: dict[str, Any] = {
         "status": "failed", "codec": job.codec, "role": job.role, "codec_version": None,
         "codec_provenance": {}, "random_weights": False, "sequence": spec.name, "seq_class": spec.seq_class,
         "rate_point": job.rate_point, "frames": spec.frames, "fps": spec.fps, "width": spec.width,
-        "height": spec.height, "device": job.device, "config_hash": job.config_hash}
+        "height": spec.height, "device": job.device, "config_hash": job.config_hash,
+        "identity": job.identity, "made_by": made_by()}
     logs: list[str] = []
     try:
         codec = cached_codec(section, job.device)
@@ -116,12 +144,12 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         decoded = codec.decode(encoded.bitstream, spec, directory)
         logs.append(decoded.log)
         _check_decoded(decoded.frames_file, spec)
+        _check_closed_loop(encoded, decoded)
         metric_device = job.device if metrics.get("device", "auto") == "auto" else metrics["device"]
         names = list(metrics["names"])
         reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
         table = score_frames(spec.read(), reconstruction, names, metric_device,
-                             batch_size_for(metrics, metric_device),
-                             label=f"{job.codec}/{spec.name}/{job.rate_point}")
+                             batch_size_for(metrics, metric_device), label=job.label)
         definitions = describe_metrics(names)
         if metrics.get("keep_per_frame", True):
             table.to_csv(directory / PER_FRAME_FILE)
@@ -130,8 +158,9 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         result.update(
             status="ok",
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
+            **rates(encoded, type(codec).container_bit_parts, spec),
             encode_details=dict(encoded.details),
-            kbps=kbps(encoded.total_bits, spec.frames, spec.fps),
+            decode_details=dict(decoded.details),
             enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
             bitstream=encoded.bitstream.name, reused_bitstream=coded is not None,
             commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)},
@@ -148,6 +177,16 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
     (directory / JOB_LOG).write_text("\n".join(part for part in logs if part), encoding="utf-8")
     write_json_atomic(directory / RESULT_FILE, result)
     return result
+
+
+def rates(encoded: EncodeResult, container_parts: Sequence[str], spec: SequenceSpec) -> dict[str, Any]:
+    """``kbps``, the rate BD-rate uses, counted as the codec's field counts it (every part of the
+    bitstream but the container's, e.g. a GFVC file's header), and the whole file's ``file_kbps``."""
+    container = sum(bits for part, bits in encoded.bits.items() if part in container_parts)
+    counted = [part for part in encoded.bits if part not in container_parts]
+    return {"kbps": kbps(encoded.total_bits - container, spec.frames, spec.fps),
+            "file_kbps": kbps(encoded.total_bits, spec.frames, spec.fps),
+            "rate_counts": "+".join(counted) if container else "the whole bitstream file"}
 
 
 def _coded_before(previous: Mapping[str, Any] | None, job: Job, directory: Path) -> EncodeResult | None:
@@ -175,6 +214,14 @@ def _check_decoded(path: Path, spec: SequenceSpec) -> None:
     if size != expected:
         raise CodecError(f"decoded file {path} is {size} bytes; expected {spec.frames} frames of "
                          f"{spec.description}, {expected} bytes")
+
+
+def _check_closed_loop(encoded: EncodeResult, decoded: DecodeResult) -> None:
+    """The decoder must reproduce the encoder's reconstruction exactly, where the codec reports both."""
+    expected, found = encoded.details.get("reconstruction_md5"), decoded.details.get("output_md5")
+    if expected and found and expected != found:
+        raise CodecError(f"the decoder's output of {encoded.bitstream} (md5 {found}) differs from the "
+                         f"encoder's reconstruction (md5 {expected}): encoder and decoder mismatch")
 
 
 def _direction(lower_is_better: bool) -> str:

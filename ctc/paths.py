@@ -16,3 +16,16 @@ def cache_dir() -> Path:
 def shared_dir() -> Path:
     """The read-only shared data beside the checkout (``../shared``); ``GFVC_SHARED`` overrides."""
     return Path(os.environ.get("GFVC_SHARED", PROJECT_ROOT.parent / "shared"))
+
+
+def tool_cache_dir() -> Path:
+    """Built tools shared by every clone on this machine (VTM); ``GFVC_TOOLS`` overrides
+    ``$XDG_CACHE_HOME/gfvc-ctc`` (``~/.cache/gfvc-ctc``)."""
+    if os.environ.get("GFVC_TOOLS"):
+        return Path(os.environ["GFVC_TOOLS"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "gfvc-ctc"
+
+
+def vtm_cache_dir() -> Path:
+    """Where ``make vtm`` installs each VTM version (``VTM-<version>/``)."""
+    return tool_cache_dir() / "vtm"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import socket
 import subprocess
@@ -46,6 +47,14 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+@functools.cache
+def made_by() -> dict[str, Any]:
+    """What made a result, recorded in each ``result.json``: git state, package versions, host (once per
+    process)."""
+    return {"git": git_state(), "packages": package_versions(), "host": socket.gethostname(),
+            "python": sys.version.split()[0]}
 
 
 def collect(config: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -30,11 +30,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if not any(arg.lstrip("+").startswith("anchor=") for arg in args) and _vtm_found():
-        print("ctc-run: VTM found: it is the anchor (anchor=vvenc to use vvenc)", file=sys.stderr)
-        args.append("anchor=vtm")
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
         args.insert(0, "--multirun")
+        args += _default_anchor(args)
     register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
     saved = sys.argv
     sys.argv = ["ctc-run", *args]
@@ -44,12 +42,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.argv = saved
 
 
-def _vtm_found() -> bool:
-    """The CTC anchor is VTM wherever the user has built it; vvenc is the default elsewhere."""
-    from anchors.vtm import vtm_installed
-    from ctc.conf import load_section
+def _default_anchor(args: Sequence[str]) -> list[str]:
+    """``anchor=<the test set's default_anchor>`` unless the command line names an anchor; says which
+    anchor the run uses and why. The CTC set's anchor is VTM: without a VTM build that is an error."""
+    from anchors.vtm_tools import vtm_missing
+    from ctc.conf import ConfigNotFound, default_choice, load_section
 
-    return vtm_installed(load_section("codec", "vtm"))
+    for arg in args:
+        if arg.lstrip("+").startswith("anchor="):
+            print(f"ctc-run: anchor {arg.split('=', 1)[1]} (asked for)", file=sys.stderr)
+            return []
+    chosen = [arg.split("=", 1)[1] for arg in args if arg.startswith("testset=")]
+    testset = chosen[-1] if chosen else default_choice("testset")
+    try:
+        anchor = load_section("testset", testset).get("default_anchor") or "vvenc"
+    except ConfigNotFound:
+        return []  # Hydra names the unknown test set
+    if anchor == "vtm":
+        missing = vtm_missing(load_section("codec", "vtm"))
+        if missing:
+            print(f"ctc-run: error: the anchor of test set {testset} is VTM, the CTC's anchor. {missing}\n"
+                  "Build it with `make vtm`, or choose another anchor on purpose (anchor=vvenc).",
+                  file=sys.stderr)
+            raise SystemExit(2)
+    print(f"ctc-run: anchor {anchor} (the default of test set {testset}; anchor=NAME for another)",
+          file=sys.stderr)
+    return [f"anchor={anchor}"]
 
 
 if __name__ == "__main__":

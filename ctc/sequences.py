@@ -7,9 +7,7 @@ builds what is missing, and checks every file's size, frame count and md5 before
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +18,7 @@ import numpy as np
 import yaml
 
 from ctc.frames import read_rgb444, rgb444_frame_bytes
+from ctc.hashing import compute_digest, file_digest
 from ctc.paths import PROJECT_ROOT, cache_dir
 
 SEQUENCES_FILE = PROJECT_ROOT / "sequences.yaml"
@@ -29,7 +28,6 @@ SET_KEYS = {"description", "root", "build", "file", "defaults", "sequences"}
 FILE_KEYS = {"file_template", "test_sets"}
 SPEC_KEYS = {"name", "class", "file", "width", "height", "frames", "fps", "color_format", "bit_depth", "md5"}
 REQUIRED_KEYS = ("name", "class", "file", "width", "height", "frames", "fps")
-MD5_CACHE_NAME = "md5sums.json"
 
 
 class SequenceError(ValueError):
@@ -191,42 +189,12 @@ def validate_sequence(spec: SequenceSpec, frames: int | None = None) -> None:
 
 def file_md5(path: str | Path) -> str:
     """md5 of a whole file, remembered in the cache by (path, size, mtime) so reruns skip the read."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{stat.st_size}:{stat.st_mtime_ns}"
-    store = cache_dir() / MD5_CACHE_NAME
-    known = _read_json(store)
-    if known.get(str(path), {}).get("key") == key:
-        return known[str(path)]["md5"]
-    md5 = compute_md5(path)
-    known = _read_json(store)  # another process may have added entries meanwhile
-    known[str(path)] = {"key": key, "md5": md5}
-    write_atomically(store, json.dumps(known, indent=1, sort_keys=True).encode())
-    return md5
+    return file_digest(path, "md5")
 
 
 def compute_md5(path: str | Path) -> str:
     """md5 of a whole file, read in blocks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a temporary name first, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
+    return compute_digest(path, "md5")
 
 
 def _set_root(name: str, definition: Mapping[str, Any], root: str | Path | None) -> Path:

@@ -20,6 +20,7 @@ from torch import nn
 
 ENV_VAR = "GFVC_CHECKPOINTS"
 RANDOM = "random"
+RANDOM_SEED = 0  # random weights are drawn from this seed: the same on every machine
 
 
 class CheckpointError(RuntimeError):
@@ -48,6 +49,27 @@ def find_checkpoint(
         f"{where} Put it there, or pass its path (weights=/path/to/file), or use weights={RANDOM} "
         "for a labelled run with random weights."
     )
+
+
+def resolve_weights(model: str, model_config: Mapping[str, Any], weights: str | Path = "auto") -> Path | str:
+    """The weights a model runs with: its checkpoint file, or :data:`RANDOM`.
+
+    ``weights``: a checkpoint path; ``checkpoint`` (it must be found); ``random``; or ``auto``: the
+    checkpoint when one is found (the model config's ``checkpoint``, then ``$GFVC_CHECKPOINTS``),
+    else random. A checkpoint that is named or found but cannot be used is an error, never random.
+    """
+    weights = str(weights)
+    if weights == RANDOM:
+        return RANDOM
+    configured = None if weights in ("auto", "checkpoint") else weights
+    configured = configured or model_config.get("checkpoint")
+    try:
+        return find_checkpoint(model, model_config["checkpoint_files"], model_config["where_to_get"],
+                               configured)
+    except CheckpointError:
+        if weights == "auto" and not configured:
+            return RANDOM
+        raise
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -29,10 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, create_codec, register_codec
+from ctc.codec import (
+    Codec,
+    CodecError,
+    DecodeResult,
+    EncodeResult,
+    IntraCodec,
+    codec_class,
+    create_codec,
+    register_codec,
+)
 from ctc.conf import ConfigNotFound, load_section
 from ctc.devices import batch_size_for
 from ctc.frames import write_rgb444
+from ctc.hashing import file_digest
 from ctc.sequences import SequenceSpec
 from models import bitstream, entropy, sei
 from models.base import GenerativeModel
@@ -119,11 +129,13 @@ class GfvcCodec(Codec):
     """A GFVC model as a codec; one registered subclass per model (``fomm``, ``cfte``, ``fv2v``)."""
 
     uses_gpu = True
+    container_bit_parts = ("header",)  # the common software counts key frame + feature payloads only
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu",
                  model: GenerativeModel | None = None, intra_codec: IntraCodec | None = None) -> None:
         super().__init__(config, device)
         cfg = self.config
+        self.check_config(cfg)
         self.feature_coding = self._choice("feature_coding", "ae", FEATURE_CODINGS)
         self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
         self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
@@ -135,7 +147,7 @@ class GfvcCodec(Codec):
         if device.startswith("cuda"):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
             torch.backends.cudnn.benchmark = False
-        self.model_config = self._model_config(cfg.get("model", self.name))
+        self.model_config = self._model_config_of(cfg.get("model", self.name))
         self.model = model if model is not None else self._load_model()
         self.intra_name, self.intra = ((type(intra_codec).__name__, intra_codec) if intra_codec is not None
                                        else self._make_intra_codec())
@@ -153,23 +165,44 @@ class GfvcCodec(Codec):
         return value
 
     # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The weights (the checkpoint's sha256, or random with its seed) and the key-frame codec's own
+        identity, resolved without building the model."""
+        from models.checkpoints import RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
+
+        cls.check_config(config)
+        model_config = cls._model_config_of(config.get("model", cls.name))
+        try:
+            weights = resolve_weights(cls.name, model_config, config.get("weights", "auto"))
+        except CheckpointError as exc:
+            raise CodecError(str(exc)) from None
+        intra = cls.intra_section(config)
+        return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM
+                else f"{Path(weights).name} sha256 {file_digest(weights, 'sha256')}",
+                "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)}}
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        """Settings that contradict each other: the SEI coordinates carry ``q_step = 2^precision``."""
+        layout = config.get("sei") or {}
+        precision = layout.get("coordinate_precision")
+        if precision is not None and 2 ** int(precision) != float(config["q_step"]):
+            raise CodecError(f"{cls.name}: q_step {config['q_step']} disagrees with the SEI layout's "
+                             f"coordinate_precision {precision} (2^{precision} = {2 ** int(precision)}); "
+                             "set q_step to 2^coordinate_precision")
+
     def _load_model(self) -> GenerativeModel:
-        """The model with the configured weights: a checkpoint path, ``checkpoint`` (must be found),
-        ``random`` (deterministic, labelled) or ``auto`` (the checkpoint when found, else random)."""
-        from models.checkpoints import RANDOM, CheckpointError
+        """The model with the configured weights (:func:`models.checkpoints.resolve_weights`)."""
+        from models.checkpoints import ENV_VAR, RANDOM, resolve_weights
         from models.registry import create_model
 
         weights = str(self.config.get("weights", "auto"))
-        reason = f"weights={weights}"
-        try:
-            choice = None if weights in ("auto", "checkpoint") else weights
-            model = create_model(self.name, self.model_config, weights=choice, device=self.device)
-        except CheckpointError as exc:
-            if weights != "auto":
-                raise
-            reason = " ".join(str(exc).split())
-            model = create_model(self.name, self.model_config, weights=RANDOM, device=self.device)
+        resolved = resolve_weights(self.name, self.model_config, weights)
+        model = create_model(self.name, self.model_config, weights=str(resolved), device=self.device)
         if getattr(model, "random_weights", False):
+            none_found = weights == "auto" and resolved == RANDOM
+            reason = f"no checkpoint found: set {ENV_VAR}" if none_found else f"weights={weights}"
             # one line on stderr whatever the logging setup (the sweep's summary prints its warning alike)
             print(f"WARNING: {self.name} runs with RANDOM weights, so its pictures and scores are not those "
                   f"of the published model ({reason})", file=sys.stderr, flush=True)
@@ -181,30 +214,37 @@ class GfvcCodec(Codec):
         path = Path(weights)
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else weights
 
-    def _model_config(self, section: str | Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _model_config_of(section: str | Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(section, Mapping):
             return dict(section)
         from models.registry import load_model_config
 
         return load_model_config(str(section))
 
-    def _make_intra_codec(self) -> tuple[str, IntraCodec]:
-        """The key-frame codec: ``vtm``, ``vvenc`` (or an inline codec section), or ``auto``: VTM
-        when its binaries are installed (:func:`anchors.vtm.vtm_installed`), else vvenc."""
-        choice = self.config.get("intra_codec", "auto")
+    @classmethod
+    def intra_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The key-frame codec's config: ``intra_codec`` ``vtm``, ``vvenc`` (or an inline codec section),
+        or ``auto``: VTM when its binaries are found (:func:`anchors.vtm_tools.vtm_installed`), else
+        vvenc; with the picture format set to the configured ``key_frame_format``."""
+        choice = config.get("intra_codec", "auto")
+        key_frame_format = str(config.get("key_frame_format", "yuv420")).lower()
         if choice == "auto":
-            from anchors.vtm import vtm_installed
+            from anchors.vtm_tools import vtm_installed
 
-            vtm = load_config_section("codec", "vtm")
-            choice = "vtm" if vtm_installed(vtm) else "vvenc"
-            if choice == "vvenc" and self.key_frame_format != "yuv420":
-                raise CodecError(f"{self.name}: key_frame_format {self.key_frame_format} needs VTM (vvenc "
-                                 "codes YUV 4:2:0 only) and VTM is not installed: build VTM and set "
-                                 "$VTM_DIR, or use key_frame_format yuv420")
+            choice = "vtm" if vtm_installed(load_config_section("codec", "vtm")) else "vvenc"
+            if choice == "vvenc" and key_frame_format != "yuv420":
+                raise CodecError(f"{cls.name}: key_frame_format {key_frame_format} needs VTM (vvenc codes "
+                                 "YUV 4:2:0 only) and VTM is not installed: build it with `make vtm`, or "
+                                 "use key_frame_format yuv420")
         section = load_config_section("codec", choice)
         key = section.get("picture_format_key")
         if key:
-            section[key] = self.key_frame_format
+            section[key] = key_frame_format
+        return section
+
+    def _make_intra_codec(self) -> tuple[str, IntraCodec]:
+        section = self.intra_section(self.config)
         try:
             codec = create_codec(section, device="cpu")
         except KeyError as exc:

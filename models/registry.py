@@ -18,7 +18,7 @@ from torch import nn
 
 from ctc.conf import available, load_section
 from models.base import GenerativeModel
-from models.checkpoints import RANDOM, find_checkpoint, load_subnetworks, seeded
+from models.checkpoints import RANDOM, RANDOM_SEED, find_checkpoint, load_subnetworks, seeded
 
 _MODELS: dict[str, type[NetworkModel]] = {}
 
@@ -98,7 +98,7 @@ class NetworkModel(GenerativeModel):
         config: Mapping[str, Any] | None = None,
         weights: str | Path | None = None,
         device: str | torch.device = "cpu",
-        seed: int = 0,
+        seed: int = RANDOM_SEED,
         dtype: torch.dtype = torch.float32,
         **options: Any,
     ):

@@ -1,9 +1,10 @@
 """The GFVC codec pipeline: encode -> one bitstream file -> decode, on real face frames.
 
 The pipeline, rate accounting and refusals are tested with a small stand-in model and intra codec
-(so they do not depend on the networks); the intra-codec choice with the real vvenc and a fake VTM;
-at the end the real models in their tiny golden configurations (random weights) with the real vvenc
-key frame on the real clip FACES_00, downscaled to the size each tiny model was made for.
+(so they do not depend on the networks); the intra-codec choice with the real vvenc and the real
+VTM; at the end the real models in their tiny golden configurations (random weights) with the real
+vvenc key frame (and CFTE with the real VTM key frame, YUV and RGB) on the real clip FACES_00,
+downscaled to the size each tiny model was made for.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from anchor_helpers import install_fake_vtm
 
 from anchors.ffmpeg_codec import FfmpegCodec
-from anchors.vtm import VTM_DIR_ENV, VtmCodec
+from anchors.vtm import VtmCodec
 from ctc.codec import CODECS, CodecError, IntraCodec
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.sequences import SequenceSpec, load_test_set
@@ -162,7 +162,7 @@ def test_bad_bitstreams_are_refused(clip, tmp_path):
         with pytest.raises(BitstreamError, match=str(bad)):
             codec.decode(bad, clip, tmp_path / "dec")
     with pytest.raises(BitstreamError, match="configuration"):
-        stand_in_codec(q_step=8).decode(path, clip, tmp_path / "dec")
+        stand_in_codec(q_step=8, sei=None).decode(path, clip, tmp_path / "dec")
     with pytest.raises(BitstreamError, match="configuration"):
         stand_in_codec(feature_coding="sei").decode(path, clip, tmp_path / "dec")
     fomm = CODECS["fomm"]({**load_config_section("codec", "cfte"), "name": "fomm"},
@@ -200,19 +200,11 @@ def test_config_files_hold_every_number(name):
             "encoder_reconstruction"} <= set(config)
 
 
-@pytest.fixture
-def no_vtm(tmp_path, monkeypatch) -> None:
-    """Neither $VTM_DIR nor a VTM on PATH (whatever this machine has)."""
-    monkeypatch.delenv(VTM_DIR_ENV, raising=False)
-    (tmp_path / "empty-path").mkdir()
-    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
-
-
 def stand_in_with_real_intra(**overrides) -> GfvcCodec:
     return CODECS["cfte"]({**load_config_section("codec", "cfte"), **overrides}, model=StandInModel())
 
 
-def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(tmp_path, no_vtm, monkeypatch):
+def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, monkeypatch):
     codec = stand_in_with_real_intra()
     assert isinstance(codec.intra, FfmpegCodec) and codec.intra_name == "vvenc"
     assert codec.provenance()["intra_codec"] == "vvenc" and "libvvenc" in codec.version()
@@ -222,23 +214,34 @@ def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(tmp_path, no_vtm, 
         stand_in_with_real_intra(intra_codec="vvenc", key_frame_format="rgb444")
     with pytest.raises(CodecError, match="VTM not found"):
         stand_in_with_real_intra(intra_codec="vtm")
-    monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "VVCSoftware_VTM")))
+    monkeypatch.undo()  # the machine's VTM again (the build of make vtm)
     vtm = stand_in_with_real_intra(key_frame_format="rgb444")
     assert isinstance(vtm.intra, VtmCodec) and vtm.intra.input_format == "rgb444"
     assert vtm.intra_name == "vtm" and vtm.config_hash != codec.config_hash  # not decodable by the other
     assert stand_in_with_real_intra(intra_codec="vvenc").intra_name == "vvenc"
 
 
-def test_rgb444_key_frame_through_vtm(clip, tmp_path, no_vtm, monkeypatch):
-    """The key frame goes to VTM's RGB 4:4:4 path (the fake VTM: the command path, not VTM's pictures)."""
-    monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "VVCSoftware_VTM")))
-    frames = np.asarray(clip.read())[:2]
-    sequence = as_sequence(frames, tmp_path / "seq")
-    codec = stand_in_with_real_intra(key_frame_format="rgb444", encoder_reconstruction=True)
-    result, decoded = encode_and_decode(codec, sequence, 22, tmp_path)
+@pytest.mark.vtm
+@pytest.mark.slow
+@pytest.mark.parametrize("key_frame_format", ["yuv420", "rgb444"])
+def test_tiny_model_with_a_real_vtm_key_frame(real_vtm, key_frame_format, shared, faces, tmp_path):
+    """A tiny CFTE (golden configuration, random weights) whose key frame goes through the real VTM:
+    the encoder's reconstruction equals the decoder's output, the key frame is VTM's picture."""
+    config, size = tiny_config("cfte", shared, weights="random", intra_codec="vtm",
+                               key_frame_format=key_frame_format, encoder_reconstruction=True)
+    sequence = as_sequence(resized(faces[:3], size), tmp_path / "seq")
+    codec = CODECS["cfte"](config)
+    assert isinstance(codec.intra, VtmCodec) and codec.intra.input_format == key_frame_format
+    assert "key frame: VTM 22.2" in codec.version()
+    result, decoded = encode_and_decode(codec, sequence, 32, tmp_path)
     check_rate_accounting(codec, result)
-    assert np.abs(decoded[0].astype(int) - frames[0]).mean() < 3
-    assert (tmp_path / "enc" / "face00_qp22_recon.rgb").read_bytes() == decoded.tobytes()
+    recon = tmp_path / "enc" / "face00_qp32_recon.rgb"
+    assert recon.read_bytes() == (tmp_path / "dec" / "face00_decoded.rgb").read_bytes()
+    original = np.asarray(sequence.read())
+    key_frame = codec.intra.decode_picture(codec.parse(result.bitstream.read_bytes()).key_frame, size, size,
+                                           tmp_path / "key")
+    assert np.array_equal(decoded[0], key_frame)
+    assert np.abs(decoded[0].astype(int) - original[0]).mean() < 6
 
 
 def tiny_config(name: str, shared: Path, **overrides) -> tuple[dict, int]:
@@ -277,10 +280,10 @@ def resized(frames: np.ndarray, size: int) -> np.ndarray:
 def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
     """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
     config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
-                               encoder_reconstruction=True)
+                               encoder_reconstruction=True, intra_codec="vvenc")
     sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
     codec = CODECS[name](config)
-    assert codec.intra_name in ("vvenc", "vtm") and codec.random_weights
+    assert codec.intra_name == "vvenc" and codec.random_weights
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     check_rate_accounting(codec, result)
     # two batches (2 + 1 frames) on both sides: the recon file equals the decoded file byte for byte

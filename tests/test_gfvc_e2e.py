@@ -17,17 +17,23 @@ def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, c
     monkeypatch.delenv(ENV_VAR, raising=False)  # no checkpoint: weights auto falls back to random
     main(["codec=cfte", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
           "codec.rate_points=[42]", "metrics=psnr", f"results_dir={tmp_path}", "jobs=1"])
-    directory = tmp_path / "demo" / "cfte" / "DEMO_001" / "42"
+    directory = tmp_path / "demo-f2" / "cfte" / "DEMO_001" / "42"
     result = read_result(directory)
     assert result["status"] == "ok", result.get("error")
     assert result["random_weights"] is True and result["codec_provenance"]["random_weights"] is True
     assert "RANDOM weights" in result["codec_version"] and result["codec_provenance"]["checkpoint"] is None
     assert result["codec_provenance"]["intra_codec"] in ("vtm", "vvenc")
-    # the rate is the bitstream file's size, split into its parts
+    # the file's size, split into its parts; the rate as the common software counts it: key frame and
+    # feature payloads (bytes x 8), without the container (header, length fields, checksum)
     bits = result["bits"]
     size = (directory / "DEMO_001_qp42.gfvc").stat().st_size
     assert bits["total"] == sum(bits["parts"].values()) == 8 * size
     assert set(bits["parts"]) == {"header", "key_frame", "features"} and bits["parts"]["features"] > 0
+    per_kbit = 25 / 2 / 1000
+    assert result["file_kbps"] == pytest.approx(bits["total"] * per_kbit)
+    counted = bits["parts"]["key_frame"] + bits["parts"]["features"]
+    assert result["kbps"] == pytest.approx(counted * per_kbit)
+    assert result["rate_counts"] == "key_frame+features"
     assert math.isfinite(result["metrics"]["psnr"]) and result["metrics"]["psnr"] > 10
     by_mode = result["encode_details"]["feature_bits_by_mode"]
     assert by_mode["ae"] == bits["parts"]["features"] and by_mode["sei"] > 0

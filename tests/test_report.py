@@ -11,7 +11,8 @@ import pytest
 from rd_fixture import write_run
 
 from ctc.plots import rd_figures
-from ctc.report import build_report, main, plot_options, read_results, write_report
+from ctc.report import build_report, main, plot_options, write_report
+from ctc.report_rows import read_results
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,19 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ctc.jobs import Job, job_hash, plan_jobs
+from ctc.jobs import Job, plan_jobs
 from ctc.metrics.psnr import psnr_from_mse
 from ctc.runner import main
 from ctc.sequences import SequenceSpec
 from ctc.store import load_results, read_result
-from ctc.sweep import job_devices
+from ctc.sweep_plan import job_devices
 
 TESTS = Path(__file__).resolve().parent
 NAMES = ["SEQ_A", "SEQ_B", "SEQ_C"]
@@ -56,8 +57,9 @@ def tiny(tmp_path, monkeypatch):
     (conf / "testset" / "tiny.yaml").write_text(
         f"name: tiny\nroot: {tmp_path / 'seqs'}\nsequences: null\nframes: null\n"
         f"sequences_file: {tmp_path / 'sequences.yaml'}\n")
+    # report=false: the fake anchor has two rate points, too few for BD-rate
     return [f"hydra.searchpath=[file://{conf}]", "codec=fake", "anchor=fake_anchor", "testset=tiny",
-            "metrics=psnr", f"results_dir={tmp_path / 'results'}"]
+            "metrics=psnr", "report=false", f"results_dir={tmp_path / 'results'}"]
 
 
 def run_dir_of(overrides: list[str], run: str = "tiny") -> Path:
@@ -135,9 +137,11 @@ def test_rerun_skips_complete_jobs_and_redoes_stale_or_failed_ones(tiny):
     redone = {p for p in run_dir.glob("*/*/*/result.json") if stamps.get(p) != p.stat().st_mtime_ns}
     assert redone == {failed, stale, run_dir / "fake/SEQ_C/1/result.json"}
     assert (load_results(run_dir).status == "ok").all()
-    main([*tiny, "launcher=basic", "anchor=none", "testset.frames=3"])  # another config: all redone
-    table = load_results(run_dir)
+    full = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    main([*tiny, "launcher=basic", "anchor=none", "testset.frames=3"])  # a run folder of its own
+    table = load_results(run_dir_of(tiny, "tiny-f3"))
     assert (table.frames == 3).all() and len(table) == 6
+    assert {p: p.stat().st_mtime_ns for p in full} == full  # the full run is left as it was
 
 
 def test_a_new_metric_rescores_complete_jobs_from_their_bitstreams(tiny):
@@ -257,15 +261,20 @@ def _spec(name: str) -> SequenceSpec:
     return SequenceSpec(name, "T", f"{name}.rgb", WIDTH, HEIGHT, FRAMES, 25.0)
 
 
-def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeypatch):
+def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeypatch, tmp_path):
     import torch
+
+    specs = [replace(_spec(name), root=tmp_path) for name in ("S1", "S2")]
+    for spec in specs:
+        spec.path.write_bytes(bytes(FRAMES * spec.frame_bytes))
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     sections = {"test": {"name": "fake_gpu", "module": "fake_codec", "rate_points": [1, 3]},
                 "anchor": {"name": "fake_anchor", "module": "fake_codec", "rate_points": [2]}}
     devices = job_devices(sections, "auto")
     assert devices == {"test": ["cuda:0", "cuda:1"], "anchor": ["cpu"]}
-    jobs = plan_jobs(sections, [_spec("S1"), _spec("S2")], ["psnr"], devices)
+    identities = {role: {"config": section} for role, section in sections.items()}
+    jobs = plan_jobs(sections, identities, specs, ["psnr"], devices)
     assert [(job.codec, job.device) for job in jobs] == [
         ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"), ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"),
         ("fake_anchor", "cpu"), ("fake_anchor", "cpu")]
@@ -274,12 +283,25 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
     assert job_devices(sections, "auto")["test"] == ["cpu"]
 
 
-def test_job_hash_covers_what_changes_the_numbers_only():
+def test_job_identity_covers_what_makes_the_bitstream_only(tmp_path):
+    from ctc.identity import codec_identity, job_identity, sequence_identity
+
+    spec = replace(_spec("S1"), root=tmp_path)
+    spec.path.write_bytes(b"\0" * FRAMES * spec.frame_bytes)
     section = {"name": "fake", "module": "fake_codec", "rate_points": [1, 3], "timeout_s": 10}
-    base = job_hash(section, _spec("S1"), 1)
-    assert base == job_hash({**section, "timeout_s": 99}, _spec("S1"), 1)
-    assert base != job_hash({**section, "preset": "slow"}, _spec("S1"), 1)
-    assert base != job_hash(section, _spec("S1"), 3)
-    assert base != job_hash(section, _spec("S2"), 1)
-    assert Job("test", "fake", _spec("S1"), 1, base).overrides()[:4] == [
-        "job.role=test", "job.codec=fake", "job.sequence=S1", "job.rate_point=1"]
+
+    def job(section=section, spec=spec, rate_point=1) -> Job:
+        identity = job_identity(codec_identity(section), sequence_identity(spec), rate_point)
+        return Job("test", "fake", spec, rate_point, identity)
+
+    base = job().config_hash
+    assert base == job({**section, "timeout_s": 99}).config_hash
+    assert base != job({**section, "preset": "slow"}).config_hash
+    assert base != job(rate_point=3).config_hash
+    assert base != job(spec=replace(spec, frames=2)).config_hash
+    spec.path.write_bytes(b"\1" * FRAMES * spec.frame_bytes)  # another file under the same name
+    assert base != job().config_hash
+    assert job().overrides()[:4] == ["job.role=test", "job.codec=fake", "job.sequence=S1", "job.rate_point=1"]
+    assert job().identity["codec"]["version"] == "fake 1.0"  # resolved from the codec itself
+
+

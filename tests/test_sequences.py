@@ -119,7 +119,7 @@ def test_md5_is_remembered_by_size_and_mtime(tmp_path):
     path = tmp_path / "data.bin"
     path.write_bytes(b"first")
     assert file_md5(path) == hashlib.md5(b"first").hexdigest()
-    assert str(path.resolve()) in (tmp_path / "cache" / "md5sums.json").read_text()
+    assert str(path.resolve()) in (tmp_path / "cache" / "digests.json").read_text()
     path.write_bytes(b"other")
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))

@@ -12,6 +12,18 @@ from typing import Any
 CONF_DIR = Path(__file__).resolve().parent
 
 
+def run_name(testset: str, frames: Any = None) -> str:
+    """The default run folder: the test set's name, ``-f<N>`` added when only the first N frames run."""
+    return f"{testset}-f{frames}" if frames not in (None, "None", "null", "") else str(testset)
+
+
+def register_resolvers() -> None:
+    """The interpolations ``config.yaml`` uses (``${ctc_run_name:...}``)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("ctc_run_name", run_name, replace=True)
+
+
 class ConfigNotFound(KeyError):
     """No ``ctc/conf/<group>/<name>.yaml``; the message lists the known names."""
 
@@ -33,3 +45,14 @@ def load_section(group: str, name: str) -> dict[str, Any]:
         raise ConfigNotFound(f"no {group} config {name!r}: {path} is missing "
                              f"(known: {', '.join(available(group)) or 'none'})")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def default_choice(group: str) -> str | None:
+    """The option that ``config.yaml``'s defaults list picks for ``group`` (e.g. ``testset`` -> ``demo``)."""
+    from omegaconf import OmegaConf
+
+    for entry in OmegaConf.load(CONF_DIR / "config.yaml").defaults:
+        if isinstance(entry, str) or group not in entry:
+            continue
+        return str(entry[group])
+    return None

@@ -6,7 +6,6 @@ anchor, test set and their rate points) into one Hydra job per (codec, sequence,
 skips the complete ones and hands the rest to the configured launcher (joblib, submitit) in batches.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ class CtcSweeper(Sweeper):
         self.launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from ctc.sweep import default_workers
+        from ctc.sweep_plan import default_workers
 
         if config.jobs in (None, "auto"):
             with read_write(config), open_dict(config):
@@ -50,6 +49,10 @@ class CtcSweeper(Sweeper):
 
 
 def register() -> None:
-    """Make the sweeper known to Hydra (its plugin scan does not see editable installs)."""
+    """Make the sweeper known to Hydra (its plugin scan does not see editable installs), and the
+    config's resolvers to OmegaConf."""
+    from ctc.conf import register_resolvers
+
+    register_resolvers()
     ConfigStore.instance().store(group="hydra/sweeper", name="ctc", node=CtcSweeperConf, provider="gfvc-ctc")
     Plugins.instance().register(CtcSweeper)

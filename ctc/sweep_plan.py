@@ -1,0 +1,163 @@
+"""What a sweep will do, checked before anything runs or is written.
+
+:func:`plan_sweep` reads the composed settings, refuses every bad one with one message
+(:class:`SweepConfigError`), resolves each codec's identity once (the workers get it with their
+job) and lists the jobs; :func:`pending_jobs` says which of them must run and why.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ctc.codec import CodecError, codec_class
+from ctc.identity import codec_identity, redo_reason
+from ctc.jobs import ROLES, Job, plan_jobs
+from ctc.sequences import SequenceError, SequenceSpec, load_test_set
+from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
+
+MIN_BD_RATE_POINTS = 4  # BD-rate fits a curve through at least four rate points
+
+
+class SweepConfigError(ValueError):
+    """The configuration is wrong or names something that does not exist; raised before any job runs."""
+
+
+@dataclass
+class SweepPlan:
+    settings: dict[str, Any]
+    run_dir: Path
+    sections: dict[str, dict[str, Any]]  # role -> codec section
+    identities: dict[str, dict[str, Any]]  # role -> the codec's resolved identity
+    specs: list[SequenceSpec]
+    jobs: list[Job]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.settings["metrics"]["names"])
+
+
+def default_workers() -> int:
+    """Workers for ``jobs=auto``: one per CPU core (the codec configs run each encoder on one thread)."""
+    return os.cpu_count() or 1
+
+
+def task_config(config: DictConfig) -> dict[str, Any]:
+    """The resolved configuration without Hydra's own node."""
+    return {key: OmegaConf.to_container(config[key], resolve=True) if OmegaConf.is_config(config[key])
+            else config[key] for key in config if key != "hydra"}
+
+
+def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
+    """The sweep ``settings`` describe; :class:`SweepConfigError` for anything wrong in them."""
+    try:
+        run = check_name("run", settings["run"])
+        _check_workers(settings.get("jobs"))
+        metric_names = _checked_metrics(settings["metrics"].get("names"))
+        sections = codec_sections(settings)
+        identities = {role: _resolved_identity(role, section) for role, section in sections.items()}
+        specs = load_test_set(settings["testset"])
+        for spec in specs:
+            check_name("sequence name", spec.name)
+        devices = job_devices(sections, str(settings["device"]))
+    except (UnsafeName, SequenceError, CodecError) as exc:
+        raise SweepConfigError(str(exc)) from None
+    run_dir = Path(settings["results_dir"]).expanduser().resolve() / run  # workers may start elsewhere
+    jobs = plan_jobs(sections, identities, specs, metric_names, devices)
+    return SweepPlan(settings, run_dir, sections, identities, specs, jobs)
+
+
+def _check_workers(jobs: Any) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SweepConfigError(f"jobs={jobs!r}: expected a positive number of parallel workers (or auto)")
+
+
+def _checked_metrics(names: Any) -> list[str]:
+    from ctc.metrics import MetricError, metric_class
+
+    if not names:
+        raise SweepConfigError("metrics.names is empty: name at least one metric (e.g. metrics=psnr)")
+    try:
+        for name in names:
+            metric_class(str(name))
+    except MetricError as exc:
+        raise SweepConfigError(f"metrics.names: {exc}") from None
+    return [str(name) for name in names]
+
+
+def codec_sections(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The codec section of each role in this sweep (``anchor=none`` sweeps the codec alone)."""
+    sections = {role: dict(settings[key]) for role, key in ROLES.items() if settings.get(key)}
+    for role, section in sections.items():
+        for key in ("name", "module", "rate_points"):
+            if not section.get(key):
+                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' (ctc/conf/{ROLES[role]}/"
+                                       "<name>.yaml must give name, module and rate_points)")
+        check_name(f"{ROLES[role]} name", section["name"])
+        try:
+            codec_class(section)
+        except KeyError as exc:
+            raise SweepConfigError(exc.args[0]) from None
+    anchor = sections.get("anchor")
+    if anchor and settings.get("report", True) and len(anchor["rate_points"]) < MIN_BD_RATE_POINTS:
+        raise SweepConfigError(f"anchor {anchor['name']} has {len(anchor['rate_points'])} rate points "
+                               f"({anchor['rate_points']}); BD-rate needs at least {MIN_BD_RATE_POINTS} "
+                               "(or report=false)")
+    if anchor and anchor["name"] == sections["test"]["name"]:
+        if anchor != sections["test"]:
+            raise SweepConfigError(f"codec and anchor are both named {anchor['name']!r} but are configured "
+                                   "differently; their results would share one folder")
+        del sections["anchor"]  # the same codec: its jobs are the anchor's
+    return sections
+
+
+def _resolved_identity(role: str, section: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return codec_identity(section)
+    except CodecError as exc:
+        raise SweepConfigError(f"{ROLES[role]} {section['name']}: {exc}") from None
+
+
+def job_devices(sections: Mapping[str, Mapping[str, Any]], device: str) -> dict[str, list[str]]:
+    """The devices each role's jobs cycle over: GPU codecs round-robin over the visible GPUs."""
+    devices: dict[str, list[str]] = {}
+    for role, section in sections.items():
+        if device == "cpu" or not codec_class(section).uses_gpu:
+            devices[role] = ["cpu"]
+            continue
+        import torch  # only GPU codecs pay for importing torch here
+
+        count = torch.cuda.device_count()
+        if device.startswith("cuda:"):
+            devices[role] = [device]
+        elif count:
+            devices[role] = [f"cuda:{index}" for index in range(count)]
+        elif device == "cuda":
+            raise SweepConfigError("device=cuda but no CUDA device is visible (use device=auto or cpu)")
+        else:
+            devices[role] = ["cpu"]
+    return devices
+
+
+def pending_jobs(plan: SweepPlan) -> list[Job]:
+    """The jobs without a complete result of their identity; prints, per codec, why they run."""
+    pending, reasons = [], Counter()
+    for job in plan.jobs:
+        directory = job.directory(plan.run_dir)
+        result = read_result(directory)
+        if is_complete(result, job.config_hash, job.metric_names):
+            if result["role"] != job.role:  # a complete result made under another role takes this one
+                write_json_atomic(directory / RESULT_FILE, {**result, "role": job.role})
+            continue
+        pending.append(job)
+        reasons[(job.codec, redo_reason(result, job.identity, job.metric_names))] += 1
+    for (codec, reason), count in reasons.items():
+        print(f"{codec}: {reason}, {count} job{'s' * (count != 1)} to run", file=sys.stderr)
+    return pending

@@ -97,9 +97,10 @@ def plan_jobs(sections: Mapping[str, Mapping[str, Any]], identities: Mapping[str
 _codec_cache: dict[tuple[str, str], Codec] = {}
 
 
-def cached_codec(section: Mapping[str, Any], device: str) -> Codec:
-    """One codec instance per configuration and device in each worker process (models load once)."""
-    key = (config_hash(section), device)
+def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str, Any]) -> Codec:
+    """One codec instance per resolved identity and device in each worker process (models load once);
+    the same config resolving to other weights or binaries (a checkpoint installed since) builds anew."""
+    key = (config_hash({"section": section, "identity": identity}), device)
     if key not in _codec_cache:
         _codec_cache[key] = create_codec(section, device)
     return _codec_cache[key]
@@ -135,7 +136,7 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
         "identity": job.identity, "made_by": made_by()}
     logs: list[str] = []
     try:
-        codec = cached_codec(section, job.device)
+        codec = cached_codec(section, job.device, job.identity["codec"])
         provenance = codec.provenance()
         result.update(codec_version=provenance.get("version") or codec.version(), codec_provenance=provenance,
                       random_weights=bool(provenance.get("random_weights", False)))

@@ -62,6 +62,16 @@ def _sequence_order(sequences: Sequence[str], testset: str) -> list[str]:
     return known + sorted(set(sequences) - set(known), key=natural_key)
 
 
+def _container_overhead(rows: pd.DataFrame) -> dict[str, float]:
+    """Per sequence, the mean rate of what the codec's ``kbps`` leaves out (a GFVC file's container)."""
+    if "file_kbps" not in rows:
+        return {}
+    file_kbps, kbps = (pd.to_numeric(rows[column], errors="coerce") for column in ("file_kbps", "kbps"))
+    overhead = file_kbps - kbps
+    means = overhead.groupby(rows["sequence"]).mean()
+    return {str(sequence): round(float(value), 4) for sequence, value in means.items() if value > 0}
+
+
 def _codec_info(results: pd.DataFrame, anchor: str) -> dict[str, dict[str, Any]]:
     info = {}
     for codec, rows in results.groupby("codec", sort=False):
@@ -69,7 +79,8 @@ def _codec_info(results: pd.DataFrame, anchor: str) -> dict[str, dict[str, Any]]
             return sorted({str(v) for v in rows.get(column, pd.Series(dtype=object)).dropna()})
 
         info[codec] = {"role": "anchor" if codec == anchor else "test", "versions": distinct("codec_version"),
-                       "checkpoints": distinct("checkpoint"),
+                       "checkpoints": distinct("checkpoint"), "rate_counts": distinct("rate_counts"),
+                       "container_kbps": _container_overhead(rows),
                        "random_weights": bool(rows.get("random_weights", pd.Series(dtype=bool))
                                               .fillna(False).astype(bool).any())}
     return dict(sorted(info.items(), key=lambda item: (item[0] != anchor, item[0])))

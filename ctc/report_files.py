@@ -26,8 +26,9 @@ def _sheet_name(text: str, taken: set[str]) -> str:
 
 
 def _rate_point_columns(report: Report) -> list[str]:
-    columns = ["codec", "seq_class", "sequence", "rate_point", "kbps", *report.metrics, "enc_seconds",
-               "dec_seconds", "frames", "bits", "random_weights", "codec_version", "checkpoint"]
+    columns = ["codec", "seq_class", "sequence", "rate_point", "kbps", "file_kbps", *report.metrics,
+               "enc_seconds", "dec_seconds", "frames", "bits", "random_weights", "codec_version",
+               "checkpoint"]
     return [c for c in columns if c in report.rate_points.columns]
 
 

@@ -92,6 +92,11 @@ class Report:
                        f"version {', '.join(codec_info['versions']) or 'unknown'}"]
             if codec_info["checkpoints"]:
                 details.append(f"checkpoint {', '.join(codec_info['checkpoints'])}")
+            if codec_info.get("container_kbps"):
+                container = codec_info["container_kbps"]
+                overhead = ", ".join(f"{seq} {rate:.2f}" for seq, rate in container.items())
+                details.append(f"kbps counts {', '.join(codec_info['rate_counts'])} (as the GFVC common "
+                               f"software counts it); the file's container adds, in kbps: {overhead}")
             lines.append(f"- {self.label(codec)}: {'; '.join(details)}")
         directions = ", ".join(
             f"{m} ({'lower is better: BD on 1 - ' + m if self.lower_is_better(m) else 'higher is better'})"

@@ -46,8 +46,9 @@ def check_name(kind: str, name: object) -> str:
     return text
 
 # Columns of load_results before the per-metric ones, in this order.
-COLUMNS = ["codec", "role", "seq_class", "sequence", "rate_point", "kbps", "file_kbps", "bits", "frames",
-           "fps", "width", "height", "enc_seconds", "dec_seconds", "status", "random_weights", "config_hash"]
+COLUMNS = ["codec", "role", "seq_class", "sequence", "rate_point", "kbps", "file_kbps", "rate_counts", "bits",
+           "frames", "fps", "width", "height", "enc_seconds", "dec_seconds", "status", "random_weights",
+           "config_hash"]
 
 
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
@@ -130,6 +131,7 @@ def results_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         row = {column: result.get(column) for column in COLUMNS}
         row["bits"] = (result.get("bits") or {}).get("total")
         row["random_weights"] = bool(result.get("random_weights", False))
+        row["rate_counts"] = result.get("rate_counts")
         for name, value in (result.get("metrics") or {}).items():
             row[name] = value
             if name not in metric_names:

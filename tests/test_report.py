@@ -94,6 +94,8 @@ def test_files_hold_the_expected_rows(run):
     assert "| " + " | ".join(cells) + " |" in markdown
     assert "n/a [no anchor]" in markdown and "[overlap 20%]" in markdown
     assert "test set: fixture; git commit: 0123abc" in markdown
+    assert ("kbps counts key_frame+features (as the GFVC common software counts it); the file's container "
+            "adds, in kbps: CFVQA_001 0.50, CFVQA_002 0.50, VOXCELEB_001 0.50, VOXCELEB_002 0.50") in markdown
 
 
 def test_workbook_has_a_summary_and_a_rate_point_sheet_per_codec(run):

@@ -305,3 +305,18 @@ def test_job_identity_covers_what_makes_the_bitstream_only(tmp_path):
     assert job().identity["codec"]["version"] == "fake 1.0"  # resolved from the codec itself
 
 
+
+
+def test_results_of_another_setup_never_count_as_this_sweeps(tiny, monkeypatch, capsys):
+    main([*tiny, "launcher=basic", "anchor=none"])
+    run_dir = run_dir_of(tiny)
+    assert (load_results(run_dir).status == "ok").all()
+    # the next sweep's workers are lost before their jobs start: the old results stay on disk
+    monkeypatch.setattr("ctc.sweep._launch_batch", lambda *args: None)
+    with pytest.raises(SystemExit) as stop:
+        main([*tiny, "launcher=basic", "anchor=none", "+codec.extra_option=1"])
+    assert stop.value.code == 1
+    assert "6 of 6 jobs failed" in capsys.readouterr().err
+    table = load_results(run_dir)
+    assert (table.status == "failed").all()  # a stale result is not left to look like this setup's
+    assert "made by another setup (stale)" in read_result(run_dir / "fake/SEQ_A/1")["error"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ctc.jobs import Job, plan_jobs
+from ctc.jobs import Job
 
 BENCHES = [
     "ctc.bench:bench_io",
@@ -87,9 +87,9 @@ def bench_cached_sweep() -> list[Figure]:
     """
     from hydra import compose, initialize_config_module
 
-    from ctc.sequences import declared_specs, load_test_set
+    from ctc.sequences import declared_specs
     from ctc.store import RESULT_FILE, write_json_atomic
-    from ctc.sweep import codec_sections, task_config
+    from ctc.sweep_plan import plan_sweep, task_config
     from hydra_plugins.gfvc_ctc_sweeper import register
 
     register()  # the config names the ctc sweeper
@@ -105,11 +105,10 @@ def bench_cached_sweep() -> list[Figure]:
         for spec in declared_specs(testset["name"], testset.get("sequences_file"), testset.get("root")):
             with open(spec.path, "wb") as sparse:
                 sparse.truncate(spec.frames * spec.frame_bytes)
-        specs = load_test_set(testset)
-        sections = codec_sections(settings)
-        jobs = plan_jobs(sections, specs, settings["metrics"]["names"], {role: ["cpu"] for role in sections})
+        plan = plan_sweep(settings)
+        jobs, specs, sections = plan.jobs, plan.specs, plan.sections
         for job in jobs:
-            directory = job.directory(results / "bench")
+            directory = job.directory(plan.run_dir)
             directory.mkdir(parents=True)
             write_json_atomic(directory / RESULT_FILE, _fake_result(job))
         written = {path: path.stat().st_mtime_ns for path in results.glob(f"*/*/*/*/{RESULT_FILE}")}
@@ -137,7 +136,8 @@ def _fake_result(job: Job) -> dict:
     return {"status": "ok", "codec": job.codec, "role": job.role, "codec_version": "bench",
             "sequence": spec.name, "seq_class": spec.seq_class, "rate_point": job.rate_point,
             "frames": spec.frames, "fps": spec.fps, "width": spec.width, "height": spec.height,
-            "config_hash": job.config_hash, "bits": {"total": bits, "parts": {"video": bits}},
+            "config_hash": job.config_hash, "identity": job.identity,
+            "bits": {"total": bits, "parts": {"video": bits}},
             "kbps": bits / 1000 * spec.fps / spec.frames, "enc_seconds": 1.0, "dec_seconds": 0.1,
             "metrics": {name: 60.0 - job.rate_point for name in job.metric_names},
             "metric_directions": {name: "higher_is_better" for name in job.metric_names}}

@@ -75,6 +75,8 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
 
 
 def _check_workers(jobs: Any) -> None:
+    if jobs == "auto":  # the sweeper makes it one per core
+        return
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SweepConfigError(f"jobs={jobs!r}: expected a positive number of parallel workers (or auto)")
 

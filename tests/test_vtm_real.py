@@ -129,4 +129,4 @@ def test_record_the_real_logs_the_fake_vtm_prints(real_vtm, clip, tmp_path):
 
 def _shape(line: str) -> str:
     """A log line with its numbers, paths and times blanked: what stays the same from run to run."""
-    return re.sub(r"[\d.]+|/\S+", "#", line)
+    return " ".join(re.sub(r"[\d.]+|/\S+", "#", line).split())

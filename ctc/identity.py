@@ -19,8 +19,9 @@ from ctc.codec import codec_class
 from ctc.sequences import SequenceSpec, file_md5
 from ctc.store import config_hash
 
-# Codec settings that never change a job's bitstream, so they stay out of its identity.
-UNHASHED_CODEC_KEYS = frozenset({"timeout_s"})
+# Codec settings that never change a job's bitstream, so they stay out of its identity
+# (`slurm`: a job's cluster resources with launcher=slurm).
+UNHASHED_CODEC_KEYS = frozenset({"timeout_s", "slurm"})
 SHOWN_VALUE_CHARS = 48
 
 

@@ -111,6 +111,8 @@ def _bd_rows(rows: pd.DataFrame, anchor: str, codec: str, order: Sequence[str], 
 
 def _averages(sequence_rows: pd.DataFrame, class_order: Sequence[str]) -> list[dict[str, Any]]:
     """Class and overall averages of the per-sequence BD values (arithmetic, as the JVET templates)."""
+    if sequence_rows.empty:  # no sequence had a result: nothing to average (its gaps say why)
+        return []
     records = []
     groups = [("class", c, "average", sequence_rows[sequence_rows["seq_class"] == c]) for c in class_order]
     groups.append(("overall", "", "overall average", sequence_rows))

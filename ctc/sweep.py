@@ -33,8 +33,9 @@ from ctc.sweep_results import (
 Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
 
 
-def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batch_size: int) -> None:
-    """Run the sweep that ``config`` describes; ``arguments`` are the user's task overrides.
+def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batch_size: int | None) -> None:
+    """Run the sweep that ``config`` describes; ``arguments`` are the user's task overrides;
+    ``batch_size`` jobs are launched at once (None: all).
 
     Raises ``SystemExit(2)`` before anything runs or is written when the configuration is wrong, and
     ``SystemExit(1)`` at the end when a job failed, after every other job ran.
@@ -54,6 +55,7 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
 
     common = [arg for arg in arguments if not arg.lstrip("+").startswith(("results_dir=", "run="))]
     common += [f"results_dir={quote(str(plan.run_dir.parent))}", f"run={plan.run_dir.name}"]
+    batch_size = batch_size or max(len(pending), 1)
     with tqdm(total=len(plan.jobs), initial=len(plan.jobs) - len(pending), unit="job", file=sys.stderr,
               desc=f"ctc-run {plan.run_dir.name}", dynamic_ncols=True) as progress:
         for start in range(0, len(pending), batch_size):
@@ -102,14 +104,19 @@ def run_task(config: DictConfig) -> dict[str, Any]:
 
 def _launch_batch(batch: list[Job], overrides: list[list[str]], first_index: int, launch: Launch,
                   run_dir: Path) -> None:
-    """Launch one batch; a job that could not even run (or a lost worker) is recorded as failed."""
+    """Launch one batch; a job that could not even run (or a lost worker) is recorded as failed with
+    the launcher's reason, unless it wrote a result in this launch or has a complete one of its own
+    (an earlier failure of the same job is replaced: the reason shown is this run's)."""
+    before = [read_result(job.directory(run_dir)) for job in batch]
     try:
         returns = list(launch(overrides, first_index))
         errors = [_job_error(ret) for ret in returns]
     except Exception as exc:  # a launcher failure (e.g. a killed worker) fails its batch's unfinished jobs
         errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(batch)
-    for job, error in zip(batch, errors, strict=True):
-        if error and (read_result(job.directory(run_dir)) or {}).get("config_hash") != job.config_hash:
+    for job, error, earlier in zip(batch, errors, before, strict=True):
+        result = read_result(job.directory(run_dir)) or {}
+        own = result.get("config_hash") == job.config_hash and result.get("status") == "ok"
+        if error and result == (earlier or {}) and not own:
             record_failure(job, error, run_dir, overwrite=True)
 
 

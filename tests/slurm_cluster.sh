@@ -3,6 +3,7 @@
 #
 #   tests/slurm_cluster.sh up      # install the Debian packages when missing, start what is not running
 #   tests/slurm_cluster.sh down    # cancel its jobs, stop exactly the daemons `up` started
+#   tests/slurm_cluster.sh stop D  # stop one daemon (the tests stop slurmd); `up` starts it again
 #   tests/slurm_cluster.sh status  # exit 0 when every daemon is running and the node answers
 #   tests/slurm_cluster.sh env     # the client environment: eval "$(tests/slurm_cluster.sh env)"
 #
@@ -204,29 +205,31 @@ up() {
     say "up: $(sinfo -h -N -o '%N %T, %c CPUs, %m MB') (SLURM_CONF=$SLURM_CONF)"
 }
 
+stop() {  # one daemon, by the PID in its PID file
+    local daemon=$1 pid deadline
+    pid=$(pid_of "$daemon") || return 0
+    say "stopping $daemon ($pid)"
+    kill "$pid"
+    deadline=$((SECONDS + 30))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $SECONDS -ge $deadline ]; then
+            say "$daemon ($pid) did not stop within 30 s: killing it"
+            kill -9 "$pid"
+            break
+        fi
+        sleep 0.2
+    done
+    rm -f "$DIR/run/$daemon.pid"
+}
+
 down() {
-    local daemon pid index deadline
-    if running slurmctld; then  # the jobs' own processes (slurmstepd and the tasks) end with their jobs
+    local index deadline
+    if running slurmctld && running slurmd; then  # the jobs' processes (slurmstepd, tasks) end with the jobs
         scancel --full --partition="$PARTITION" >/dev/null 2>&1 || true
         deadline=$((SECONDS + 30))
         while [ -n "$(squeue -h -o %A 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
     fi
-    for ((index = ${#DAEMONS[@]} - 1; index >= 0; index--)); do
-        daemon=${DAEMONS[index]}
-        pid=$(pid_of "$daemon") || continue
-        say "stopping $daemon ($pid)"
-        kill "$pid"
-        deadline=$((SECONDS + 30))
-        while kill -0 "$pid" 2>/dev/null; do
-            if [ $SECONDS -ge $deadline ]; then
-                say "$daemon ($pid) did not stop within 30 s: killing it"
-                kill -9 "$pid"
-                break
-            fi
-            sleep 0.2
-        done
-        rm -f "$DIR/run/$daemon.pid"
-    done
+    for ((index = ${#DAEMONS[@]} - 1; index >= 0; index--)); do stop "${DAEMONS[index]}"; done
 }
 
 status() {
@@ -240,7 +243,9 @@ status() {
 case ${1:-} in
     up) up ;;
     down) down ;;
+    stop) [[ " ${DAEMONS[*]} " == *" ${2:-} "* ]] || { echo "usage: $0 stop ${DAEMONS[*]}" >&2; exit 2; }
+          stop "$2" ;;
     status) status ;;
     env) echo "export SLURM_CONF=$SLURM_CONF" ;;
-    *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|stop DAEMON|status|env" >&2; exit 2 ;;
 esac

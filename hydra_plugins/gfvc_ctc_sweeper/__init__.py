@@ -3,9 +3,12 @@
 Hydra accepts plugin classes only from the ``hydra_plugins`` namespace, hence this package; the
 sweep itself lives in :mod:`ctc.sweep`. The sweeper turns the composed configuration (codec,
 anchor, test set and their rate points) into one Hydra job per (codec, sequence, rate point),
-skips the complete ones and hands the rest to the configured launcher (joblib, submitit) in batches.
+skips the complete ones and hands the rest to the configured launcher (joblib, submitit) in batches;
+``slurm.py`` is the SLURM launcher (``launcher=slurm``).
 """
 
+# No `from __future__ import annotations`: Hydra's plugin scan (in joblib workers too) executes this
+# module outside sys.modules, where a dataclass with string annotations fails.
 
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,8 @@ from omegaconf import DictConfig, open_dict, read_write
 @dataclass
 class CtcSweeperConf:
     _target_: str = "hydra_plugins.gfvc_ctc_sweeper.CtcSweeper"
-    batch_size: Any = None  # jobs handed to the launcher at once; null: twice the workers (`jobs`)
+    # jobs handed to the launcher at once; null: twice the workers (`jobs`); all: every job of the sweep
+    batch_size: Any = None
 
 
 class CtcSweeper(Sweeper):
@@ -44,15 +48,19 @@ class CtcSweeper(Sweeper):
         from ctc.sweep import run_sweep
 
         assert self.config is not None and self.launcher is not None
-        batch_size = int(self.batch_size or 2 * int(self.config.jobs))
+        batch_size = None if self.batch_size == "all" else int(self.batch_size or 2 * int(self.config.jobs))
         run_sweep(self.config, arguments, self.launcher.launch, batch_size)
 
 
 def register() -> None:
-    """Make the sweeper known to Hydra (its plugin scan does not see editable installs), and the
-    config's resolvers to OmegaConf."""
+    """Make the sweeper and the SLURM launcher known to Hydra (its plugin scan does not see editable
+    installs), and the config's resolvers to OmegaConf."""
     from ctc.conf import register_resolvers
+    from hydra_plugins.gfvc_ctc_sweeper.slurm import CtcSlurmConf, CtcSlurmLauncher
 
     register_resolvers()
-    ConfigStore.instance().store(group="hydra/sweeper", name="ctc", node=CtcSweeperConf, provider="gfvc-ctc")
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="ctc", node=CtcSweeperConf, provider="gfvc-ctc")
+    store.store(group="hydra/launcher", name="ctc_slurm", node=CtcSlurmConf, provider="gfvc-ctc")
     Plugins.instance().register(CtcSweeper)
+    Plugins.instance().register(CtcSlurmLauncher)

@@ -5,8 +5,8 @@ It keeps the top ``8 - rate_point`` bits of every sample and zlib-compresses the
 ``short_decode`` (the decoder drops a frame) and ``random_weights`` (reported as a GFVC model would).
 The environment variable ``FAKE_CODEC_INTERRUPT`` (``SEQUENCE/RATE_POINT``) makes that job's encoder
 raise ``KeyboardInterrupt`` half way, as Ctrl-C would, and ``FAKE_CODEC_HANG`` makes it write half
-its bitstream and a file ``hanging`` beside it, then wait to be killed; neither changes the
-configuration (and so the jobs' configuration hash).
+its bitstream and a file ``hanging`` beside it (holding the SLURM job id of an array task, if it is
+one), then wait to be killed; neither changes the configuration (and so the jobs' configuration hash).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class FakeCodec(Codec):
             bitstream.write_bytes(payload[: len(payload) // 2])
             if os.environ.get(INTERRUPT_ENV) == job:
                 raise KeyboardInterrupt
-            (workdir / "hanging").touch()
+            array_task = [os.environ.get(f"SLURM_ARRAY_{key}_ID") for key in ("JOB", "TASK")]
+            (workdir / "hanging").write_text("_".join(array_task) if all(array_task) else "")
             time.sleep(600)
         bitstream.write_bytes(payload)
         return EncodeResult(bitstream, {"header": 8, "video": 8 * (len(payload) - 1)},

@@ -12,7 +12,8 @@ What differs from ``submitit_slurm``:
   SLURM job id, state and log.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Hydra's plugin scan (in joblib workers too) executes this
+# module outside sys.modules, where a dataclass with string annotations fails.
 
 import sys
 from collections.abc import Mapping, Sequence

@@ -116,10 +116,12 @@ def test_the_demo_sweep_on_slurm_equals_the_local_run(slurm, tmp_path, capfd):
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tiny, monkeypatch, capsys):
-    monkeypatch.setenv("FAKE_CODEC_HANG", "SEQ_B/3")
-    sweep = [*tiny, "testset.sequences=[SEQ_A,SEQ_B]", *SMALL]
-    hanging = run_dir_of(tiny) / "fake" / "SEQ_B" / "3" / "hanging"
+    monkeypatch.setenv("FAKE_CODEC_HANG", "SEQ_A/1")  # the first job hangs until it is killed
+    sweep = [*tiny, "anchor=none", "testset.sequences=[SEQ_A,SEQ_B]", *SMALL]
+    run_dir = run_dir_of(tiny)
+    hanging = run_dir / "fake" / "SEQ_A" / "1" / "hanging"
     killed: list[str] = []
+    still_queued: list[str] = []
 
     def kill_the_hanging_task() -> None:
         deadline = time.monotonic() + WAIT_S
@@ -127,6 +129,7 @@ def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tin
             time.sleep(0.2)
         if hanging.exists():
             killed.append(hanging.read_text())
+            still_queued.extend(job for job in our_jobs() if job != killed[0])
             subprocess.run(["scancel", killed[0]], check=True)
 
     killer = threading.Thread(target=kill_the_hanging_task)
@@ -136,26 +139,25 @@ def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tin
             main(sweep)
     finally:
         killer.join()
-    assert exit_info.value.code == 1 and killed, "the task never hung"
-    table = load_results(run_dir_of(tiny))
-    assert len(table) == 8 and (table.status == "ok").sum() == 7  # every other job ran to its end
-    failure = read_result(run_dir_of(tiny) / "fake" / "SEQ_B" / "3")
+    assert exit_info.value.code == 1 and killed, "the job never hung"
+    assert still_queued  # other jobs were pending or running when it was killed: the sweep waited for them
+    table = load_results(run_dir)
+    assert len(table) == 4 and (table.status == "ok").sum() == 3
+    failure = read_result(run_dir / "fake" / "SEQ_A" / "1")
     assert failure["status"] == "failed"
     assert f"SLURM job {killed[0]} ended CANCELLED without a result (log: " in failure["error"]
     log = Path(failure["error"].rsplit("(log: ", 1)[1].rstrip(")"))
     assert log.is_file() and log.name == f"{killed[0]}_0_log.err"
     err = capsys.readouterr().err
-    assert "1 of 8 jobs failed" in err and f"fake/SEQ_B/3: SlurmJobFailed: SLURM job {killed[0]}" in err
-    summary = pd.read_csv(run_dir_of(tiny) / "summary.csv")
-    assert sorted(summary.status) == ["failed"] + ["ok"] * 7
+    assert "1 of 4 jobs failed" in err and f"fake/SEQ_A/1: SlurmJobFailed: SLURM job {killed[0]}" in err
+    assert sorted(pd.read_csv(run_dir / "summary.csv").status) == ["failed"] + ["ok"] * 3
     assert not our_jobs()
 
     monkeypatch.delenv("FAKE_CODEC_HANG")  # a rerun completes exactly the missing job
-    done = {p: p.stat().st_mtime_ns for p in run_dir_of(tiny).glob("*/*/*/result.json")}
+    done = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
     main(sweep)
-    redone = {p for p in done if p.stat().st_mtime_ns != done[p]}
-    assert redone == {run_dir_of(tiny) / "fake" / "SEQ_B" / "3" / "result.json"}
-    assert (load_results(run_dir_of(tiny)).status == "ok").all()
+    assert {p for p in done if p.stat().st_mtime_ns != done[p]} == {run_dir / "fake/SEQ_A/1/result.json"}
+    assert (load_results(run_dir).status == "ok").all()
     assert "SLURM array" in capsys.readouterr().err
 
 

@@ -180,6 +180,11 @@ def test_an_impossible_request_ends_with_slurms_reason(slurm, tiny, capsys, requ
     assert len(results) == 2 and all(r["status"] == "failed" and expected in r["error"] for r in results)
     assert (run_dir_of(tiny) / "summary.csv").is_file()
     assert not our_jobs()  # a job that could not run is cancelled, not left pending
+    with pytest.raises(SystemExit):  # a rerun that fails otherwise says why it failed this time
+        main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL, "+codec.fail_on=[SEQ_A/1,SEQ_A/3]"])
+    assert {read_result(run_dir_of(tiny) / "fake/SEQ_A" / rate)["error"] for rate in "13"} == {
+        "CodecError: fake encoder crashed on purpose on SEQ_A/1",
+        "CodecError: fake encoder crashed on purpose on SEQ_A/3"}
 
 
 @pytest.mark.slow
@@ -191,15 +196,20 @@ def test_a_stopped_slurmd_ends_the_sweep_with_the_reason(slurm, tiny, capsys):
         return subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True,
                               text=True).stdout.strip().startswith("down")
 
-    wait_until("the node going down", node_down)
-    with pytest.raises(SystemExit) as exit_info:
-        main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL,
-              "hydra.launcher.unschedulable_after_s=3"])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
-    assert "2 of 2 jobs failed" in err
-    assert "did not run: pending (Nodes required for job are DOWN" in err
-    assert not our_jobs()
+    try:
+        wait_until("the node going down", node_down)
+        with pytest.raises(SystemExit) as exit_info:
+            main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL,
+                  "hydra.launcher.unschedulable_after_s=3"])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err
+        assert "2 of 2 jobs failed" in err
+        assert "did not run: pending (Nodes required for job are DOWN" in err
+        assert not our_jobs()
+    finally:
+        subprocess.run([CLUSTER, "up"], capture_output=True, check=True, timeout=300)
+    main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL])  # the node is back: the rerun runs them
+    assert (load_results(run_dir_of(tiny)).status == "ok").all()
 
 
 @pytest.mark.slow

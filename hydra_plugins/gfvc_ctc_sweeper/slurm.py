@@ -78,18 +78,43 @@ def job_device(device: str, gpus: int) -> str | None:
 
 class CtcSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from ctc.codec import codec_class
-        from ctc.jobs import ROLES
+        from ctc.slurm import cancel
         from ctc.slurm_wait import WaitPolicy, wait_for_jobs
 
         assert self.config is not None
         policy = WaitPolicy.from_settings(self.params)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        submitted: dict[int, Any] = {}  # index: submitit job
+        refused: dict[int, str] = {}
+        try:
+            self._submit(job_overrides, initial_job_idx, submitted, refused)
+        except KeyboardInterrupt:  # Ctrl-C between two submissions: the arrays already in go too
+            arrays = sorted({job.job_id.split("_")[0] for job in submitted.values()}, key=int)
+            if arrays:
+                cancel(arrays, policy.command_timeout_s)
+                _say(f"interrupted: cancelled the sweep's SLURM jobs {', '.join(arrays)} (scancel)")
+            raise
+        outcomes = wait_for_jobs([job.job_id for job in submitted.values()], policy, _say)
+        returns = []
+        for index, overrides in enumerate(job_overrides):
+            if index in refused:
+                returns.append(_failed(overrides, SlurmJobFailed(refused[index])))
+            else:
+                job = submitted[index]
+                returns.append(_job_return(job, overrides, outcomes[job.job_id]))
+        return returns
+
+    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, submitted: dict[int, Any],
+                refused: dict[int, str]) -> None:
+        """Submit one array per codec role (or more, of max_array_size); fills ``submitted`` with each
+        job's submitit job and ``refused`` with the reason for each job whose array sbatch refused."""
+        from ctc.codec import codec_class
+        from ctc.jobs import ROLES
+
+        assert self.config is not None
         roles: dict[str, list[int]] = {}
         for index, overrides in enumerate(job_overrides):
             roles.setdefault(_value(overrides, "job.role"), []).append(index)
-        submitted: dict[int, Any] = {}  # index: submitit job
-        refused: dict[int, str] = {}
         for role, indices in roles.items():
             section = OmegaConf.to_container(self.config[ROLES[role]], resolve=True)
             resources = job_resources(section, self.params, codec_class(section).uses_gpu)
@@ -110,15 +135,6 @@ class CtcSlurmLauncher(SlurmLauncher):
                 submitted.update(zip(chunk, jobs, strict=True))
                 _say(f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(chunk)} {section['name']} jobs, each "
                      + ", ".join(f"{key}={value}" for key, value in resources.items()))
-        outcomes = wait_for_jobs([job.job_id for job in submitted.values()], policy, _say)
-        returns = []
-        for index, overrides in enumerate(job_overrides):
-            if index in refused:
-                returns.append(_failed(overrides, SlurmJobFailed(refused[index])))
-            else:
-                job = submitted[index]
-                returns.append(_job_return(job, overrides, outcomes[job.job_id]))
-        return returns
 
     def _executor(self, resources: Mapping[str, Any], codec: str, tasks: int) -> Any:
         """A submitit executor for one array, as Hydra's launcher builds one, with this codec's resources."""

@@ -19,6 +19,7 @@ import pytest
 import test_runner
 from test_runner import run_dir_of
 
+from ctc.report import write_report
 from ctc.runner import main
 from ctc.slurm import JobState, _expand
 from ctc.slurm_wait import WaitPolicy
@@ -85,8 +86,8 @@ def outputs(run_dir: Path) -> dict[str, tuple]:
     jobs = {}
     for path in sorted(run_dir.glob("*/*/*/result.json")):
         result = json.loads(path.read_text())
-        files = {p.name: p.read_bytes() for p in path.parent.iterdir()
-                 if p.name not in ("result.json", "job.log")}
+        files = {p.name: p.read_bytes() for p in path.parent.iterdir()  # not the job's lock file
+                 if p.name not in ("result.json", "job.log") and not p.name.startswith(".")}
         jobs[str(path.parent.relative_to(run_dir))] = (
             files, result["status"], result["bits"], result["kbps"], result["metrics"], result["config_hash"],
             result["frames"], result["codec_version"])
@@ -97,7 +98,8 @@ def outputs(run_dir: Path) -> dict[str, tuple]:
 @pytest.mark.slurm
 def test_the_demo_sweep_on_slurm_equals_the_local_run(slurm, tmp_path, capfd):
     sweep = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=3", "testset.sequences=[DEMO_001]",
-             "codec.rate_points=[37,51]", "anchor.rate_points=[37,52]", "metrics=psnr"]
+             "codec.rate_points=[37,51]", "anchor.rate_points=[37,52]", "metrics=psnr", "report=false",
+             "run=demo"]
     main([*sweep, f"results_dir={tmp_path / 'local'}", "jobs=2"])
     capfd.readouterr()
     main([*sweep, f"results_dir={tmp_path / 'slurm'}", *SMALL])
@@ -277,5 +279,6 @@ def test_a_sweep_where_every_job_fails_lists_them_and_still_reports(tiny, capsys
     assert "4 of 4 jobs failed" in err and "fake_anchor/SEQ_A/2: CodecError: fake encoder crashed" in err
     run_dir = run_dir_of(tiny)
     assert (pd.read_csv(run_dir / "summary.csv").status == "failed").all()
+    write_report(run_dir, anchor="fake_anchor")  # what make report does (the tiny sweep has report=false)
     summary = (run_dir / "report" / "summary.md").read_text()
     assert summary.count("failed job") == 4

@@ -62,6 +62,11 @@ def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
+def figure_name(metric: str, stem: str) -> str:
+    """The file name (no extension) of the RD curve of ``metric`` for a sequence or ``<class>_average``."""
+    return f"rd_{_file_stem(metric)}_{_file_stem(stem)}"
+
+
 def rd_figures(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], *,
                lower_is_better: Sequence[str] = (), labels: Mapping[str, str] | None = None,
                log_rate: bool = False) -> Iterator[tuple[str, Figure]]:
@@ -78,7 +83,7 @@ def rd_figures(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], *
         plots.append((f"{seq_class}_average", f"class {seq_class}: average", average))
     for metric in metrics:
         for stem, title, curves in plots:
-            yield (f"rd_{_file_stem(metric)}_{_file_stem(stem)}",
+            yield (figure_name(metric, stem),
                    rd_figure(curves, metric, anchor, title=title, labels=labels,
                              lower_is_better=metric in lower_is_better, log_rate=log_rate))
 

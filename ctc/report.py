@@ -22,6 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ctc.bd import METHODS, MIN_OVERLAP, BDResult, bd_rate
+from ctc.html_report import (
+    PageSettingsError,
+    add_page_arguments,
+    describe,
+    settings_from_arguments,
+    write_page,
+)
 from ctc.plots import write_rd_curves
 from ctc.report_files import write_files
 from ctc.report_rows import (
@@ -234,8 +241,9 @@ def plot_options(report: Report) -> dict[str, Any]:
 
 def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequence[str] | None = None,
                  method: str = "pchip", log_rate: bool = False, plots: bool = True,
-                 echo: bool = True) -> Report:
-    """Write a run's report under ``<run_dir>/report`` (tables, RD curves); print it when ``echo``."""
+                 echo: bool = True, page: Mapping[str, Any] | None = None) -> Report:
+    """Write a run's report under ``<run_dir>/report`` (tables, RD curves, the HTML page with its
+    visual comparisons: ``page`` settings, default ``ctc/conf/html_report.yaml``); print it when ``echo``."""
     run_dir = Path(run_dir)
     report = load_report(run_dir, anchor=anchor, metrics=metrics, method=method)
     out = run_dir / REPORT_DIR
@@ -243,11 +251,14 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
     if plots:
         write_rd_curves(report.rate_points, report.anchor, report.metrics, out / "rd_curves",
                         log_rate=log_rate, **plot_options(report))
+    page_file = write_page(report, run_dir, out, page)
     if echo:
         print(markdown)
         gaps = report.gap_lines()
         print(f"{len(gaps)} gap(s) in {run_dir}; see {out / 'gaps.csv'}" if gaps else "no gaps")
         print(f"report written to {out}")
+        if page_file:
+            print(describe(page_file))
     return report
 
 
@@ -269,11 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit")
     parser.add_argument("--log-rate", action="store_true", help="log rate axis in the RD curves")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    add_page_arguments(parser)
     args = parser.parse_args(argv)
     try:
         write_report(args.run_dir, anchor=args.anchor, metrics=args.metrics, method=args.method,
-                     log_rate=args.log_rate, plots=not args.no_plots)
-    except ReportError as error:
+                     log_rate=args.log_rate, plots=not args.no_plots, page=settings_from_arguments(args))
+    except (ReportError, PageSettingsError) as error:
         print(f"ctc-report: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,125 @@
+"""The decoded frames of a finished job, to look at: the kept decoded file, else its bitstream decoded again.
+
+A sweep deletes each job's decoded file unless ``keep_decoded`` is set; the bitstream stays. The
+codec is rebuilt from the configuration its sweep recorded (``<run>/<codec>/provenance.json``),
+and only when that configuration hashes to the job's own ``config_hash`` (and, for a GFVC model,
+the weights are the same kind, real or random), so the frames are the ones that were scored.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctc.codec import create_codec
+from ctc.frames import read_rgb444
+from ctc.jobs import job_hash
+from ctc.sequences import SequenceError, SequenceSpec, load_test_set
+from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, job_dir, read_result
+
+DECODED_SUFFIX = "_decoded.rgb"
+
+
+class RedecodeError(RuntimeError):
+    """A job's frames cannot be had; the message names the job and says why."""
+
+
+@dataclass
+class JobFrames:
+    frames: np.ndarray  # (N, 3, H, W) uint8
+    per_frame: pd.DataFrame | None  # the job's per-frame metrics (per_frame.csv), one row per frame
+    source: str  # "kept decoded file" or "bitstream decoded again"
+
+
+class RunFrames:
+    """Original and decoded frames of one run's jobs; test-set specs and codecs are built once."""
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+        self.run_dir = Path(run_dir)
+        self.device = device
+        provenance = _read_json(self.run_dir / PROVENANCE_FILE) or {}
+        self.testset = dict((provenance.get("config") or {}).get("testset") or {})
+        self._specs: dict[tuple[str, int], SequenceSpec] = {}
+        self._codecs: dict[str, Any] = {}
+
+    def spec(self, sequence: str, frames: int) -> SequenceSpec:
+        """The sequence as its jobs coded it: the run's test set, its first ``frames`` frames."""
+        key = (sequence, frames)
+        if key not in self._specs:
+            if not self.testset.get("name"):
+                raise RedecodeError(f"{self.run_dir / PROVENANCE_FILE} names no test set: cannot find "
+                                    f"the original of {sequence}")
+            try:
+                (spec,) = load_test_set({**self.testset, "sequences": [sequence], "frames": frames})
+            except SequenceError as error:
+                raise RedecodeError(f"the original of {sequence}: {error}") from error
+            self._specs[key] = spec
+        return self._specs[key]
+
+    def original(self, sequence: str, frames: int) -> np.ndarray:
+        return self.spec(sequence, frames).read()
+
+    def job(self, codec: str, sequence: str, rate_point: Any) -> JobFrames:
+        """The decoded frames of one job, and its per-frame metrics."""
+        directory = job_dir(self.run_dir, codec, sequence, rate_point)
+        result = read_result(directory)
+        if not result or result.get("status") != "ok":
+            raise RedecodeError(f"{directory}: no complete result")
+        spec = self.spec(sequence, int(result["frames"]))
+        per_frame = _read_per_frame(directory / PER_FRAME_FILE)
+        expected = spec.frames * spec.frame_bytes
+        kept = [path for path in directory.glob(f"*{DECODED_SUFFIX}") if path.stat().st_size == expected]
+        if kept:
+            frames = np.array(read_rgb444(kept[0], spec.width, spec.height, spec.frames))
+            return JobFrames(frames, per_frame, "kept decoded file")
+        return JobFrames(self._decode(codec, directory, result, spec), per_frame, "bitstream decoded again")
+
+    def _decode(self, codec_name: str, directory: Path, result: Mapping[str, Any],
+                spec: SequenceSpec) -> np.ndarray:
+        bitstream = directory / str(result.get("bitstream") or "")
+        if not result.get("bitstream") or not bitstream.is_file():
+            raise RedecodeError(f"{directory}: the bitstream {result.get('bitstream')!r} is gone and no "
+                                "decoded file was kept")
+        section = (_read_json(self.run_dir / codec_name / PROVENANCE_FILE) or {}).get("codec_config")
+        if not section:
+            raise RedecodeError(f"{self.run_dir / codec_name / PROVENANCE_FILE} records no codec_config: "
+                                f"cannot decode {bitstream} again")
+        if job_hash(section, spec, result["rate_point"]) != result.get("config_hash"):
+            raise RedecodeError(f"{directory}: {codec_name}'s recorded configuration is not the one that "
+                                "coded this job (its hash differs); it is not decoded with another one")
+        codec = self._codec(section)
+        random_weights = bool(codec.provenance().get("random_weights", False))
+        if random_weights != bool(result.get("random_weights", False)):
+            kind = "random" if result.get("random_weights") else "real"
+            raise RedecodeError(f"{directory}: coded with {kind} weights, which {codec_name} does not "
+                                "load now")
+        with tempfile.TemporaryDirectory(prefix="ctc-redecode-") as workdir:
+            decoded = codec.decode(bitstream, spec, Path(workdir))
+            return np.array(read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames))
+
+    def _codec(self, section: Mapping[str, Any]) -> Any:
+        name = str(section["name"])
+        if name not in self._codecs:
+            self._codecs[name] = create_codec(section, self.device)
+        return self._codecs[name]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _read_per_frame(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path, index_col=0)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return None

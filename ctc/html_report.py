@@ -86,7 +86,7 @@ def _rate_point_table(report: Any) -> str:
                "dec_seconds", "frames"]
     points = report.rate_points[[c for c in columns if c in report.rate_points.columns]].copy()
     points["codec"] = points["codec"].map(report.label)
-    formats = {"kbps": "{:.2f}", "enc_seconds": "{:.2f}", "dec_seconds": "{:.2f}", "frames": "{:d}"}
+    formats = {"kbps": "{:.2f}", "enc_seconds": "{:.2f}", "dec_seconds": "{:.2f}", "frames": "{:.0f}"}
     formats |= {m: "{:.2f}" if value_text(m, 0.0).endswith("dB") else "{:.4f}" for m in report.metrics}
     return _table(points, formats)
 

@@ -12,7 +12,7 @@ from ctc.comparisons import BITRATE, QUALITY, ComparisonError, build_comparisons
 from ctc.html_report import PAGE_FILE, PageSettingsError, page_settings
 from ctc.metrics import score_frames
 from ctc.redecode import RunFrames
-from ctc.report import load_report, main, write_report
+from ctc.report import load_report, main
 from ctc.store import read_result
 from ctc.visuals import WARNING, Label, stamped
 from models.checkpoints import ENV_VAR
@@ -102,9 +102,10 @@ def test_page_of_a_run_without_bitstreams_lists_why_it_shows_no_pictures(tmp_pat
 
 # -- a real run, in a real browser ----------------------------------------------------------------
 
-# four rate points for x265 and the anchor (a BD-rate needs them), one for CFTE
+# four rate points for x265 and the anchor (a BD-rate needs them), one for CFTE; the jobs run in this
+# process (the launchers are tested in test_runner_e2e)
 RUN_OVERRIDES = ["anchor=vvenc", "testset=demo", "testset.frames=4", "testset.sequences=[DEMO_001]",
-                 "metrics=psnr", "jobs=2"]
+                 "metrics=psnr", "launcher=basic"]
 
 
 @pytest.fixture(scope="module")
@@ -160,13 +161,6 @@ def test_the_page_loads_in_chromium_with_every_picture_video_and_number(demo_run
     x265 = bd[(bd["codec"] == "x265") & (bd["level"] == "sequence")].iloc[0]
     assert f"{x265['bd_rate']:+.2f}" in tables and f"{x265['bd_quality']:+.4f}" in tables
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.slow
-def test_report_page_timing_and_videos_are_small(demo_run):
-    report = write_report(demo_run, echo=False, plots=False,
-                          page=page_settings(overrides=["comparisons.rate_points=[42]"]))
-    assert report.test_codecs == ["cfte", "x265"]
     videos = sorted((demo_run / "report" / "visuals").rglob("*.mp4"))
-    assert videos and all(0 < video.stat().st_size < 100_000 for video in videos)
-    assert "Page made in" in (demo_run / "report" / PAGE_FILE).read_text()
+    assert len(videos) in (1, 2) and all(0 < video.stat().st_size < 100_000 for video in videos)
+    assert "Page made in" in loaded.text

@@ -135,19 +135,18 @@ def build_comparisons(rate_points: pd.DataFrame, anchor: str, reference: str, me
             chosen = [str(point) for point in reference_points]
             references = references[references["rate_point"].astype(str).isin(chosen)]
         for target in references.to_dict("records"):
-            for kind in (BITRATE, QUALITY):
+            kinds = [BITRATE] + ([QUALITY] if metric in rows and pd.notna(target.get(metric)) else [])
+            for kind in kinds:
                 panels = []
                 for codec in others:
                     candidates = rows[rows["codec"] == codec]
                     if kind == BITRATE:
-                        distance = (candidates["kbps"].map(math.log) - math.log(target["kbps"])).abs()
+                        distance = candidates["kbps"].map(math.log) - math.log(target["kbps"])
                     else:
-                        distance = (candidates[metric] - target[metric]).abs()
-                    best = _closest(candidates, distance) if metric in candidates or kind == BITRATE else None
+                        distance = candidates[metric] - target[metric]
+                    best = _closest(candidates, distance.abs())
                     if best is not None:
                         panels.append(_panel(best, metrics))
-                if kind == QUALITY and pd.isna(target.get(metric)):
-                    continue
                 reference_panel = _panel(target, metrics)
                 comparisons.append(Comparison(kind, sequence, str(target.get("seq_class", "")), metric,
                                               reference_panel, (*panels, reference_panel)))

@@ -12,7 +12,7 @@ import argparse
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -21,7 +21,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ctc.comparisons import BITRATE, ComparisonError
 from ctc.plots import figure_name
-from ctc.showcase import make_showcase, panel_title, value_text
+from ctc.showcase import Showcase, make_showcase, panel_title, value_text
+
+if TYPE_CHECKING:
+    from ctc.report import Report
 
 PAGE_FILE = "index.html"
 SETTINGS_FILE = Path(__file__).parent / "conf" / "html_report.yaml"
@@ -75,13 +78,13 @@ def _table(frame: pd.DataFrame, formats: Mapping[str, str]) -> str:
                          escape=True)
 
 
-def _summary_tables(report: Any) -> list[tuple[str, str]]:
+def _summary_tables(report: Report) -> list[tuple[str, str]]:
     formats = {"BD-rate": "{:+.2f}", "BD-quality": "{:+.4f}", "EncT": "{:.0%}", "DecT": "{:.0%}"}
     return [(f"{report.label(codec)} vs anchor {report.label(report.anchor)}",
              _table(report.summary(codec), formats)) for codec in report.test_codecs]
 
 
-def _rate_point_table(report: Any) -> str:
+def _rate_point_table(report: Report) -> str:
     columns = ["codec", "seq_class", "sequence", "rate_point", "kbps", *report.metrics, "enc_seconds",
                "dec_seconds", "frames"]
     points = report.rate_points[[c for c in columns if c in report.rate_points.columns]].copy()
@@ -91,7 +94,7 @@ def _rate_point_table(report: Any) -> str:
     return _table(points, formats)
 
 
-def _rd_curves(report: Any, out_dir: Path) -> list[dict[str, Any]]:
+def _rd_curves(report: Report, out_dir: Path) -> list[dict[str, Any]]:
     """Per metric: the class averages, then every sequence, as (title, png, svg) that exist."""
     points = report.rate_points
     classes = list(dict.fromkeys(points["seq_class"]))
@@ -112,7 +115,7 @@ def _rd_curves(report: Any, out_dir: Path) -> list[dict[str, Any]]:
     return curves
 
 
-def _provenance(report: Any) -> dict[str, Any]:
+def _provenance(report: Report) -> dict[str, Any]:
     provenance = report.info.get("provenance") or {}
     git = provenance.get("git") or {}
     codecs = [{"name": codec, **about} for codec, about in report.info["codecs"].items()]
@@ -123,7 +126,7 @@ def _provenance(report: Any) -> dict[str, Any]:
             "packages": provenance.get("packages") or {}, "codecs": codecs}
 
 
-def _comparisons(showcase: Any) -> list[dict[str, Any]]:
+def _comparisons(showcase: Showcase) -> list[dict[str, Any]]:
     """The comparisons by sequence, then kind, for the template."""
     by_sequence: dict[str, dict[str, Any]] = {}
     for item in showcase.shown:
@@ -143,7 +146,7 @@ def _environment() -> Environment:
                        trim_blocks=True, lstrip_blocks=True)
 
 
-def write_page(report: Any, run_dir: Path, out_dir: Path,
+def write_page(report: Report, run_dir: Path, out_dir: Path,
                settings: Mapping[str, Any] | None = None) -> Path | None:
     """Write ``out_dir/index.html`` for ``report`` (a :class:`ctc.report.Report` of ``run_dir``) with its
     visual comparisons; returns its path (None when the settings turn the page off)."""
@@ -154,8 +157,7 @@ def write_page(report: Any, run_dir: Path, out_dir: Path,
     showcase, problem = None, ""
     if settings["comparisons"]["enabled"] and not report.rate_points.empty:
         try:
-            showcase = make_showcase(report, run_dir, out_dir, settings["comparisons"], settings["video"],
-                                     settings["grid"], settings["plot"])
+            showcase = make_showcase(report, run_dir, out_dir, settings)
         except ComparisonError as error:
             problem = str(error)
     random = [report.label(c) for c, about in report.info["codecs"].items() if about["random_weights"]]

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from ctc.comparisons import (
 )
 from ctc.redecode import JobFrames, RedecodeError, RunFrames
 from ctc.visuals import RANDOM_LABEL, Label, VisualError, write_grid, write_per_frame_plot, write_video
+
+if TYPE_CHECKING:
+    from ctc.report import Report
 
 VISUALS_DIR = "visuals"
 UNITS = {"psnr": " dB", "psnr_y": " dB", "psnr_u": " dB", "psnr_v": " dB", "psnr_yuv": " dB"}
@@ -89,108 +92,110 @@ def grid_rows(count: int, reference: JobFrames, metric: str, lower_is_better: bo
     return rows
 
 
-def make_showcase(report: Any, run_dir: Path, out_dir: Path, settings: Mapping[str, Any],
-                  video: Mapping[str, Any], grid: Mapping[str, Any], plot: Mapping[str, Any]) -> Showcase:
-    """Choose and draw the comparisons of ``report`` (a :class:`ctc.report.Report` of ``run_dir``)."""
+def make_showcase(report: Report, run_dir: Path, out_dir: Path, settings: Mapping[str, Any]) -> Showcase:
+    """Choose and draw the comparisons of ``report`` (the report of ``run_dir``) into ``out_dir/visuals``;
+    ``settings`` are the page settings (``comparisons``, ``video``, ``grid``, ``plot``)."""
+    chosen = settings["comparisons"]
     points = report.rate_points
     codecs = list(dict.fromkeys(points["codec"]))
     under_test = report.info.get("provenance", {}).get("codec")
     if under_test not in codecs or under_test == report.anchor:
         under_test = None
-    preferred = settings.get("reference") or under_test
-    reference = reference_codec(preferred, codecs, report.anchor)
-    metric = quality_metric(str(settings["quality_metric"]), report.metrics)
-    plot_metric = settings.get("plot_metric") or metric
+    reference = reference_codec(chosen.get("reference") or under_test, codecs, report.anchor)
+    metric = quality_metric(str(chosen["quality_metric"]), report.metrics)
+    plot_metric = chosen.get("plot_metric") or metric
     notes = []
-    if metric != settings["quality_metric"]:
-        notes.append(f"similar quality by {metric}: the run has no {settings['quality_metric']}")
+    if metric != chosen["quality_metric"]:
+        notes.append(f"similar quality by {metric}: the run has no {chosen['quality_metric']}")
     if plot_metric not in report.metrics:
         notes.append(f"per-frame plots by {metric}: the run has no {plot_metric}")
         plot_metric = metric
     order = list(dict.fromkeys(points["sequence"]))
     classes = dict(zip(points["sequence"], points["seq_class"], strict=True))
-    sequences = choose_sequences(order, classes, settings.get("sequences"), int(settings["max_sequences"]))
+    sequences = choose_sequences(order, classes, chosen.get("sequences"), int(chosen["max_sequences"]))
     comparisons = build_comparisons(points, report.anchor, reference, metric, sequences, report.metrics,
-                                    settings.get("rate_points"))
-    frames = RunFrames(run_dir, str(settings.get("device", "cpu")))
+                                    chosen.get("rate_points"))
     shutil.rmtree(out_dir / VISUALS_DIR, ignore_errors=True)  # no picture of an earlier report stays
+    drawer = _Drawer(report, RunFrames(run_dir, str(chosen.get("device", "cpu"))), out_dir, plot_metric,
+                     settings)
     shown: list[Shown] = []
     for sequence in sequences:
-        rows = points[points["sequence"] == sequence]
-        todo = [c for c in comparisons if c.sequence == sequence]
-        shown += _show_sequence(todo, rows, frames, out_dir, report, plot_metric, video, grid, plot)
+        shown += drawer.sequence([c for c in comparisons if c.sequence == sequence],
+                                 points[points["sequence"] == sequence])
     return Showcase(shown, metric, plot_metric, reference, notes)
 
 
-def _show_sequence(comparisons: Sequence[Comparison], rows: pd.DataFrame, run_frames: RunFrames,
-                   out_dir: Path, report: Any, metric: str, video: Mapping[str, Any], grid: Mapping[str, Any],
-                   plot: Mapping[str, Any]) -> list[Shown]:
-    """Decode each job of one sequence once, then draw its comparisons (identical ones share files)."""
-    if not comparisons:
-        return []
-    sequence = comparisons[0].sequence
-    count, fps = int(rows["frames"].iloc[0]), float(rows["fps"].iloc[0])
-    jobs: dict[tuple[str, str], JobFrames | str] = {}
-    try:
-        original = run_frames.original(sequence, count)
-    except RedecodeError as error:
-        return [Shown(c, problem=str(error)) for c in comparisons]
-    for panel in {p.job: p for c in comparisons for p in c.panels}.values():
+@dataclass
+class _Drawer:
+    report: Report
+    frames: RunFrames
+    out_dir: Path
+    metric: str  # of the per-frame plots and the worst frame
+    settings: Mapping[str, Any]
+
+    def sequence(self, comparisons: Sequence[Comparison], rows: pd.DataFrame) -> list[Shown]:
+        """Decode each job of one sequence once, then draw its comparisons (identical ones share files)."""
+        if not comparisons:
+            return []
+        sequence = comparisons[0].sequence
+        count, fps = int(rows["frames"].iloc[0]), float(rows["fps"].iloc[0])
         try:
-            jobs[panel.job] = run_frames.job(panel.codec, sequence, panel.rate_point)
-        except (RedecodeError, CodecError, OSError) as error:
-            jobs[panel.job] = f"{panel_title(panel)}: {error}"
-    folder = out_dir / VISUALS_DIR / sequence
-    folder.mkdir(parents=True, exist_ok=True)
-    made: dict[Any, Shown] = {}
-    shown = []
-    for comparison in comparisons:
-        if comparison.key in made:
-            shown.append(Shown(comparison, **{k: getattr(made[comparison.key], k)
-                                              for k in ("video", "grid", "plot", "sources", "problem")}))
-            continue
-        missing = [jobs[p.job] for p in comparison.panels if isinstance(jobs[p.job], str)]
-        if missing:
-            item = Shown(comparison, problem="; ".join(missing))
-        else:
-            stem = folder / f"{len(made) + 1:02d}"
+            original = self.frames.original(sequence, count)
+        except RedecodeError as error:
+            return [Shown(c, problem=str(error)) for c in comparisons]
+        jobs: dict[tuple[str, str], JobFrames | str] = {}
+        for panel in {p.job: p for c in comparisons for p in c.panels}.values():
             try:
-                item = _draw(comparison, original, {p.job: jobs[p.job] for p in comparison.panels}, stem,
-                             fps, report, metric, video, grid, plot)
-            except VisualError as error:
-                item = Shown(comparison, problem=str(error))
-        made[comparison.key] = item
-        shown.append(item)
-    return shown
+                jobs[panel.job] = self.frames.job(panel.codec, sequence, panel.rate_point)
+            except (RedecodeError, CodecError, OSError) as error:
+                jobs[panel.job] = f"{panel_title(panel)}: {error}"
+        folder = self.out_dir / VISUALS_DIR / sequence
+        folder.mkdir(parents=True, exist_ok=True)
+        made: dict[Any, Shown] = {}
+        shown = []
+        for comparison in comparisons:
+            if comparison.key in made:
+                same = made[comparison.key]
+                shown.append(Shown(comparison, same.video, same.grid, same.plot, same.sources, same.problem))
+                continue
+            missing = [jobs[p.job] for p in comparison.panels if isinstance(jobs[p.job], str)]
+            if missing:
+                item = Shown(comparison, problem="; ".join(missing))
+            else:
+                try:
+                    item = self.draw(comparison, original, jobs, folder / f"{len(made) + 1:02d}", fps)
+                except VisualError as error:
+                    item = Shown(comparison, problem=str(error))
+            made[comparison.key] = item
+            shown.append(item)
+        return shown
 
+    def draw(self, comparison: Comparison, original: np.ndarray, jobs: Mapping[tuple[str, str], Any],
+             stem: Path, fps: float) -> Shown:
+        """The video, frame grid and per-frame plot of one comparison, as ``<stem>.mp4``,
+        ``<stem>_grid.png`` and ``<stem>_frames.png``."""
+        panels, metric = comparison.panels, self.metric
+        sequences = [original] + [jobs[p.job].frames for p in panels]
+        labels = [Label(("original", comparison.sequence)),
+                  *(panel_label(p, self.report.metrics) for p in panels)]
+        lower = self.report.lower_is_better(metric)
+        rows = grid_rows(len(original), jobs[comparison.reference.job], metric, lower,
+                         panel_title(comparison.reference))
+        video, grid, plot = (stem.with_name(stem.name + end) for end in (".mp4", "_grid.png", "_frames.png"))
+        write_video(sequences, labels, fps, video, self.settings["video"])
+        write_grid(sequences, labels, [(index, title) for index, _, title in rows], grid,
+                   self.settings["grid"].get("panel_width") or original.shape[3])
+        curves = {panel_title(p): jobs[p.job].per_frame[metric].to_numpy() for p in panels
+                  if jobs[p.job].per_frame is not None and metric in jobs[p.job].per_frame}
+        title = f"{comparison.sequence}: {metric} per frame"
+        if any(p.random_weights for p in panels):
+            title += f" ({RANDOM_LABEL}: untrained model)"
+        if curves:
+            marks = [(index, name) for index, name, _ in rows]
+            write_per_frame_plot(curves, metric, lower, marks, title, plot, self.settings["plot"])
+        return Shown(comparison, video=self._relative(video), grid=self._relative(grid),
+                     plot=self._relative(plot) if curves else None,
+                     sources={panel_title(p): jobs[p.job].source for p in panels})
 
-def _draw(comparison: Comparison, original: np.ndarray, jobs: Mapping[tuple[str, str], JobFrames], stem: Path,
-          fps: float, report: Any, metric: str, video: Mapping[str, Any], grid: Mapping[str, Any],
-          plot: Mapping[str, Any]) -> Shown:
-    panels = comparison.panels
-    sequences = [original] + [jobs[p.job].frames for p in panels]
-    labels = [Label(("original", comparison.sequence))] + [panel_label(p, report.metrics) for p in panels]
-    lower = report.lower_is_better(metric)
-    reference = jobs[comparison.reference.job]
-    rows = grid_rows(len(original), reference, metric, lower, panel_title(comparison.reference))
-    write_video(sequences, labels, fps, stem.with_suffix(".mp4"), video)
-    write_grid(sequences, labels, [(index, title) for index, _, title in rows],
-               stem.with_name(stem.name + "_grid.png"), grid.get("panel_width") or original.shape[3])
-    curves = {panel_title(p): jobs[p.job].per_frame[metric].to_numpy() for p in panels
-              if jobs[p.job].per_frame is not None and metric in jobs[p.job].per_frame}
-    plot_path = stem.with_name(stem.name + "_frames.png")
-    title = f"{comparison.sequence}: {metric} per frame"
-    if any(p.random_weights for p in panels):
-        title += f" ({RANDOM_LABEL}: untrained model)"
-    if curves:
-        write_per_frame_plot(curves, metric, lower, [(index, name) for index, name, _ in rows], title,
-                             plot_path, plot)
-    out_dir = stem.parent.parent.parent
-    return Shown(comparison, video=_relative(stem.with_suffix(".mp4"), out_dir),
-                 grid=_relative(stem.with_name(stem.name + "_grid.png"), out_dir),
-                 plot=_relative(plot_path, out_dir) if curves else None,
-                 sources={panel_title(p): jobs[p.job].source for p in panels})
-
-
-def _relative(path: Path, base: Path) -> str:
-    return path.relative_to(base).as_posix()
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()

@@ -134,8 +134,9 @@ def _comparisons(showcase: Showcase) -> list[dict[str, Any]]:
         entry = by_sequence.setdefault(comparison.sequence, {
             "sequence": comparison.sequence, "seq_class": comparison.seq_class,
             "kinds": {title: [] for title in KINDS.values()}})
+        reference = panel_title(comparison.reference, flag_random=False)  # the title flags it once
         entry["kinds"][KINDS[comparison.kind]].append({
-            "title": f"{KINDS[comparison.kind]}: {comparison.target} ({panel_title(comparison.reference)})",
+            "title": f"{KINDS[comparison.kind]}: {comparison.target} ({reference})",
             "panels": ", ".join(panel_title(p) for p in comparison.panels),
             "random": any(p.random_weights for p in comparison.panels), "item": item})
     return list(by_sequence.values())

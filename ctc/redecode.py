@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctc.codec import create_codec
+from ctc.codec import codec_class, create_codec
+from ctc.devices import resolve_device
 from ctc.frames import read_rgb444
 from ctc.jobs import job_hash
 from ctc.sequences import SequenceError, SequenceSpec, load_test_set
@@ -41,7 +42,7 @@ class JobFrames:
 class RunFrames:
     """Original and decoded frames of one run's jobs; test-set specs and codecs are built once."""
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+    def __init__(self, run_dir: str | Path, device: str = "auto") -> None:
         self.run_dir = Path(run_dir)
         self.device = device
         provenance = _read_json(self.run_dir / PROVENANCE_FILE) or {}
@@ -107,7 +108,8 @@ class RunFrames:
     def _codec(self, section: Mapping[str, Any]) -> Any:
         name = str(section["name"])
         if name not in self._codecs:
-            self._codecs[name] = create_codec(section, self.device)
+            device = resolve_device(self.device) if codec_class(section).uses_gpu else "cpu"
+            self._codecs[name] = create_codec(section, device)
         return self._codecs[name]
 
 

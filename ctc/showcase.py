@@ -65,8 +65,8 @@ def rate_point_text(rate_point: Any) -> str:
     return f"QP{text}" if text.isdigit() else text
 
 
-def panel_title(panel: Panel) -> str:
-    suffix = f" [{RANDOM_LABEL}]" if panel.random_weights else ""
+def panel_title(panel: Panel, flag_random: bool = True) -> str:
+    suffix = f" [{RANDOM_LABEL}]" if panel.random_weights and flag_random else ""
     return f"{panel.codec} {rate_point_text(panel.rate_point)}{suffix}"
 
 
@@ -116,7 +116,7 @@ def make_showcase(report: Report, run_dir: Path, out_dir: Path, settings: Mappin
     comparisons = build_comparisons(points, report.anchor, reference, metric, sequences, report.metrics,
                                     chosen.get("rate_points"))
     shutil.rmtree(out_dir / VISUALS_DIR, ignore_errors=True)  # no picture of an earlier report stays
-    drawer = _Drawer(report, RunFrames(run_dir, str(chosen.get("device", "cpu"))), out_dir, plot_metric,
+    drawer = _Drawer(report, RunFrames(run_dir, str(chosen["device"])), out_dir, plot_metric,
                      settings)
     shown: list[Shown] = []
     for sequence in sequences:

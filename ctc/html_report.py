@@ -110,8 +110,9 @@ def _rd_curves(report: Report, out_dir: Path) -> list[dict[str, Any]]:
             return found
 
         averages = files([(f"class {c}: average", f"{c}_average") for c in classes])
-        curves.append({"metric": metric, "averages": averages,
-                       "sequences": files([(s, s) for s in sequences])})
+        by_sequence = files([(s, s) for s in sequences])
+        if averages or by_sequence:
+            curves.append({"metric": metric, "averages": averages, "sequences": by_sequence})
     return curves
 
 

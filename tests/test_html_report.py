@@ -89,15 +89,19 @@ def test_random_weights_are_stamped_on_the_picture():
 
 def test_page_of_a_run_without_bitstreams_lists_why_it_shows_no_pictures(tmp_path, capsys):
     run_dir = write_run(tmp_path / "fixture")
-    assert main([str(run_dir), "--metrics", "psnr", "--page", "comparisons.sequences=[VOXCELEB_001]"]) == 0
+    assert main([str(run_dir), "--metrics", "psnr", "--no-plots", "--page",
+                 "comparisons.sequences=[VOXCELEB_001]"]) == 0
     assert f"page: file://{run_dir / 'report' / PAGE_FILE}" in capsys.readouterr().out
     page = (run_dir / "report" / PAGE_FILE).read_text()
     assert "RANDOM WEIGHTS: cfte [RANDOM WEIGHTS] ran with untrained weights" in page
     assert "Not shown:" in page and "the original of VOXCELEB_001" in page
-    assert 'src="rd_curves/rd_psnr_VOXCELEB_average.png"' in page
+    assert "No RD curves (written without plots)" in page
     assert "<td>-50.00</td>" in page and "<td>+100.00</td>" in page  # cfte's and x265's BD-rate
+    (run_dir / "report" / PAGE_FILE).unlink()
     assert main([str(run_dir), "--no-page", "--no-plots"]) == 0
-    assert main([str(run_dir), "--page", "video.cfr=1"]) == 2
+    assert not (run_dir / "report" / PAGE_FILE).exists()
+    assert main([str(run_dir), "--no-plots", "--page", "video.cfr=1"]) == 2
+    assert "video.cfr" in capsys.readouterr().err
 
 
 # -- a real run, in a real browser ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ctc.comparisons import BITRATE, ComparisonError
+from ctc.comparisons import BITRATE, QUALITY, ComparisonError
 from ctc.plots import figure_name
 from ctc.showcase import Showcase, make_showcase, panel_title, value_text
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 PAGE_FILE = "index.html"
 SETTINGS_FILE = Path(__file__).parent / "conf" / "html_report.yaml"
 TEMPLATE = "report.html.j2"
-KINDS = {BITRATE: "similar bitrate", "quality": "similar quality"}
+KINDS = {BITRATE: "similar bitrate", QUALITY: "similar quality"}
 
 
 class PageSettingsError(ValueError):

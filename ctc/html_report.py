@@ -24,7 +24,7 @@ from ctc.plots import figure_name
 from ctc.showcase import Showcase, make_showcase, panel_title, value_text
 
 if TYPE_CHECKING:
-    from ctc.report import Report
+    from ctc.report_tables import Report
 
 PAGE_FILE = "index.html"
 SETTINGS_FILE = Path(__file__).parent / "conf" / "html_report.yaml"

@@ -2,8 +2,8 @@
 
 A sweep deletes each job's decoded file unless ``keep_decoded`` is set; the bitstream stays. The
 codec is rebuilt from the configuration its sweep recorded (``<run>/<codec>/provenance.json``),
-and only when that configuration hashes to the job's own ``config_hash`` (and, for a GFVC model,
-the weights are the same kind, real or random), so the frames are the ones that were scored.
+and only when what it resolves to now (:mod:`ctc.identity`: binaries, weights, key-frame codec)
+and the sequence give the job's own identity hash, so the frames are the ones that were scored.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctc.codec import codec_class, create_codec
+from ctc.codec import Codec, codec_class, create_codec
 from ctc.devices import resolve_device
 from ctc.frames import read_rgb444
-from ctc.jobs import job_hash
+from ctc.identity import changes, codec_identity, identity_hash, job_identity, sequence_identity
 from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, job_dir, read_result
 
@@ -48,7 +48,7 @@ class RunFrames:
         provenance = _read_json(self.run_dir / PROVENANCE_FILE) or {}
         self.testset = dict((provenance.get("config") or {}).get("testset") or {})
         self._specs: dict[tuple[str, int], SequenceSpec] = {}
-        self._codecs: dict[str, Any] = {}
+        self._codecs: dict[str, tuple[Codec, dict[str, Any]]] = {}
 
     def spec(self, sequence: str, frames: int) -> SequenceSpec:
         """The sequence as its jobs coded it: the run's test set, its first ``frames`` frames."""
@@ -92,24 +92,22 @@ class RunFrames:
         if not section:
             raise RedecodeError(f"{self.run_dir / codec_name / PROVENANCE_FILE} records no codec_config: "
                                 f"cannot decode {bitstream} again")
-        if job_hash(section, spec, result["rate_point"]) != result.get("config_hash"):
-            raise RedecodeError(f"{directory}: {codec_name}'s recorded configuration is not the one that "
-                                "coded this job (its hash differs); it is not decoded with another one")
-        codec = self._codec(section)
-        random_weights = bool(codec.provenance().get("random_weights", False))
-        if random_weights != bool(result.get("random_weights", False)):
-            kind = "random" if result.get("random_weights") else "real"
-            raise RedecodeError(f"{directory}: coded with {kind} weights, which {codec_name} does not "
-                                "load now")
+        codec, resolved = self._codec(section)
+        identity = job_identity(resolved, sequence_identity(spec), result["rate_point"])
+        if identity_hash(identity) != result.get("config_hash"):
+            why = "; ".join(changes(result.get("identity") or {}, identity)[:3]) or "another identity hash"
+            raise RedecodeError(f"{directory}: {codec_name} is not set up now as it was for this job "
+                                f"({why}); its bitstream is not decoded with another setup")
         with tempfile.TemporaryDirectory(prefix="ctc-redecode-") as workdir:
             decoded = codec.decode(bitstream, spec, Path(workdir))
             return np.array(read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames))
 
-    def _codec(self, section: Mapping[str, Any]) -> Any:
+    def _codec(self, section: Mapping[str, Any]) -> tuple[Codec, dict[str, Any]]:
+        """The codec of ``section`` on this device, and what it resolves to now (its identity)."""
         name = str(section["name"])
         if name not in self._codecs:
             device = resolve_device(self.device) if codec_class(section).uses_gpu else "cpu"
-            self._codecs[name] = create_codec(section, device)
+            self._codecs[name] = (create_codec(section, device), codec_identity(section))
         return self._codecs[name]
 
 

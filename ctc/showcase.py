@@ -29,7 +29,7 @@ from ctc.redecode import JobFrames, RedecodeError, RunFrames
 from ctc.visuals import RANDOM_LABEL, Label, VisualError, write_grid, write_per_frame_plot, write_video
 
 if TYPE_CHECKING:
-    from ctc.report import Report
+    from ctc.report_tables import Report
 
 VISUALS_DIR = "visuals"
 UNITS = {"psnr": " dB", "psnr_y": " dB", "psnr_u": " dB", "psnr_v": " dB", "psnr_yuv": " dB"}

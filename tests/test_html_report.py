@@ -109,7 +109,7 @@ def test_page_of_a_run_without_bitstreams_lists_why_it_shows_no_pictures(tmp_pat
 # four rate points for x265 and the anchor (a BD-rate needs them), one for CFTE; the jobs run in this
 # process (the launchers are tested in test_runner_e2e)
 RUN_OVERRIDES = ["anchor=vvenc", "testset=demo", "testset.frames=4", "testset.sequences=[DEMO_001]",
-                 "metrics=psnr", "launcher=basic"]
+                 "metrics=psnr", "launcher=basic", "run=page"]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def demo_run(tmp_path_factory):
         patch.delenv(ENV_VAR, raising=False)
         run(["codec=x265", "report=false", f"results_dir={results}", *RUN_OVERRIDES])
         run(["codec=cfte", "codec.rate_points=[42]", f"results_dir={results}", *RUN_OVERRIDES])
-    return results / "demo"
+    return results / "page"
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ctc.comparisons import BITRATE, QUALITY, ComparisonError
 from ctc.plots import figure_name
 from ctc.showcase import Showcase, make_showcase, panel_title, value_text
+from ctc.store import job_lock
 
 if TYPE_CHECKING:
     from ctc.report_tables import Report
@@ -152,10 +153,15 @@ def write_page(report: Report, run_dir: Path, out_dir: Path,
                settings: Mapping[str, Any] | None = None) -> Path | None:
     """Write ``out_dir/index.html`` for ``report`` (a :class:`ctc.report.Report` of ``run_dir``) with its
     visual comparisons; returns its path (None when the settings turn the page off)."""
-    start = time.perf_counter()
     settings = settings or page_settings()
     if not settings["enabled"]:
         return None
+    with job_lock(out_dir, f"the report page in {out_dir}"):  # two sweeps of one run may end together
+        return _write_page(report, run_dir, out_dir, settings)
+
+
+def _write_page(report: Report, run_dir: Path, out_dir: Path, settings: Mapping[str, Any]) -> Path:
+    start = time.perf_counter()
     showcase, problem = None, ""
     if settings["comparisons"]["enabled"] and not report.rate_points.empty:
         try:

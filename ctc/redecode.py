@@ -9,6 +9,7 @@ and the sequence give the job's own identity hash, so the frames are the ones th
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,7 +100,9 @@ class RunFrames:
             raise RedecodeError(f"{directory}: {codec_name} is not set up now as it was for this job "
                                 f"({why}); its bitstream is not decoded with another setup")
         with tempfile.TemporaryDirectory(prefix="ctc-redecode-") as workdir:
-            decoded = codec.decode(bitstream, spec, Path(workdir))
+            # a copy: decoders write beside their input, where another process may be decoding it too
+            copy = Path(shutil.copy2(bitstream, workdir))
+            decoded = codec.decode(copy, spec, Path(workdir))
             return np.array(read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames))
 
     def _codec(self, section: Mapping[str, Any]) -> tuple[Codec, dict[str, Any]]:

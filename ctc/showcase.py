@@ -164,7 +164,7 @@ class _Drawer:
             else:
                 try:
                     item = self.draw(comparison, original, jobs, folder / f"{len(made) + 1:02d}", fps)
-                except VisualError as error:
+                except (VisualError, OSError) as error:
                     item = Shown(comparison, problem=str(error))
             made[comparison.key] = item
             shown.append(item)

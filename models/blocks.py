@@ -74,9 +74,17 @@ class _ConvNormBlock(nn.Module):
 
 
 class UpBlock2d(_ConvNormBlock):
-    """Nearest x2 upsampling, conv, BN, ReLU."""
+    """x2 upsampling, conv, BN, ReLU. Nearest (first-order-model), or bilinear with
+    ``align_corners=True`` (``bilinear=True``, the DAC family)."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
+                 padding: int | tuple = 1, groups: int = 1, bilinear: bool = False):
+        super().__init__(in_features, out_features, kernel_size, padding, groups)
+        self.bilinear = bilinear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bilinear:
+            return self.conv_norm_relu(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True))
         return self.conv_norm_relu(F.interpolate(x, scale_factor=2))
 
 
@@ -131,12 +139,14 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Hourglass decoder: UpBlock2d from the deepest level, concatenating each skip connection."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256,
+                 bilinear: bool = False):
         super().__init__()
         self.up_blocks = nn.ModuleList(
             UpBlock2d(
                 (1 if i == num_blocks - 1 else 2) * _width(block_expansion, max_features, i + 1),
                 _width(block_expansion, max_features, i),
+                bilinear=bilinear,
             )
             for i in reversed(range(num_blocks))
         )
@@ -150,12 +160,14 @@ class Decoder(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """U-Net style hourglass; output has ``out_filters = block_expansion + in_features`` channels."""
+    """U-Net style hourglass; output has ``out_filters = block_expansion + in_features`` channels.
+    ``bilinear``: the decoder upsamples bilinearly (the DAC family), else nearest."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256,
+                 bilinear: bool = False):
         super().__init__()
         self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
+        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features, bilinear)
         self.out_filters = self.decoder.out_filters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,12 +175,13 @@ class Hourglass(nn.Module):
 
 
 class AntiAliasInterpolation2d(nn.Module):
-    """Gaussian blur then nearest downsampling by ``scale`` (identity at scale 1).
+    """Gaussian blur then nearest downsampling by ``scale`` (identity at scale 1); ``bilinear``:
+    bilinear downsampling with ``align_corners=True`` instead (HDAC's copy).
 
     The blur kernel is the buffer ``weight`` ``(channels, 1, k, k)``, part of the checkpoints.
     """
 
-    def __init__(self, channels: int, scale: float):
+    def __init__(self, channels: int, scale: float, bilinear: bool = False):
         super().__init__()
         sigma = (1 / scale - 1) / 2
         size = 2 * round(sigma * 4) + 1
@@ -181,11 +194,14 @@ class AntiAliasInterpolation2d(nn.Module):
         self.register_buffer("weight", kernel.expand(channels, 1, size, size).clone())
         self.groups = channels
         self.scale = scale
+        self.bilinear = bilinear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 1.0:
             return x
         out = F.conv2d(F.pad(x, (self.ka, self.kb, self.ka, self.kb)), self.weight, groups=self.groups)
+        if self.bilinear:
+            return F.interpolate(out, scale_factor=self.scale, mode="bilinear", align_corners=True)
         return F.interpolate(out, scale_factor=(self.scale, self.scale))
 
 
@@ -256,12 +272,15 @@ class AutoencoderLayers(nn.Module):
         max_features: int,
         num_down_blocks: int,
         num_bottleneck_blocks: int,
+        bilinear: bool = False,
     ) -> None:
+        """``bilinear``: the up blocks upsample bilinearly (the DAC family), else nearest."""
         width = [_width(block_expansion, max_features, i) for i in range(num_down_blocks + 1)]
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         downs = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
         setattr(self, self.down_name, downs)
-        ups = nn.ModuleList(UpBlock2d(width[i + 1], width[i]) for i in reversed(range(num_down_blocks)))
+        ups = nn.ModuleList(UpBlock2d(width[i + 1], width[i], bilinear=bilinear)
+                            for i in reversed(range(num_down_blocks)))
         setattr(self, self.up_name, ups)
         self.bottleneck = nn.Sequential()
         for i in range(num_bottleneck_blocks):

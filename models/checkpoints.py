@@ -51,6 +51,13 @@ def find_checkpoint(
     )
 
 
+def checkpoint_file_names(model_config: Mapping[str, Any]) -> list[str]:
+    """The model config's checkpoint file names, with its common params filled in (DAC's
+    ``DAC-{num_kp}-checkpoint.pth.tar`` names a file per keypoint count)."""
+    common = model_config.get("model_params", {}).get("common_params", {})
+    return [str(name).format(**common) for name in model_config["checkpoint_files"]]
+
+
 def resolve_weights(model: str, model_config: Mapping[str, Any], weights: str | Path = "auto") -> Path | str:
     """The weights a model runs with: its checkpoint file, or :data:`RANDOM`.
 
@@ -64,7 +71,7 @@ def resolve_weights(model: str, model_config: Mapping[str, Any], weights: str | 
     configured = None if weights in ("auto", "checkpoint") else weights
     configured = configured or model_config.get("checkpoint")
     try:
-        return find_checkpoint(model, model_config["checkpoint_files"], model_config["where_to_get"],
+        return find_checkpoint(model, checkpoint_file_names(model_config), model_config["where_to_get"],
                                configured)
     except CheckpointError:
         if weights == "auto" and not configured:

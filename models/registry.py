@@ -18,7 +18,14 @@ from torch import nn
 
 from ctc.conf import available, load_section
 from models.base import GenerativeModel
-from models.checkpoints import RANDOM, RANDOM_SEED, find_checkpoint, load_subnetworks, seeded
+from models.checkpoints import (
+    RANDOM,
+    RANDOM_SEED,
+    checkpoint_file_names,
+    find_checkpoint,
+    load_subnetworks,
+    seeded,
+)
 
 _MODELS: dict[str, type[NetworkModel]] = {}
 
@@ -110,7 +117,7 @@ class NetworkModel(GenerativeModel):
         choice = weights if weights is not None else config.get("checkpoint")
         if str(choice) == RANDOM:
             return cls(networks, f"{RANDOM} (seed {seed})", True, device, dtype)
-        path = find_checkpoint(cls.name, config["checkpoint_files"], config["where_to_get"], choice)
+        path = find_checkpoint(cls.name, checkpoint_file_names(config), config["where_to_get"], choice)
         load_subnetworks(path, networks, cls.name)
         return cls(networks, str(path), False, device, dtype)
 

@@ -11,9 +11,11 @@ HASH = bytes(range(16))
 
 
 def sample() -> GfvcBitstream:
-    # a 140-byte payload needs a 2-byte length field
+    # a 140-byte payload needs a 2-byte length field; key frames at 0 and 3 (two GOPs)
     payloads = [b"", b"\x7c", b"\x85\xe0" * 70, b"", b"\x01\x02\x03"]
-    return GfvcBitstream("cfte", HASH, 256, 192, b"key-frame-bitstream" * 5, payloads)
+    key_frames = {0: b"key-frame-bitstream" * 5, 3: b"second key frame"}
+    return GfvcBitstream("cfte", HASH, 256, 192, key_frames, payloads, {"base_layer": b"\x00\x01" * 9},
+                         {"residual": [b"", b"r1", b"", b"", b"r4" * 3]})
 
 
 def test_round_trip_and_fields():
@@ -21,15 +23,25 @@ def test_round_trip_and_fields():
     back = bitstream.unpack(bitstream.pack(stream), expect_model="cfte", expect_hash=HASH)
     assert back == stream
     assert back.frame_count == 5 and (back.width, back.height) == (256, 192)
+    assert back.key_frame_positions == [0, 3] and back.gops() == [(0, 3), (3, 5)]
 
 
 def test_parts_add_up_to_the_file_size():
     stream = sample()
     parts = bitstream.bit_parts(stream)
-    assert set(parts) == {"header", "key_frame", "features"}
+    assert set(parts) == {"header", "key_frame", "features", "base_layer", "residual"}
     assert sum(parts.values()) == 8 * len(bitstream.pack(stream))
-    assert parts["key_frame"] == 8 * len(stream.key_frame)
+    assert parts["key_frame"] == 8 * sum(len(k) for k in stream.key_frames.values())
     assert parts["features"] == 8 * sum(len(p) for p in stream.payloads)
+    assert parts["base_layer"] == 8 * 18 and parts["residual"] == 8 * 8
+    assert 0 < parts["header"] < 8 * 100
+
+
+def test_frame_zero_must_be_a_key_frame():
+    stream = sample()
+    stream.key_frames = {3: b"x"}
+    with pytest.raises(ValueError, match="frame 0 must be one"):
+        bitstream.pack(stream)
 
 
 def test_every_truncation_is_refused():

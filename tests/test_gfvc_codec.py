@@ -102,9 +102,9 @@ def encode_and_decode(codec: GfvcCodec, sequence: SequenceSpec, qp: int, folder:
     return result, frames
 
 
-def check_rate_accounting(codec: GfvcCodec, result) -> None:
+def check_rate_accounting(codec: GfvcCodec, result, parts=("header", "key_frame", "features")) -> None:
     """Parts add up to the file; the active mode's feature bits are the file's, the other one is listed."""
-    assert set(result.bits) == {"header", "key_frame", "features"}
+    assert set(result.bits) == set(parts)
     assert result.total_bits == 8 * result.bitstream.stat().st_size
     by_mode = result.details["feature_bits_by_mode"]
     assert set(by_mode) == {"ae", "sei"} and by_mode[codec.feature_coding] == result.bits["features"]
@@ -123,9 +123,9 @@ def test_round_trip_accounting_and_closed_loop(clip, tmp_path, coding):
     recon = tmp_path / "enc" / f"{clip.name}_qp32_recon.rgb"
     assert recon.read_bytes() == (tmp_path / "dec" / f"{clip.name}_decoded.rgb").read_bytes()
     encoded = codec.encode_frames(original, 32, tmp_path / "enc2")
-    assert np.array_equal(frames[0], encoded.key_frame)
+    assert np.array_equal(frames[0], encoded.gops[0].key_frame)
     one_by_one = stand_in_codec(feature_coding=coding, cpu_batch_size=1)  # a per-frame encoder loop
-    assert not np.array_equal(one_by_one.render(encoded.key_frame, encoded.features), frames)
+    assert not np.array_equal(one_by_one.render(encoded), frames)
     assert bitstream.pack(encoded.stream) == result.bitstream.read_bytes()  # deterministic
 
 
@@ -133,14 +133,14 @@ def test_ae_payloads_are_the_common_software_coding_of_the_residuals(clip, tmp_p
     codec = stand_in_codec()
     original = np.asarray(clip.read())
     encoded = codec.encode_frames(original, 22, tmp_path)
-    previous = codec.reference_features(encoded.key_frame)
+    previous = codec.reference_features(encoded.gops[0].key_frame)
     assert encoded.stream.payloads[0] == b""
     for index, payload in enumerate(encoded.stream.payloads[1:], start=1):
         current = codec._features(original[index:index + 1])[0]
         values = entropy.quantise(current - previous, codec.q_step)
         assert payload == entropy.encode_values(values)
         previous = previous + np.asarray(values, np.float64) / codec.q_step
-        assert np.array_equal(previous, encoded.features[index - 1])
+        assert np.array_equal(previous, encoded.gops[0].features[index - 1])
 
 
 def test_truncation_output_rounding():
@@ -189,15 +189,16 @@ def test_bad_config_values_are_refused():
         load_config_section("codec", "nonesuch")
 
 
-@pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v"])
+@pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v", "dac"])
 def test_config_files_hold_every_number(name):
     config = load_config_section("codec", name)
     assert config["name"] == name and config["module"] == "models.gfvc"
     assert config["rate_points"] == [22, 32, 42, 52]
-    assert config["q_step"] == {"fomm": 64, "cfte": 4, "fv2v": 256}[name]
+    assert config["q_step"] == {"fomm": 64, "cfte": 4, "fv2v": 256, "dac": 64}[name]
     assert 2 ** config["sei"]["coordinate_precision"] == config["q_step"]
     assert {"weights", "intra_codec", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
-            "encoder_reconstruction"} <= set(config)
+            "encoder_reconstruction", "gop_size", "refresh"} <= set(config)
+    assert config["gop_size"] is None and config["refresh"]["threshold"] is None  # one key frame, no refresh
 
 
 def stand_in_with_real_intra(**overrides) -> GfvcCodec:
@@ -238,8 +239,8 @@ def test_tiny_model_with_a_real_vtm_key_frame(real_vtm, key_frame_format, shared
     recon = tmp_path / "enc" / "face00_qp32_recon.rgb"
     assert recon.read_bytes() == (tmp_path / "dec" / "face00_decoded.rgb").read_bytes()
     original = np.asarray(sequence.read())
-    key_frame = codec.intra.decode_picture(codec.parse(result.bitstream.read_bytes()).key_frame, size, size,
-                                           tmp_path / "key")
+    stream = codec.parse(result.bitstream.read_bytes())
+    key_frame = codec.intra.decode_picture(stream.key_frames[0], size, size, tmp_path / "key")
     assert np.array_equal(decoded[0], key_frame)
     assert np.abs(decoded[0].astype(int) - original[0]).mean() < 6
 
@@ -276,7 +277,7 @@ def resized(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("coding", ["ae", "sei"])
-@pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v"])
+@pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v", "dac"])
 def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
     """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
     config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
@@ -294,3 +295,55 @@ def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_
     assert bitstream.pack(again.stream) == result.bitstream.read_bytes()  # deterministic
     assert np.abs(decoded[0].astype(int) - original[0]).mean() < 12  # the vvenc key frame at QP 42
     assert decoded[1:].std() > 1  # the generator's pictures, not a constant
+
+
+def test_gop_size_codes_a_key_frame_every_n_frames(clip, tmp_path):
+    codec = stand_in_codec(gop_size=2, encoder_reconstruction=True)
+    result, frames = encode_and_decode(codec, clip, 32, tmp_path)
+    check_rate_accounting(codec, result)
+    assert result.details["key_frames"] == 3 and result.details["key_frame_positions"] == [0, 2, 4]
+    stream = codec.parse(result.bitstream.read_bytes())
+    assert result.bits["key_frame"] == 8 * sum(len(k) for k in stream.key_frames.values())
+    single = stand_in_codec().encode(clip, 32, tmp_path / "single")
+    assert single.details["key_frames"] == 1 and single.bits["key_frame"] < result.bits["key_frame"]
+    for position in (0, 2, 4):  # each key frame is the intra codec's picture, and starts a GOP afresh
+        assert stream.payloads[position] == b""
+        intra = StandInIntra().decode_picture(stream.key_frames[position], clip.width, clip.height, tmp_path)
+        assert np.array_equal(frames[position], intra)
+    recon = tmp_path / "enc" / f"{clip.name}_qp32_recon.rgb"
+    assert recon.read_bytes() == (tmp_path / "dec" / f"{clip.name}_decoded.rgb").read_bytes()
+
+
+@pytest.mark.parametrize(("threshold", "positions"), [(None, [0]), (99.0, [0, 1, 2, 3, 4])])
+def test_adaptive_refresh_codes_a_key_frame_where_quality_falls(clip, tmp_path, threshold, positions):
+    codec = stand_in_codec(refresh={"metric": "psnr", "threshold": threshold})
+    result, frames = encode_and_decode(codec, clip, 32, tmp_path)
+    assert result.details["key_frame_positions"] == positions
+    assert codec.provenance()["refresh"] == {"metric": "psnr", "threshold": threshold}
+
+
+def test_bad_key_frame_settings_are_refused():
+    with pytest.raises(ValueError, match="gop_size 0"):
+        stand_in_codec(gop_size=0)
+    with pytest.raises(ValueError, match="refresh.metric 'ssim'"):
+        stand_in_codec(refresh={"metric": "ssim", "threshold": 0.9})
+
+
+@pytest.mark.slow
+def test_fomm_with_gop_size_4_on_16_frames_codes_4_key_frames(shared, tmp_path):
+    """The real tiny FOMM (random weights) and the real vvenc key frames: 4 GOPs, every key frame in
+    the rate, encoder reconstruction = decoder output byte for byte."""
+    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 16})
+    config, size = tiny_config("fomm", shared, weights="random", gop_size=4, encoder_reconstruction=True)
+    sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
+    codec = CODECS["fomm"](config)
+    result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
+    check_rate_accounting(codec, result)
+    assert result.details["key_frames"] == 4 and result.details["key_frame_positions"] == [0, 4, 8, 12]
+    stream = codec.parse(result.bitstream.read_bytes())
+    assert len(stream.key_frames) == 4
+    assert result.bits["key_frame"] == 8 * sum(map(len, stream.key_frames.values()))
+    recon = tmp_path / "enc" / "face00_qp42_recon.rgb"
+    assert recon.read_bytes() == (tmp_path / "dec" / "face00_decoded.rgb").read_bytes()
+    single = CODECS["fomm"]({**config, "gop_size": None}).encode(sequence, 42, tmp_path / "single")
+    assert single.details["key_frames"] == 1 and single.total_bits < result.total_bits

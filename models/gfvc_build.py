@@ -30,8 +30,10 @@ def load_config_section(group: str, section: str | Mapping[str, Any]) -> dict[st
 
 
 def to_uint8(prediction: torch.Tensor, rounding: str) -> np.ndarray:
-    """Generator output in [0, 1] to 8-bit; ``truncate`` is the common software's ``(x * 255)`` cast."""
-    scaled = np.clip(prediction.detach().float().cpu().numpy() * 255, 0, 255)
+    """Generator output in [0, 1] to 8-bit; ``truncate`` is the common software's ``(x * 255)`` cast,
+    computed in the prediction's own precision (float32, or float64 as the goldens)."""
+    values = prediction.detach().cpu()
+    scaled = np.clip((values if values.dtype == torch.float64 else values.float()).numpy() * 255, 0, 255)
     return (np.round(scaled) if rounding == "round" else scaled).astype(np.uint8)
 
 

@@ -1,0 +1,127 @@
+"""HDAC: layout equal to the upstream manifest, outputs equal to the goldens, and the codec with its
+base layer coded by the real vvenc (random tiny weights): bits split per part, closed loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import (
+    layout,
+    load_pt,
+    manifest,
+    manifest_layout,
+    max_abs_diff,
+    tiny_params,
+    training_checkpoint,
+)
+from test_gfvc_codec import as_sequence, encode_and_decode, resized
+
+from ctc.codec import create_codec
+from ctc.sequences import load_test_set
+from models import features
+from models.gfvc_build import load_config_section, to_uint8
+from models.hdac import HDAC
+from models.registry import load_model_config
+
+
+@pytest.fixture(scope="module")
+def golden(shared: Path) -> Path:
+    return shared / "golden" / "hdac"
+
+
+@pytest.fixture(scope="module")
+def expected(golden: Path) -> dict[str, torch.Tensor]:
+    return load_pt(golden / "tiny" / "outputs.pt")
+
+
+@pytest.fixture(scope="module")
+def inputs(golden: Path) -> dict[str, torch.Tensor]:
+    return load_pt(golden / "tiny" / "inputs.pt")
+
+
+def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
+    info = manifest(golden)
+    assert load_model_config("hdac")["model_params"] == info["config"]["model_params"]
+    for name, module in HDAC.build_networks(info["config"]["model_params"]).items():
+        assert layout(module) == manifest_layout(info["state_dicts"][name]), name
+        assert sum(p.numel() for p in module.parameters()) == info["num_parameters"][name]
+
+
+def test_tiny_outputs_equal_golden_float64(golden: Path, inputs: dict, expected: dict) -> None:
+    networks = HDAC.build_networks(tiny_params(golden))
+    for name, module in networks.items():
+        module.load_state_dict(load_pt(golden / "tiny" / f"{name}.pt"), strict=True)
+        module.double().eval()
+    kpd, generator = networks["kp_detector"], networks["generator"]
+    source, base_layer = inputs["source"].double(), inputs["base_layer"].double()[1:]
+    decoded = {"value": expected["kp_decoded.value"].double()}
+    with torch.no_grad():
+        kp_source, kp_driving = kpd(source), kpd(inputs["driving"].double())
+        out = generator(source, kp_source, decoded, base_layer)
+        off = generator(source, kp_source, {"value": decoded["value"][:1]}, torch.zeros_like(source))
+    ours = {"kp_source.value": kp_source["value"], "kp_driving.value": kp_driving["value"],
+            "kp_source.downsampled_input": kpd.downscale(source),
+            "kp_driving.downsampled_input": kpd.downscale(inputs["driving"].double()),
+            "generator.ref_fts": out["ref_fts"], "generator.prediction": out["prediction"],
+            "generator.frame1.prediction_base_layer_off_decoder": off["prediction"],
+            "generator.bl_fts_of_zero_image": off["bl_fts"],
+            "dense_motion.frame1.sparse_deformed": out["sparse_deformed"][:1]}
+    for key in ("bl_fts", "def_ref_fts", "main_bottleneck_out", "bt_output"):
+        ours[f"generator.frame1.{key}"] = out[key][:1]
+    for key in ("heatmap_sum", "sparse_motion_sum", "mask", "deformation", "occlusion_map"):
+        ours[f"dense_motion.{key}"] = out[key]
+    ours["dense_motion.downsampled_reference"] = out["downsampled_reference"].expand(3, -1, -1, -1)
+    for key, value in ours.items():
+        assert value.shape == expected[key].shape, key
+        assert max_abs_diff(value, expected[key]) <= 1e-9, key
+    assert np.array_equal(to_uint8(out["prediction"], "truncate"), expected["decoder.output_uint8"].numpy())
+
+
+def test_keypoint_coding_is_byte_exact(expected: dict) -> None:
+    reference = expected["kp_source.value"].flatten().numpy()
+    payloads, recon = features.code_ae(reference, expected["kp_driving.value"].flatten(1).numpy(), 64)
+    for index, payload in enumerate(payloads[1:], start=1):
+        assert payload == bytes(expected[f"kp_coding.bin_bytes.frame{index:04d}"].tolist())
+    assert np.array_equal(recon, expected["kp_coding.rec_sem"].numpy())
+
+
+def test_float32_model_from_a_training_checkpoint(golden: Path, inputs: dict, expected: dict,
+                                                   tmp_path: Path) -> None:
+    path = tmp_path / "HDAC-checkpoint.pth.tar"
+    networks = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in ("kp_detector", "generator")}
+    torch.save(training_checkpoint(networks), path)
+    model = HDAC.from_config({**load_model_config("hdac"), "model_params": tiny_params(golden)}, weights=path)
+    keypoints = model.extract_features(inputs["driving"])
+    assert max_abs_diff(keypoints, expected["kp_driving.value"].flatten(1)) <= 1e-5
+    reference = model.prepare_reference(inputs["source"])
+    frames = model.generate(inputs["source"], reference, expected["kp_decoded.value"].flatten(1),
+                            base_layer=inputs["base_layer"][1:])
+    assert max_abs_diff(frames, expected["generator.prediction"]) <= 1e-4
+    with pytest.raises(ValueError, match="base_layer is missing"):
+        model.generate(inputs["source"], reference, expected["kp_decoded.value"].flatten(1))
+
+
+@pytest.mark.parametrize("scale", [1, 0.5])
+def test_codec_with_a_vvenc_base_layer(golden: Path, shared: Path, tmp_path: Path, scale: float) -> None:
+    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 4})
+    size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
+    sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
+    model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
+    config = {**load_config_section("codec", "hdac"), "model": model, "weights": "random",
+              "base_codec": "vvenc", "base_layer_scale": scale, "encoder_reconstruction": True,
+              "cpu_batch_size": 2}
+    codec = create_codec(config)
+    result, decoded = encode_and_decode(codec, sequence, 47, tmp_path)
+    assert set(result.bits) == {"header", "key_frame", "features", "base_layer"}
+    assert result.total_bits == 8 * result.bitstream.stat().st_size and result.bits["base_layer"] > 0
+    details = result.details["base_layer"]
+    assert details["qp"] == 47 and details["codec"] == "vvenc" and details["size"] == [size * scale] * 2
+    assert "x264" in details["upstream_difference"] and result.details["key_frame_qp"] == 22
+    recon = tmp_path / "enc" / "face00_qp47_recon.rgb"
+    assert recon.read_bytes() == decoded.tobytes()
+    other = create_codec({**config, "base_layer_scale": 0.5 if scale == 1 else 1})
+    assert other.config_hash != codec.config_hash  # a decoder with another base layer refuses the file

@@ -37,3 +37,14 @@ class GenerativeModel(ABC):
 
         Must give for each frame exactly what a batch of one gives (decoding is batched).
         """
+
+    def encoder_pass(self, frame: torch.Tensor) -> Any:
+        """The encoder's network work for one inter frame ``(1, 3, H, W)`` (counted by ``ctc-complexity``):
+        its features. Models whose encoder also reconstructs (RDAC) say so by overriding this."""
+        return self.extract_features(frame)
+
+    def decoder_pass(self, key_frame: torch.Tensor, reference: Any, features: torch.Tensor,
+                     frame: torch.Tensor) -> Any:
+        """The decoder's network work for one inter frame (counted by ``ctc-complexity``); ``frame``
+        stands for any per-frame picture the model takes (HDAC's base layer)."""
+        return self.generate(key_frame, reference, features)

@@ -2,8 +2,11 @@
 
 MACs are ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2 (convolutions and matrix products;
 element-wise work, sampling and OpenCV's Farneback are not counted), per pixel of a 256 x 256 frame:
-* encoder: feature extraction of one frame (what the encoder runs per frame);
-* decoder: generating one frame once the key frame's work is done (what our decoder runs per frame);
+* encoder: what the encoder runs per frame (feature extraction; RDAC also codes and reconstructs
+  the residual, so it runs the decoder's networks too);
+* decoder: generating one frame once the key frame's work is done (what our decoder runs per frame;
+  HDAC includes its base-layer encoder, RDAC the residual warp and synthesis; the conventional base
+  layer's and the rANS coder's own work is not counted);
 * key frame: the decoder's work done once per key frame (its features and encoding).
 The common software reruns the key-frame part of the generator for every frame; its per-frame
 decoder cost is at most decoder + key frame. Counts do not depend on the weights (random ones are used).
@@ -54,8 +57,8 @@ def model_complexity(name: str, config: Mapping[str, Any] | None = None, size: i
         "frame_size": [size, size],
         "parameters": parameter_counts(model.networks),
         "macs_per_pixel": {
-            "encoder": count_macs(model.extract_features, frame) / pixels,
-            "decoder": count_macs(model.generate, frame, reference, features) / pixels,
+            "encoder": count_macs(model.encoder_pass, frame) / pixels,
+            "decoder": count_macs(model.decoder_pass, frame, reference, features, frame) / pixels,
             "key_frame": count_macs(model.prepare_reference, frame) / pixels,
         },
     }

@@ -92,3 +92,7 @@ class HDAC(KeypointModel):
         out = self.networks["generator"](self._input(key_frame), reference["kp"], kp_target,
                                          self._input(base_layer), reference_features=reference["features"])
         return out["prediction"]
+
+    def decoder_pass(self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor,
+                     frame: torch.Tensor) -> torch.Tensor:
+        return self.generate(key_frame, reference, features, base_layer=frame)

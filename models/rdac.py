@@ -75,3 +75,24 @@ class RDAC(KeypointModel):
         out = self.generator(self._input(key_frame), reference["kp"], kp_target,
                              reference_features=reference["features"])
         return out["prediction"]
+
+    @torch.no_grad()
+    def decoder_pass(self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor,
+                     frame: torch.Tensor) -> torch.Tensor:
+        """A temporal frame: animation, residual warp, and the residual's hyper-synthesis and synthesis."""
+        coder = self.generator.tdc
+        animation = self.generate(key_frame, reference, features)
+        kp = self.features_to_kp(features)
+        warped, _ = self.generator.deform_residual(animation, kp, kp, animation)
+        height, width = frame.shape[2:]
+        z_hat = frame.new_zeros(1, coder.entropy_bottleneck.channels, height // 128, width // 128)
+        y_hat = coder.h_s(self._input(z_hat)).chunk(2, 1)[1]
+        return animation + warped + coder.g_s(y_hat)
+
+    @torch.no_grad()
+    def encoder_pass(self, frame: torch.Tensor) -> torch.Tensor:
+        """Features, the decoder's work (closed loop), and the residual's analysis and hyper-analysis."""
+        features = self.extract_features(frame)
+        reference = self.prepare_reference(frame)
+        decoded = self.decoder_pass(frame, reference, features, frame)
+        return self.generator.tdc.h_a(self.generator.tdc.analysis(self._input(frame) - decoded))

@@ -47,3 +47,18 @@ def test_unknown_model_is_refused(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["nosuchmodel"])
     assert "unknown model(s) nosuchmodel" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dac_family_complexity_counts_their_extra_networks(shared: Path) -> None:
+    """HDAC's decoder adds its base-layer encoder and fusion; RDAC's encoder runs its decoder too."""
+    result = {}
+    for name in ("dac", "hdac", "rdac"):
+        config = {**load_model_config(name), "model_params": tiny_params(shared / "golden" / name)}
+        result[name] = model_complexity(name, config, size=128)
+    assert len({r["parameters"]["kp_detector"] for r in result.values()}) == 1  # one detector design
+    macs = {name: r["macs_per_pixel"] for name, r in result.items()}
+    assert macs["dac"]["encoder"] == macs["hdac"]["encoder"] < macs["dac"]["decoder"]
+    assert macs["dac"]["decoder"] < macs["hdac"]["decoder"]
+    assert macs["rdac"]["encoder"] > macs["rdac"]["decoder"] > macs["dac"]["decoder"]
+    assert result["rdac"]["parameters"]["generator.sdc"] == result["rdac"]["parameters"]["generator.tdc"]

@@ -26,9 +26,10 @@ def _sheet_name(text: str, taken: set[str]) -> str:
 
 
 def _rate_point_columns(report: Report) -> list[str]:
+    parts = [c for c in report.rate_points.columns if c.startswith("bits_")]
     columns = ["codec", "seq_class", "sequence", "rate_point", "kbps", "file_kbps", *report.metrics,
-               "enc_seconds", "dec_seconds", "frames", "bits", "random_weights", "codec_version",
-               "checkpoint"]
+               "enc_seconds", "dec_seconds", "frames", "bits", *parts, "key_frames", "random_weights",
+               "codec_version", "checkpoint"]
     return [c for c in columns if c in report.rate_points.columns]
 
 

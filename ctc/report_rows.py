@@ -48,6 +48,11 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     table["codec_setup"] = [identity_hash(identity["codec"]) if "codec" in identity else None
                             for identity in identities]
     table["source_md5"] = [(identity.get("sequence") or {}).get("file_md5") for identity in identities]
+    # the bits of each part of the bitstreams (a GFVC codec's key frames, features, base layer...)
+    parts = [(result.get("bits") or {}).get("parts") or {} for result in results]
+    for part in dict.fromkeys(name for names in parts for name in names):
+        table[f"bits_{part}"] = [bits.get(part) for bits in parts]
+    table["key_frames"] = [(result.get("encode_details") or {}).get("key_frames") for result in results]
     directions: dict[str, str] = {}
     for result in results:
         directions.update(result.get("metric_directions") or {})

@@ -36,6 +36,13 @@ def metrics_at(kbps: float, factor: float, offset: float) -> dict[str, float]:
             "psnr": 30.0 + 2.0 * level + offset}
 
 
+def parts(codec: str, bits: float) -> dict[str, float]:
+    """A GFVC codec's bits split into its bitstream's parts; an anchor's one video stream."""
+    if codec == "cfte":
+        return {"header": 200, "key_frame": bits * 0.75, "features": bits * 0.25 - 200}
+    return {"video": bits}
+
+
 def write_run(run_dir: Path) -> Path:
     """Write the run (result.json files and provenance.json) into ``run_dir``; return it."""
     for codec, (points, factor) in CURVES.items():
@@ -53,7 +60,9 @@ def write_run(run_dir: Path) -> Path:
                         {"checkpoint": "cfte-random.pth"} if codec == "cfte" else {}),
                     "random_weights": codec == "cfte", "sequence": sequence, "seq_class": seq_class,
                     "rate_point": rate_point, "frames": 10, "fps": 25, "width": 64, "height": 64,
-                    "bits": {"total": kbps * 400, "parts": {}}, "kbps": None if gap else kbps,
+                    "bits": {"total": kbps * 400, "parts": parts(codec, kbps * 400)},
+                    "encode_details": {"key_frames": 1} if codec == "cfte" else {},
+                    "kbps": None if gap else kbps,
                     "enc_seconds": SECONDS[codec][0], "dec_seconds": SECONDS[codec][1], "commands": [],
                     "metrics": {} if gap else metrics_at(kbps, factor, offset=index),
                     "metric_directions": DIRECTIONS, "config_hash": "abc123",

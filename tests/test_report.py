@@ -81,6 +81,10 @@ def test_files_hold_the_expected_rows(run):
     assert "BD-rate dists (%)" in summary.columns and "BD-quality 1 - dists" in summary.columns
     points = pd.read_csv(out / "rate_points.csv")
     assert len(points) == 3 * 4 * 4 - 4 - 1 - 1  # anchor lacks a sequence, one failed, one absent
+    cfte = points[points["codec"] == "cfte"]  # each part of the bitstreams, and the key frames
+    assert (cfte[["bits_header", "bits_key_frame", "bits_features"]].sum(axis=1) == cfte["bits"]).all()
+    assert (cfte["key_frames"] == 1).all()
+    assert points.loc[points["codec"] == "vvenc", "bits_video"].notna().all()
     document = json.loads((out / "report.json").read_text())
     assert document["info"]["anchor"] == "vvenc"
     assert document["info"]["codecs"]["cfte"]["random_weights"] is True

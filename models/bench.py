@@ -55,11 +55,16 @@ def bench_model(
     features = model.extract_features(pictures[1:])
     reference = model.prepare_reference(key_frame)
 
+    driving = pictures[1:]  # also the per-frame pictures a model may take (HDAC's base layer)
+
     def per_frame() -> torch.Tensor:
-        return torch.cat([model.generate(key_frame, reference, f[None]) for f in features])
+        return torch.cat([model.decoder_pass(key_frame, reference, features[i:i + 1], driving[i:i + 1])
+                          for i in range(frames)])
 
     def batched() -> torch.Tensor:
-        return torch.cat([model.generate(key_frame, reference, b) for b in features.split(batch_size)])
+        starts = range(0, frames, batch_size)
+        return torch.cat([model.decoder_pass(key_frame, reference, features[i:i + batch_size],
+                                             driving[i:i + batch_size]) for i in starts])
 
     batched()  # warm-up (allocations, kernel selection)
     label = f"{name} ({model.weights} weights) {dev.type}"

@@ -23,12 +23,12 @@ import cv2
 import numpy as np
 import torch
 
-from ctc.codec import CodecError, register_codec
+from ctc.codec import CodecError, codec_class, register_codec
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.sequences import SequenceSpec
 from models import bitstream
 from models.gfvc import GfvcCodec
-from models.gfvc_build import conventional_codec
+from models.gfvc_build import conventional_codec, conventional_section
 
 BASE_LAYER = "base_layer"
 UPSTREAM_DIFFERENCE = ("base layer coded by the harness's conventional codec directly from the sequence at "
@@ -54,9 +54,20 @@ class HdacCodec(GfvcCodec):
         self.base_scale = float(config.get("base_layer_scale", 1))
         if not 0 < self.base_scale <= 1:
             raise ValueError(f"{self.name}: base_layer_scale {self.base_scale}: expected 0 < scale <= 1")
-        self.base_name, self.base_codec = conventional_codec(self.name, config.get("base_codec", "auto"),
-                                                             "yuv420", "base_codec")
+        self.base_name, self.base_codec = conventional_codec(self.name, self.base_section(config),
+                                                             "base_codec")
         super().__init__(config, *args, **kwargs)
+
+    @classmethod
+    def base_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The base-layer codec's config (``base_codec``: ``vtm``, ``vvenc``, ``x265`` or ``auto``)."""
+        return conventional_section(cls.name, config.get("base_codec", "auto"), "yuv420", "base layer")
+
+    @classmethod
+    def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        base = cls.base_section(config)
+        return {**super().identity(config), "base_layer_codec": {"config": base,
+                                                                 **codec_class(base).identity(base)}}
 
     def hashed_settings(self) -> dict[str, Any]:
         return {"base_codec": self.base_name, "base_layer_scale": self.base_scale}

@@ -112,12 +112,14 @@ class VtmCodec(Codec, IntraCodec):
         return self._encode_frames(frames, rate_point, sequence.fps, bitstream, source)
 
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
-        """Decode to RGB; ``details`` hold the decoder output's md5 and the harness's PSNR of each coded
-        plane against the pictures VTM was given (what VTM's own Y/U/V-PSNR measures)."""
+        """Decode to RGB; ``details`` hold the decoder output's md5 and, when the sequence's file is there,
+        the harness's PSNR of each coded plane against the pictures VTM was given (what VTM's own
+        Y/U/V-PSNR measures; a decoder without the source, as HDAC's base layer, has no such PSNR)."""
         Path(workdir).mkdir(parents=True, exist_ok=True)
         output = Path(workdir) / f"{Path(bitstream).stem}_decoded.rgb"
+        source = read_sequence_frames(sequence) if sequence.path.is_file() else None
         return self._decode_to_rgb(Path(bitstream), sequence.width, sequence.height, sequence.frames, output,
-                                   coded_source=read_sequence_frames(sequence))
+                                   coded_source=source)
 
     # -- one intra picture ----------------------------------------------------------------------
     def encode_picture(self, rgb: np.ndarray, qp: int, workdir: Path) -> bytes:

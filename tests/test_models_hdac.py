@@ -125,3 +125,18 @@ def test_codec_with_a_vvenc_base_layer(golden: Path, shared: Path, tmp_path: Pat
     assert recon.read_bytes() == decoded.tobytes()
     other = create_codec({**config, "base_layer_scale": 0.5 if scale == 1 else 1})
     assert other.config_hash != codec.config_hash  # a decoder with another base layer refuses the file
+
+
+@pytest.mark.vtm
+@pytest.mark.slow
+def test_codec_with_a_real_vtm_base_layer(real_vtm, golden: Path, tmp_path: Path) -> None:
+    """The base layer through the real VTM: the decoder has the bitstream only, not the source."""
+    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 3})
+    size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
+    sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
+    model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
+    codec = create_codec({**load_config_section("codec", "hdac"), "model": model, "weights": "random",
+                          "base_codec": "vtm", "intra_codec": "vvenc", "encoder_reconstruction": True})
+    result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
+    assert result.details["base_layer"]["codec"] == "vtm" and result.bits["base_layer"] > 0
+    assert (tmp_path / "enc" / "face00_qp42_recon.rgb").read_bytes() == decoded.tobytes()

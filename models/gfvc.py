@@ -32,7 +32,7 @@ import torch
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, codec_class, register_codec
 from ctc.devices import batch_size_for
 from ctc.frames import write_rgb444
-from ctc.hashing import file_digest
+from ctc.hashing import compute_digest, file_digest
 from ctc.sequences import SequenceSpec
 from models import bitstream, features, sei
 from models.base import GenerativeModel
@@ -205,15 +205,17 @@ class GfvcCodec(Codec):
         path = workdir / f"{stem}.gfvc"
         path.write_bytes(bitstream.pack(encoded.stream))
         seconds = encoded.seconds
-        if self.encoder_reconstruction:
-            start = time.perf_counter()
-            write_rgb444(workdir / f"{stem}_recon.rgb", self.render(encoded))
-            seconds += time.perf_counter() - start
         parts = bitstream.bit_parts(encoded.stream)
         positions = encoded.stream.key_frame_positions
         details: dict[str, Any] = {"feature_bits_by_mode": dict(encoded.feature_bits_by_mode),
                                    "key_frames": len(positions), "key_frame_positions": positions,
                                    "key_frame_qp": self.key_frame_qp(rate_point), **encoded.details}
+        if self.encoder_reconstruction:  # the job then checks the decoder's output against it
+            start = time.perf_counter()
+            reconstruction = workdir / f"{stem}_recon.rgb"
+            write_rgb444(reconstruction, self.render(encoded))
+            seconds += time.perf_counter() - start
+            details["reconstruction_md5"] = compute_digest(reconstruction)
         if encoded.sei_payload_bits is not None:
             details["sei_payload_bits"] = encoded.sei_payload_bits
         return EncodeResult(bitstream=path, bits=parts, seconds=seconds, details=details,
@@ -233,7 +235,8 @@ class GfvcCodec(Codec):
         frames = self.decode_stream(stream, workdir, source)
         out = workdir / f"{sequence.name}_decoded.rgb"
         write_rgb444(out, frames)
-        return DecodeResult(frames_file=out, seconds=time.perf_counter() - start)
+        return DecodeResult(frames_file=out, seconds=time.perf_counter() - start,
+                            details={"output_md5": compute_digest(out)})
 
     # -- the pipeline -------------------------------------------------------------------------
     def encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float = 25.0) -> Encoded:

@@ -9,6 +9,7 @@ downscaled to the size each tiny model was made for.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from pathlib import Path
@@ -122,6 +123,8 @@ def test_round_trip_accounting_and_closed_loop(clip, tmp_path, coding):
     # the encoder's reconstruction file is the decoder's output file, byte for byte
     recon = tmp_path / "enc" / f"{clip.name}_qp32_recon.rgb"
     assert recon.read_bytes() == (tmp_path / "dec" / f"{clip.name}_decoded.rgb").read_bytes()
+    # ... and a job checks that by the digests the codec reports (as for VTM)
+    assert result.details["reconstruction_md5"] == hashlib.md5(recon.read_bytes()).hexdigest()
     encoded = codec.encode_frames(original, 32, tmp_path / "enc2")
     assert np.array_equal(frames[0], encoded.gops[0].key_frame)
     one_by_one = stand_in_codec(feature_coding=coding, cpu_batch_size=1)  # a per-frame encoder loop
@@ -312,6 +315,8 @@ def test_gop_size_codes_a_key_frame_every_n_frames(clip, tmp_path):
         assert np.array_equal(frames[position], intra)
     recon = tmp_path / "enc" / f"{clip.name}_qp32_recon.rgb"
     assert recon.read_bytes() == (tmp_path / "dec" / f"{clip.name}_decoded.rgb").read_bytes()
+    # ... and a job checks that by the digests the codec reports (as for VTM)
+    assert result.details["reconstruction_md5"] == hashlib.md5(recon.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(("threshold", "positions"), [(None, [0]), (99.0, [0, 1, 2, 3, 4])])

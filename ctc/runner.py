@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import hydra
+from hydra.errors import ConfigCompositionException
 
 from ctc.sweep import run_task
 from hydra_plugins.gfvc_ctc_sweeper import register
@@ -44,30 +45,47 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _default_anchor(args: Sequence[str]) -> list[str]:
     """``anchor=<the test set's default_anchor>`` unless the command line names an anchor; says which
-    anchor the run uses and why. The CTC set's anchor is VTM: without a VTM build that is an error."""
-    from anchors.vtm_tools import vtm_missing
-    from ctc.conf import ConfigNotFound, default_choice, load_section
+    anchor the run uses and why. The test set and the anchor's settings are composed as the sweep
+    composes them (the user's search path and overrides included). An anchor that this machine lacks
+    (the CTC set's VTM without a build) is an error."""
+    from ctc.codec import codec_class
+    from ctc.conf import ConfigNotFound, compose, without_hydra
 
     for arg in args:
         if arg.lstrip("+").startswith("anchor="):
             print(f"ctc-run: anchor {arg.split('=', 1)[1]} (asked for)", file=sys.stderr)
             return []
-    chosen = [arg.split("=", 1)[1] for arg in args if arg.startswith("testset=")]
-    testset = chosen[-1] if chosen else default_choice("testset")
+    overrides, config_dirs = _split_arguments(args)
     try:
-        anchor = load_section("testset", testset).get("default_anchor") or "vvenc"
-    except ConfigNotFound:
-        return []  # Hydra names the unknown test set
-    if anchor == "vtm":
-        missing = vtm_missing(load_section("codec", "vtm"))
-        if missing:
-            print(f"ctc-run: error: the anchor of test set {testset} is VTM, the CTC's anchor. {missing}\n"
-                  "Build it with `make vtm`, or choose another anchor on purpose (anchor=vvenc).",
-                  file=sys.stderr)
-            raise SystemExit(2)
-    print(f"ctc-run: anchor {anchor} (the default of test set {testset}; anchor=NAME for another)",
+        testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
+        anchor = testset.get("default_anchor") or "vvenc"
+        section = without_hydra(compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs,
+                                        multirun=True))["anchor"]
+        missing = codec_class(section).missing(section)
+    except (ConfigNotFound, ConfigCompositionException, KeyError):
+        return []  # Hydra (or the sweep's check) names what is wrong
+    if missing:
+        about = "VTM, the CTC's anchor" if anchor == "vtm" else anchor
+        build = "Build it with `make vtm`, or choose" if anchor == "vtm" else "Choose"
+        print(f"ctc-run: error: the anchor of test set {testset['name']} is {about}. {missing}\n"
+              f"{build} another anchor on purpose (anchor=vvenc).", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"ctc-run: anchor {anchor} (the default of test set {testset['name']}; anchor=NAME for another)",
           file=sys.stderr)
     return [f"anchor={anchor}"]
+
+
+def _split_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The overrides and the ``--config-dir`` folders of a command line (other flags dropped)."""
+    overrides, config_dirs = [], []
+    arguments = iter(args)
+    for arg in arguments:
+        flag, _, value = arg.partition("=")
+        if flag in ("--config-dir", "-cd"):
+            config_dirs.append(value or next(arguments, ""))
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    return overrides, config_dirs
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ctc.codec import CodecError, codec_class
+from ctc.conf import without_hydra
 from ctc.identity import codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
 from ctc.sequences import SequenceError, SequenceSpec, load_test_set
@@ -51,8 +52,7 @@ def default_workers() -> int:
 
 def task_config(config: DictConfig) -> dict[str, Any]:
     """The resolved configuration without Hydra's own node."""
-    return {key: OmegaConf.to_container(config[key], resolve=True) if OmegaConf.is_config(config[key])
-            else config[key] for key in config if key != "hydra"}
+    return without_hydra(config)
 
 
 def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
@@ -60,7 +60,7 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
     try:
         run = check_name("run", settings["run"])
         _check_workers(settings.get("jobs"))
-        metric_names = _checked_metrics(settings["metrics"].get("names"))
+        metric_names = _checked_metrics(settings["metrics"].get("names"), settings["metrics"].get("modules"))
         sections = codec_sections(settings)
         identities = {role: _resolved_identity(role, section) for role, section in sections.items()}
         specs = load_test_set(settings["testset"])
@@ -81,12 +81,13 @@ def _check_workers(jobs: Any) -> None:
         raise SweepConfigError(f"jobs={jobs!r}: expected a positive number of parallel workers (or auto)")
 
 
-def _checked_metrics(names: Any) -> list[str]:
-    from ctc.metrics import MetricError, metric_class
+def _checked_metrics(names: Any, modules: Any) -> list[str]:
+    from ctc.metrics import MetricError, metric_class, use_metric_modules
 
     if not names:
         raise SweepConfigError("metrics.names is empty: name at least one metric (e.g. metrics=psnr)")
     try:
+        use_metric_modules(modules)
         for name in names:
             metric_class(str(name))
     except MetricError as exc:

@@ -39,7 +39,6 @@ from models.base import GenerativeModel
 from models.gfvc_build import (
     conventional_codec,
     conventional_section,
-    load_config_section,
     load_model,
     model_config_of,
     to_uint8,
@@ -48,14 +47,16 @@ from models.gfvc_build import (
 from models.gop import Encoded, GopCode
 from models.keyframes import KeyFramePolicy
 
-__all__ = ["Encoded", "GfvcCodec", "GopCode", "load_config_section", "to_uint8"]
+__all__ = ["Encoded", "GfvcCodec", "GopCode", "to_uint8"]
 
 OUTPUT_ROUNDINGS = ("truncate", "round")
 KEY_FRAME_FORMATS = ("yuv420", "rgb444")
 
 
+@register_codec("gfvc")
 class GfvcCodec(Codec):
-    """A GFVC model as a codec; one registered subclass per model (``fomm``, ``cfte``, ``dac``...)."""
+    """A GFVC model as a codec: the model is the config's ``model`` section (any
+    :class:`models.base.GenerativeModel`, this package's or the user's), the key-frame codec its ``intra``."""
 
     uses_gpu = True
     container_bit_parts = ("header",)  # the common software counts key frame + feature payloads only
@@ -77,7 +78,7 @@ class GfvcCodec(Codec):
         if device.startswith("cuda"):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
             torch.backends.cudnn.benchmark = False
-        self.model_config = model_config_of(cfg.get("model", self.name), cfg.get("num_kp"))
+        self.model_config = model_config_of(self.name, cfg.get("model"), cfg.get("num_kp"))
         self.model = (model if model is not None else
                       load_model(self.name, self.model_config, str(cfg.get("weights", "auto")), device))
         self.intra_name, self.intra = ((type(intra_codec).__name__, intra_codec) if intra_codec is not None
@@ -100,16 +101,16 @@ class GfvcCodec(Codec):
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """The weights (the checkpoint's sha256, or random with its seed) and the key-frame codec's own
         identity, resolved without building the model."""
-        from models.checkpoints import RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
+        from models.checkpoints import NONE, RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
 
         cls.check_config(config)
-        model_config = model_config_of(config.get("model", cls.name), config.get("num_kp"))
+        model_config = model_config_of(config["name"], config.get("model"), config.get("num_kp"))
         try:
-            weights = resolve_weights(cls.name, model_config, config.get("weights", "auto"))
+            weights = resolve_weights(config["name"], model_config, config.get("weights", "auto"))
         except CheckpointError as exc:
             raise CodecError(str(exc)) from None
         intra = cls.intra_section(config)
-        return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM
+        return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM else NONE if weights == NONE
                 else f"{Path(weights).name} sha256 {file_digest(weights, 'sha256')}",
                 "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)}}
 
@@ -119,17 +120,16 @@ class GfvcCodec(Codec):
         layout = config.get("sei") or {}
         precision = layout.get("coordinate_precision")
         if precision is not None and 2 ** int(precision) != float(config["q_step"]):
-            raise CodecError(f"{cls.name}: q_step {config['q_step']} disagrees with the SEI layout's "
+            raise CodecError(f"{config['name']}: q_step {config['q_step']} disagrees with the SEI layout's "
                              f"coordinate_precision {precision} (2^{precision} = {2 ** int(precision)}); "
                              "set q_step to 2^coordinate_precision")
 
     @classmethod
     def intra_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The key-frame codec's config (``intra_codec``: ``vtm``, ``vvenc`` or ``auto``, VTM when found)
-        with the picture format set to the configured ``key_frame_format``."""
+        """The key-frame codec's config (``intra``: ``picture_codec/auto``, VTM when found, else vvenc; or
+        ``vtm``, ``vvenc``) with the picture format set to the configured ``key_frame_format``."""
         key_frame_format = str(config.get("key_frame_format", "yuv420")).lower()
-        return conventional_section(cls.name, config.get("intra_codec", "auto"), key_frame_format,
-                                    "key_frame_format")
+        return conventional_section(config["name"], config.get("intra"), key_frame_format, "key frame")
 
     def _sei_config(self) -> dict[str, Any]:
         section = copy.deepcopy(dict(self.config["sei"]))
@@ -144,9 +144,9 @@ class GfvcCodec(Codec):
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else weights
 
     def _make_intra_codec(self) -> tuple[str, IntraCodec]:
-        name, codec = conventional_codec(self.name, self.intra_section(self.config), "intra_codec")
+        name, codec = conventional_codec(self.name, self.intra_section(self.config), "key frame")
         if not isinstance(codec, IntraCodec):
-            raise CodecError(f"{self.name}: intra_codec {name!r} cannot code a single picture")
+            raise CodecError(f"{self.name}: key-frame codec {name!r} cannot code a single picture")
         return name, codec
 
     def hashed_settings(self) -> dict[str, Any]:

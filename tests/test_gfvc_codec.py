@@ -21,13 +21,14 @@ import torch
 from anchors.ffmpeg_codec import FfmpegCodec
 from anchors.vtm import VtmCodec
 from ctc.codec import CODECS, CodecError, IntraCodec
+from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.sequences import SequenceSpec, load_test_set
 from models import bitstream, entropy
 from models.base import GenerativeModel
 from models.bitstream import BitstreamError
 from models.checkpoints import ENV_VAR, CheckpointError
-from models.gfvc import GfvcCodec, load_config_section
+from models.gfvc import GfvcCodec
 from models.registry import load_model_config
 
 FRAMES = 5
@@ -44,6 +45,10 @@ class StandInModel(GenerativeModel):
     feature_size = 16
     random_weights = False
     weights = "stand-in"
+
+    @classmethod
+    def from_config(cls, config, weights, device="cpu") -> StandInModel:
+        return cls()
 
     def extract_features(self, frames: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.adaptive_avg_pool2d(frames.mean(1, keepdim=True), 4).flatten(1)
@@ -90,7 +95,7 @@ def clip(faces, tmp_path_factory) -> SequenceSpec:
 
 
 def stand_in_codec(intra: IntraCodec | None = None, **overrides) -> GfvcCodec:
-    config = {**load_config_section("codec", "cfte"), **overrides}
+    config = {**load_section("codec", "cfte"), **overrides}
     return CODECS["cfte"](config, model=StandInModel(), intra_codec=intra or StandInIntra())
 
 
@@ -165,7 +170,7 @@ def test_bad_bitstreams_are_refused(clip, tmp_path):
         stand_in_codec(q_step=8, sei=None).decode(path, clip, tmp_path / "dec")
     with pytest.raises(BitstreamError, match="configuration"):
         stand_in_codec(feature_coding="sei").decode(path, clip, tmp_path / "dec")
-    fomm = CODECS["fomm"]({**load_config_section("codec", "cfte"), "name": "fomm"},
+    fomm = CODECS["fomm"]({**load_section("codec", "cfte"), "name": "fomm"},
                           model=StandInModel(), intra_codec=StandInIntra())
     with pytest.raises(BitstreamError, match="made by model 'cfte', this decoder is 'fomm'"):
         fomm.decode(path, clip, tmp_path / "dec")
@@ -185,41 +190,43 @@ def test_bad_config_values_are_refused():
         stand_in_codec(cpu_batch_size=0)
     with pytest.raises(ValueError, match="feature_coding sei needs a 'sei' section"):
         stand_in_codec(feature_coding="sei", sei=None)
-    with pytest.raises(CodecError, match="no codec config 'nonesuch'"):
-        load_config_section("codec", "nonesuch")
+    with pytest.raises(ConfigNotFound, match="no codec config 'nonesuch'"):
+        load_section("codec", "nonesuch")
 
 
 @pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v", "dac"])
 def test_config_files_hold_every_number(name):
-    config = load_config_section("codec", name)
-    assert config["name"] == name and config["module"] == "models.gfvc"
+    config = load_section("codec", name)
+    assert config["name"] == config["type"] == name and config["module"] == "models.gfvc"
+    assert config["model"]["type"] == name and config["intra"]["type"] == "vtm"  # composed sections
+    assert config["intra"]["fallback"]["type"] == "vvenc"
     assert config["rate_points"] == [22, 32, 42, 52]
     assert config["q_step"] == {"fomm": 64, "cfte": 4, "fv2v": 256, "dac": 64}[name]
     assert 2 ** config["sei"]["coordinate_precision"] == config["q_step"]
-    assert {"weights", "intra_codec", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
+    assert {"weights", "intra", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
             "encoder_reconstruction", "gop_size", "refresh"} <= set(config)
     assert config["gop_size"] is None and config["refresh"]["threshold"] is None  # one key frame, no refresh
 
 
 def stand_in_with_real_intra(**overrides) -> GfvcCodec:
-    return CODECS["cfte"]({**load_config_section("codec", "cfte"), **overrides}, model=StandInModel())
+    return CODECS["cfte"]({**load_section("codec", "cfte"), **overrides}, model=StandInModel())
 
 
 def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, monkeypatch):
     codec = stand_in_with_real_intra()
     assert isinstance(codec.intra, FfmpegCodec) and codec.intra_name == "vvenc"
     assert codec.provenance()["intra_codec"] == "vvenc" and "libvvenc" in codec.version()
-    with pytest.raises(CodecError, match="key_frame_format rgb444 needs VTM .* VTM is not installed"):
+    with pytest.raises(CodecError, match="vvenc codes YUV 4:2:0 only"):  # auto falls back to vvenc
         stand_in_with_real_intra(key_frame_format="rgb444")
     with pytest.raises(CodecError, match="vvenc codes YUV 4:2:0 only"):
-        stand_in_with_real_intra(intra_codec="vvenc", key_frame_format="rgb444")
+        stand_in_with_real_intra(intra=load_section("picture_codec", "vvenc"), key_frame_format="rgb444")
     with pytest.raises(CodecError, match="VTM not found"):
-        stand_in_with_real_intra(intra_codec="vtm")
+        stand_in_with_real_intra(intra=load_section("picture_codec", "vtm"))
     monkeypatch.undo()  # the machine's VTM again (the build of make vtm)
     vtm = stand_in_with_real_intra(key_frame_format="rgb444")
     assert isinstance(vtm.intra, VtmCodec) and vtm.intra.input_format == "rgb444"
     assert vtm.intra_name == "vtm" and vtm.config_hash != codec.config_hash  # not decodable by the other
-    assert stand_in_with_real_intra(intra_codec="vvenc").intra_name == "vvenc"
+    assert stand_in_with_real_intra(intra=load_section("picture_codec", "vvenc")).intra_name == "vvenc"
 
 
 @pytest.mark.vtm
@@ -228,7 +235,7 @@ def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, 
 def test_tiny_model_with_a_real_vtm_key_frame(real_vtm, key_frame_format, shared, faces, tmp_path):
     """A tiny CFTE (golden configuration, random weights) whose key frame goes through the real VTM:
     the encoder's reconstruction equals the decoder's output, the key frame is VTM's picture."""
-    config, size = tiny_config("cfte", shared, weights="random", intra_codec="vtm",
+    config, size = tiny_config("cfte", shared, weights="random", intra=load_section("picture_codec", "vtm"),
                                key_frame_format=key_frame_format, encoder_reconstruction=True)
     sequence = as_sequence(resized(faces[:3], size), tmp_path / "seq")
     codec = CODECS["cfte"](config)
@@ -252,7 +259,7 @@ def tiny_config(name: str, shared: Path, **overrides) -> tuple[dict, int]:
         pytest.skip(f"{tiny} is absent")
     golden = json.loads(tiny.read_text())
     model = {**load_model_config(name), "model_params": golden["model_params"]}
-    config = {**load_config_section("codec", name), "model": model, **overrides}
+    config = {**load_section("codec", name), "model": model, **overrides}
     return config, int(golden["image_size"][0])
 
 
@@ -281,7 +288,7 @@ def resized(frames: np.ndarray, size: int) -> np.ndarray:
 def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
     """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
     config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
-                               encoder_reconstruction=True, intra_codec="vvenc")
+                               encoder_reconstruction=True, intra=load_section("picture_codec", "vvenc"))
     sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
     codec = CODECS[name](config)
     assert codec.intra_name == "vvenc" and codec.random_weights

@@ -22,6 +22,8 @@ from hydra_plugins.gfvc_ctc_sweeper import register
 MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
               "-h", "--help", "--hydra-help"}
 
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # followed by a folder added to the config search path
+
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
 
@@ -32,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
-        args.insert(0, "--multirun")
+        args = ["--multirun", *_first_variant(args)]
         args += _default_anchor(args)
     register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
     saved = sys.argv
@@ -41,6 +43,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         hydra_main()
     finally:
         sys.argv = saved
+
+
+def _first_variant(args: list[str]) -> list[str]:
+    """A sweep of several codec configurations (``codec=a,b``) composed as its first one, the others
+    handed to the sweeper: Hydra composes a multirun's config without its sweeps, so overrides of the
+    codec's nested defaults (``picture_codec@codec.intra=vvenc``) would find the default codec's."""
+    from ctc.identity import encode_identity
+    from ctc.jobs import quote
+    from ctc.sweep_plan import SweepConfigError, codec_variants
+
+    overrides, flags = _split_arguments(args)
+    try:
+        variants = codec_variants(overrides)
+    except SweepConfigError as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if len(variants) == 1:
+        return args
+    return [*flags, *variants[0], f"hydra.sweeper.variants={quote(encode_identity({'variants': variants}))}"]
 
 
 def _default_anchor(args: Sequence[str]) -> list[str]:
@@ -55,7 +76,8 @@ def _default_anchor(args: Sequence[str]) -> list[str]:
         if arg.lstrip("+").startswith("anchor="):
             print(f"ctc-run: anchor {arg.split('=', 1)[1]} (asked for)", file=sys.stderr)
             return []
-    overrides, config_dirs = _split_arguments(args)
+    overrides, flags = _split_arguments(args)
+    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
     try:
         testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
         anchor = testset.get("default_anchor") or "vvenc"
@@ -76,16 +98,18 @@ def _default_anchor(args: Sequence[str]) -> list[str]:
 
 
 def _split_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The overrides and the ``--config-dir`` folders of a command line (other flags dropped)."""
-    overrides, config_dirs = [], []
+    """A command line's overrides, and its flags (each ``--config-dir`` with its folder as two items)."""
+    overrides, flags = [], []
     arguments = iter(args)
     for arg in arguments:
-        flag, _, value = arg.partition("=")
-        if flag in ("--config-dir", "-cd"):
-            config_dirs.append(value or next(arguments, ""))
-        elif not arg.startswith("-"):
+        if not arg.startswith("-"):
             overrides.append(arg)
-    return overrides, config_dirs
+            continue
+        flag, equals, value = arg.partition("=")
+        flags.append(flag)
+        if equals or flag in CONFIG_DIR_FLAGS:
+            flags.append(value if equals else next(arguments, ""))
+    return overrides, flags
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ job) and lists the jobs; :func:`pending_jobs` says which of them must run and wh
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 
 from ctc.codec import CodecError, codec_class
 from ctc.conf import without_hydra
-from ctc.identity import codec_identity, redo_reason
+from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
 from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
@@ -72,6 +73,42 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
     run_dir = Path(settings["results_dir"]).expanduser().resolve() / run  # workers may start elsewhere
     jobs = plan_jobs(sections, identities, specs, metric_names, devices)
     return SweepPlan(settings, run_dir, sections, identities, specs, jobs)
+
+
+def codec_variants(arguments: Sequence[str]) -> list[list[str]]:
+    """The task overrides of each configuration of the codec under test that a command line sweeps
+    (``codec=a,b``, ``codec.q_step=4,8``, ``picture_codec@codec.intra=vtm,vvenc``): one list per
+    combination, as Hydra's basic sweeper expands them. Only the codec under test can be swept: the
+    variants share the run folder, the test set, the anchor and the metrics."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        if not override.is_sweep_override():
+            choices.append([override.input_line])
+            continue
+        key = override.get_key_element()
+        if key != "codec" and not key.split("@")[-1].startswith("codec."):
+            raise SweepConfigError(f"{override.input_line}: ctc-run sweeps configurations of the codec under "
+                                   "test into one run (codec=a,b or codec.KEY=x,y); run other settings apart")
+        choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+    return [list(combination) for combination in itertools.product(*choices)]
+
+
+def check_variants(plans: Sequence[SweepPlan]) -> None:
+    """The plans of one sweep's codec configurations go into one run: one folder, and two configurations
+    under one name only when they are the same (their results share that name's folder)."""
+    identities: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        if plan.run_dir != plans[0].run_dir:
+            raise SweepConfigError(f"the codec configurations of one sweep go to one run folder, not "
+                                   f"{plans[0].run_dir} and {plan.run_dir}")
+        label, identity = plan.sections["test"]["name"], plan.identities["test"]
+        if identities.setdefault(label, identity) != identity:
+            found = changes(identities[label], identity, "codec")
+            raise SweepConfigError(f"two codec configurations are both named {label!r} but differ ("
+                                   f"{'; '.join(found[:2])}); their results would share one folder: give "
+                                   "each its own name (codec.name=...)")
 
 
 def _check_workers(jobs: Any) -> None:

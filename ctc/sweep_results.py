@@ -105,7 +105,8 @@ def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapp
                                        for role, section in sections.items()},
                      choices=choices, started=started)
     stamp = started.replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
-    path = plan.run_dir / PROVENANCE_DIR / f"{stamp}-{socket.gethostname()}-{os.getpid()}.json"
+    label = sections["test"]["name"]  # a sweep of several codec configurations writes one file each
+    path = plan.run_dir / PROVENANCE_DIR / f"{stamp}-{socket.gethostname()}-{os.getpid()}-{label}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
     write_json_atomic(plan.run_dir / PROVENANCE_FILE, record)

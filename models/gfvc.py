@@ -36,6 +36,7 @@ from ctc.hashing import file_digest
 from ctc.sequences import SequenceSpec
 from models import bitstream, features, sei
 from models.base import GenerativeModel
+from models.checkpoints import NONE
 from models.gfvc_build import (
     conventional_codec,
     conventional_section,
@@ -101,7 +102,7 @@ class GfvcCodec(Codec):
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """The weights (the checkpoint's sha256, or random with its seed) and the key-frame codec's own
         identity, resolved without building the model."""
-        from models.checkpoints import NONE, RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
+        from models.checkpoints import RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
 
         cls.check_config(config)
         model_config = model_config_of(config["name"], config.get("model"), config.get("num_kp"))
@@ -173,7 +174,8 @@ class GfvcCodec(Codec):
         return bool(getattr(self.model, "random_weights", False))
 
     def version(self) -> str:
-        weights = "RANDOM weights" if self.random_weights else self._weights_id()
+        weights = ("RANDOM weights" if self.random_weights else "no learned weights"
+                   if self._weights_id() == NONE else self._weights_id())
         intra = self.intra.version() if isinstance(self.intra, Codec) else self.intra_name
         return (f"gfvc {self.name} (bitstream v{bitstream.FORMAT_VERSION}, {self.feature_coding} features, "
                 f"{weights}; key frame: {intra})")
@@ -181,7 +183,7 @@ class GfvcCodec(Codec):
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "random_weights": self.random_weights,
                 "weights": self._weights_id(),
-                "checkpoint": None if self.random_weights else str(getattr(self.model, "weights", None)),
+                "checkpoint": str(self.model.weights) if Path(str(self.model.weights)).is_file() else None,
                 "feature_coding": self.feature_coding, "q_step": self.q_step,
                 "intra_codec": self.intra_name, "key_frame_format": self.key_frame_format,
                 "gop_size": self.key_frames.gop_size,

@@ -1,8 +1,8 @@
 """A job's identity: what actually makes its bitstream, resolved when the sweep starts.
 
 The YAML that asks for a job is not enough: ``weights: auto`` means random weights today and a
-checkpoint tomorrow, ``intra_codec: auto`` vvenc on one machine and VTM on another. So each codec's
-identity is resolved once per sweep, before the workers start (:meth:`ctc.codec.Codec.identity`:
+checkpoint tomorrow, key frames by ``picture_codec/auto`` vvenc on one machine and VTM on another. So
+each codec's identity is resolved once per sweep, before the workers start (:meth:`ctc.codec.Codec.identity`:
 the binaries' versions, the weights' sha256, the cfg file's content, the key-frame codec), and a
 job's hash covers it, the sequence file's md5, the frames used and the rate point. A complete
 result is reused only under an equal hash; otherwise the job is redone and :func:`changes` says why.

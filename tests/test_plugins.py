@@ -21,6 +21,7 @@ from ctc.paths import PROJECT_ROOT
 from ctc.registry import PluginError, Registry
 from ctc.runner import main
 from ctc.sweep_plan import plan_sweep, task_config
+from models.complexity import main as main_complexity
 
 EXAMPLE = PROJECT_ROOT / "examples" / "my_gfvc_model"
 FACES_ONE = ["testset=faces", "testset.sequences=[FACES_00]", "testset.frames=3"]
@@ -141,6 +142,7 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
     assert list(scores.columns) == ["psnr", "edge_psnr"]
     assert scores.psnr.mean() > 25 and (scores.psnr > 18).all() and (scores.edge_psnr > 25).all()
     assert load_section("metrics", "psnr")["modules"] == []
+    assert main_complexity(["--config-dir", str(example / "conf"), "affine_keypoints"]) == 0
 
 
 @pytest.mark.slow  # about a minute: two configurations of the model and the anchor, each in worker processes

@@ -68,12 +68,13 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", config_d
         raise ConfigNotFound(str(exc).splitlines()[0]) from None
 
 
-def load_section(group: str, name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def load_section(group: str, name: str, overrides: Sequence[str] = (),
+                 config_dirs: Sequence[str] = ()) -> dict[str, Any]:
     """The config ``<group>/<name>`` composed (its defaults list included) and resolved to a plain dict."""
     from omegaconf import OmegaConf
 
     try:
-        config = compose(overrides, config_name=f"{group}/{name}")
+        config = compose(overrides, config_name=f"{group}/{name}", config_dirs=config_dirs)
     except ConfigNotFound:
         raise ConfigNotFound(f"no {group} config {name!r} in the config search path (this package has "
                              f"{', '.join(available(group)) or 'none'})") from None

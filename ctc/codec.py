@@ -96,8 +96,9 @@ class Codec(ABC):
         """The exact version of the codec (binary's own report, model and weights)."""
 
     def provenance(self) -> dict[str, Any]:
-        """What made this codec's numbers; recorded in every result.json."""
-        return {"name": self.name, "version": self.version()}
+        """What made this codec's numbers; recorded in every result.json: its label, its class and version."""
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "version": self.version()}
 
     @abstractmethod
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:

@@ -56,12 +56,13 @@ def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | Non
         results += sweep_results([job for job in plan.jobs if job.label not in seen], plan.run_dir)
         seen.update(job.label for job in plan.jobs)  # the anchor's jobs are every variant's
         ran = ran or bool(pending)
+    for each, (config, _) in zip(plans, variants, strict=True):
+        write_provenance(each, config, results, started=started)
     plan = plans[-1]
     summarise(plan.run_dir, results)
-    for plan, (config, _) in zip(plans, variants, strict=True):
-        write_provenance(plan, config, results, started=started)
     if plan.settings.get("report", True) and "anchor" in plan.sections:
-        report(plan.run_dir, plan.sections["anchor"]["name"], refresh=ran)
+        report(plan.run_dir, plan.sections["anchor"]["name"], refresh=ran,
+               page=plan.settings.get("report_page"))
     if any(result.get("status") != "ok" for result in results):
         print_failures(results, plan.run_dir)
         raise SystemExit(1)

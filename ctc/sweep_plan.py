@@ -138,8 +138,8 @@ def codec_sections(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for role, section in sections.items():
         for key in ("name", "module", "rate_points"):
             if not section.get(key):
-                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' (ctc/conf/{ROLES[role]}/"
-                                       "<name>.yaml must give name, module and rate_points)")
+                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' ({ROLES[role]}/<name>.yaml "
+                                       "must give name, module (with class or type) and rate_points)")
         check_name(f"{ROLES[role]} name", section["name"])
         try:
             codec_class(section)

@@ -117,16 +117,17 @@ def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapp
     return path
 
 
-def report(run_dir: Path, anchor: str, refresh: bool) -> None:
+def report(run_dir: Path, anchor: str, refresh: bool, page: Mapping[str, Any] | None = None) -> None:
     """The BD-rate tables and RD curves of the run (every codec in it against the anchor), written
-    again when a job ran (a fully cached rerun keeps the report it has; ``make report`` redraws it)."""
+    again when a job ran (a fully cached rerun keeps the report it has; ``make report`` redraws it);
+    ``page``: the report page's settings (``report_page``)."""
     from ctc.report import REPORT_DIR, ReportError, write_report
 
     if not refresh and (run_dir / REPORT_DIR / "summary.md").is_file():
         print(f"report (unchanged): {run_dir / REPORT_DIR / 'summary.md'}")
         return
     try:
-        write_report(run_dir, anchor=anchor)
+        write_report(run_dir, anchor=anchor, page=page)
     except ReportError as exc:
         print(f"ctc-run: no report: {exc}", file=sys.stderr)
 

@@ -149,7 +149,8 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
 def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, tmp_path):
     results = tmp_path / "results"
     command = [str(Path(sys.executable).parent / "ctc-run"), "--config-dir", "conf", "codec=mine_q4,mine_q8",
-               "picture_codec@codec.intra=vvenc", "anchor=vvenc", *FACES_ONE, "metrics=mine",
+               "picture_codec@codec.intra=vvenc", "anchor=vvenc", *FACES_ONE, "metrics=psnr",
+               "metrics.names=[psnr,edge_psnr]", "metrics.modules=[my_gfvc_model.metrics]",
                f"results_dir={results}", "jobs=2"]
     env = {**os.environ, "PYTHONPATH": str(example)}
     done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=900)
@@ -170,3 +171,4 @@ def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, t
     assert q4["identity"]["codec"]["weights"] == "none" and q4["random_weights"] is False
     assert q4["config_hash"] != q8["config_hash"]
     assert "## mine_q4 vs anchor vvenc" in done.stdout and "## mine_q8 vs anchor vvenc" in done.stdout
+    assert (run_dir / "report" / "index.html").is_file()  # its comparisons decode the example's bitstreams

@@ -44,8 +44,8 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", config_d
             multirun: bool = False) -> Any:
     """The config ``config_name`` composed as ``ctc-run`` composes it (a ``DictConfig``, Hydra's node
     included): ``overrides`` may set ``hydra.searchpath``, ``config_dirs`` are ``--config-dir`` folders,
-    ``multirun`` accepts sweeps (``codec=a,b``; the first value is composed). Works inside a running
-    Hydra app too: it uses its own config loader, not Hydra's global state."""
+    ``multirun`` accepts sweeps (``codec=a,b``) and leaves them out, as Hydra composes a multirun's
+    config. Works inside a running Hydra app too: it uses its own config loader, not Hydra's globals."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path
     from hydra.core.config_search_path import SearchPathQuery

@@ -364,23 +364,3 @@ class GfvcCodec(Codec):
                 chunk = self.model.extract_features(self._to_tensor(frames[start:start + self.batch_size]))
                 chunks.append(chunk.detach().float().cpu().numpy().astype(np.float64))
         return np.concatenate(chunks)
-
-
-@register_codec("fomm")
-class FommCodec(GfvcCodec):
-    """FOMM: 10 keypoints + 10 Jacobians per frame."""
-
-
-@register_codec("cfte")
-class CfteCodec(GfvcCodec):
-    """CFTE: a 4x4 compact feature per frame."""
-
-
-@register_codec("fv2v")
-class Fv2vCodec(GfvcCodec):
-    """FV2V: rotation, translation and expression per frame."""
-
-
-@register_codec("dac")
-class DacCodec(GfvcCodec):
-    """DAC: 10 (or 20, 40) keypoints per frame, without Jacobians."""

@@ -20,7 +20,7 @@ import torch
 
 from anchors.ffmpeg_codec import FfmpegCodec
 from anchors.vtm import VtmCodec
-from ctc.codec import CODECS, CodecError, IntraCodec
+from ctc.codec import CodecError, IntraCodec
 from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.sequences import SequenceSpec, load_test_set
@@ -96,7 +96,7 @@ def clip(faces, tmp_path_factory) -> SequenceSpec:
 
 def stand_in_codec(intra: IntraCodec | None = None, **overrides) -> GfvcCodec:
     config = {**load_section("codec", "cfte"), **overrides}
-    return CODECS["cfte"](config, model=StandInModel(), intra_codec=intra or StandInIntra())
+    return GfvcCodec(config, model=StandInModel(), intra_codec=intra or StandInIntra())
 
 
 def encode_and_decode(codec: GfvcCodec, sequence: SequenceSpec, qp: int, folder: Path):
@@ -170,7 +170,7 @@ def test_bad_bitstreams_are_refused(clip, tmp_path):
         stand_in_codec(q_step=8, sei=None).decode(path, clip, tmp_path / "dec")
     with pytest.raises(BitstreamError, match="configuration"):
         stand_in_codec(feature_coding="sei").decode(path, clip, tmp_path / "dec")
-    fomm = CODECS["fomm"]({**load_section("codec", "cfte"), "name": "fomm"},
+    fomm = GfvcCodec({**load_section("codec", "cfte"), "name": "fomm"},
                           model=StandInModel(), intra_codec=StandInIntra())
     with pytest.raises(BitstreamError, match="made by model 'cfte', this decoder is 'fomm'"):
         fomm.decode(path, clip, tmp_path / "dec")
@@ -197,7 +197,7 @@ def test_bad_config_values_are_refused():
 @pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v", "dac"])
 def test_config_files_hold_every_number(name):
     config = load_section("codec", name)
-    assert config["name"] == config["type"] == name and config["module"] == "models.gfvc"
+    assert config["name"] == name and config["type"] == "gfvc" and config["module"] == "models.gfvc"
     assert config["model"]["type"] == name and config["intra"]["type"] == "vtm"  # composed sections
     assert config["intra"]["fallback"]["type"] == "vvenc"
     assert config["rate_points"] == [22, 32, 42, 52]
@@ -209,7 +209,7 @@ def test_config_files_hold_every_number(name):
 
 
 def stand_in_with_real_intra(**overrides) -> GfvcCodec:
-    return CODECS["cfte"]({**load_section("codec", "cfte"), **overrides}, model=StandInModel())
+    return GfvcCodec({**load_section("codec", "cfte"), **overrides}, model=StandInModel())
 
 
 def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, monkeypatch):
@@ -238,7 +238,7 @@ def test_tiny_model_with_a_real_vtm_key_frame(real_vtm, key_frame_format, shared
     config, size = tiny_config("cfte", shared, weights="random", intra=load_section("picture_codec", "vtm"),
                                key_frame_format=key_frame_format, encoder_reconstruction=True)
     sequence = as_sequence(resized(faces[:3], size), tmp_path / "seq")
-    codec = CODECS["cfte"](config)
+    codec = GfvcCodec(config)
     assert isinstance(codec.intra, VtmCodec) and codec.intra.input_format == key_frame_format
     assert "key frame: VTM 22.2" in codec.version()
     result, decoded = encode_and_decode(codec, sequence, 32, tmp_path)
@@ -266,13 +266,13 @@ def tiny_config(name: str, shared: Path, **overrides) -> tuple[dict, int]:
 def test_random_weights_when_no_checkpoint_are_labelled_once(shared, monkeypatch, capsys):
     monkeypatch.delenv(ENV_VAR, raising=False)
     config, _ = tiny_config("cfte", shared, weights="auto")
-    codec = CODECS["cfte"](config, intra_codec=StandInIntra())
+    codec = GfvcCodec(config, intra_codec=StandInIntra())
     warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "cfte runs with RANDOM weights" in warnings[0] and ENV_VAR in warnings[0]
     assert codec.random_weights and codec.provenance()["random_weights"] is True
     assert codec.provenance()["checkpoint"] is None and "RANDOM weights" in codec.version()
     with pytest.raises(CheckpointError, match="no checkpoint found"):
-        CODECS["cfte"]({**config, "weights": "checkpoint"}, intra_codec=StandInIntra())
+        GfvcCodec({**config, "weights": "checkpoint"}, intra_codec=StandInIntra())
 
 
 def resized(frames: np.ndarray, size: int) -> np.ndarray:
@@ -290,7 +290,7 @@ def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_
     config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
                                encoder_reconstruction=True, intra=load_section("picture_codec", "vvenc"))
     sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
-    codec = CODECS[name](config)
+    codec = GfvcCodec(config)
     assert codec.intra_name == "vvenc" and codec.random_weights
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     check_rate_accounting(codec, result)
@@ -343,7 +343,7 @@ def test_fomm_with_gop_size_4_on_16_frames_codes_4_key_frames(shared, tmp_path):
     (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 16})
     config, size = tiny_config("fomm", shared, weights="random", gop_size=4, encoder_reconstruction=True)
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
-    codec = CODECS["fomm"](config)
+    codec = GfvcCodec(config)
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     check_rate_accounting(codec, result)
     assert result.details["key_frames"] == 4 and result.details["key_frame_positions"] == [0, 4, 8, 12]
@@ -352,5 +352,5 @@ def test_fomm_with_gop_size_4_on_16_frames_codes_4_key_frames(shared, tmp_path):
     assert result.bits["key_frame"] == 8 * sum(map(len, stream.key_frames.values()))
     recon = tmp_path / "enc" / "face00_qp42_recon.rgb"
     assert recon.read_bytes() == (tmp_path / "dec" / "face00_decoded.rgb").read_bytes()
-    single = CODECS["fomm"]({**config, "gop_size": None}).encode(sequence, 42, tmp_path / "single")
+    single = GfvcCodec({**config, "gop_size": None}).encode(sequence, 42, tmp_path / "single")
     assert single.details["key_frames"] == 1 and single.total_bits < result.total_bits

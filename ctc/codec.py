@@ -67,6 +67,9 @@ class Codec(ABC):
     # bitstream parts that are container overhead: not counted in the rate the field publishes
     # (a GFVC file's header), still in the whole file's rate that result.json records beside it
     container_bit_parts: ClassVar[tuple[str, ...]] = ()
+    # config sections that :meth:`identity` records as resolved (a GFVC model's picture codecs: the one
+    # used, not the choice with its fallback), so a job's identity holds them once
+    resolved_sections: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def missing(cls, config: Mapping[str, Any]) -> str | None:

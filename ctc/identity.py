@@ -26,9 +26,12 @@ SHOWN_VALUE_CHARS = 48
 
 
 def codec_identity(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The codec's config (less :data:`UNHASHED_CODEC_KEYS`) and what it resolves to now."""
-    config = {key: value for key, value in section.items() if key not in UNHASHED_CODEC_KEYS}
-    return {"config": config, **codec_class(section).identity(section)}
+    """The codec's config (less :data:`UNHASHED_CODEC_KEYS` and the sections its identity resolves)
+    and what it resolves to now."""
+    cls = codec_class(section)
+    config = {key: value for key, value in section.items()
+              if key not in UNHASHED_CODEC_KEYS | cls.resolved_sections}
+    return {"config": config, **cls.identity(section)}
 
 
 def sequence_identity(spec: SequenceSpec) -> dict[str, Any]:

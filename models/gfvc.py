@@ -61,6 +61,7 @@ class GfvcCodec(Codec):
 
     uses_gpu = True
     container_bit_parts = ("header",)  # the common software counts key frame + feature payloads only
+    resolved_sections = frozenset({"intra"})  # the identity's key_frame_codec
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu",
                  model: GenerativeModel | None = None, intra_codec: IntraCodec | None = None) -> None:

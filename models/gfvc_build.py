@@ -80,8 +80,9 @@ def conventional_section(owner: str, section: Any, picture_format: str, role: st
     what the section needs (``auto``: VTM when its binaries are found, else vvenc); its picture format
     set to ``picture_format``."""
     if not isinstance(section, Mapping):
-        raise CodecError(f"{owner}: {role} codec {section!r}: expected a codec config; compose one with "
-                         "`defaults: [/picture_codec@intra: auto]` (or vtm, vvenc)")
+        raise CodecError(f"{owner}: {role} codec {section!r}: expected a codec config, composed from "
+                         "picture_codec/ (on the command line: picture_codec@codec.intra=vvenc; in a codec "
+                         "config: `defaults: [/picture_codec@intra: auto]`)")
     chosen = {key: value for key, value in section.items() if key != "fallback"}
     fallback = section.get("fallback")
     try:

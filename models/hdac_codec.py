@@ -50,6 +50,8 @@ def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
 class HdacCodec(GfvcCodec):
     """HDAC: DAC's keypoints animate the key frame, fused with a conventional base layer."""
 
+    resolved_sections = GfvcCodec.resolved_sections | {"base"}  # the identity's base_layer_codec
+
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
         # before the base class's set-up, which hashes them into the configuration
         self.base_scale = float(config.get("base_layer_scale", 1))

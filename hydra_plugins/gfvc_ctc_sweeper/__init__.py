@@ -10,6 +10,7 @@ skips the complete ones and hands the rest to the configured launcher (joblib, s
 # No `from __future__ import annotations`: Hydra's plugin scan (in joblib workers too) executes this
 # module outside sys.modules, where a dataclass with string annotations fails.
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +48,15 @@ class CtcSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from ctc.identity import decode_identity
         from ctc.sweep import run_sweep
+        from ctc.sweep_plan import SweepConfigError, codec_variants
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        variants = decode_identity(self.variants)["variants"] if self.variants else [arguments]
+        try:  # ctc-run hands them in; Hydra's own -m passes the sweep as it is
+            variants = (decode_identity(self.variants)["variants"] if self.variants
+                        else codec_variants(arguments))
+        except SweepConfigError as exc:
+            print(f"ctc-run: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         configs = ([self.config] if len(variants) == 1 else
                    [_with_workers(self.hydra_context.config_loader.load_sweep_config(self.config, variant))
                     for variant in variants])

@@ -31,6 +31,7 @@ from anchors.vtm_tools import (
     find_program,
     parse_summary,
     parse_version,
+    vtm_missing,
     vtm_version,
 )
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, register_codec
@@ -83,6 +84,10 @@ class VtmCodec(Codec, IntraCodec):
                              f"is VTM 22.2); point {VTM_DIR_ENV} or codec.vtm_dir at a newer build, or "
                              f"lower codec.min_version")
         return version
+
+    @classmethod
+    def missing(cls, config: Mapping[str, Any]) -> str | None:
+        return vtm_missing(config)
 
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -85,21 +85,16 @@ def bench_cached_sweep() -> list[Figure]:
     is timed is the ``ctc-run`` process from start to exit (config, test set checks, the resume
     check of every job, summary and provenance).
     """
-    from hydra import compose, initialize_config_module
-
+    from ctc.conf import compose
     from ctc.sequences import declared_specs
     from ctc.store import RESULT_FILE, write_json_atomic
     from ctc.sweep_plan import plan_sweep, task_config
-    from hydra_plugins.gfvc_ctc_sweeper import register
-
-    register()  # the config names the ctc sweeper
 
     with tempfile.TemporaryDirectory() as folder:
         root, results = Path(folder) / "sequences", Path(folder) / "results"
         overrides = ["codec=x265", "anchor=vvenc", "testset=ctc", f"testset.root={root}",
                      f"results_dir={results}", "run=bench"]
-        with initialize_config_module("ctc.conf", version_base="1.3"):
-            settings = task_config(compose("config", overrides=overrides))
+        settings = task_config(compose(overrides))
         root.mkdir()
         testset = settings["testset"]
         for spec in declared_specs(testset["name"], testset.get("sequences_file"), testset.get("root")):

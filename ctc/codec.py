@@ -1,13 +1,13 @@
-"""The codec interface that every anchor and GFVC model implements, and the registry by name.
+"""The codec interface that every anchor and GFVC model implements, and the registry by type.
 
 A codec turns one test sequence at one rate point into a bitstream file and back into decoded
-8-bit planar RGB 4:4:4 frames. Register a new codec with ``@register_codec("name")`` in its own
-module and give it a config file under ``ctc/conf/codec/`` whose ``module`` names that module.
+8-bit planar RGB 4:4:4 frames. A codec config (``ctc/conf/codec/<name>.yaml``, or one in the user's
+own config folder) names its implementation with ``module`` + ``class``, or with a ``type``
+registered by ``@register_codec("type")`` (:mod:`ctc.registry`); its ``name`` labels the results.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ctc.registry import Registry
 from ctc.sequences import SequenceSpec
 
 
@@ -58,14 +59,23 @@ class Codec(ABC):
     """A video codec under test: a conventional anchor or a GFVC model.
 
     ``config`` is the codec's resolved config section (``ctc/conf/codec/<name>.yaml``): it holds
-    the rate points and every codec-specific setting, so none of them live in code.
+    the rate points and every codec-specific setting, so none of them live in code. ``name`` is the
+    config's label (its results folder), not the implementation: two configs of one class differ by it.
     """
 
-    name: ClassVar[str]
     uses_gpu: ClassVar[bool] = False
     # bitstream parts that are container overhead: not counted in the rate the field publishes
     # (a GFVC file's header), still in the whole file's rate that result.json records beside it
     container_bit_parts: ClassVar[tuple[str, ...]] = ()
+    # config sections that :meth:`identity` records as resolved (a GFVC model's picture codecs: the one
+    # used, not the choice with its fallback), so a job's identity holds them once
+    resolved_sections: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def missing(cls, config: Mapping[str, Any]) -> str | None:
+        """What this machine lacks to run the codec (e.g. VTM's binaries), or None; a GFVC model's
+        ``auto`` picture codec takes its ``fallback`` then. Default: nothing is missing."""
+        return None
 
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,6 +87,7 @@ class Codec(ABC):
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu") -> None:
         self.config = dict(config)
+        self.name = str(config["name"])
         self.device = device
 
     @property
@@ -88,8 +99,9 @@ class Codec(ABC):
         """The exact version of the codec (binary's own report, model and weights)."""
 
     def provenance(self) -> dict[str, Any]:
-        """What made this codec's numbers; recorded in every result.json."""
-        return {"name": self.name, "version": self.version()}
+        """What made this codec's numbers; recorded in every result.json: its label, its class and version."""
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "version": self.version()}
 
     @abstractmethod
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
@@ -112,36 +124,20 @@ class IntraCodec(ABC):
         """Decode bytes from :meth:`encode_picture` back to a ``(3, H, W)`` uint8 RGB picture."""
 
 
-CODECS: dict[str, type[Codec]] = {}
+CODECS: Registry[type[Codec]] = Registry("codec")
 
 
 def register_codec(name: str) -> Callable[[type[Codec]], type[Codec]]:
-    """Class decorator: make a codec available under ``name``."""
-
-    def decorator(cls: type[Codec]) -> type[Codec]:
-        if name in CODECS and CODECS[name] is not cls:
-            raise ValueError(f"codec name {name!r} is registered twice ({CODECS[name]} and {cls})")
-        cls.name = name
-        CODECS[name] = cls
-        return cls
-
-    return decorator
+    """Class decorator: make a codec available as ``type: <name>``."""
+    return CODECS.register(name)
 
 
 def codec_class(config: Mapping[str, Any]) -> type[Codec]:
-    """The registered class of a codec config section, without building it (building may load a model)."""
-    name, module = config.get("name"), config.get("module")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise KeyError(f"codec {name!r}: cannot import its module {module!r}: {exc}") from exc
-    if name not in CODECS:
-        known = ", ".join(sorted(CODECS)) or "none"
-        raise KeyError(f"unknown codec {name!r} (module {module!r}); registered codecs: {known}")
-    return CODECS[name]
+    """The class of a codec config section (``module`` + ``class``, or ``type``), without building it
+    (building may load a model); :class:`ctc.registry.PluginError` (a ``KeyError``) when unknown."""
+    return CODECS.resolve(config, Codec)
 
 
 def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:
-    """Build the codec a config section describes (``name`` and the ``module`` that registers it)."""
+    """Build the codec a config section describes."""
     return codec_class(config)(config, device=device)

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ctc.comparisons import BITRATE, QUALITY, ComparisonError
+from ctc.conf import compose, without_hydra
 from ctc.plots import figure_name
 from ctc.showcase import Showcase, make_showcase, panel_title, value_text
 from ctc.store import job_lock
@@ -38,9 +39,9 @@ class PageSettingsError(ValueError):
 
 
 def page_settings(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The page settings: ``ctc/conf/html_report.yaml``, then the file ``path``, then ``KEY=VALUE``
-    overrides."""
-    base = OmegaConf.load(SETTINGS_FILE)
+    """The page settings: ``ctc/conf/html_report.yaml`` (composed as ``ctc-run`` composes it into
+    ``report_page``), then the file ``path``, then ``KEY=VALUE`` overrides."""
+    base = OmegaConf.create(without_hydra(compose(config_name=SETTINGS_FILE.stem)))
     OmegaConf.set_struct(base, True)  # a misspelt key is an error, not a silently ignored setting
     try:
         layers = [OmegaConf.load(path)] if path else []

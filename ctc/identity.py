@@ -1,8 +1,8 @@
 """A job's identity: what actually makes its bitstream, resolved when the sweep starts.
 
 The YAML that asks for a job is not enough: ``weights: auto`` means random weights today and a
-checkpoint tomorrow, ``intra_codec: auto`` vvenc on one machine and VTM on another. So each codec's
-identity is resolved once per sweep, before the workers start (:meth:`ctc.codec.Codec.identity`:
+checkpoint tomorrow, key frames by ``picture_codec/auto`` vvenc on one machine and VTM on another. So
+each codec's identity is resolved once per sweep, before the workers start (:meth:`ctc.codec.Codec.identity`:
 the binaries' versions, the weights' sha256, the cfg file's content, the key-frame codec), and a
 job's hash covers it, the sequence file's md5, the frames used and the rate point. A complete
 result is reused only under an equal hash; otherwise the job is redone and :func:`changes` says why.
@@ -26,9 +26,12 @@ SHOWN_VALUE_CHARS = 48
 
 
 def codec_identity(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The codec's config (less :data:`UNHASHED_CODEC_KEYS`) and what it resolves to now."""
-    config = {key: value for key, value in section.items() if key not in UNHASHED_CODEC_KEYS}
-    return {"config": config, **codec_class(section).identity(section)}
+    """The codec's config (less :data:`UNHASHED_CODEC_KEYS` and the sections its identity resolves)
+    and what it resolves to now."""
+    cls = codec_class(section)
+    config = {key: value for key, value in section.items()
+              if key not in UNHASHED_CODEC_KEYS | cls.resolved_sections}
+    return {"config": config, **cls.identity(section)}
 
 
 def sequence_identity(spec: SequenceSpec) -> dict[str, Any]:

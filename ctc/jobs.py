@@ -123,7 +123,7 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
 
 def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], directory: Path,
                 previous: Mapping[str, Any] | None, keep_decoded: bool) -> dict[str, Any]:
-    from ctc.metrics import describe_metrics, score_frames  # imports torch: load it in the workers
+    from ctc.metrics import describe_metrics, score_frames, use_metric_modules  # imports torch: in workers
 
     spec = job.sequence
     coded = _coded_before(previous, job, directory)
@@ -146,6 +146,7 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
         logs.append(decoded.log)
         _check_decoded(decoded.frames_file, spec)
         _check_closed_loop(encoded, decoded)
+        use_metric_modules(metrics.get("modules"))
         metric_device = job.device if metrics.get("device", "auto") == "auto" else metrics["device"]
         names = list(metrics["names"])
         reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)

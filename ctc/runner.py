@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import hydra
+from hydra.errors import ConfigCompositionException
 
 from ctc.sweep import run_task
 from hydra_plugins.gfvc_ctc_sweeper import register
@@ -20,6 +21,8 @@ from hydra_plugins.gfvc_ctc_sweeper import register
 # Hydra's flags that choose what it does instead of our multirun (help, printing the config, ...).
 MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
               "-h", "--help", "--hydra-help"}
+
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # followed by a folder added to the config search path
 
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
@@ -31,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
-        args.insert(0, "--multirun")
+        args = ["--multirun", *_first_variant(args)]
         args += _default_anchor(args)
     register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
     saved = sys.argv
@@ -42,32 +45,71 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.argv = saved
 
 
+def _first_variant(args: list[str]) -> list[str]:
+    """A sweep of several codec configurations (``codec=a,b``) composed as its first one, the others
+    handed to the sweeper: Hydra composes a multirun's config without its sweeps, so overrides of the
+    codec's nested defaults (``picture_codec@codec.intra=vvenc``) would find the default codec's."""
+    from ctc.identity import encode_identity
+    from ctc.jobs import quote
+    from ctc.sweep_plan import SweepConfigError, codec_variants
+
+    overrides, flags = _split_arguments(args)
+    try:
+        variants = codec_variants(overrides)
+    except SweepConfigError as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if len(variants) == 1:
+        return args
+    return [*flags, *variants[0], f"hydra.sweeper.variants={quote(encode_identity({'variants': variants}))}"]
+
+
 def _default_anchor(args: Sequence[str]) -> list[str]:
     """``anchor=<the test set's default_anchor>`` unless the command line names an anchor; says which
-    anchor the run uses and why. The CTC set's anchor is VTM: without a VTM build that is an error."""
-    from anchors.vtm_tools import vtm_missing
-    from ctc.conf import ConfigNotFound, default_choice, load_section
+    anchor the run uses and why. The test set and the anchor's settings are composed as the sweep
+    composes them (the user's search path and overrides included). An anchor that this machine lacks
+    (the CTC set's VTM without a build) is an error."""
+    from ctc.codec import codec_class
+    from ctc.conf import ConfigNotFound, compose, without_hydra
 
     for arg in args:
         if arg.lstrip("+").startswith("anchor="):
             print(f"ctc-run: anchor {arg.split('=', 1)[1]} (asked for)", file=sys.stderr)
             return []
-    chosen = [arg.split("=", 1)[1] for arg in args if arg.startswith("testset=")]
-    testset = chosen[-1] if chosen else default_choice("testset")
+    overrides, flags = _split_arguments(args)
+    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
     try:
-        anchor = load_section("testset", testset).get("default_anchor") or "vvenc"
-    except ConfigNotFound:
-        return []  # Hydra names the unknown test set
-    if anchor == "vtm":
-        missing = vtm_missing(load_section("codec", "vtm"))
-        if missing:
-            print(f"ctc-run: error: the anchor of test set {testset} is VTM, the CTC's anchor. {missing}\n"
-                  "Build it with `make vtm`, or choose another anchor on purpose (anchor=vvenc).",
-                  file=sys.stderr)
-            raise SystemExit(2)
-    print(f"ctc-run: anchor {anchor} (the default of test set {testset}; anchor=NAME for another)",
+        testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
+        anchor = testset.get("default_anchor") or "vvenc"
+        section = without_hydra(compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs,
+                                        multirun=True))["anchor"]
+        missing = codec_class(section).missing(section)
+    except (ConfigNotFound, ConfigCompositionException, KeyError):
+        return []  # Hydra (or the sweep's check) names what is wrong
+    if missing:
+        about = "VTM, the CTC's anchor" if anchor == "vtm" else anchor
+        build = "Build it with `make vtm`, or choose" if anchor == "vtm" else "Choose"
+        print(f"ctc-run: error: the anchor of test set {testset['name']} is {about}. {missing}\n"
+              f"{build} another anchor on purpose (anchor=vvenc).", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"ctc-run: anchor {anchor} (the default of test set {testset['name']}; anchor=NAME for another)",
           file=sys.stderr)
     return [f"anchor={anchor}"]
+
+
+def _split_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A command line's overrides, and its flags (each ``--config-dir`` with its folder as two items)."""
+    overrides, flags = [], []
+    arguments = iter(args)
+    for arg in arguments:
+        if not arg.startswith("-"):
+            overrides.append(arg)
+            continue
+        flag, equals, value = arg.partition("=")
+        flags.append(flag)
+        if equals or flag in CONFIG_DIR_FLAGS:
+            flags.append(value if equals else next(arguments, ""))
+    return overrides, flags
 
 
 if __name__ == "__main__":

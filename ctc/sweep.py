@@ -20,7 +20,7 @@ from ctc.jobs import ROLES, Job, quote, run_job
 from ctc.provenance import now_iso
 from ctc.sequences import load_test_set
 from ctc.store import read_result
-from ctc.sweep_plan import SweepConfigError, pending_jobs, plan_sweep, task_config
+from ctc.sweep_plan import SweepConfigError, SweepPlan, check_variants, pending_jobs, plan_sweep, task_config
 from ctc.sweep_results import (
     print_failures,
     record_failure,
@@ -31,22 +31,46 @@ from ctc.sweep_results import (
 )
 
 Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
+Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
 
 
-def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batch_size: int | None) -> None:
-    """Run the sweep that ``config`` describes; ``arguments`` are the user's task overrides;
+def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | None) -> None:
+    """Run the sweep of each variant (one per configuration of the codec under test: ``codec=a,b``)
+    into one run folder, one after another (the anchor's jobs run once), then report them together;
     ``batch_size`` jobs are launched at once (None: all).
 
-    Raises ``SystemExit(2)`` before anything runs or is written when the configuration is wrong, and
+    Raises ``SystemExit(2)`` before anything runs or is written when a configuration is wrong, and
     ``SystemExit(1)`` at the end when a job failed, after every other job ran.
     """
     started = now_iso()
     try:
-        plan = plan_sweep(task_config(config))
+        plans = [plan_sweep(task_config(config)) for config, _ in variants]
+        check_variants(plans)
     except SweepConfigError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    pending = pending_jobs(plan)
+    ran, results, seen = False, [], set()
+    for plan, (config, arguments) in zip(plans, variants, strict=True):
+        pending = pending_jobs(plan)
+        _sweep(plan, config, pending, arguments, launch, batch_size, started)
+        results += sweep_results([job for job in plan.jobs if job.label not in seen], plan.run_dir)
+        seen.update(job.label for job in plan.jobs)  # the anchor's jobs are every variant's
+        ran = ran or bool(pending)
+    for each, (config, _) in zip(plans, variants, strict=True):
+        write_provenance(each, config, results, started=started)
+    plan = plans[-1]
+    summarise(plan.run_dir, results)
+    if plan.settings.get("report", True) and "anchor" in plan.sections:
+        report(plan.run_dir, plan.sections["anchor"]["name"], refresh=ran,
+               page=plan.settings.get("report_page"))
+    if any(result.get("status") != "ok" for result in results):
+        print_failures(results, plan.run_dir)
+        raise SystemExit(1)
+
+
+def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: Sequence[str], launch: Launch,
+           batch_size: int | None, started: str) -> None:
+    """Launch one variant's pending jobs in batches."""
     if pending:
         _prepare_metrics(plan.metric_names)
     write_provenance(plan, config, started=started)
@@ -62,15 +86,6 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
             batch = pending[start:start + batch_size]
             _launch_batch(batch, [common + job.overrides() for job in batch], start, launch, plan.run_dir)
             progress.update(len(batch))
-
-    results = sweep_results(plan.jobs, plan.run_dir)
-    summarise(plan.run_dir, results)
-    write_provenance(plan, config, results, started=started)
-    if plan.settings.get("report", True) and "anchor" in plan.sections:
-        report(plan.run_dir, plan.sections["anchor"]["name"], refresh=bool(pending))
-    if any(result.get("status") != "ok" for result in results):
-        print_failures(results, plan.run_dir)
-        raise SystemExit(1)
 
 
 def _prepare_metrics(names: Sequence[str]) -> None:

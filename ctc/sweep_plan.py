@@ -7,18 +7,20 @@ job) and lists the jobs; :func:`pending_jobs` says which of them must run and wh
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ctc.codec import CodecError, codec_class
-from ctc.identity import codec_identity, redo_reason
+from ctc.conf import without_hydra
+from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
 from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
@@ -51,8 +53,7 @@ def default_workers() -> int:
 
 def task_config(config: DictConfig) -> dict[str, Any]:
     """The resolved configuration without Hydra's own node."""
-    return {key: OmegaConf.to_container(config[key], resolve=True) if OmegaConf.is_config(config[key])
-            else config[key] for key in config if key != "hydra"}
+    return without_hydra(config)
 
 
 def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
@@ -60,7 +61,7 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
     try:
         run = check_name("run", settings["run"])
         _check_workers(settings.get("jobs"))
-        metric_names = _checked_metrics(settings["metrics"].get("names"))
+        metric_names = _checked_metrics(settings["metrics"].get("names"), settings["metrics"].get("modules"))
         sections = codec_sections(settings)
         identities = {role: _resolved_identity(role, section) for role, section in sections.items()}
         specs = load_test_set(settings["testset"])
@@ -74,6 +75,42 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
     return SweepPlan(settings, run_dir, sections, identities, specs, jobs)
 
 
+def codec_variants(arguments: Sequence[str]) -> list[list[str]]:
+    """The task overrides of each configuration of the codec under test that a command line sweeps
+    (``codec=a,b``, ``codec.q_step=4,8``, ``picture_codec@codec.intra=vtm,vvenc``): one list per
+    combination, as Hydra's basic sweeper expands them. Only the codec under test can be swept: the
+    variants share the run folder, the test set, the anchor and the metrics."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        if not override.is_sweep_override():
+            choices.append([override.input_line])
+            continue
+        key = override.get_key_element()
+        if key != "codec" and not key.split("@")[-1].startswith("codec."):
+            raise SweepConfigError(f"{override.input_line}: ctc-run sweeps configurations of the codec under "
+                                   "test into one run (codec=a,b or codec.KEY=x,y); run other settings apart")
+        choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+    return [list(combination) for combination in itertools.product(*choices)]
+
+
+def check_variants(plans: Sequence[SweepPlan]) -> None:
+    """The plans of one sweep's codec configurations go into one run: one folder, and two configurations
+    under one name only when they are the same (their results share that name's folder)."""
+    identities: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        if plan.run_dir != plans[0].run_dir:
+            raise SweepConfigError(f"the codec configurations of one sweep go to one run folder, not "
+                                   f"{plans[0].run_dir} and {plan.run_dir}")
+        label, identity = plan.sections["test"]["name"], plan.identities["test"]
+        if identities.setdefault(label, identity) != identity:
+            found = changes(identities[label], identity, "codec")
+            raise SweepConfigError(f"two codec configurations are both named {label!r} but differ ("
+                                   f"{'; '.join(found[:2])}); their results would share one folder: give "
+                                   "each its own name (codec.name=...)")
+
+
 def _check_workers(jobs: Any) -> None:
     if jobs == "auto":  # the sweeper makes it one per core
         return
@@ -81,12 +118,13 @@ def _check_workers(jobs: Any) -> None:
         raise SweepConfigError(f"jobs={jobs!r}: expected a positive number of parallel workers (or auto)")
 
 
-def _checked_metrics(names: Any) -> list[str]:
-    from ctc.metrics import MetricError, metric_class
+def _checked_metrics(names: Any, modules: Any) -> list[str]:
+    from ctc.metrics import MetricError, metric_class, use_metric_modules
 
     if not names:
         raise SweepConfigError("metrics.names is empty: name at least one metric (e.g. metrics=psnr)")
     try:
+        use_metric_modules(modules)
         for name in names:
             metric_class(str(name))
     except MetricError as exc:
@@ -100,8 +138,8 @@ def codec_sections(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for role, section in sections.items():
         for key in ("name", "module", "rate_points"):
             if not section.get(key):
-                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' (ctc/conf/{ROLES[role]}/"
-                                       "<name>.yaml must give name, module and rate_points)")
+                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' ({ROLES[role]}/<name>.yaml "
+                                       "must give name, module (with class or type) and rate_points)")
         check_name(f"{ROLES[role]} name", section["name"])
         try:
             codec_class(section)

@@ -105,7 +105,8 @@ def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapp
                                        for role, section in sections.items()},
                      choices=choices, started=started)
     stamp = started.replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
-    path = plan.run_dir / PROVENANCE_DIR / f"{stamp}-{socket.gethostname()}-{os.getpid()}.json"
+    label = sections["test"]["name"]  # a sweep of several codec configurations writes one file each
+    path = plan.run_dir / PROVENANCE_DIR / f"{stamp}-{socket.gethostname()}-{os.getpid()}-{label}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
     write_json_atomic(plan.run_dir / PROVENANCE_FILE, record)
@@ -116,16 +117,17 @@ def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapp
     return path
 
 
-def report(run_dir: Path, anchor: str, refresh: bool) -> None:
+def report(run_dir: Path, anchor: str, refresh: bool, page: Mapping[str, Any] | None = None) -> None:
     """The BD-rate tables and RD curves of the run (every codec in it against the anchor), written
-    again when a job ran (a fully cached rerun keeps the report it has; ``make report`` redraws it)."""
+    again when a job ran (a fully cached rerun keeps the report it has; ``make report`` redraws it);
+    ``page``: the report page's settings (``report_page``)."""
     from ctc.report import REPORT_DIR, ReportError, write_report
 
     if not refresh and (run_dir / REPORT_DIR / "summary.md").is_file():
         print(f"report (unchanged): {run_dir / REPORT_DIR / 'summary.md'}")
         return
     try:
-        write_report(run_dir, anchor=anchor)
+        write_report(run_dir, anchor=anchor, page=page)
     except ReportError as exc:
         print(f"ctc-run: no report: {exc}", file=sys.stderr)
 

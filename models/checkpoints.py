@@ -20,6 +20,7 @@ from torch import nn
 
 ENV_VAR = "GFVC_CHECKPOINTS"
 RANDOM = "random"
+NONE = "none"  # the weights of a model without learned weights (its config lists no checkpoint_files)
 RANDOM_SEED = 0  # random weights are drawn from this seed: the same on every machine
 
 
@@ -55,7 +56,7 @@ def checkpoint_file_names(model_config: Mapping[str, Any]) -> list[str]:
     """The model config's checkpoint file names, with its common params filled in (DAC's
     ``DAC-{num_kp}-checkpoint.pth.tar`` names a file per keypoint count)."""
     common = model_config.get("model_params", {}).get("common_params", {})
-    return [str(name).format(**common) for name in model_config["checkpoint_files"]]
+    return [str(name).format(**common) for name in model_config.get("checkpoint_files") or []]
 
 
 def resolve_weights(model: str, model_config: Mapping[str, Any], weights: str | Path = "auto") -> Path | str:
@@ -64,15 +65,18 @@ def resolve_weights(model: str, model_config: Mapping[str, Any], weights: str | 
     ``weights``: a checkpoint path; ``checkpoint`` (it must be found); ``random``; or ``auto``: the
     checkpoint when one is found (the model config's ``checkpoint``, then ``$GFVC_CHECKPOINTS``),
     else random. A checkpoint that is named or found but cannot be used is an error, never random.
+    A model whose config lists no ``checkpoint_files`` and names no checkpoint has :data:`NONE`.
     """
     weights = str(weights)
     if weights == RANDOM:
         return RANDOM
     configured = None if weights in ("auto", "checkpoint") else weights
     configured = configured or model_config.get("checkpoint")
+    if not configured and not model_config.get("checkpoint_files"):
+        return NONE
     try:
-        return find_checkpoint(model, checkpoint_file_names(model_config), model_config["where_to_get"],
-                               configured)
+        return find_checkpoint(model, checkpoint_file_names(model_config),
+                               model_config.get("where_to_get", ""), configured)
     except CheckpointError:
         if weights == "auto" and not configured:
             return RANDOM

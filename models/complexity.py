@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ctc.conf import ConfigNotFound, load_section
 from models.registry import available_models, create_model
 
 
@@ -46,7 +47,8 @@ def parameter_counts(networks: Mapping[str, torch.nn.Module]) -> dict[str, int]:
 
 
 def model_complexity(name: str, config: Mapping[str, Any] | None = None, size: int = 256) -> dict[str, Any]:
-    """Parameter counts and MACs per pixel of model ``name`` at ``size`` x ``size``."""
+    """Parameter counts (of its ``networks``, when it has torch sub-networks) and MACs per pixel of model
+    ``name`` at ``size`` x ``size``."""
     model = create_model(name, config, weights="random")
     frame = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     features = model.extract_features(frame)
@@ -55,7 +57,7 @@ def model_complexity(name: str, config: Mapping[str, Any] | None = None, size: i
     return {
         "model": name,
         "frame_size": [size, size],
-        "parameters": parameter_counts(model.networks),
+        "parameters": parameter_counts(getattr(model, "networks", {})),
         "macs_per_pixel": {
             "encoder": count_macs(model.encoder_pass, frame) / pixels,
             "decoder": count_macs(model.decoder_pass, frame, reference, features, frame) / pixels,
@@ -77,16 +79,21 @@ def format_complexity(result: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-complexity", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help=f"models (default: all of {', '.join(available_models())})")
+    parser.add_argument("models", nargs="*",
+                        help=f"model configs (default: all of {', '.join(available_models())})")
+    parser.add_argument("--config-dir", action="append", default=[],
+                        help="a folder with model/<name>.yaml of your own (as ctc-run's --config-dir)")
     parser.add_argument("--size", type=int, default=256, help="frame width and height (default 256)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.models) - set(available_models()))
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(available_models())}")
+    try:
+        configs = {name: load_section("model", name, config_dirs=args.config_dir)
+                   for name in args.models or available_models()}
+    except ConfigNotFound as exc:
+        parser.error(str(exc))
     results = []
-    for name in args.models or available_models():
-        results.append(model_complexity(name, size=args.size))
+    for name, config in configs.items():
+        results.append(model_complexity(name, config, size=args.size))
         print(format_complexity(results[-1]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,10 @@ from ctc.hashing import compute_digest, file_digest
 from ctc.sequences import SequenceSpec
 from models import bitstream, features, sei
 from models.base import GenerativeModel
+from models.checkpoints import NONE
 from models.gfvc_build import (
     conventional_codec,
     conventional_section,
-    load_config_section,
     load_model,
     model_config_of,
     to_uint8,
@@ -48,17 +48,20 @@ from models.gfvc_build import (
 from models.gop import Encoded, GopCode
 from models.keyframes import KeyFramePolicy
 
-__all__ = ["Encoded", "GfvcCodec", "GopCode", "load_config_section", "to_uint8"]
+__all__ = ["Encoded", "GfvcCodec", "GopCode", "to_uint8"]
 
 OUTPUT_ROUNDINGS = ("truncate", "round")
 KEY_FRAME_FORMATS = ("yuv420", "rgb444")
 
 
+@register_codec("gfvc")
 class GfvcCodec(Codec):
-    """A GFVC model as a codec; one registered subclass per model (``fomm``, ``cfte``, ``dac``...)."""
+    """A GFVC model as a codec: the model is the config's ``model`` section (any
+    :class:`models.base.GenerativeModel`, this package's or the user's), the key-frame codec its ``intra``."""
 
     uses_gpu = True
     container_bit_parts = ("header",)  # the common software counts key frame + feature payloads only
+    resolved_sections = frozenset({"intra"})  # the identity's key_frame_codec
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu",
                  model: GenerativeModel | None = None, intra_codec: IntraCodec | None = None) -> None:
@@ -77,7 +80,7 @@ class GfvcCodec(Codec):
         if device.startswith("cuda"):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
             torch.backends.cudnn.benchmark = False
-        self.model_config = model_config_of(cfg.get("model", self.name), cfg.get("num_kp"))
+        self.model_config = model_config_of(self.name, cfg.get("model"), cfg.get("num_kp"))
         self.model = (model if model is not None else
                       load_model(self.name, self.model_config, str(cfg.get("weights", "auto")), device))
         self.intra_name, self.intra = ((type(intra_codec).__name__, intra_codec) if intra_codec is not None
@@ -103,13 +106,13 @@ class GfvcCodec(Codec):
         from models.checkpoints import RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
 
         cls.check_config(config)
-        model_config = model_config_of(config.get("model", cls.name), config.get("num_kp"))
+        model_config = model_config_of(config["name"], config.get("model"), config.get("num_kp"))
         try:
-            weights = resolve_weights(cls.name, model_config, config.get("weights", "auto"))
+            weights = resolve_weights(config["name"], model_config, config.get("weights", "auto"))
         except CheckpointError as exc:
             raise CodecError(str(exc)) from None
         intra = cls.intra_section(config)
-        return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM
+        return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM else NONE if weights == NONE
                 else f"{Path(weights).name} sha256 {file_digest(weights, 'sha256')}",
                 "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)}}
 
@@ -119,17 +122,16 @@ class GfvcCodec(Codec):
         layout = config.get("sei") or {}
         precision = layout.get("coordinate_precision")
         if precision is not None and 2 ** int(precision) != float(config["q_step"]):
-            raise CodecError(f"{cls.name}: q_step {config['q_step']} disagrees with the SEI layout's "
+            raise CodecError(f"{config['name']}: q_step {config['q_step']} disagrees with the SEI layout's "
                              f"coordinate_precision {precision} (2^{precision} = {2 ** int(precision)}); "
                              "set q_step to 2^coordinate_precision")
 
     @classmethod
     def intra_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The key-frame codec's config (``intra_codec``: ``vtm``, ``vvenc`` or ``auto``, VTM when found)
-        with the picture format set to the configured ``key_frame_format``."""
+        """The key-frame codec's config (``intra``: ``picture_codec/auto``, VTM when found, else vvenc; or
+        ``vtm``, ``vvenc``) with the picture format set to the configured ``key_frame_format``."""
         key_frame_format = str(config.get("key_frame_format", "yuv420")).lower()
-        return conventional_section(cls.name, config.get("intra_codec", "auto"), key_frame_format,
-                                    "key_frame_format")
+        return conventional_section(config["name"], config.get("intra"), key_frame_format, "key frame")
 
     def _sei_config(self) -> dict[str, Any]:
         section = copy.deepcopy(dict(self.config["sei"]))
@@ -144,9 +146,9 @@ class GfvcCodec(Codec):
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else weights
 
     def _make_intra_codec(self) -> tuple[str, IntraCodec]:
-        name, codec = conventional_codec(self.name, self.intra_section(self.config), "intra_codec")
+        name, codec = conventional_codec(self.name, self.intra_section(self.config), "key frame")
         if not isinstance(codec, IntraCodec):
-            raise CodecError(f"{self.name}: intra_codec {name!r} cannot code a single picture")
+            raise CodecError(f"{self.name}: key-frame codec {name!r} cannot code a single picture")
         return name, codec
 
     def hashed_settings(self) -> dict[str, Any]:
@@ -173,7 +175,8 @@ class GfvcCodec(Codec):
         return bool(getattr(self.model, "random_weights", False))
 
     def version(self) -> str:
-        weights = "RANDOM weights" if self.random_weights else self._weights_id()
+        weights = ("RANDOM weights" if self.random_weights else "no learned weights"
+                   if self._weights_id() == NONE else self._weights_id())
         intra = self.intra.version() if isinstance(self.intra, Codec) else self.intra_name
         return (f"gfvc {self.name} (bitstream v{bitstream.FORMAT_VERSION}, {self.feature_coding} features, "
                 f"{weights}; key frame: {intra})")
@@ -181,7 +184,7 @@ class GfvcCodec(Codec):
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "random_weights": self.random_weights,
                 "weights": self._weights_id(),
-                "checkpoint": None if self.random_weights else str(getattr(self.model, "weights", None)),
+                "checkpoint": str(self.model.weights) if Path(str(self.model.weights)).is_file() else None,
                 "feature_coding": self.feature_coding, "q_step": self.q_step,
                 "intra_codec": self.intra_name, "key_frame_format": self.key_frame_format,
                 "gop_size": self.key_frames.gop_size,
@@ -365,23 +368,3 @@ class GfvcCodec(Codec):
                 chunk = self.model.extract_features(self._to_tensor(frames[start:start + self.batch_size]))
                 chunks.append(chunk.detach().float().cpu().numpy().astype(np.float64))
         return np.concatenate(chunks)
-
-
-@register_codec("fomm")
-class FommCodec(GfvcCodec):
-    """FOMM: 10 keypoints + 10 Jacobians per frame."""
-
-
-@register_codec("cfte")
-class CfteCodec(GfvcCodec):
-    """CFTE: a 4x4 compact feature per frame."""
-
-
-@register_codec("fv2v")
-class Fv2vCodec(GfvcCodec):
-    """FV2V: rotation, translation and expression per frame."""
-
-
-@register_codec("dac")
-class DacCodec(GfvcCodec):
-    """DAC: 10 (or 20, 40) keypoints per frame, without Jacobians."""

@@ -1,5 +1,6 @@
-"""Building a GFVC codec's parts from its config: the model with its weights, the conventional
-codec of its key frames (and of HDAC's base layer), and the small conversions both sides share."""
+"""Building a GFVC codec's parts from its composed config: the model with its weights (``model``), the
+conventional codec of its key frames (``intra``; HDAC's base layer: ``base``), and the small
+conversions both sides share."""
 
 from __future__ import annotations
 
@@ -12,21 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctc.codec import Codec, CodecError, create_codec
-from ctc.conf import ConfigNotFound, load_section
+from ctc.codec import Codec, CodecError, codec_class, create_codec
+from ctc.registry import PluginError
 from models.base import GenerativeModel
-
-AUTO_CODECS = ("vtm", "vvenc")  # "auto": the first one found
-
-
-def load_config_section(group: str, section: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A config section given inline (mapping) or by name (``ctc/conf/<group>/<name>.yaml``)."""
-    if isinstance(section, Mapping):
-        return dict(section)
-    try:
-        return load_section(group, section)
-    except ConfigNotFound as exc:
-        raise CodecError(str(exc)) from None
 
 
 def to_uint8(prediction: torch.Tensor, rounding: str) -> np.ndarray:
@@ -51,54 +40,61 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-def model_config_of(section: str | Mapping[str, Any], num_kp: int | None = None) -> dict[str, Any]:
-    """A model config given inline or by name; ``num_kp`` (DAC's 10/20/40 keypoint models) overrides
-    its ``common_params.num_kp``."""
-    if isinstance(section, Mapping):
-        config = copy.deepcopy(dict(section))
-    else:
-        from models.registry import load_model_config
-
-        config = load_model_config(str(section))
+def model_config_of(owner: str, section: Any, num_kp: int | None = None) -> dict[str, Any]:
+    """The codec's composed model config; ``num_kp`` (DAC's 10/20/40 keypoint models) overrides its
+    ``common_params.num_kp``."""
+    if not isinstance(section, Mapping):
+        raise CodecError(f"{owner}: model {section!r}: expected a model config; compose one into the codec "
+                         "config with `defaults: [/model@model: NAME]`")
+    config = copy.deepcopy(dict(section))
     if num_kp is not None:
         config["model_params"]["common_params"]["num_kp"] = int(num_kp)
     return config
 
 
-def load_model(name: str, model_config: Mapping[str, Any], weights: str, device: str) -> GenerativeModel:
+def load_model(owner: str, model_config: Mapping[str, Any], weights: str, device: str) -> GenerativeModel:
     """The model with the configured weights (:func:`models.checkpoints.resolve_weights`): a checkpoint
-    path, ``checkpoint`` (must be found), ``random`` (deterministic, labelled) or ``auto``."""
+    path, ``checkpoint`` (must be found), ``random`` (deterministic, labelled), ``auto``, or none for a
+    model without learned weights."""
     from models.checkpoints import ENV_VAR, RANDOM, resolve_weights
-    from models.registry import create_model
+    from models.registry import model_class
 
-    resolved = resolve_weights(name, model_config, weights)
-    model = create_model(name, model_config, weights=str(resolved), device=device)
+    resolved = resolve_weights(owner, model_config, weights)
+    try:
+        cls = model_class(model_config)
+    except PluginError as exc:
+        raise CodecError(f"{owner}: {exc}") from None
+    model = cls.from_config(model_config, weights=str(resolved), device=device)
     if getattr(model, "random_weights", False):
         none_found = weights == "auto" and resolved == RANDOM
         reason = f"no checkpoint found: set {ENV_VAR}" if none_found else f"weights={weights}"
         # one line on stderr whatever the logging setup (the sweep's summary prints its warning alike)
-        print(f"WARNING: {name} runs with RANDOM weights, so its pictures and scores are not those "
+        print(f"WARNING: {owner} runs with RANDOM weights, so its pictures and scores are not those "
               f"of the published model ({reason})", file=sys.stderr, flush=True)
     return model
 
 
-def conventional_section(owner: str, choice: str | Mapping[str, Any], picture_format: str,
-                         role: str) -> dict[str, Any]:
-    """The config of a conventional codec for ``owner``'s ``role`` (key frames, base layer): ``vtm``,
-    ``vvenc`` (or an inline codec section), or ``auto``: VTM when its binaries are found
-    (:func:`anchors.vtm_tools.vtm_installed`), else vvenc; its picture format set to ``picture_format``."""
-    if choice == "auto":
-        from anchors.vtm_tools import vtm_installed
-
-        choice = "vtm" if vtm_installed(load_config_section("codec", "vtm")) else "vvenc"
-        if choice == "vvenc" and picture_format != "yuv420":
-            raise CodecError(f"{owner}: {role} {picture_format} needs VTM (vvenc codes YUV 4:2:0 only) and "
-                             "VTM is not installed: build it with `make vtm`, or use yuv420")
-    section = load_config_section("codec", choice)
-    key = section.get("picture_format_key")
+def conventional_section(owner: str, section: Any, picture_format: str, role: str) -> dict[str, Any]:
+    """The config of the conventional codec for ``owner``'s ``role`` (key frames, base layer), composed
+    from ``ctc/conf/picture_codec/``: the section itself, or its ``fallback`` where this machine lacks
+    what the section needs (``auto``: VTM when its binaries are found, else vvenc); its picture format
+    set to ``picture_format``."""
+    if not isinstance(section, Mapping):
+        raise CodecError(f"{owner}: {role} codec {section!r}: expected a codec config, composed from "
+                         "picture_codec/ (on the command line: picture_codec@codec.intra=vvenc; in a codec "
+                         "config: `defaults: [/picture_codec@intra: auto]`)")
+    chosen = {key: value for key, value in section.items() if key != "fallback"}
+    fallback = section.get("fallback")
+    try:
+        missing = fallback is not None and codec_class(chosen).missing(chosen)
+    except PluginError as exc:
+        raise CodecError(f"{owner}: {role} codec: {exc}") from None
+    if missing:
+        chosen = dict(fallback)  # a picture format it cannot code is refused when it is built
+    key = chosen.get("picture_format_key")
     if key:
-        section[key] = picture_format
-    return section
+        chosen[key] = picture_format
+    return chosen
 
 
 def conventional_codec(owner: str, section: Mapping[str, Any], role: str) -> tuple[str, Codec]:

@@ -1,10 +1,11 @@
 """HDAC as a GFVC codec: key frames and keypoints as DAC, plus a conventional base layer.
 
-The base layer is the whole sequence coded by the harness's own conventional codec (``base_codec``:
-VTM when found, else vvenc; or x265) at the rate point's QP, optionally at a reduced size
-(``base_layer_scale``, resized with OpenCV's Lanczos filter both ways). Its bitstream is the layer
-``base_layer`` of the ``.gfvc`` file, counted in the rate as its own part. The key frames are coded
-at ``key_frame_qp`` (GFVC_Software_v2's HDAC rate points: key frame QP 22, base layer QP 37 to 52).
+The base layer is the whole sequence coded by the harness's own conventional codec (``base``,
+``picture_codec/auto``: VTM when found, else vvenc; or vtm, vvenc, x265) at the rate point's QP,
+optionally at a reduced size (``base_layer_scale``, resized with OpenCV's Lanczos filter both ways).
+Its bitstream is the layer ``base_layer`` of the ``.gfvc`` file, counted in the rate as its own part.
+The key frames are coded at ``key_frame_qp`` (GFVC_Software_v2's HDAC rate points: key frame QP 22,
+base layer QP 37 to 52).
 
 Where this differs from the upstream scripts: upstream writes the frames to an mp4 with libx264
 (quality 10) and converts that to YUV before HM/VTM codes it, then passes the decoded base layer
@@ -49,19 +50,21 @@ def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
 class HdacCodec(GfvcCodec):
     """HDAC: DAC's keypoints animate the key frame, fused with a conventional base layer."""
 
+    resolved_sections = GfvcCodec.resolved_sections | {"base"}  # the identity's base_layer_codec
+
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
         # before the base class's set-up, which hashes them into the configuration
         self.base_scale = float(config.get("base_layer_scale", 1))
         if not 0 < self.base_scale <= 1:
-            raise ValueError(f"{self.name}: base_layer_scale {self.base_scale}: expected 0 < scale <= 1")
-        self.base_name, self.base_codec = conventional_codec(self.name, self.base_section(config),
-                                                             "base_codec")
+            raise ValueError(f"{config['name']}: base_layer_scale {self.base_scale}: expected 0 < scale <= 1")
+        self.base_name, self.base_codec = conventional_codec(config["name"], self.base_section(config),
+                                                             "base layer")
         super().__init__(config, *args, **kwargs)
 
     @classmethod
     def base_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The base-layer codec's config (``base_codec``: ``vtm``, ``vvenc``, ``x265`` or ``auto``)."""
-        return conventional_section(cls.name, config.get("base_codec", "auto"), "yuv420", "base layer")
+        """The base-layer codec's config (``base``: a ``picture_codec``: auto, vtm, vvenc, x265)."""
+        return conventional_section(config["name"], config.get("base"), "yuv420", "base layer")
 
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,13 @@
-"""GFVC generative models by name: their configs, their weights, and the shared adapter.
+"""GFVC generative models: their classes, their configs, their weights, and the shared adapter.
 
-A model is one module ``models/<name>.py`` holding a ``NetworkModel`` subclass decorated with
-``@register_model("<name>")`` plus one config ``ctc/conf/model/<name>.yaml`` (``model_params`` exactly
-as in the checkpoint's yaml, the checkpoint file names, and where researchers get them).
+A model config (``ctc/conf/model/<name>.yaml``, or one in the user's own config folder) names the
+model's class (``module`` + ``class``, or a ``type`` registered with ``@register_model``), its
+``model_params`` (for this package's networks exactly as in the checkpoint's yaml), the checkpoint
+file names and where researchers get them. A GFVC codec config composes it as its ``model``.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ctc.conf import available, load_section
+from ctc.registry import Registry
 from models.base import GenerativeModel
 from models.checkpoints import (
     RANDOM,
@@ -27,35 +28,37 @@ from models.checkpoints import (
     seeded,
 )
 
-_MODELS: dict[str, type[NetworkModel]] = {}
+MODELS: Registry[type[GenerativeModel]] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[type[NetworkModel]], type[NetworkModel]]:
-    """Class decorator: make a ``NetworkModel`` available to ``create_model(name)``."""
+    """Class decorator: make a model available as ``type: <name>`` in model configs."""
 
     def add(cls: type[NetworkModel]) -> type[NetworkModel]:
         cls.name = name
-        _MODELS[name] = cls
-        return cls
+        return MODELS.add(name, cls)
 
     return add
 
 
 def available_models() -> list[str]:
-    """Names of the models that have a config file."""
+    """Names of the models that have a config file in this package."""
     return available("model")
 
 
 def load_model_config(name: str) -> dict[str, Any]:
-    """The model's config (``ctc/conf/model/<name>.yaml``) as a plain dict."""
+    """The model config ``model/<name>`` (composed) as a plain dict."""
     return load_section("model", name)
 
 
-def get_model_class(name: str) -> type[NetworkModel]:
-    if name not in _MODELS:
-        load_model_config(name)  # unknown names fail here with the list of known ones
-        importlib.import_module(f"models.{name}")
-    return _MODELS[name]
+def model_class(config: Mapping[str, Any]) -> type[GenerativeModel]:
+    """The class a model config names (``module`` + ``class``, or ``type``)."""
+    return MODELS.resolve(config, GenerativeModel)
+
+
+def get_model_class(name: str) -> type[GenerativeModel]:
+    """The class of the model config ``model/<name>``."""
+    return model_class(load_model_config(name))
 
 
 def create_model(
@@ -64,9 +67,11 @@ def create_model(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
     **options: Any,
-) -> NetworkModel:
-    """Build model ``name`` from its config with weights from a checkpoint, or ``weights='random'``."""
-    return get_model_class(name).from_config(config, weights=weights, device=device, **options)
+) -> GenerativeModel:
+    """Build a model from ``config`` (default: the config ``model/<name>``) with weights from a
+    checkpoint, or ``weights='random'``."""
+    config = dict(config) if config is not None else load_model_config(name)
+    return model_class(config).from_config(config, weights=weights, device=device, **options)
 
 
 class NetworkModel(GenerativeModel):

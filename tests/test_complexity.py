@@ -46,7 +46,7 @@ def test_command_prints_and_records_real_cfte(
 def test_unknown_model_is_refused(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["nosuchmodel"])
-    assert "unknown model(s) nosuchmodel" in capsys.readouterr().err
+    assert "no model config 'nosuchmodel' in the config search path" in capsys.readouterr().err
 
 
 @pytest.mark.slow

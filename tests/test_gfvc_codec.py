@@ -21,14 +21,15 @@ import torch
 
 from anchors.ffmpeg_codec import FfmpegCodec
 from anchors.vtm import VtmCodec
-from ctc.codec import CODECS, CodecError, IntraCodec
+from ctc.codec import CodecError, IntraCodec
+from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.sequences import SequenceSpec, load_test_set
 from models import bitstream, entropy
 from models.base import GenerativeModel
 from models.bitstream import BitstreamError
 from models.checkpoints import ENV_VAR, CheckpointError
-from models.gfvc import GfvcCodec, load_config_section
+from models.gfvc import GfvcCodec
 from models.registry import load_model_config
 
 FRAMES = 5
@@ -45,6 +46,10 @@ class StandInModel(GenerativeModel):
     feature_size = 16
     random_weights = False
     weights = "stand-in"
+
+    @classmethod
+    def from_config(cls, config, weights, device="cpu") -> StandInModel:
+        return cls()
 
     def extract_features(self, frames: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.adaptive_avg_pool2d(frames.mean(1, keepdim=True), 4).flatten(1)
@@ -91,8 +96,8 @@ def clip(faces, tmp_path_factory) -> SequenceSpec:
 
 
 def stand_in_codec(intra: IntraCodec | None = None, **overrides) -> GfvcCodec:
-    config = {**load_config_section("codec", "cfte"), **overrides}
-    return CODECS["cfte"](config, model=StandInModel(), intra_codec=intra or StandInIntra())
+    config = {**load_section("codec", "cfte"), **overrides}
+    return GfvcCodec(config, model=StandInModel(), intra_codec=intra or StandInIntra())
 
 
 def encode_and_decode(codec: GfvcCodec, sequence: SequenceSpec, qp: int, folder: Path):
@@ -168,7 +173,7 @@ def test_bad_bitstreams_are_refused(clip, tmp_path):
         stand_in_codec(q_step=8, sei=None).decode(path, clip, tmp_path / "dec")
     with pytest.raises(BitstreamError, match="configuration"):
         stand_in_codec(feature_coding="sei").decode(path, clip, tmp_path / "dec")
-    fomm = CODECS["fomm"]({**load_config_section("codec", "cfte"), "name": "fomm"},
+    fomm = GfvcCodec({**load_section("codec", "cfte"), "name": "fomm"},
                           model=StandInModel(), intra_codec=StandInIntra())
     with pytest.raises(BitstreamError, match="made by model 'cfte', this decoder is 'fomm'"):
         fomm.decode(path, clip, tmp_path / "dec")
@@ -188,41 +193,43 @@ def test_bad_config_values_are_refused():
         stand_in_codec(cpu_batch_size=0)
     with pytest.raises(ValueError, match="feature_coding sei needs a 'sei' section"):
         stand_in_codec(feature_coding="sei", sei=None)
-    with pytest.raises(CodecError, match="no codec config 'nonesuch'"):
-        load_config_section("codec", "nonesuch")
+    with pytest.raises(ConfigNotFound, match="no codec config 'nonesuch'"):
+        load_section("codec", "nonesuch")
 
 
 @pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v", "dac"])
 def test_config_files_hold_every_number(name):
-    config = load_config_section("codec", name)
-    assert config["name"] == name and config["module"] == "models.gfvc"
+    config = load_section("codec", name)
+    assert config["name"] == name and config["type"] == "gfvc" and config["module"] == "models.gfvc"
+    assert config["model"]["type"] == name and config["intra"]["type"] == "vtm"  # composed sections
+    assert config["intra"]["fallback"]["type"] == "vvenc"
     assert config["rate_points"] == [22, 32, 42, 52]
     assert config["q_step"] == {"fomm": 64, "cfte": 4, "fv2v": 256, "dac": 64}[name]
     assert 2 ** config["sei"]["coordinate_precision"] == config["q_step"]
-    assert {"weights", "intra_codec", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
+    assert {"weights", "intra", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
             "encoder_reconstruction", "gop_size", "refresh"} <= set(config)
     assert config["gop_size"] is None and config["refresh"]["threshold"] is None  # one key frame, no refresh
 
 
 def stand_in_with_real_intra(**overrides) -> GfvcCodec:
-    return CODECS["cfte"]({**load_config_section("codec", "cfte"), **overrides}, model=StandInModel())
+    return GfvcCodec({**load_section("codec", "cfte"), **overrides}, model=StandInModel())
 
 
 def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, monkeypatch):
     codec = stand_in_with_real_intra()
     assert isinstance(codec.intra, FfmpegCodec) and codec.intra_name == "vvenc"
     assert codec.provenance()["intra_codec"] == "vvenc" and "libvvenc" in codec.version()
-    with pytest.raises(CodecError, match="key_frame_format rgb444 needs VTM .* VTM is not installed"):
+    with pytest.raises(CodecError, match="vvenc codes YUV 4:2:0 only"):  # auto falls back to vvenc
         stand_in_with_real_intra(key_frame_format="rgb444")
     with pytest.raises(CodecError, match="vvenc codes YUV 4:2:0 only"):
-        stand_in_with_real_intra(intra_codec="vvenc", key_frame_format="rgb444")
+        stand_in_with_real_intra(intra=load_section("picture_codec", "vvenc"), key_frame_format="rgb444")
     with pytest.raises(CodecError, match="VTM not found"):
-        stand_in_with_real_intra(intra_codec="vtm")
+        stand_in_with_real_intra(intra=load_section("picture_codec", "vtm"))
     monkeypatch.undo()  # the machine's VTM again (the build of make vtm)
     vtm = stand_in_with_real_intra(key_frame_format="rgb444")
     assert isinstance(vtm.intra, VtmCodec) and vtm.intra.input_format == "rgb444"
     assert vtm.intra_name == "vtm" and vtm.config_hash != codec.config_hash  # not decodable by the other
-    assert stand_in_with_real_intra(intra_codec="vvenc").intra_name == "vvenc"
+    assert stand_in_with_real_intra(intra=load_section("picture_codec", "vvenc")).intra_name == "vvenc"
 
 
 @pytest.mark.vtm
@@ -231,10 +238,10 @@ def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, 
 def test_tiny_model_with_a_real_vtm_key_frame(real_vtm, key_frame_format, shared, faces, tmp_path):
     """A tiny CFTE (golden configuration, random weights) whose key frame goes through the real VTM:
     the encoder's reconstruction equals the decoder's output, the key frame is VTM's picture."""
-    config, size = tiny_config("cfte", shared, weights="random", intra_codec="vtm",
+    config, size = tiny_config("cfte", shared, weights="random", intra=load_section("picture_codec", "vtm"),
                                key_frame_format=key_frame_format, encoder_reconstruction=True)
     sequence = as_sequence(resized(faces[:3], size), tmp_path / "seq")
-    codec = CODECS["cfte"](config)
+    codec = GfvcCodec(config)
     assert isinstance(codec.intra, VtmCodec) and codec.intra.input_format == key_frame_format
     assert "key frame: VTM 22.2" in codec.version()
     result, decoded = encode_and_decode(codec, sequence, 32, tmp_path)
@@ -255,20 +262,20 @@ def tiny_config(name: str, shared: Path, **overrides) -> tuple[dict, int]:
         pytest.skip(f"{tiny} is absent")
     golden = json.loads(tiny.read_text())
     model = {**load_model_config(name), "model_params": golden["model_params"]}
-    config = {**load_config_section("codec", name), "model": model, **overrides}
+    config = {**load_section("codec", name), "model": model, **overrides}
     return config, int(golden["image_size"][0])
 
 
 def test_random_weights_when_no_checkpoint_are_labelled_once(shared, monkeypatch, capsys):
     monkeypatch.delenv(ENV_VAR, raising=False)
     config, _ = tiny_config("cfte", shared, weights="auto")
-    codec = CODECS["cfte"](config, intra_codec=StandInIntra())
+    codec = GfvcCodec(config, intra_codec=StandInIntra())
     warnings = [line for line in capsys.readouterr().err.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "cfte runs with RANDOM weights" in warnings[0] and ENV_VAR in warnings[0]
     assert codec.random_weights and codec.provenance()["random_weights"] is True
     assert codec.provenance()["checkpoint"] is None and "RANDOM weights" in codec.version()
     with pytest.raises(CheckpointError, match="no checkpoint found"):
-        CODECS["cfte"]({**config, "weights": "checkpoint"}, intra_codec=StandInIntra())
+        GfvcCodec({**config, "weights": "checkpoint"}, intra_codec=StandInIntra())
 
 
 def resized(frames: np.ndarray, size: int) -> np.ndarray:
@@ -284,9 +291,9 @@ def resized(frames: np.ndarray, size: int) -> np.ndarray:
 def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
     """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
     config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
-                               encoder_reconstruction=True, intra_codec="vvenc")
+                               encoder_reconstruction=True, intra=load_section("picture_codec", "vvenc"))
     sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
-    codec = CODECS[name](config)
+    codec = GfvcCodec(config)
     assert codec.intra_name == "vvenc" and codec.random_weights
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     check_rate_accounting(codec, result)
@@ -341,7 +348,7 @@ def test_fomm_with_gop_size_4_on_16_frames_codes_4_key_frames(shared, tmp_path):
     (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 16})
     config, size = tiny_config("fomm", shared, weights="random", gop_size=4, encoder_reconstruction=True)
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
-    codec = CODECS["fomm"](config)
+    codec = GfvcCodec(config)
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     check_rate_accounting(codec, result)
     assert result.details["key_frames"] == 4 and result.details["key_frame_positions"] == [0, 4, 8, 12]
@@ -350,5 +357,5 @@ def test_fomm_with_gop_size_4_on_16_frames_codes_4_key_frames(shared, tmp_path):
     assert result.bits["key_frame"] == 8 * sum(map(len, stream.key_frames.values()))
     recon = tmp_path / "enc" / "face00_qp42_recon.rgb"
     assert recon.read_bytes() == (tmp_path / "dec" / "face00_decoded.rgb").read_bytes()
-    single = CODECS["fomm"]({**config, "gop_size": None}).encode(sequence, 42, tmp_path / "single")
+    single = GfvcCodec({**config, "gop_size": None}).encode(sequence, 42, tmp_path / "single")
     assert single.details["key_frames"] == 1 and single.total_bits < result.total_bits

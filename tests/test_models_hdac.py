@@ -21,9 +21,10 @@ from model_helpers import (
 from test_gfvc_codec import as_sequence, encode_and_decode, resized
 
 from ctc.codec import create_codec
+from ctc.conf import load_section
 from ctc.sequences import load_test_set
 from models import features
-from models.gfvc_build import load_config_section, to_uint8
+from models.gfvc_build import to_uint8
 from models.hdac import HDAC
 from models.registry import load_model_config
 
@@ -111,9 +112,9 @@ def test_codec_with_a_vvenc_base_layer(golden: Path, shared: Path, tmp_path: Pat
     size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
     model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
-    config = {**load_config_section("codec", "hdac"), "model": model, "weights": "random",
-              "base_codec": "vvenc", "base_layer_scale": scale, "encoder_reconstruction": True,
-              "cpu_batch_size": 2}
+    config = {**load_section("codec", "hdac"), "model": model, "weights": "random",
+              "base": load_section("picture_codec", "vvenc"), "base_layer_scale": scale,
+              "encoder_reconstruction": True, "cpu_batch_size": 2}
     codec = create_codec(config)
     result, decoded = encode_and_decode(codec, sequence, 47, tmp_path)
     assert set(result.bits) == {"header", "key_frame", "features", "base_layer"}
@@ -135,8 +136,9 @@ def test_codec_with_a_real_vtm_base_layer(real_vtm, golden: Path, tmp_path: Path
     size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
     model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
-    codec = create_codec({**load_config_section("codec", "hdac"), "model": model, "weights": "random",
-                          "base_codec": "vtm", "intra_codec": "vvenc", "encoder_reconstruction": True})
+    codec = create_codec({**load_section("codec", "hdac"), "model": model, "weights": "random",
+                          "base": load_section("picture_codec", "vtm"),
+                          "intra": load_section("picture_codec", "vvenc"), "encoder_reconstruction": True})
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     assert result.details["base_layer"]["codec"] == "vtm" and result.bits["base_layer"] > 0
     assert (tmp_path / "enc" / "face00_qp42_recon.rgb").read_bytes() == decoded.tobytes()

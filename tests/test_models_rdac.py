@@ -22,10 +22,10 @@ from model_helpers import (
 from test_gfvc_codec import StandInIntra, as_sequence, encode_and_decode, resized
 
 from ctc.codec import create_codec
+from ctc.conf import load_section
 from ctc.sequences import load_test_set
 from models.checkpoints import CheckpointError
 from models.gfvc import GopCode
-from models.gfvc_build import load_config_section
 from models.rdac import RDAC
 from models.rdac_codec import RdacCodec
 from models.registry import load_model_config
@@ -135,7 +135,7 @@ def golden_gop(inputs: dict, expected: dict) -> tuple[GopCode, np.ndarray]:
 def test_call_sequence_equals_the_golden(golden: Path, tiny_file: Path, inputs: dict, expected: dict,
                                          dtype: torch.dtype, tolerance: float) -> None:
     """Frame 1 spatial, frame 2 temporal, frame 3 skipped; the decoder reads what the encoder wrote."""
-    codec = RdacCodec(load_config_section("codec", "rdac"), model=tiny_model(golden, tiny_file, dtype),
+    codec = RdacCodec(load_section("codec", "rdac"), model=tiny_model(golden, tiny_file, dtype),
                       intra_codec=StandInIntra())
     gop, frames = golden_gop(inputs, expected)
     trace: dict[str, list] = {}
@@ -158,7 +158,7 @@ def test_call_sequence_equals_the_golden(golden: Path, tiny_file: Path, inputs: 
 
 
 def test_rate_outside_the_levels_is_refused(golden: Path, tiny_file: Path) -> None:
-    config = {**load_config_section("codec", "rdac"), "residual": {"rate_idx": 6, "q_value": 0.0}}
+    config = {**load_section("codec", "rdac"), "residual": {"rate_idx": 6, "q_value": 0.0}}
     with pytest.raises(ValueError, match=r"rate_idx 6 .*levels - 2"):
         RdacCodec(config, model=tiny_model(golden, tiny_file, torch.float32), intra_codec=StandInIntra())
 
@@ -168,7 +168,7 @@ def test_codec_closed_loop_with_vvenc_key_frames(golden: Path, tmp_path: Path) -
     size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
     model = {**load_model_config("rdac"), "model_params": tiny_params(golden)}
-    codec = create_codec({**load_config_section("codec", "rdac"), "model": model, "weights": "random",
+    codec = create_codec({**load_section("codec", "rdac"), "model": model, "weights": "random",
                           "gop_size": 3, "encoder_reconstruction": True})
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     assert set(result.bits) == {"header", "key_frame", "features", "residual", "residual_hyper"}

@@ -29,7 +29,7 @@ def stamps(run_dir: Path, codec: str = "*") -> dict[Path, int]:
 def test_a_checkpoint_installed_after_a_random_weight_run_redoes_the_job(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(ENV_VAR, raising=False)
     sweep = ["codec=cfte", "anchor=none", *DEMO_ONE, "testset.frames=2", "codec.rate_points=[42]",
-             "codec.intra_codec=vvenc", f"results_dir={tmp_path / 'results'}", "jobs=1"]
+             "picture_codec@codec.intra=vvenc", f"results_dir={tmp_path / 'results'}", "jobs=1"]
     main(sweep)
     job = tmp_path / "results" / "demo-f2" / "cfte" / "DEMO_001" / "42"
     first = read_result(job)
@@ -67,17 +67,17 @@ def test_a_new_key_frame_codec_or_vtm_cfg_redoes_exactly_the_affected_jobs(real_
     run_dir = results / "demo-f2"
     empty = tmp_path / "no-vtm"
     empty.mkdir()
-    main([*sweep, "codec.intra_codec=vvenc"])
+    main([*sweep, "picture_codec@codec.intra=vvenc"])
     assert read_result(run_dir / "cfte/DEMO_001/42")["identity"]["codec"]["key_frame_codec"]["config"][
         "name"] == "vvenc"
     anchor_jobs, test_jobs = stamps(run_dir, "vtm"), stamps(run_dir, "cfte")
     assert len(anchor_jobs) == 1 and len(test_jobs) == 1
-    main([*sweep, "codec.intra_codec=vtm"])  # the key frame through VTM: the cfte job only
+    main([*sweep, "picture_codec@codec.intra=vtm"])  # the key frame through VTM: the cfte job only
     assert stamps(run_dir, "vtm") == anchor_jobs and stamps(run_dir, "cfte") != test_jobs
     assert "key_frame_codec" in capsys.readouterr().err
     test_jobs = stamps(run_dir, "cfte")
     cfg.write_text(cfg.read_text() + "\n# the same options, another file\n")
-    main([*sweep, "codec.intra_codec=vtm"])  # the anchor's cfg content changed: the anchor's jobs only
+    main([*sweep, "picture_codec@codec.intra=vtm"])  # the anchor's cfg changed: the anchor's jobs only
     assert stamps(run_dir, "cfte") == test_jobs
     assert all(stamps(run_dir, "vtm")[path] != stamp for path, stamp in anchor_jobs.items())
     assert "vtm: codec.cfg_sha256:" in capsys.readouterr().err

@@ -51,9 +51,9 @@ def tiny(tmp_path, monkeypatch):
     for group in ("codec", "anchor", "testset"):
         (conf / group).mkdir(parents=True)
     (conf / "codec" / "fake.yaml").write_text(
-        f"name: fake\nmodule: fake_codec\nrate_points: {CODEC_RATE_POINTS}\n")
+        f"name: fake\nmodule: fake_codec\ntype: fake\nrate_points: {CODEC_RATE_POINTS}\n")
     (conf / "anchor" / "fake_anchor.yaml").write_text(
-        f"name: fake_anchor\nmodule: fake_codec\nrate_points: {ANCHOR_RATE_POINTS}\n")
+        f"name: fake_anchor\nmodule: fake_codec\ntype: fake_anchor\nrate_points: {ANCHOR_RATE_POINTS}\n")
     (conf / "testset" / "tiny.yaml").write_text(
         f"name: tiny\nroot: {tmp_path / 'seqs'}\nsequences: null\nframes: null\n"
         f"sequences_file: {tmp_path / 'sequences.yaml'}\n")
@@ -269,8 +269,10 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
         spec.path.write_bytes(bytes(FRAMES * spec.frame_bytes))
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    sections = {"test": {"name": "fake_gpu", "module": "fake_codec", "rate_points": [1, 3]},
-                "anchor": {"name": "fake_anchor", "module": "fake_codec", "rate_points": [2]}}
+    sections = {"test": {"name": "fake_gpu", "module": "fake_codec", "type": "fake_gpu",
+                         "rate_points": [1, 3]},
+                "anchor": {"name": "fake_anchor", "module": "fake_codec", "type": "fake_anchor",
+                           "rate_points": [2]}}
     devices = job_devices(sections, "auto")
     assert devices == {"test": ["cuda:0", "cuda:1"], "anchor": ["cpu"]}
     identities = {role: {"config": section} for role, section in sections.items()}
@@ -288,7 +290,7 @@ def test_job_identity_covers_what_makes_the_bitstream_only(tmp_path):
 
     spec = replace(_spec("S1"), root=tmp_path)
     spec.path.write_bytes(b"\0" * FRAMES * spec.frame_bytes)
-    section = {"name": "fake", "module": "fake_codec", "rate_points": [1, 3], "timeout_s": 10}
+    section = {"name": "fake", "module": "fake_codec", "type": "fake", "rate_points": [1, 3], "timeout_s": 10}
 
     def job(section=section, spec=spec, rate_point=1) -> Job:
         identity = job_identity(codec_identity(section), sequence_identity(spec), rate_point)

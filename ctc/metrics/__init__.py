@@ -6,6 +6,9 @@ returns one value per frame; a sequence's value is the mean over all its frames,
 
 Frames are scored in batches; the conversions that several metrics need (a float32 tensor on the
 device, YUV 4:2:0) are made once per batch in a :class:`FrameBatch` and shared between metrics.
+
+A metric of the user's own is a :class:`Metric` subclass decorated ``@register_metric("name")`` in
+any importable module, named in the metrics config's ``modules`` (:func:`use_metric_modules`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from ctc.conf import ConfigNotFound, load_section
 from ctc.devices import resolve_device
 from ctc.frames import Yuv420, rgb_to_yuv420
+from ctc.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -80,14 +84,15 @@ class Metric(ABC):
         return self.score_batch(FrameBatch(*_checked_pair(reference, distorted)))
 
 
-METRICS: dict[str, type[Metric]] = {}
+METRICS: Registry[type[Metric]] = Registry("metric")
 
 
 def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
+    """Class decorator: make a metric available as ``name`` in ``metrics.names``."""
+
     def decorator(cls: type[Metric]) -> type[Metric]:
         cls.name = name
-        METRICS[name] = cls
-        return cls
+        return METRICS.add(name, cls)
 
     return decorator
 
@@ -97,11 +102,23 @@ def _load_metric_modules() -> None:
         importlib.import_module(module)
 
 
+def use_metric_modules(modules: Sequence[str] | None) -> None:
+    """Import the modules that register the user's own metrics (the metrics config's ``modules``), in
+    each process that scores or describes them."""
+    for module in modules or ():
+        try:
+            importlib.import_module(str(module))
+        except ImportError as exc:
+            raise MetricError(f"metrics.modules: cannot import {module!r}: {exc} (is its package installed "
+                              "or on PYTHONPATH?)") from exc
+
+
 def metric_class(name: str) -> type[Metric]:
     """The class registered as ``name`` (no model is built)."""
     _load_metric_modules()
     if name not in METRICS:
-        raise MetricError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))}")
+        raise MetricError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))} (a metric of "
+                          "your own: its module in metrics.modules)")
     return METRICS[name]
 
 

@@ -10,6 +10,7 @@ skips the complete ones and hands the rest to the configured launcher (joblib, s
 # No `from __future__ import annotations`: Hydra's plugin scan (in joblib workers too) executes this
 # module outside sys.modules, where a dataclass with string annotations fails.
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,30 +27,51 @@ class CtcSweeperConf:
     _target_: str = "hydra_plugins.gfvc_ctc_sweeper.CtcSweeper"
     # jobs handed to the launcher at once; null: twice the workers (`jobs`); all: every job of the sweep
     batch_size: Any = None
+    # the task overrides of each codec configuration of a sweep (codec=a,b), set by ctc-run
+    variants: Any = None
 
 
 class CtcSweeper(Sweeper):
-    def __init__(self, batch_size: int | None = None) -> None:
+    def __init__(self, batch_size: int | None = None, variants: str | None = None) -> None:
         self.batch_size = batch_size
+        self.variants = variants
+        self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from ctc.sweep_plan import default_workers
-
-        if config.jobs in (None, "auto"):
-            with read_write(config), open_dict(config):
-                config.jobs = default_workers()
-        self.config = config
+        self.hydra_context = hydra_context
+        self.config = _with_workers(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> None:
+        from ctc.identity import decode_identity
         from ctc.sweep import run_sweep
+        from ctc.sweep_plan import SweepConfigError, codec_variants
 
-        assert self.config is not None and self.launcher is not None
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        try:  # ctc-run hands them in; Hydra's own -m passes the sweep as it is
+            variants = (decode_identity(self.variants)["variants"] if self.variants
+                        else codec_variants(arguments))
+        except SweepConfigError as exc:
+            print(f"ctc-run: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        configs = ([self.config] if len(variants) == 1 else
+                   [_with_workers(self.hydra_context.config_loader.load_sweep_config(self.config, variant))
+                    for variant in variants])
         batch_size = None if self.batch_size == "all" else int(self.batch_size or 2 * int(self.config.jobs))
-        run_sweep(self.config, arguments, self.launcher.launch, batch_size)
+        run_sweep(list(zip(configs, variants, strict=True)), self.launcher.launch, batch_size)
+
+
+def _with_workers(config: DictConfig) -> DictConfig:
+    """``jobs: auto`` made one worker per core."""
+    from ctc.sweep_plan import default_workers
+
+    if config.jobs in (None, "auto"):
+        with read_write(config), open_dict(config):
+            config.jobs = default_workers()
+    return config
 
 
 def register() -> None:

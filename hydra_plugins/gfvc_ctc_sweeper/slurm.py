@@ -116,7 +116,10 @@ class CtcSlurmLauncher(SlurmLauncher):
         for index, overrides in enumerate(job_overrides):
             roles.setdefault(_value(overrides, "job.role"), []).append(index)
         for role, indices in roles.items():
-            section = OmegaConf.to_container(self.config[ROLES[role]], resolve=True)
+            # the jobs' own configuration: a sweep of several codec configurations launches each in turn
+            loader = self.hydra_context.config_loader
+            config = loader.load_sweep_config(self.config, list(job_overrides[indices[0]]))
+            section = OmegaConf.to_container(config[ROLES[role]], resolve=True)
             resources = job_resources(section, self.params, codec_class(section).uses_gpu)
             device = job_device(str(self.config.device), int(resources["gpus_per_node"]))
             size = int(self.params["max_array_size"] or len(indices))

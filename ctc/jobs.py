@@ -123,7 +123,8 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
 
 def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], directory: Path,
                 previous: Mapping[str, Any] | None, keep_decoded: bool) -> dict[str, Any]:
-    from ctc.metrics import describe_metrics, score_frames  # imports torch: load it in the workers
+    # imports torch: load it in the workers
+    from ctc.metrics import describe_metrics, score_frames, sequence_values
 
     spec = job.sequence
     coded = _coded_before(previous, job, directory)
@@ -165,7 +166,7 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
             enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
             bitstream=encoded.bitstream.name, reused_bitstream=coded is not None,
             commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)},
-            metrics={name: float(table[name].mean()) for name in names},
+            metrics=sequence_values(table[names]),
             metric_directions={name: _direction(about["lower_is_better"])
                                for name, about in definitions.items()},
             metric_definitions=definitions)

@@ -82,7 +82,7 @@ def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics
         try:
             versions = [read_rgb444(path, spec.width, spec.height, spec.frames) for _, _, path in ready]
             tables = score_versions(spec.read(), versions, list(metrics["names"]), device,
-                                    batch_size_for(metrics, device), labels)
+                                    batch_size_for(metrics, device), labels=labels)
         except Exception as exc:  # the whole task failed (weights, memory): each job says so
             tables = [RuntimeError(f"scoring {spec.name} failed: {type(exc).__name__}: {exc}\n"
                                    f"{traceback.format_exc()}")] * len(ready)

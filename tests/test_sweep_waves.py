@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctc.jobs import Job
+from ctc.jobs import Job, metrics_device
 from ctc.sequences import SequenceSpec
 from ctc.sweep_waves import plan_waves, scoring_devices, threads_per_task
 
@@ -58,3 +58,17 @@ def test_scoring_takes_the_best_devices_present(setting, sweep, gpus, devices) -
 def test_asking_for_a_gpu_without_one_is_an_error() -> None:
     with pytest.raises(ValueError, match="metrics.device=cuda but no CUDA device"):
         scoring_devices("cuda", "auto", 0)
+
+
+@pytest.mark.parametrize("setting, job_device, gpu, device", [
+    ("auto", "cpu", True, "cuda"),        # a CPU codec's job on a GPU machine is scored on the GPU
+    ("auto", "cpu", False, "cpu"),
+    ("auto", "cuda:1", True, "cuda:1"),   # a GPU job keeps its own GPU
+    ("cpu", "cuda:0", True, "cpu"),
+])
+def test_a_job_scoring_itself_takes_the_best_device_present(monkeypatch, setting, job_device, gpu,
+                                                             device) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert metrics_device({"device": setting}, job_device) == device

@@ -4,8 +4,8 @@ by side in one run, on the demo main command limited to a few frames.
 1. ``ctc-run codec=x265 testset=demo testset.frames=N`` twice from scratch, ``scoring=job`` (each job
    scores its own decoded file: the harness before this change) and ``scoring=sequence``: whole
    process times, their ratio, and the largest difference between the two runs' ``per_frame.csv``.
-2. On the decoded files of the first run, in this process: the scoring alone, a job at a time
-   against all versions of a sequence at once, and the VGG passes per scored frame of each.
+2. On the decoded files of the first run (their first frames), in this process: the scoring alone,
+   a job at a time against all versions of a sequence at once, and the VGG passes per scored frame.
 3. Two workers scoring at once with torch's default threads each (more threads than cores) and with
    the cores shared out between them, as the sweep now does.
 """
@@ -29,7 +29,8 @@ from ctc.metrics.shared import score_versions
 from ctc.sequences import load_test_set
 from ctc.store import PER_FRAME_FILE, load_results
 
-BENCH_FRAMES = 10  # of each demo sequence: 16 jobs x 10 frames
+BENCH_FRAMES = 4  # of each demo sequence: 16 jobs x 4 frames (a 2-core machine scores about 1 frame/s)
+SCORING_FRAMES = 2  # of those, scored again in this process
 PERCEPTUAL = ("dists", "lpips")
 
 
@@ -42,7 +43,7 @@ def bench_sweep_scoring(frames: int = BENCH_FRAMES) -> list[Figure]:
         after_s = _run_ctc([*common, "run=sequence", "scoring=sequence"])
         runs = {run: load_results(Path(folder, run)) for run in ("job", "sequence")}
         difference = max(_per_frame_difference(Path(folder), row, names) for row in runs["job"].itertuples())
-        scoring = _scoring_alone(Path(folder, "job"), runs["job"], frames, names)
+        scoring = _scoring_alone(Path(folder, "job"), runs["job"], min(frames, SCORING_FRAMES), names)
     setting = f"demo, 2 sequences x {frames} frames, x265 + vvenc x 4 rate points, metrics {'+'.join(names)}"
     return [
         Figure("demo sweep, scoring in each job (before)", before_s, "s", note=f"{setting}; whole ctc-run"),
@@ -109,7 +110,7 @@ def _score_in_worker(threads: int | None, barrier: object, frames: int) -> float
     return time.perf_counter() - start
 
 
-def _oversubscription(frames: int = 6) -> list[Figure]:
+def _oversubscription(frames: int = 4) -> list[Figure]:
     """Two workers scoring at once: torch's default threads each, then the cores shared out."""
     cores = cpu_threads()
     context = multiprocessing.get_context("spawn")

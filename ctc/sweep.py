@@ -81,11 +81,7 @@ def run_sweep(config: DictConfig, arguments: Sequence[str], launch: Launch, batc
 
 def _by_sequence(plan: SweepPlan) -> bool:
     """Whether the sweep scores sequence by sequence (``scoring=sequence``) rather than in each job."""
-    scoring = plan.settings.get("scoring", "sequence")
-    if scoring not in ("sequence", "job"):
-        print(f"ctc-run: error: scoring={scoring!r}: expected sequence or job", file=sys.stderr)
-        raise SystemExit(2)
-    return scoring == "sequence"
+    return plan.settings.get("scoring", "sequence") == "sequence"
 
 
 def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_sequence: bool) -> list[Wave]:
@@ -93,6 +89,8 @@ def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_seque
     of ``batch_size`` jobs (None: all at once) that score themselves."""
     cores = default_workers()
     workers = cores if plan.settings.get("jobs") in (None, "auto") else int(plan.settings["jobs"])
+    if not pending:
+        return []
     if not by_sequence:
         size = batch_size or max(len(pending), 1)
         batches = [pending[start:start + size] for start in range(0, len(pending), size)]

@@ -234,6 +234,7 @@ def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero
     ("testset=no_such_set", 1, "Could not find 'testset/no_such_set'"),
     ("testset.sequences=[SEQ_A,SEQ_X]", 2, "unknown sequence SEQ_X in test set tiny"),
     ("codec.module=no_such_module", 2, "codec 'fake': cannot import its module 'no_such_module'"),
+    ("scoring=later", 2, "scoring='later': expected one of sequence, job"),
 ])
 def test_unknown_names_stop_the_run_before_any_job(tiny, capsys, override, code, message):
     with pytest.raises(SystemExit) as exit_info:

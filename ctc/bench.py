@@ -30,6 +30,7 @@ BENCHES = [
     "ctc.bench:bench_io",
     "ctc.bench:bench_cached_sweep",
     "ctc.metrics.bench:bench_metrics",
+    "ctc.sweep_bench:bench_sweep_scoring",
     "models.bench:bench_models",
 ]
 IO_FRAMES, IO_SIZE = 250, 256
@@ -121,7 +122,7 @@ def _run_ctc(overrides: list[str]) -> float:
     proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True,
                           text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
-        raise RuntimeError(f"the cached sweep failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"ctc-run {' '.join(overrides)} failed:\n{proc.stderr[-2000:]}")
     return time.perf_counter() - start
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 
@@ -22,3 +23,22 @@ def batch_size_for(config: Mapping[str, object], device: str) -> int:
     if size < 1:
         raise ValueError(f"batch size {size}: expected a positive number of frames")
     return size
+
+
+_thread_limit: int | None = None
+
+
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` CPU threads in this process (torch's pools, libvmaf), so that a sweep's
+    workers together never run more threads than the cores given to the sweep."""
+    global _thread_limit
+    _thread_limit = max(1, int(threads))
+    import torch
+
+    if torch.get_num_threads() != _thread_limit:
+        torch.set_num_threads(_thread_limit)
+
+
+def cpu_threads() -> int:
+    """The CPU threads this process may use: its limit, else every core it may run on."""
+    return _thread_limit or len(os.sched_getaffinity(0))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_codec
-from ctc.devices import batch_size_for
+from ctc.devices import batch_size_for, resolve_device
 from ctc.frames import read_rgb444
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
@@ -107,8 +107,10 @@ def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str,
 
 
 def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: str | Path,
-            keep_decoded: bool = False) -> dict[str, Any]:
-    """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``).
+            keep_decoded: bool = False, score: bool = True) -> dict[str, Any]:
+    """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``, or
+    ``decoded`` without ``score``: its decoded file is kept for its sequence's scoring task,
+    :mod:`ctc.scoring`).
 
     Holds the job folder's lock while it works; when another sweep's process did the job meanwhile
     (its complete result is there once the lock is free), that result is taken as it is.
@@ -118,13 +120,13 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         previous = read_result(directory)
         if is_complete(previous, job.config_hash, job.metric_names):
             return previous
-        return _run_locked(job, section, metrics, directory, previous, keep_decoded)
+        if not score and decoded_file(previous, job.config_hash, directory, job.sequence):
+            return previous  # decoded by an interrupted sweep, still to be scored
+        return _run_locked(job, section, metrics, directory, previous, keep_decoded, score)
 
 
 def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], directory: Path,
-                previous: Mapping[str, Any] | None, keep_decoded: bool) -> dict[str, Any]:
-    from ctc.metrics import describe_metrics, score_frames, use_metric_modules  # imports torch: in workers
-
+                previous: Mapping[str, Any] | None, keep_decoded: bool, score: bool) -> dict[str, Any]:
     spec = job.sequence
     coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
@@ -146,39 +148,70 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
         logs.append(decoded.log)
         _check_decoded(decoded.frames_file, spec)
         _check_closed_loop(encoded, decoded)
-        use_metric_modules(metrics.get("modules"))
-        metric_device = job.device if metrics.get("device", "auto") == "auto" else metrics["device"]
-        names = list(metrics["names"])
-        reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
-        table = score_frames(spec.read(), reconstruction, names, metric_device,
-                             batch_size_for(metrics, metric_device), label=job.label)
-        definitions = describe_metrics(names)
-        if metrics.get("keep_per_frame", True):
-            table.to_csv(directory / PER_FRAME_FILE)
-        if not keep_decoded:
-            decoded.frames_file.unlink()
         result.update(
-            status="ok",
+            status="decoded", decoded_file=decoded.frames_file.name,
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
             **rates(encoded, type(codec).container_bit_parts, spec),
             encode_details=dict(encoded.details),
             decode_details=dict(decoded.details),
             enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
             bitstream=encoded.bitstream.name, reused_bitstream=coded is not None,
-            commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)},
-            metrics={name: float(table[name].mean()) for name in names},
-            metric_directions={name: _direction(about["lower_is_better"])
-                               for name, about in definitions.items()},
-            metric_definitions=definitions)
+            commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)})
+        if score:
+            from ctc.metrics import score_frames, use_metric_modules  # imports torch: in the workers
+
+            use_metric_modules(metrics.get("modules"))
+            device = metrics_device(metrics, job.device)
+            reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
+            table = score_frames(spec.read(), reconstruction, list(metrics["names"]), device,
+                                 batch_size_for(metrics, device), label=job.label)
+            record_scores(result, table, metrics, directory, keep_decoded, device)
     except Exception as exc:  # recorded in result.json: one failing job never stops the others
         logs.append(traceback.format_exc())
         log = "\n".join(part for part in logs if part)
-        result.update(error=f"{type(exc).__name__}: {exc}",
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       log_tail="\n".join(log.strip().splitlines()[-LOG_TAIL_LINES:]))
     result["created"] = now_iso()
     (directory / JOB_LOG).write_text("\n".join(part for part in logs if part), encoding="utf-8")
     write_json_atomic(directory / RESULT_FILE, result)
     return result
+
+
+def metrics_device(metrics: Mapping[str, Any], job_device: str) -> str:
+    """Where a job's frames are scored: ``metrics.device``, or with ``auto`` the job's GPU, else the best
+    device this process has (a CPU codec's job on a GPU machine is scored on the GPU)."""
+    setting = str(metrics.get("device", "auto"))
+    if setting != "auto":
+        return setting
+    return job_device if job_device.startswith("cuda") else resolve_device("auto")
+
+
+def record_scores(result: dict[str, Any], table: Any, metrics: Mapping[str, Any], directory: Path,
+                  keep_decoded: bool, device: str) -> None:
+    """Complete a decoded job's ``result`` with its per-frame ``table``: ``per_frame.csv``, the sequence
+    values and definitions, status ``ok``; the decoded file goes unless ``keep_decoded``."""
+    from ctc.metrics import describe_metrics, sequence_values
+
+    names = list(metrics["names"])
+    definitions = describe_metrics(names)
+    if metrics.get("keep_per_frame", True):
+        table.to_csv(directory / PER_FRAME_FILE)
+    if not keep_decoded:
+        (directory / result["decoded_file"]).unlink(missing_ok=True)
+    result.update(status="ok", metrics=sequence_values(table[names]), metrics_device=device,
+                  metric_directions={name: _direction(about["lower_is_better"])
+                                     for name, about in definitions.items()},
+                  metric_definitions=definitions)
+
+
+def decoded_file(result: Mapping[str, Any] | None, expected_hash: str, directory: Path,
+                 spec: SequenceSpec) -> Path | None:
+    """The decoded file of a job decoded under ``expected_hash`` and not scored yet, when it is whole."""
+    if not result or result.get("status") != "decoded" or result.get("config_hash") != expected_hash:
+        return None
+    path = directory / str(result.get("decoded_file"))
+    whole = path.is_file() and path.stat().st_size == spec.frames * spec.frame_bytes
+    return path if whole else None
 
 
 def rates(encoded: EncodeResult, container_parts: Sequence[str], spec: SequenceSpec) -> dict[str, Any]:
@@ -192,9 +225,10 @@ def rates(encoded: EncodeResult, container_parts: Sequence[str], spec: SequenceS
 
 
 def _coded_before(previous: Mapping[str, Any] | None, job: Job, directory: Path) -> EncodeResult | None:
-    """The encoding of a complete earlier result of the same job (same hash, bitstream still there),
-    so that scoring it with other metrics decodes that bitstream instead of coding it again."""
-    if not is_complete(previous, job.config_hash) or not previous.get("bitstream"):
+    """The encoding of an earlier result of the same job that got past decoding (same hash, bitstream
+    still there), so that scoring it (again) decodes that bitstream instead of coding it again."""
+    if not previous or previous.get("config_hash") != job.config_hash or not previous.get("bits") \
+            or not previous.get("bitstream"):
         return None
     bitstream = directory / previous["bitstream"]
     if not bitstream.is_file():

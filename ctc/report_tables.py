@@ -79,6 +79,19 @@ class Report:
         per_metric = row["status"] in ("non_monotonic", "partial_overlap", INCOMPLETE)
         return (f"{row['metric']}: " if per_metric else "") + str(row["reason"])
 
+    def _definitions(self) -> list[str]:
+        """The run's metric set and each metric's definition (the CTC's, JVET's or GFVC_Software_v2's)."""
+        from ctc.metrics import MetricError, describe_metrics
+
+        chosen = (self.info.get("provenance") or {}).get("choices", {}).get("metrics")
+        lines = [f"- metric set: {chosen or 'unknown'}"]
+        for metric in self.metrics:
+            try:
+                lines.append(f"  - {metric}: {describe_metrics([metric])[metric]['description']}")
+            except MetricError:
+                lines.append(f"  - {metric}: not a metric of this version of the harness")
+        return lines
+
     def markdown(self) -> str:
         """The report as Markdown: provenance, one table per tested codec, the gaps."""
         info = self.info
@@ -101,7 +114,8 @@ class Report:
         directions = ", ".join(
             f"{m} ({'lower is better: BD on 1 - ' + m if self.lower_is_better(m) else 'higher is better'})"
             for m in self.metrics)
-        lines += [f"- metrics: {directions}; BD-quality > 0 means the tested codec is better", ""]
+        lines += [f"- metrics: {directions}; BD-quality > 0 means the tested codec is better",
+                  *self._definitions(), ""]
         if any(c["random_weights"] for c in info["codecs"].values()):
             lines += ["**WARNING: results marked [RANDOM WEIGHTS] come from untrained models; their "
                       "numbers say nothing about the codec.**", ""]

@@ -15,12 +15,22 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ctc.devices import limit_threads
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, quote, run_job
 from ctc.provenance import now_iso
+from ctc.scoring import SCORE_ROLE, mark_unscored, score_sequence
 from ctc.sequences import load_test_set
-from ctc.store import read_result
-from ctc.sweep_plan import SweepConfigError, SweepPlan, check_variants, pending_jobs, plan_sweep, task_config
+from ctc.store import job_busy, job_dir, read_result
+from ctc.sweep_plan import (
+    SweepConfigError,
+    SweepPlan,
+    check_variants,
+    default_workers,
+    pending_jobs,
+    plan_sweep,
+    task_config,
+)
 from ctc.sweep_results import (
     print_failures,
     record_failure,
@@ -29,6 +39,7 @@ from ctc.sweep_results import (
     sweep_results,
     write_provenance,
 )
+from ctc.sweep_waves import Wave, plan_waves, scoring_devices, threads_per_task
 
 Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
 Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
@@ -79,13 +90,43 @@ def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: S
 
     common = [arg for arg in arguments if not arg.lstrip("+").startswith(("results_dir=", "run="))]
     common += [f"results_dir={quote(str(plan.run_dir.parent))}", f"run={plan.run_dir.name}"]
-    batch_size = batch_size or max(len(pending), 1)
+    by_sequence = _by_sequence(plan)
     with tqdm(total=len(plan.jobs), initial=len(plan.jobs) - len(pending), unit="job", file=sys.stderr,
               desc=f"ctc-run {plan.run_dir.name}", dynamic_ncols=True) as progress:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start:start + batch_size]
-            _launch_batch(batch, [common + job.overrides() for job in batch], start, launch, plan.run_dir)
-            progress.update(len(batch))
+        first = 0
+        for wave in _waves(plan, pending, batch_size, by_sequence):
+            _launch_wave(wave, [common + overrides for overrides in wave.overrides()], first, launch,
+                         plan.run_dir)
+            first += len(wave.coding) + len(wave.scoring)
+            scored = sum(len(task.entries) for task in wave.scoring)
+            progress.update(scored if by_sequence else len(wave.coding))
+
+
+def _by_sequence(plan: SweepPlan) -> bool:
+    """Whether the sweep scores sequence by sequence (``scoring=sequence``) rather than in each job."""
+    return plan.settings.get("scoring", "sequence") == "sequence"
+
+
+def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_sequence: bool) -> list[Wave]:
+    """The sweep's waves: sequence by sequence (:mod:`ctc.sweep_waves`), or with ``scoring=job`` batches
+    of ``batch_size`` jobs (None: all at once) that score themselves."""
+    cores = default_workers()
+    workers = cores if plan.settings.get("jobs") in (None, "auto") else int(plan.settings["jobs"])
+    if not pending:
+        return []
+    if not by_sequence:
+        size = batch_size or max(len(pending), 1)
+        batches = [pending[start:start + size] for start in range(0, len(pending), size)]
+        return [Wave(batch, threads=threads_per_task(cores, workers, len(batch))) for batch in batches]
+    import torch  # loaded already to prepare the metrics' weights
+
+    try:
+        devices = scoring_devices(str(plan.settings["metrics"].get("device", "auto")),
+                                  str(plan.settings["device"]), torch.cuda.device_count())
+    except ValueError as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return plan_waves(pending, devices, cores, workers)
 
 
 def _prepare_metrics(names: Sequence[str]) -> None:
@@ -103,36 +144,53 @@ def _prepare_metrics(names: Sequence[str]) -> None:
 def run_task(config: DictConfig) -> dict[str, Any]:
     """The Hydra task of one job: the sweeper sets ``job.*`` (and the job's identity) to choose it."""
     choice = config.job
-    if choice.role not in ROLES or not choice.identity:
+    roles = [*ROLES, SCORE_ROLE]
+    if choice.role not in roles or not choice.identity:
         raise SweepConfigError("ctc-run jobs are chosen by its sweeper (hydra/sweeper=ctc): job.role="
-                               f"{choice.role!r} is not one of {sorted(ROLES)}, or job.identity is unset")
+                               f"{choice.role!r} is not one of {sorted(roles)}, or job.identity is unset")
+    if choice.get("threads"):
+        limit_threads(int(choice.threads))
     settings = task_config(config)
-    section = settings[ROLES[choice.role]]
     (spec,) = load_test_set({**settings["testset"], "sequences": [str(choice.sequence)]})
     identity = decode_identity(str(choice.identity))
+    run_dir = Path(settings["results_dir"]) / str(settings["run"])
+    if choice.role == SCORE_ROLE:
+        results = score_sequence(spec, identity["jobs"], settings["metrics"], run_dir,
+                                 bool(settings["keep_decoded"]), str(choice.device))
+        return {"scored": {f"{result['codec']}/{result['rate_point']}": result["status"]
+                           for result in results}}
+    section = settings[ROLES[choice.role]]
     job = Job(choice.role, section["name"], spec, int(choice.rate_point), identity, str(choice.device),
               tuple(settings["metrics"]["names"]))
-    run_dir = Path(settings["results_dir"]) / str(settings["run"])
     codec_settings = {"timeout_s": settings["timeout_s"], **section}
-    return run_job(job, codec_settings, settings["metrics"], run_dir, bool(settings["keep_decoded"]))
+    return run_job(job, codec_settings, settings["metrics"], run_dir, bool(settings["keep_decoded"]),
+                   score=settings.get("scoring", "sequence") == "job")
 
 
-def _launch_batch(batch: list[Job], overrides: list[list[str]], first_index: int, launch: Launch,
-                  run_dir: Path) -> None:
-    """Launch one batch; a job that could not even run (or a lost worker) is recorded as failed with
+def _launch_wave(wave: Wave, overrides: list[list[str]], first_index: int, launch: Launch,
+                 run_dir: Path) -> None:
+    """Launch one wave; a job that could not even run (or a lost worker) is recorded as failed with
     the launcher's reason, unless it wrote a result in this launch or has a complete one of its own
-    (an earlier failure of the same job is replaced: the reason shown is this run's)."""
-    before = [read_result(job.directory(run_dir)) for job in batch]
+    (an earlier failure of the same job is replaced: the reason shown is this run's). A job left
+    decoded by a scoring task that did not finish is recorded as failed, its bitstream kept."""
+    before = [read_result(job.directory(run_dir)) for job in wave.coding]
     try:
         returns = list(launch(overrides, first_index))
         errors = [_job_error(ret) for ret in returns]
-    except Exception as exc:  # a launcher failure (e.g. a killed worker) fails its batch's unfinished jobs
-        errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(batch)
-    for job, error, earlier in zip(batch, errors, before, strict=True):
+    except Exception as exc:  # a launcher failure (e.g. a killed worker) fails its wave's unfinished tasks
+        errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(overrides)
+    for job, error, earlier in zip(wave.coding, errors, before, strict=False):
         result = read_result(job.directory(run_dir)) or {}
-        own = result.get("config_hash") == job.config_hash and result.get("status") == "ok"
+        own = result.get("config_hash") == job.config_hash and result.get("status") in ("ok", "decoded")
         if error and result == (earlier or {}) and not own:
             record_failure(job, error, run_dir, overwrite=True)
+    for task, error in zip(wave.scoring, errors[len(wave.coding):], strict=True):
+        for codec, rate_point, digest in task.entries:
+            directory = job_dir(run_dir, codec, task.sequence, rate_point)
+            result = read_result(directory)
+            if result and result.get("status") == "decoded" and result.get("config_hash") == digest \
+                    and not job_busy(directory):
+                mark_unscored(directory, result, f"{task.label} did not finish: {error or 'no reason given'}")
 
 
 def _job_error(job_return: Any) -> str | None:

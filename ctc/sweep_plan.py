@@ -26,6 +26,7 @@ from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
 
 MIN_BD_RATE_POINTS = 4  # BD-rate fits a curve through at least four rate points
+SCORING = ("sequence", "job")  # scored per sequence once decoded (ctc.scoring), or in each job
 
 
 class SweepConfigError(ValueError):
@@ -61,6 +62,8 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
     try:
         run = check_name("run", settings["run"])
         _check_workers(settings.get("jobs"))
+        if settings.get("scoring", "sequence") not in SCORING:
+            raise SweepConfigError(f"scoring={settings['scoring']!r}: expected one of {', '.join(SCORING)}")
         metric_names = _checked_metrics(settings["metrics"].get("names"), settings["metrics"].get("modules"))
         sections = codec_sections(settings)
         identities = {role: _resolved_identity(role, section) for role, section in sections.items()}

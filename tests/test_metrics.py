@@ -142,8 +142,10 @@ def test_bad_input_names_the_job_and_the_mismatch(distorted: np.ndarray, message
 
 def test_unknown_metric_and_unsuitable_sizes() -> None:
     frames = np.zeros((1, 3, 15, 15), np.uint8)
-    with pytest.raises(MetricError, match="unknown metric 'vmaf'; available: dists, lpips"):
-        score_frames(frames, frames, ["psnr", "vmaf"])
+    with pytest.raises(MetricError, match="unknown metric 'vmaf2'; available: dists, lpips"):
+        score_frames(frames, frames, ["psnr", "vmaf2"])
+    with pytest.raises(MetricError, match="vmaf needs even frame sizes for YUV 4:2:0, got 15x15"):
+        score_frames(frames, frames, ["vmaf"])
     with pytest.raises(MetricError, match="psnr_yuv needs even frame sizes for YUV 4:2:0, got 15x15"):
         score_frames(frames, frames, ["psnr_yuv"])
     with pytest.raises(MetricError, match="msssim needs frames of at least 161x161, got 15x15"):

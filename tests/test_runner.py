@@ -170,11 +170,17 @@ def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, 
     run_dir = run_dir_of(tiny)
     interrupted = run_dir / "fake/SEQ_B/3"
     assert (interrupted / "stream.bin").exists() and read_result(interrupted) is None
-    done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
-    assert len(done_before) == 3  # SEQ_A at both rate points, SEQ_B/1
+    status = {str(p.parent.relative_to(run_dir)): read_result(p.parent)["status"]
+              for p in run_dir.glob("*/*/*/result.json")}
+    # sequence by sequence: SEQ_A coded and scored (both codecs), SEQ_B/1 decoded, waiting for its scoring
+    assert status == {"fake/SEQ_A/1": "ok", "fake/SEQ_A/3": "ok", "fake_anchor/SEQ_A/2": "ok",
+                      "fake_anchor/SEQ_A/4": "ok", "fake/SEQ_B/1": "decoded"}
+    done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/SEQ_A/*/result.json")}
+    coded_before = (run_dir / "fake/SEQ_B/1/stream.bin").stat().st_mtime_ns
     monkeypatch.delenv("FAKE_CODEC_INTERRUPT")
     main([*tiny, "launcher=basic"])
     assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
+    assert (run_dir / "fake/SEQ_B/1/stream.bin").stat().st_mtime_ns == coded_before  # scored, not coded again
     assert snapshot(run_dir) == snapshot(run_dir_of(reference))
     assert len(snapshot(run_dir)) == 12
 
@@ -196,7 +202,8 @@ def test_a_killed_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp
         process.kill()
         process.wait()
     done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
-    assert len(done_before) == 4 and read_result(run_dir / "fake/SEQ_C/1") is None
+    # sequence by sequence: SEQ_A and SEQ_B coded and scored
+    assert len(done_before) == 8 and read_result(run_dir / "fake/SEQ_C/1") is None
     main([*tiny, "launcher=basic"])
     assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
     assert snapshot(run_dir) == snapshot(run_dir_of(reference)) and len(snapshot(run_dir)) == 12
@@ -227,6 +234,7 @@ def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero
     ("testset=no_such_set", 1, "Could not find 'testset/no_such_set'"),
     ("testset.sequences=[SEQ_A,SEQ_X]", 2, "unknown sequence SEQ_X in test set tiny"),
     ("codec.module=no_such_module", 2, "codec 'fake': cannot import its module 'no_such_module'"),
+    ("scoring=later", 2, "scoring='later': expected one of sequence, job"),
 ])
 def test_unknown_names_stop_the_run_before_any_job(tiny, capsys, override, code, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -314,7 +322,7 @@ def test_results_of_another_setup_never_count_as_this_sweeps(tiny, monkeypatch, 
     run_dir = run_dir_of(tiny)
     assert (load_results(run_dir).status == "ok").all()
     # the next sweep's workers are lost before their jobs start: the old results stay on disk
-    monkeypatch.setattr("ctc.sweep._launch_batch", lambda *args: None)
+    monkeypatch.setattr("ctc.sweep._launch_wave", lambda *args: None)
     with pytest.raises(SystemExit) as stop:
         main([*tiny, "launcher=basic", "anchor=none", "+codec.extra_option=1"])
     assert stop.value.code == 1

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     import torch
 
 # Modules that register metrics; imported on first use so that cheap metrics stay cheap.
-METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual")
+METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual", "ctc.metrics.vmaf",
+                  "ctc.metrics.gfvc_v2")
 
 
 class MetricError(ValueError):
@@ -71,6 +72,10 @@ class Metric(ABC):
     unit: ClassVar[str] = ""
     description: ClassVar[str] = ""
     backbones: ClassVar[tuple[str, ...]] = ()  # ImageNet backbones it needs (ctc.metrics.weights)
+    # Scored over the whole sequence at once (VMAF's motion feature looks at the previous frame)
+    whole_sequence: ClassVar[bool] = False
+    # Scores decoded frames against reference features computed once (reference_features, score_against)
+    shares_reference: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
@@ -82,6 +87,11 @@ class Metric(ABC):
     def score(self, reference: np.ndarray, distorted: np.ndarray) -> np.ndarray:
         """Per-frame values, float64 ``(B,)``, for uint8 batches ``(B, 3, H, W)``."""
         return self.score_batch(FrameBatch(*_checked_pair(reference, distorted)))
+
+    @classmethod
+    def sequence_value(cls, per_frame: np.ndarray) -> float:
+        """A sequence's value from its per-frame values: their mean, unless the definition pools otherwise."""
+        return float(np.mean(per_frame))
 
 
 METRICS: Registry[type[Metric]] = Registry("metric")
@@ -149,6 +159,11 @@ def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:
             for name in names for cls in [metric_class(name)]}
 
 
+def sequence_values(table: pd.DataFrame) -> dict[str, float]:
+    """Each metric's value for the sequence scored in ``table`` (one column per metric)."""
+    return {name: metric_class(str(name)).sequence_value(table[name].to_numpy()) for name in table.columns}
+
+
 def get_metric(name: str, device: str = "cpu") -> Metric:
     """The metric ``name`` on ``device``, built once per process (backbones are not rebuilt per job)."""
     return _build_metric(name, resolve_device(device))
@@ -210,13 +225,17 @@ def score_frames(reference: np.ndarray, distorted: np.ndarray, metrics: Sequence
     try:
         scorers = [get_metric(name, device) for name in metrics]
         columns: dict[str, list[np.ndarray]] = {m.name: [] for m in scorers}
-        for start in range(0, reference.shape[0], batch_size):
+        batched = [metric for metric in scorers if not metric.whole_sequence]
+        for start in range(0, reference.shape[0] if batched else 0, batch_size):
             stop = min(start + batch_size, reference.shape[0])
             frames = f"frames {start}-{stop - 1}"
             batch = FrameBatch(_as_uint8(np.asarray(reference[start:stop]), f"reference {frames}", ""),
                                _as_uint8(np.asarray(distorted[start:stop]), f"decoded {frames}", ""))
-            for metric in scorers:
+            for metric in batched:
                 columns[metric.name].append(np.asarray(metric.score_batch(batch), np.float64))
+        for metric in scorers:
+            if metric.whole_sequence:
+                columns[metric.name].append(np.asarray(metric.score(reference, distorted), np.float64))
     except MetricError as error:
         raise MetricError(f"{prefix}{error}") from None
     table = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})

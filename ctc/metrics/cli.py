@@ -21,6 +21,7 @@ from ctc.metrics import (
     metric_config,
     metric_set,
     score_frames,
+    sequence_values,
 )
 from ctc.metrics.weights import WeightsError
 
@@ -79,12 +80,13 @@ def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: i
         ref, dist = (load_sequence(p, width, height, frames) for p in (reference, decoded))
     batch_size = batch_size or batch_size_for(metric_config("ctc"), device)
     table = score_frames(ref, dist, metrics, device, batch_size, label=f"{reference} vs {decoded}")
+    values = sequence_values(table)
     report: dict[str, object] = {
         "reference": str(reference), "decoded": str(decoded),
         "kind": "image" if images else "rgb444 sequence",
         "width": ref.shape[3], "height": ref.shape[2], "frames": ref.shape[0],
-        "metrics": {name: {"value": float(table[name].mean()), **info}
-                    for name, info in describe_metrics(metrics).items()}}
+        "metrics": {name: {"value": values[name], **about}
+                    for name, about in describe_metrics(metrics).items()}}
     if per_frame and not images:
         report["per_frame"] = {name: table[name].tolist() for name in metrics}
     return report

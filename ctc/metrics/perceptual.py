@@ -26,6 +26,7 @@ from torch import nn
 from ctc.metrics import FrameBatch, Metric, register_metric
 from ctc.metrics.weights import BACKBONES, WeightsError, backbone_state_dict
 
+Features = list[torch.Tensor]  # a backbone's feature maps of a batch, one tensor per layer
 DISTS_WEIGHTS = Path(DISTS_pytorch.__file__).parent / "weights.pt"
 LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet"}
 
@@ -108,13 +109,20 @@ def build_dists() -> DISTS_pytorch.DISTS:
 
 class PerceptualMetric(Metric):
     """A VGG/AlexNet metric. It runs channels-last (NHWC): oneDNN on the CPU and cuDNN then skip the layout
-    conversions around every convolution, which with batches of frames is what makes batching pay."""
+    conversions around every convolution, which with batches of frames is what makes batching pay.
+
+    Besides the reference package's own forward (:meth:`distance`), the metric splits into the backbone
+    pass of one image (:meth:`features`) and the distance between two images' features
+    (:meth:`distance_from_features`), the same operations in the same order, so that a reference frame's
+    features serve every decoded version of it (:mod:`ctc.metrics.shared`)."""
 
     lower_is_better = True
+    shares_reference = True
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__(device)
         self.model = self.build().to(device, memory_format=torch.channels_last)
+        self.backbone_frames = 0  # frames through the backbone so far (make bench counts the passes)
 
     def build(self) -> nn.Module:
         raise NotImplementedError
@@ -123,11 +131,38 @@ class PerceptualMetric(Metric):
         """Per-frame distances of float32 batches in [0, 1]."""
         raise NotImplementedError
 
+    def features(self, frames: torch.Tensor) -> Features:
+        """The backbone features of float32 frames in [0, 1] the distance needs, as the package makes them."""
+        raise NotImplementedError
+
+    def distance_from_features(self, reference: Features, distorted: Features) -> torch.Tensor:
+        """Per-frame distances from both images' :meth:`features`."""
+        raise NotImplementedError
+
+    def _channels_last(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        reference, distorted = batch.tensors(self.device)
+        return (reference.contiguous(memory_format=torch.channels_last),
+                distorted.contiguous(memory_format=torch.channels_last))
+
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
-        reference, distorted = (t.contiguous(memory_format=torch.channels_last)
-                                for t in batch.tensors(self.device))
+        reference, distorted = self._channels_last(batch)
         with torch.inference_mode():
             values = self.distance(reference, distorted)
+        self.backbone_frames += 2 * len(batch)
+        return values.reshape(-1).double().cpu().numpy()
+
+    def reference_features(self, batch: FrameBatch) -> Features:
+        """The features of ``batch``'s reference frames, to score several decoded versions against."""
+        with torch.inference_mode():
+            features = self.features(self._channels_last(batch)[0])
+        self.backbone_frames += len(batch)
+        return features
+
+    def score_against(self, reference: Features, batch: FrameBatch) -> np.ndarray:
+        """Per-frame values of ``batch``'s decoded frames against :meth:`reference_features`."""
+        with torch.inference_mode():
+            values = self.distance_from_features(reference, self.features(self._channels_last(batch)[1]))
+        self.backbone_frames += len(batch)
         return values.reshape(-1).double().cpu().numpy()
 
 
@@ -145,6 +180,21 @@ class Lpips(PerceptualMetric):
 
     def distance(self, reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
         return self.model(reference, distorted, normalize=True)  # normalize: [0, 1] -> [-1, 1]
+
+    def features(self, frames: torch.Tensor) -> Features:
+        # lpips.LPIPS.forward(normalize=True): [0, 1] -> [-1, 1], its scaling layer, the backbone, and each
+        # layer's unit-normalised channels
+        outputs = self.model.net.forward(self.model.scaling_layer(2 * frames - 1))
+        return [lpips.normalize_tensor(outputs[layer]) for layer in range(self.model.L)]
+
+    def distance_from_features(self, reference: Features, distorted: Features) -> torch.Tensor:
+        # lpips.LPIPS.forward with lpips=True, spatial=False: the per-layer linear layers on the squared
+        # differences, spatially averaged, summed over layers in order
+        value = 0
+        for layer, linear in enumerate(self.model.lins):
+            difference = (reference[layer] - distorted[layer]) ** 2
+            value += lpips.lpips.spatial_average(linear(difference), keepdim=True)
+        return value
 
 
 @register_metric("lpips")
@@ -167,3 +217,25 @@ class Dists(PerceptualMetric):
 
     def distance(self, reference: torch.Tensor, distorted: torch.Tensor) -> torch.Tensor:
         return self.model(reference, distorted)
+
+    def features(self, frames: torch.Tensor) -> Features:
+        return self.model.forward_once(frames)  # the image and the five VGG stages' maps
+
+    def distance_from_features(self, reference: Features, distorted: Features) -> torch.Tensor:
+        # DISTS.forward of DISTS-pytorch after its two forward_once calls; the covariance needs both maps
+        model, c1, c2 = self.model, 1e-6, 1e-6
+        structure, texture = 0, 0
+        weight_sum = model.alpha.sum() + model.beta.sum()
+        alpha = torch.split(model.alpha / weight_sum, model.chns, dim=1)
+        beta = torch.split(model.beta / weight_sum, model.chns, dim=1)
+        for k in range(len(model.chns)):
+            x_mean = reference[k].mean([2, 3], keepdim=True)
+            y_mean = distorted[k].mean([2, 3], keepdim=True)
+            s1 = (2 * x_mean * y_mean + c1) / (x_mean**2 + y_mean**2 + c1)
+            structure = structure + (alpha[k] * s1).sum(1, keepdim=True)
+            x_var = ((reference[k] - x_mean) ** 2).mean([2, 3], keepdim=True)
+            y_var = ((distorted[k] - y_mean) ** 2).mean([2, 3], keepdim=True)
+            xy_cov = (reference[k] * distorted[k]).mean([2, 3], keepdim=True) - x_mean * y_mean
+            s2 = (2 * xy_cov + c2) / (x_var + y_var + c2)
+            texture = texture + (beta[k] * s2).sum(1, keepdim=True)
+        return 1 - (structure + texture).squeeze()

@@ -1,0 +1,106 @@
+"""The scoring task of one sequence: every decoded version the sweep made of it, scored together.
+
+The sweep's coding jobs stop after decoding (status ``decoded``, the decoded file kept); then one
+task per sequence takes the locks of that sequence's jobs, scores every decoded version against the
+reference frames with the reference's backbone features computed once (:mod:`ctc.metrics.shared`),
+and completes each job's result (:func:`ctc.jobs.record_scores`). A version that cannot be scored is
+a failure of its own job only; its bitstream is kept, so the next sweep decodes it again instead of
+coding it again.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctc.devices import batch_size_for
+from ctc.frames import read_rgb444
+from ctc.identity import encode_identity
+from ctc.jobs import Job, decoded_file, quote, record_scores
+from ctc.provenance import now_iso
+from ctc.sequences import SequenceSpec
+from ctc.store import RESULT_FILE, job_dir, job_lock, read_result, write_json_atomic
+
+SCORE_ROLE = "score"
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """Score the jobs ``entries`` (codec, rate point, identity hash) of sequence ``sequence``."""
+
+    sequence: str
+    entries: tuple[tuple[str, int, str], ...]
+    device: str = "cpu"
+    threads: int = 1
+
+    @classmethod
+    def of(cls, jobs: Sequence[Job], device: str, threads: int) -> ScoreTask:
+        (sequence,) = {job.sequence.name for job in jobs}
+        entries = tuple((job.codec, job.rate_point, job.config_hash) for job in jobs)
+        return cls(sequence, entries, device, threads)
+
+    @property
+    def label(self) -> str:
+        return f"scoring {self.sequence}"
+
+    def overrides(self) -> list[str]:
+        """The Hydra overrides that select this task in a sweep's configuration."""
+        # job.codec and job.rate_point name its Hydra output folder: <run>/.scoring/<sequence>/all
+        return [f"job.role={SCORE_ROLE}", "job.codec=.scoring", f"job.sequence={self.sequence}",
+                "job.rate_point=all", f"job.device={self.device}",
+                f"job.threads={self.threads}",
+                f"job.identity={quote(encode_identity({'jobs': [list(entry) for entry in self.entries]}))}"]
+
+
+def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics: Mapping[str, Any],
+                   run_dir: Path, keep_decoded: bool, device: str) -> list[dict[str, Any]]:
+    """Score the decoded versions of ``spec`` that the jobs ``entries`` left; returns their results.
+
+    Entries without a decoded result of their hash (their coding failed, or another process scored
+    them meanwhile) are left as they are.
+    """
+    from ctc.metrics import use_metric_modules
+    from ctc.metrics.shared import score_versions  # imports torch: load it in the workers
+
+    use_metric_modules(metrics.get("modules"))
+    directories = sorted(job_dir(run_dir, codec, spec.name, rate_point) for codec, rate_point, _ in entries)
+    hashes = {job_dir(run_dir, codec, spec.name, rate_point): digest for codec, rate_point, digest in entries}
+    with ExitStack() as locks:
+        ready = []
+        for directory in directories:  # in this order: two sweeps never wait for each other in a cycle
+            label = f"{directory.parent.parent.name}/{spec.name}/{directory.name}"
+            locks.enter_context(job_lock(directory, label))
+            result = read_result(directory)
+            path = decoded_file(result, hashes[directory], directory, spec)
+            if path is not None:
+                ready.append((directory, result, path))
+        if not ready:
+            return []
+        labels = [f"{result['codec']}/{spec.name}/{result['rate_point']}" for _, result, _ in ready]
+        try:
+            versions = [read_rgb444(path, spec.width, spec.height, spec.frames) for _, _, path in ready]
+            tables = score_versions(spec.read(), versions, list(metrics["names"]), device,
+                                    batch_size_for(metrics, device), labels=labels)
+        except Exception as exc:  # the whole task failed (weights, memory): each job says so
+            tables = [RuntimeError(f"scoring {spec.name} failed: {type(exc).__name__}: {exc}\n"
+                                   f"{traceback.format_exc()}")] * len(ready)
+        results = []
+        for (directory, result, _), table in zip(ready, tables, strict=True):
+            if isinstance(table, Exception):
+                mark_unscored(directory, result, str(table))
+            else:
+                record_scores(result, table, metrics, directory, keep_decoded, device)
+                result["created"] = now_iso()
+                write_json_atomic(directory / RESULT_FILE, result)
+            results.append(result)
+        return results
+
+
+def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:
+    """Record a decoded job that was not scored as failed, keeping its coding's record (and bitstream)."""
+    result.update(status="failed", error=error.splitlines()[0], log_tail=error, created=now_iso())
+    write_json_atomic(directory / RESULT_FILE, result)

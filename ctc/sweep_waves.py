@@ -1,0 +1,76 @@
+"""The order a sweep runs its tasks in: sequence by sequence, coding then scoring, within the cores.
+
+Each sequence's coding jobs (every codec and rate point) run in one wave; the sequence's scoring task
+(:mod:`ctc.scoring`) follows once they are done. On the CPU the scoring waits for its coding wave
+and has the cores to itself; with GPUs the scoring of one group of sequences (one per GPU) runs while
+the next group is coded. Either way the decoded files on disk are those of about one sequence per
+scoring worker, not the whole sweep's. Every task of a wave is told how many threads it may use, so
+that the workers together never run more threads than the cores given to the sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ctc.jobs import Job
+from ctc.scoring import ScoreTask
+
+
+@dataclass
+class Wave:
+    coding: list[Job] = field(default_factory=list)
+    scoring: list[ScoreTask] = field(default_factory=list)
+    threads: int = 1  # CPU threads per task
+
+    def overrides(self) -> list[list[str]]:
+        """Each task's Hydra overrides: the coding jobs first, then the scoring tasks."""
+        coding = [job.overrides() + [f"job.threads={self.threads}"] for job in self.coding]
+        return coding + [task.overrides() for task in self.scoring]
+
+
+def threads_per_task(cores: int, workers: int, tasks: int) -> int:
+    """CPU threads for each of ``tasks`` tasks on ``workers`` workers sharing ``cores`` cores."""
+    return max(1, cores // max(1, min(workers, tasks)))
+
+
+def scoring_devices(setting: str, sweep_device: str, gpu_count: int) -> list[str]:
+    """The devices scoring tasks take turns on: ``metrics.device`` when set, else (``auto``) every GPU
+    present, unless the sweep is held to the CPU (``device=cpu``); the CPU when there is none."""
+    if setting not in ("auto", "cuda"):
+        return [setting]
+    if setting == "auto" and sweep_device == "cpu":
+        return ["cpu"]
+    if sweep_device.startswith("cuda:") and setting == "auto":
+        return [sweep_device]
+    if gpu_count:
+        return [f"cuda:{index}" for index in range(gpu_count)]
+    if setting == "cuda":
+        raise ValueError("metrics.device=cuda but no CUDA device is visible (use auto or cpu)")
+    return ["cpu"]
+
+
+def plan_waves(pending: Sequence[Job], devices: Sequence[str], cores: int, workers: int) -> list[Wave]:
+    """The waves that code and score ``pending``, sequence by sequence in their order: on GPUs
+    ``[code 1] [score 1 + code 2] ... [score n]``, on the CPU ``[code 1] [score 1] [code 2] ...``
+    (a group is one sequence per scoring device)."""
+    sequences: dict[str, list[Job]] = {}
+    for job in pending:
+        sequences.setdefault(job.sequence.name, []).append(job)
+    groups = list(sequences.values())
+    pipelined = all(device.startswith("cuda") for device in devices)
+    waves: list[tuple[list[Job], list[tuple[list[Job], str]]]] = []
+    for start in range(0, len(groups), len(devices)):
+        chunk = groups[start:start + len(devices)]
+        coding = [job for group in chunk for job in group]
+        if pipelined and waves:
+            waves[-1][0].extend(coding)  # coded while the previous group is scored on the GPUs
+        else:
+            waves.append((coding, []))
+        waves.append(([], list(zip(chunk, devices, strict=False))))
+    planned = []
+    for coding, scoring in waves:
+        threads = threads_per_task(cores, workers, len(coding) + len(scoring))
+        tasks = [ScoreTask.of(group, device, threads) for group, device in scoring]
+        planned.append(Wave(coding, tasks, threads))
+    return planned

@@ -86,7 +86,7 @@ def test_a_new_key_frame_codec_or_vtm_cfg_redoes_exactly_the_affected_jobs(real_
 @pytest.mark.slow
 def test_a_frames_limited_run_stays_apart_and_a_mismatch_is_a_gap(tmp_path, capsys):
     results = tmp_path / "results"
-    common = ["codec=x265", *DEMO_ONE, f"results_dir={results}", "jobs=2"]
+    common = ["codec=x265", *DEMO_ONE, f"results_dir={results}", "jobs=2", "report_page.enabled=false"]
     main([*common, "anchor=vvenc", "testset.frames=4"])
     full = results / "demo-f4"
     report = (full / "report" / "summary.md").read_text()
@@ -125,7 +125,7 @@ def test_two_sweeps_on_one_run_folder_code_each_job_once_and_equal_a_sequential_
     log = tmp_path / "ffmpeg-calls.txt"
     env = {**os.environ, "IMAGEIO_FFMPEG_EXE": str(logging_ffmpeg(tmp_path, log))}
     common = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=2", "metrics=psnr", "jobs=1",
-              "run=shared"]
+              "report_page.enabled=false", "run=shared"]
     first = [*common, "testset.sequences=[DEMO_001]", f"results_dir={tmp_path / 'together'}"]
     second = [*common, "testset.sequences=[DEMO_001,DEMO_002]", f"results_dir={tmp_path / 'together'}"]
     processes = [subprocess.Popen([sys.executable, "-m", "ctc.runner", *args], env=env, text=True,

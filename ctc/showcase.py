@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,17 +183,20 @@ class _Drawer:
         rows = grid_rows(len(original), jobs[comparison.reference.job], metric, lower,
                          panel_title(comparison.reference))
         video, grid, plot = (stem.with_name(stem.name + end) for end in (".mp4", "_grid.png", "_frames.png"))
-        write_video(sequences, labels, fps, video, self.settings["video"])
-        write_grid(sequences, labels, [(index, title) for index, _, title in rows], grid,
-                   self.settings["grid"].get("panel_width") or original.shape[3])
         curves = {panel_title(p): jobs[p.job].per_frame[metric].to_numpy() for p in panels
                   if jobs[p.job].per_frame is not None and metric in jobs[p.job].per_frame}
         title = f"{comparison.sequence}: {metric} per frame"
         if any(p.random_weights for p in panels):
             title += f" ({RANDOM_LABEL}: untrained model)"
-        if curves:
-            marks = [(index, name) for index, name, _ in rows]
-            write_per_frame_plot(curves, metric, lower, marks, title, plot, self.settings["plot"])
+        # FFmpeg encodes the video in its own process while this one draws the grid and the plot
+        with ThreadPoolExecutor(max_workers=1) as background:
+            encoding = background.submit(write_video, sequences, labels, fps, video, self.settings["video"])
+            write_grid(sequences, labels, [(index, heading) for index, _, heading in rows], grid,
+                       self.settings["grid"].get("panel_width") or original.shape[3])
+            if curves:
+                marks = [(index, name) for index, name, _ in rows]
+                write_per_frame_plot(curves, metric, lower, marks, title, plot, self.settings["plot"])
+            encoding.result()
         return Shown(comparison, video=self._relative(video), grid=self._relative(grid),
                      plot=self._relative(plot) if curves else None,
                      sources={panel_title(p): jobs[p.job].source for p in panels})

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ class FrameBatch:
         self.reference = reference
         self.distorted = distorted
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._shared: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return self.reference.shape[0]
@@ -59,6 +60,12 @@ class FrameBatch:
             scaled = torch.from_numpy(pair).to(device, non_blocking=True).float().div_(255.0)
             self._tensors[device] = (scaled[0], scaled[1])
         return self._tensors[device]
+
+    def shared(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()``, made once per batch for every metric that asks with the same ``key``."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
 
     @cached_property
     def yuv(self) -> tuple[Yuv420, Yuv420]:

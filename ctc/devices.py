@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 
 def resolve_device(device: str) -> str:
@@ -58,12 +59,26 @@ def reuse_freed_memory() -> None:
     if _malloc_tuned:
         return
     _malloc_tuned = True
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TOP_PAD, 64 << 20)
+
+
+def release_freed_memory() -> None:
+    """Hand the freed blocks that :func:`reuse_freed_memory` keeps back to the system, once a task is done
+    (a worker holding them looks like a leak to joblib's workers, which then restart, models and all)."""
+    libc = _glibc() if _malloc_tuned else None
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc() -> Any:
     import ctypes
 
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-    mallopt(_M_TOP_PAD, 64 << 20)
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from ctc.sequences import SequenceSpec
 from ctc.store import RESULT_FILE, job_dir, job_lock, read_result, write_json_atomic
 
 SCORE_ROLE = "score"
+HYDRA_DIR = ".scoring"  # the folder Hydra makes for each scoring task: <run>/.scoring/<sequence>/all
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class ScoreTask:
 
     def overrides(self) -> list[str]:
         """The Hydra overrides that select this task in a sweep's configuration."""
-        # job.codec and job.rate_point name its Hydra output folder: <run>/.scoring/<sequence>/all
-        return [f"job.role={SCORE_ROLE}", "job.codec=.scoring", f"job.sequence={self.sequence}",
+        # job.codec and job.rate_point name its Hydra output folder (HYDRA_DIR)
+        return [f"job.role={SCORE_ROLE}", f"job.codec={HYDRA_DIR}", f"job.sequence={self.sequence}",
                 "job.rate_point=all", f"job.device={self.device}",
                 f"job.threads={self.threads}",
                 f"job.identity={quote(encode_identity({'jobs': [list(entry) for entry in self.entries]}))}"]
@@ -98,6 +99,15 @@ def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics
                 write_json_atomic(directory / RESULT_FILE, result)
             results.append(result)
         return results
+
+
+def remove_hydra_folders(run_dir: Path) -> None:
+    """Remove the scoring tasks' Hydra folders of ``run_dir`` where they are empty (they always are: the
+    tasks write into the jobs' folders)."""
+    root = run_dir / HYDRA_DIR
+    for folder in sorted(root.glob("*/*"), reverse=True) + sorted(root.glob("*")) + [root]:
+        with suppress(OSError):  # not empty, a file, or gone
+            folder.rmdir()
 
 
 def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from ctc.devices import limit_threads
+from ctc.devices import limit_threads, release_freed_memory
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, quote, run_job
 from ctc.provenance import now_iso
-from ctc.scoring import SCORE_ROLE, mark_unscored, score_sequence
+from ctc.scoring import SCORE_ROLE, mark_unscored, remove_hydra_folders, score_sequence
 from ctc.sequences import load_test_set
 from ctc.store import job_busy, job_dir, read_result
 from ctc.sweep_plan import (
@@ -39,7 +40,7 @@ from ctc.sweep_results import (
     sweep_results,
     write_provenance,
 )
-from ctc.sweep_waves import Wave, plan_waves, scoring_devices, threads_per_task
+from ctc.sweep_waves import Wave, plan_all_at_once, plan_waves, scoring_devices, threads_per_task
 
 Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
 Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
@@ -94,12 +95,16 @@ def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: S
     with tqdm(total=len(plan.jobs), initial=len(plan.jobs) - len(pending), unit="job", file=sys.stderr,
               desc=f"ctc-run {plan.run_dir.name}", dynamic_ncols=True) as progress:
         first = 0
-        for wave in _waves(plan, pending, batch_size, by_sequence):
-            _launch_wave(wave, [common + overrides for overrides in wave.overrides()], first, launch,
-                         plan.run_dir)
-            first += len(wave.coding) + len(wave.scoring)
-            scored = sum(len(task.entries) for task in wave.scoring)
-            progress.update(scored if by_sequence else len(wave.coding))
+        for planned in _waves(plan, pending, batch_size, by_sequence):
+            wave = _decoded_only(planned, plan.run_dir)
+            if wave.coding or wave.scoring:
+                _launch_wave(wave, [common + overrides for overrides in wave.overrides()], first, launch,
+                             plan.run_dir)
+                first += len(wave.coding) + len(wave.scoring)
+            # a job is done once its sequence's scoring task had its turn (it may have failed before)
+            progress.update(sum(len(task.entries) for task in planned.scoring) if by_sequence
+                            else len(wave.coding))
+    remove_hydra_folders(plan.run_dir)
 
 
 def _by_sequence(plan: SweepPlan) -> bool:
@@ -108,8 +113,9 @@ def _by_sequence(plan: SweepPlan) -> bool:
 
 
 def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_sequence: bool) -> list[Wave]:
-    """The sweep's waves: sequence by sequence (:mod:`ctc.sweep_waves`), or with ``scoring=job`` batches
-    of ``batch_size`` jobs (None: all at once) that score themselves."""
+    """The sweep's waves (:mod:`ctc.sweep_waves`): sequence by sequence, or with ``batch_size`` None (the
+    launcher takes the whole sweep: a cluster) every coding job then every scoring task; with
+    ``scoring=job`` batches of ``batch_size`` jobs (None: all at once) that score themselves."""
     cores = default_workers()
     workers = cores if plan.settings.get("jobs") in (None, "auto") else int(plan.settings["jobs"])
     if not pending:
@@ -126,7 +132,26 @@ def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_seque
     except ValueError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if batch_size is None:
+        return plan_all_at_once(pending, devices, threads_per_task(cores, workers, len(pending)))
     return plan_waves(pending, devices, cores, workers)
+
+
+def _decoded_only(wave: Wave, run_dir: Path) -> Wave:
+    """``wave`` with its scoring tasks cut to the jobs that are decoded and waiting to be scored (a job
+    whose coding failed has nothing to score; a sequence without any such job gets no task)."""
+    tasks = []
+    for task in wave.scoring:
+        entries = tuple(entry for entry in task.entries if _waiting(run_dir, task.sequence, entry))
+        if entries:
+            tasks.append(replace(task, entries=entries))
+    return replace(wave, scoring=tasks)
+
+
+def _waiting(run_dir: Path, sequence: str, entry: tuple[str, int, str]) -> bool:
+    codec, rate_point, digest = entry
+    result = read_result(job_dir(run_dir, codec, sequence, rate_point)) or {}
+    return result.get("status") == "decoded" and result.get("config_hash") == digest
 
 
 def _prepare_metrics(names: Sequence[str]) -> None:
@@ -157,6 +182,7 @@ def run_task(config: DictConfig) -> dict[str, Any]:
     if choice.role == SCORE_ROLE:
         results = score_sequence(spec, identity["jobs"], settings["metrics"], run_dir,
                                  bool(settings["keep_decoded"]), str(choice.device))
+        release_freed_memory()
         return {"scored": {f"{result['codec']}/{result['rate_point']}": result["status"]
                            for result in results}}
     section = settings[ROLES[choice.role]]

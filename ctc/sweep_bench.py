@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctc.bench import Figure, _run_ctc
+from ctc.bench import Figure, _run_ctc, best_of
 from ctc.devices import cpu_threads
 from ctc.frames import read_rgb444
 from ctc.metrics import get_metric, metric_set, score_frames
@@ -52,6 +52,7 @@ def bench_sweep_scoring(frames: int = BENCH_FRAMES) -> list[Figure]:
         Figure("per-frame values, largest |now - before|", difference, "", "<= 1e-6",
                "every metric, frame and job"),
         *scoring,
+        *_convolution_floor(names),
         *_oversubscription(),
         *_gpu_figures(),
     ]
@@ -94,6 +95,29 @@ def _scoring_alone(run_dir: Path, results: pd.DataFrame, frames: int, names: lis
     figures.append(Figure("scoring time, a sequence / a job at a time",
                           seconds["a sequence at a time"] / seconds["a job at a time"], "x", "<= 0.5625"))
     return figures
+
+
+def _convolution_floor(names: list[str], versions: int = 8) -> list[Figure]:
+    """GFLOP per scored frame of a sequence's ``versions`` scored together, the machine's GFLOP/s on the
+    same networks, and the seconds that makes for the metric stage of the whole demo sweep."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    reference, distorted = synthetic_pair(2, 256)
+    with FlopCounterMode(display=False) as counter:
+        score_versions(reference, [distorted] * versions, names, "cpu", 2)
+    per_frame = counter.get_total_flops() / (versions * len(reference)) / 1e9
+    with FlopCounterMode(display=False) as counter:
+        score_frames(reference, distorted, names, "cpu", 2)
+    seconds = best_of(lambda: score_frames(reference, distorted, names, "cpu", 2))
+    speed = counter.get_total_flops() / seconds / 1e9
+    demo = load_test_set({"name": "demo"})
+    scored = versions * sum(spec.frames for spec in demo)
+    note = f"{'+'.join(names)}, 256x256, {cpu_threads()} threads"
+    return [Figure("GFLOP per scored frame, a sequence's 8 versions together", per_frame, "GFLOP",
+                   note=f"{note}; a job at a time: 4 VGG16 passes = 160 GFLOP"),
+            Figure("this machine's speed on them (a job's frames, best of 3)", speed, "GFLOP/s", note=note),
+            Figure("floor of the demo sweep's metric stage at that speed", per_frame * scored / speed, "s",
+                   note=f"{scored} scored frames; the main command's time cannot be less")]
 
 
 def _score_in_worker(threads: int | None, barrier: object, frames: int) -> float:

@@ -6,6 +6,9 @@ and has the cores to itself; with GPUs the scoring of one group of sequences (on
 the next group is coded. Either way the decoded files on disk are those of about one sequence per
 scoring worker, not the whole sweep's. Every task of a wave is told how many threads it may use, so
 that the workers together never run more threads than the cores given to the sweep.
+
+A launcher that schedules the whole sweep itself (a cluster: ``hydra.sweeper.batch_size: all``) gets
+two waves instead: every coding job, then every sequence's scoring task, each task a job of its own.
 """
 
 from __future__ import annotations
@@ -50,14 +53,26 @@ def scoring_devices(setting: str, sweep_device: str, gpu_count: int) -> list[str
     return ["cpu"]
 
 
+def _by_sequence(pending: Sequence[Job]) -> list[list[Job]]:
+    sequences: dict[str, list[Job]] = {}
+    for job in pending:
+        sequences.setdefault(job.sequence.name, []).append(job)
+    return list(sequences.values())
+
+
+def plan_all_at_once(pending: Sequence[Job], devices: Sequence[str], threads: int) -> list[Wave]:
+    """Two waves: every job of ``pending`` coded, then each sequence's scoring task (on ``devices`` in
+    turn; a cluster's launcher gives each task its node's device and threads)."""
+    tasks = [ScoreTask.of(group, devices[index % len(devices)], threads)
+             for index, group in enumerate(_by_sequence(pending))]
+    return [Wave(list(pending), [], threads), Wave([], tasks, threads)]
+
+
 def plan_waves(pending: Sequence[Job], devices: Sequence[str], cores: int, workers: int) -> list[Wave]:
     """The waves that code and score ``pending``, sequence by sequence in their order: on GPUs
     ``[code 1] [score 1 + code 2] ... [score n]``, on the CPU ``[code 1] [score 1] [code 2] ...``
     (a group is one sequence per scoring device)."""
-    sequences: dict[str, list[Job]] = {}
-    for job in pending:
-        sequences.setdefault(job.sequence.name, []).append(job)
-    groups = list(sequences.values())
+    groups = _by_sequence(pending)
     pipelined = all(device.startswith("cuda") for device in devices)
     waves: list[tuple[list[Job], list[tuple[list[Job], str]]]] = []
     for start in range(0, len(groups), len(devices)):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -59,3 +60,22 @@ def training_checkpoint(networks: dict[str, dict[str, torch.Tensor]]) -> dict[st
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).abs().max().item()
+
+
+def golden_fixtures(model: str) -> tuple[Any, Any, Any]:
+    """The module fixtures ``golden`` (``../shared/golden/<model>``), ``expected`` and ``inputs`` (its tiny
+    reference outputs and inputs): ``golden, expected, inputs = golden_fixtures("dac")`` in a test module."""
+
+    @pytest.fixture(scope="module")
+    def golden(shared: Path) -> Path:
+        return shared / "golden" / model
+
+    @pytest.fixture(scope="module")
+    def expected(golden: Path) -> dict[str, torch.Tensor]:
+        return load_pt(golden / "tiny" / "outputs.pt")
+
+    @pytest.fixture(scope="module")
+    def inputs(golden: Path) -> dict[str, torch.Tensor]:
+        return load_pt(golden / "tiny" / "inputs.pt")
+
+    return golden, expected, inputs

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import (
+    golden_fixtures,
     layout,
     load_pt,
     manifest,
@@ -25,20 +26,7 @@ from models.dac import DAC
 from models.gfvc_build import to_uint8
 from models.registry import create_model, load_model_config
 
-
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> Path:
-    return shared / "golden" / "dac"
-
-
-@pytest.fixture(scope="module")
-def expected(golden: Path) -> dict[str, torch.Tensor]:
-    return load_pt(golden / "tiny" / "outputs.pt")
-
-
-@pytest.fixture(scope="module")
-def inputs(golden: Path) -> dict[str, torch.Tensor]:
-    return load_pt(golden / "tiny" / "inputs.pt")
+golden, expected, inputs = golden_fixtures("dac")
 
 
 def test_model_config_holds_the_manifest_model_params(golden: Path) -> None:

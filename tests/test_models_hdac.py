@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import (
+    golden_fixtures,
     layout,
     load_pt,
     manifest,
@@ -28,20 +29,7 @@ from models.gfvc_build import to_uint8
 from models.hdac import HDAC
 from models.registry import load_model_config
 
-
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> Path:
-    return shared / "golden" / "hdac"
-
-
-@pytest.fixture(scope="module")
-def expected(golden: Path) -> dict[str, torch.Tensor]:
-    return load_pt(golden / "tiny" / "outputs.pt")
-
-
-@pytest.fixture(scope="module")
-def inputs(golden: Path) -> dict[str, torch.Tensor]:
-    return load_pt(golden / "tiny" / "inputs.pt")
+golden, expected, inputs = golden_fixtures("hdac")
 
 
 def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import (
+    golden_fixtures,
     layout,
     load_pt,
     manifest,
@@ -34,19 +35,7 @@ CDF_KEYS = [f"{part}.{key}" for part in ("entropy_bottleneck", "gaussian_conditi
             for key in ("_quantized_cdf", "_offset", "_cdf_length")] + ["gaussian_conditional.scale_table"]
 
 
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> Path:
-    return shared / "golden" / "rdac"
-
-
-@pytest.fixture(scope="module")
-def expected(golden: Path) -> dict[str, torch.Tensor]:
-    return load_pt(golden / "tiny" / "outputs.pt")
-
-
-@pytest.fixture(scope="module")
-def inputs(golden: Path) -> dict[str, torch.Tensor]:
-    return load_pt(golden / "tiny" / "inputs.pt")
+golden, expected, inputs = golden_fixtures("rdac")
 
 
 @pytest.fixture(scope="module")

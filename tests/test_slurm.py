@@ -24,7 +24,7 @@ from ctc.runner import main
 from ctc.slurm import JobState, _expand
 from ctc.slurm_wait import WaitPolicy
 from ctc.store import load_results, read_result
-from hydra_plugins.gfvc_ctc_sweeper.slurm import job_device, job_resources
+from hydra_plugins.gfvc_ctc_sweeper.slurm import CtcSlurmLauncher, job_device, job_resources
 
 tiny = test_runner.tiny  # the fixture: a tiny test set, the fake codec and anchor
 
@@ -107,10 +107,12 @@ def test_the_demo_sweep_on_slurm_equals_the_local_run(slurm, tmp_path, capfd):
     local, on_slurm = outputs(tmp_path / "local" / "demo"), outputs(tmp_path / "slurm" / "demo")
     assert len(local) == 4 and all(job[1] == "ok" for job in local.values())
     assert on_slurm == local
-    arrays = [line for line in err.splitlines() if "SLURM array" in line]  # one array per codec
-    assert len(arrays) == 2 and any("2 x265 jobs" in line for line in arrays), err
+    arrays = [line for line in err.splitlines() if "SLURM array" in line]  # one per codec, one of scoring
+    assert len(arrays) == 3 and any("2 x265 jobs" in line for line in arrays), err
     assert "2 vvenc jobs, each cpus_per_task=1, mem_gb=1, timeout_min=60, gpus_per_node=0" in err
-    assert "4/4 ended" in err
+    # the sequence's four decoded versions scored together by one task, after the coding jobs
+    assert "1 scoring jobs, each cpus_per_task=1, mem_gb=1, timeout_min=240, gpus_per_node=0" in err
+    assert err.index("4/4 ended") < err.index("1/1 ended")
     assert list((tmp_path / "slurm" / "demo" / ".submitit").rglob("*_log.err"))
     assert not our_jobs()
 
@@ -258,6 +260,14 @@ def test_job_resources_come_from_the_launcher_then_the_codec_then_the_defaults()
     assert job_resources(gfvc, {**launcher, "mem_gb": 2}, uses_gpu=True)["mem_gb"] == 2
     assert job_device("auto", 1) == "cuda:0" and job_device("auto", 0) == "cpu"
     assert job_device("cuda", 1) == "cuda:0" and job_device("cpu", 1) is None
+
+
+def test_each_job_on_a_node_uses_as_many_threads_as_it_has_cpus_and_its_nodes_device() -> None:
+    overrides = ["job.role=score", "job.device=cpu", "job.threads=2", "job.sequence=A"]
+    arguments = CtcSlurmLauncher._arguments(overrides, 3, "cuda:0", threads=8)
+    assert arguments[0] == ["job.role=score", "job.sequence=A", "job.threads=8", "job.device=cuda:0"]
+    kept = CtcSlurmLauncher._arguments(overrides, 3, None, threads=8)[0]  # an explicit device stays
+    assert kept == ["job.role=score", "job.device=cpu", "job.sequence=A", "job.threads=8"]
 
 
 def test_every_codec_config_sizes_its_slurm_jobs_and_gfvc_codecs_ask_for_a_gpu():

@@ -7,7 +7,7 @@ import pytest
 
 from ctc.jobs import Job, metrics_device
 from ctc.sequences import SequenceSpec
-from ctc.sweep_waves import plan_waves, scoring_devices, threads_per_task
+from ctc.sweep_waves import plan_all_at_once, plan_waves, scoring_devices, threads_per_task
 
 
 def jobs(sequences: list[str], codecs: tuple[str, ...] = ("x265", "vvenc"), rate_points: int = 4,
@@ -33,6 +33,12 @@ def test_with_gpus_a_group_is_scored_while_the_next_is_coded_one_sequence_per_gp
     assert shape == [(["A", "B"], []), (["C"], [("A", "cuda:0"), ("B", "cuda:1")]), ([], [("C", "cuda:0")])]
     assert waves[1].threads == 2 and waves[1].scoring[0].threads == 2  # 10 tasks on 8 workers, 16 cores
     assert waves[2].scoring[0].threads == 16
+
+
+def test_a_launcher_that_takes_the_whole_sweep_codes_everything_then_scores_every_sequence() -> None:
+    waves = plan_all_at_once(jobs(["A", "B", "C"]), ["cuda:0", "cuda:1"], threads=1)
+    assert [(len(w.coding), [(t.sequence, t.device, len(t.entries)) for t in w.scoring]) for w in waves] == [
+        (24, []), (0, [("A", "cuda:0", 8), ("B", "cuda:1", 8), ("C", "cuda:0", 8)])]
 
 
 @pytest.mark.parametrize("cores, workers, tasks, threads", [(2, 2, 9, 1), (2, 2, 1, 2), (16, 4, 8, 4),

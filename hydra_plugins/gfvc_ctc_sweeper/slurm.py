@@ -5,6 +5,9 @@ What differs from ``submitit_slurm``:
 - one job array per codec role (at most ``max_array_size`` tasks each), all submitted before any is
   awaited, each with its codec's resources: ``slurm:`` in ``ctc/conf/codec/<name>.yaml``, else
   ``job_defaults`` (GPU codecs ask for one GPU); a value set on the launcher applies to every job;
+- the sweep's scoring tasks (one per sequence, after the coding jobs) go in an array of their own,
+  with the resources of ``scoring_task``;
+- every job is told to use as many threads as it has CPUs (``cpus_per_task``);
 - no cap of its own on the tasks that run at once (``array_parallelism`` null): the cluster decides;
 - the jobs are awaited with :func:`ctc.slurm_wait.wait_for_jobs` (every job, no silent or endless
   wait, Ctrl-C cancels them) instead of submitit's ``results()``, which raises at the first failed
@@ -30,7 +33,7 @@ from omegaconf import OmegaConf
 RESOURCE_KEYS = ("cpus_per_task", "mem_gb", "timeout_min", "gpus_per_node")
 WAIT_KEYS = ("poll_s", "unschedulable_reasons", "unschedulable_after_s", "unknown_after_s",
              "command_timeout_s")
-OWN_KEYS = frozenset({"max_array_size", "job_defaults", *WAIT_KEYS})
+OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", *WAIT_KEYS})
 
 
 @dataclass
@@ -42,6 +45,7 @@ class CtcSlurmConf(SlurmQueueConf):
     array_parallelism: int | None = None
     max_array_size: int | None = None
     job_defaults: dict[str, Any] = field(default_factory=dict)
+    scoring_task: dict[str, Any] = field(default_factory=dict)
     poll_s: float | None = None
     unschedulable_reasons: list[str] = field(default_factory=list)
     unschedulable_after_s: float | None = None
@@ -106,38 +110,47 @@ class CtcSlurmLauncher(SlurmLauncher):
 
     def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, submitted: dict[int, Any],
                 refused: dict[int, str]) -> None:
-        """Submit one array per codec role (or more, of max_array_size); fills ``submitted`` with each
-        job's submitit job and ``refused`` with the reason for each job whose array sbatch refused."""
-        from ctc.codec import codec_class
-        from ctc.jobs import ROLES
+        """Submit one array per role (a codec's jobs, the scoring tasks; more past max_array_size); fills
+        ``submitted`` with each job's submitit job and ``refused`` with the reason for each job whose
+        array sbatch refused."""
 
         assert self.config is not None
         roles: dict[str, list[int]] = {}
         for index, overrides in enumerate(job_overrides):
             roles.setdefault(_value(overrides, "job.role"), []).append(index)
         for role, indices in roles.items():
-            # the jobs' own configuration: a sweep of several codec configurations launches each in turn
-            loader = self.hydra_context.config_loader
-            config = loader.load_sweep_config(self.config, list(job_overrides[indices[0]]))
-            section = OmegaConf.to_container(config[ROLES[role]], resolve=True)
-            resources = job_resources(section, self.params, codec_class(section).uses_gpu)
+            name, resources = self._resources(role, job_overrides[indices[0]])
             device = job_device(str(self.config.device), int(resources["gpus_per_node"]))
             size = int(self.params["max_array_size"] or len(indices))
             for start in range(0, len(indices), size):
                 chunk = indices[start:start + size]
-                arguments = [self._arguments(job_overrides[index], initial_job_idx + index, device)
-                             for index in chunk]
-                executor = self._executor(resources, section["name"], len(chunk))
+                arguments = [self._arguments(job_overrides[index], initial_job_idx + index, device,
+                                             int(resources["cpus_per_task"])) for index in chunk]
+                executor = self._executor(resources, name, len(chunk))
                 try:
                     jobs = executor.map_array(self, *zip(*arguments, strict=True))
                 except Exception as exc:  # sbatch refused it (or slurmctld is down): these jobs never run
-                    message = f"SLURM refused the array of {len(chunk)} {section['name']} jobs: {exc}"
+                    message = f"SLURM refused the array of {len(chunk)} {name} jobs: {exc}"
                     refused.update((index, message) for index in chunk)
                     _say(message)
                     continue
                 submitted.update(zip(chunk, jobs, strict=True))
-                _say(f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(chunk)} {section['name']} jobs, each "
+                _say(f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(chunk)} {name} jobs, each "
                      + ", ".join(f"{key}={value}" for key, value in resources.items()))
+
+    def _resources(self, role: str, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """The name and resources of the jobs of ``role``: a codec's (from its configuration, which a
+        sweep of several codec configurations loads for each in turn), or the scoring tasks'."""
+        from ctc.codec import codec_class
+        from ctc.jobs import ROLES
+        from ctc.scoring import SCORE_ROLE
+
+        assert self.config is not None
+        if role == SCORE_ROLE:
+            return "scoring", job_resources({"slurm": self.params.get("scoring_task")}, self.params, False)
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        section = OmegaConf.to_container(config[ROLES[role]], resolve=True)
+        return str(section["name"]), job_resources(section, self.params, codec_class(section).uses_gpu)
 
     def _executor(self, resources: Mapping[str, Any], codec: str, tasks: int) -> Any:
         """A submitit executor for one array, as Hydra's launcher builds one, with this codec's resources."""
@@ -154,11 +167,13 @@ class CtcSlurmLauncher(SlurmLauncher):
         return executor
 
     @staticmethod
-    def _arguments(overrides: Sequence[str], number: int, device: str | None) -> tuple:
-        """What Hydra's launcher hands each submitit task (see ``BaseSubmititLauncher.__call__``)."""
-        overrides = list(overrides)
+    def _arguments(overrides: Sequence[str], number: int, device: str | None, threads: int) -> tuple:
+        """What Hydra's launcher hands each submitit task (see ``BaseSubmititLauncher.__call__``), with
+        the job's device and threads on its node."""
+        replaced = ("job.threads=", "job.device=") if device is not None else ("job.threads=",)
+        overrides = [item for item in overrides if not item.startswith(replaced)]
+        overrides.append(f"job.threads={threads}")
         if device is not None:
-            overrides = [item for item in overrides if not item.startswith("job.device=")]
             overrides.append(f"job.device={device}")
         return overrides, "hydra.sweep.dir", number, f"job_id_for_{number}", Singleton.get_state()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 
@@ -74,6 +75,7 @@ def release_freed_memory() -> None:
         libc.malloc_trim(0)
 
 
+@cache
 def _glibc() -> Any:
     import ctypes
 

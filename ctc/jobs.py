@@ -204,10 +204,15 @@ def record_scores(result: dict[str, Any], table: Any, metrics: Mapping[str, Any]
                   metric_definitions=definitions)
 
 
+def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool:
+    """Whether ``result`` is a job decoded under ``expected_hash`` and not scored yet."""
+    return bool(result) and result.get("status") == "decoded" and result.get("config_hash") == expected_hash
+
+
 def decoded_file(result: Mapping[str, Any] | None, expected_hash: str, directory: Path,
                  spec: SequenceSpec) -> Path | None:
     """The decoded file of a job decoded under ``expected_hash`` and not scored yet, when it is whole."""
-    if not result or result.get("status") != "decoded" or result.get("config_hash") != expected_hash:
+    if not awaits_scoring(result, expected_hash):
         return None
     path = directory / str(result.get("decoded_file"))
     whole = path.is_file() and path.stat().st_size == spec.frames * spec.frame_bytes

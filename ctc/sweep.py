@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from ctc.devices import limit_threads, release_freed_memory
 from ctc.identity import decode_identity
-from ctc.jobs import ROLES, Job, quote, run_job
+from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
 from ctc.provenance import now_iso
 from ctc.scoring import SCORE_ROLE, mark_unscored, remove_hydra_folders, score_sequence
 from ctc.sequences import load_test_set
@@ -133,7 +133,7 @@ def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_seque
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if batch_size is None:
-        return plan_all_at_once(pending, devices, threads_per_task(cores, workers, len(pending)))
+        return plan_all_at_once(pending, devices, cores, workers)
     return plan_waves(pending, devices, cores, workers)
 
 
@@ -150,8 +150,7 @@ def _decoded_only(wave: Wave, run_dir: Path) -> Wave:
 
 def _waiting(run_dir: Path, sequence: str, entry: tuple[str, int, str]) -> bool:
     codec, rate_point, digest = entry
-    result = read_result(job_dir(run_dir, codec, sequence, rate_point)) or {}
-    return result.get("status") == "decoded" and result.get("config_hash") == digest
+    return awaits_scoring(read_result(job_dir(run_dir, codec, sequence, rate_point)), digest)
 
 
 def _prepare_metrics(names: Sequence[str]) -> None:
@@ -214,8 +213,7 @@ def _launch_wave(wave: Wave, overrides: list[list[str]], first_index: int, launc
         for codec, rate_point, digest in task.entries:
             directory = job_dir(run_dir, codec, task.sequence, rate_point)
             result = read_result(directory)
-            if result and result.get("status") == "decoded" and result.get("config_hash") == digest \
-                    and not job_busy(directory):
+            if awaits_scoring(result, digest) and not job_busy(directory):
                 mark_unscored(directory, result, f"{task.label} did not finish: {error or 'no reason given'}")
 
 

@@ -60,12 +60,14 @@ def _by_sequence(pending: Sequence[Job]) -> list[list[Job]]:
     return list(sequences.values())
 
 
-def plan_all_at_once(pending: Sequence[Job], devices: Sequence[str], threads: int) -> list[Wave]:
+def plan_all_at_once(pending: Sequence[Job], devices: Sequence[str], cores: int, workers: int) -> list[Wave]:
     """Two waves: every job of ``pending`` coded, then each sequence's scoring task (on ``devices`` in
     turn; a cluster's launcher gives each task its node's device and threads)."""
+    groups = _by_sequence(pending)
+    threads = threads_per_task(cores, workers, len(groups))
     tasks = [ScoreTask.of(group, devices[index % len(devices)], threads)
-             for index, group in enumerate(_by_sequence(pending))]
-    return [Wave(list(pending), [], threads), Wave([], tasks, threads)]
+             for index, group in enumerate(groups)]
+    return [Wave(list(pending), [], threads_per_task(cores, workers, len(pending))), Wave([], tasks, threads)]
 
 
 def plan_waves(pending: Sequence[Job], devices: Sequence[str], cores: int, workers: int) -> list[Wave]:

@@ -62,3 +62,26 @@ def test_a_bad_version_is_reported_and_the_others_are_scored(sequence) -> None:
     tables = score_versions(sequence, versions, ["psnr"], labels=["a", "b", "c"])
     assert isinstance(tables[1], MetricError) and str(tables[1]).startswith("b: reference has 5 frames")
     assert [len(table) for table in (tables[0], tables[2])] == [FRAMES, FRAMES]
+
+
+def test_dists_and_lpips_run_their_common_vgg16_stem_once_per_batch(sequence) -> None:
+    """Scored together, the convolutions cost those of each metric alone less one stem (conv1_1 and
+    conv1_2 at full resolution) per image, counted by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ctc.metrics.perceptual import vgg16_stem
+
+    decoded = jpeg(sequence, 30)
+
+    def flops(names: list[str]) -> int:
+        with FlopCounterMode(display=False) as counter:
+            score_versions(sequence, [decoded], names, "cpu", batch_size=FRAMES)
+        return counter.get_total_flops()
+
+    dists = get_metric("dists")
+    frames = torch.from_numpy(sequence.astype(np.float32) / 255)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        vgg16_stem(dists.model.stage1, frames)
+    stem = counter.get_total_flops()  # of the reference frames; the decoded ones cost the same
+    assert stem > 0
+    assert flops(["dists", "lpips"]) == flops(["dists"]) + flops(["lpips"]) - 2 * stem

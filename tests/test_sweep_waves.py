@@ -36,9 +36,10 @@ def test_with_gpus_a_group_is_scored_while_the_next_is_coded_one_sequence_per_gp
 
 
 def test_a_launcher_that_takes_the_whole_sweep_codes_everything_then_scores_every_sequence() -> None:
-    waves = plan_all_at_once(jobs(["A", "B", "C"]), ["cuda:0", "cuda:1"], threads=1)
+    waves = plan_all_at_once(jobs(["A", "B", "C"]), ["cuda:0", "cuda:1"], cores=16, workers=8)
     assert [(len(w.coding), [(t.sequence, t.device, len(t.entries)) for t in w.scoring]) for w in waves] == [
         (24, []), (0, [("A", "cuda:0", 8), ("B", "cuda:1", 8), ("C", "cuda:0", 8)])]
+    assert waves[0].threads == 2 and waves[1].scoring[0].threads == 5  # 24 jobs, then 3 tasks, on 8 workers
 
 
 @pytest.mark.parametrize("cores, workers, tasks, threads", [(2, 2, 9, 1), (2, 2, 1, 2), (16, 4, 8, 4),

@@ -9,6 +9,7 @@ from a named source (backbone, LPIPS linear layers, DISTS alpha/beta); a paramet
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -31,7 +32,8 @@ from ctc.metrics.weights import BACKBONES, WeightsError, backbone_state_dict
 Features = list[torch.Tensor]  # a backbone's feature maps of a batch, one tensor per layer
 DISTS_WEIGHTS = Path(DISTS_pytorch.__file__).parent / "weights.pt"
 LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet"}
-NORM_EPS = 1e-10  # lpips.normalize_tensor's eps
+# lpips.normalize_tensor's eps (1e-10), read from the package
+NORM_EPS = inspect.signature(lpips.normalize_tensor).parameters["eps"].default
 
 
 def lpips_linear_weights_file(net: str) -> Path:

@@ -21,18 +21,27 @@ SHARED ?= $(or $(GFVC_SHARED),../shared)
 SHARED_VTM := $(SHARED)/vtm/VVCSoftware_VTM-22.2.tar.gz
 SHARED_VTM_SHA256 := a8d9bcb25f1a31f3ef93a5fc520035a135f6d008165986e512c8ff5ebf9a2e90
 
-.PHONY: help install vtm weights ctc report test lint bench clean
+.PHONY: help install lock vtm weights ctc report test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): setup.cfg
+# The exact versions (with their hashes) the suite was tested with; `make lock` regenerates it.
+LOCK := requirements.lock
+LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+$(STAMP): $(LOCK) setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project (editable) with its test tools
+install: $(STAMP)  ## create .venv with exactly the lock's packages and the project (editable)
+
+lock: $(STAMP)  ## resolve requirements.lock again from setup.cfg (after changing a dependency there)
+	$(BIN)/uv pip compile setup.cfg --extra dev --generate-hashes $(LOCK_PLATFORM) \
+		-c lock-constraints.txt --custom-compile-command 'make lock' -o $(LOCK)
 
 vtm:  ## build VTM's encoder and decoder into the machine's cache (VTM_SRC= VTM_TAG= VTM_SHA256=)
 	$(PYTHON) -m anchors.vtm_build $(VTM_SRC) --tag $(VTM_TAG) $(if $(VTM_SHA256),--sha256 $(VTM_SHA256))

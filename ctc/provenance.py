@@ -11,7 +11,10 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
+from ctc.hashing import compute_digest
 from ctc.paths import PROJECT_ROOT
+
+LOCK_FILE = "requirements.lock"  # the exact packages `make install` puts in the environment
 
 # Distributions whose versions can change the numbers (codecs, metrics, models, runner).
 PACKAGES = ("gfvc-ctc", "torch", "torchvision", "numpy", "opencv-python-headless", "lpips", "DISTS-pytorch",
@@ -49,12 +52,18 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return versions
 
 
+def lock_digest() -> str | None:
+    """The sha256 of the lock file the environment was installed from (None outside a checkout)."""
+    path = PROJECT_ROOT / LOCK_FILE
+    return compute_digest(path, "sha256") if path.is_file() else None
+
+
 @functools.cache
 def made_by() -> dict[str, Any]:
-    """What made a result, recorded in each ``result.json``: git state, package versions, host (once per
-    process)."""
-    return {"git": git_state(), "packages": package_versions(), "host": socket.gethostname(),
-            "python": sys.version.split()[0]}
+    """What made a result, recorded in each ``result.json``: git state, the lock file's digest, package
+    versions, host (once per process)."""
+    return {"git": git_state(), "lock_sha256": lock_digest(), "packages": package_versions(),
+            "host": socket.gethostname(), "python": sys.version.split()[0]}
 
 
 def collect(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -66,6 +75,7 @@ def collect(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        "lock_sha256": lock_digest(),
         "packages": package_versions(),
         "command": sys.argv,
         "config": config,

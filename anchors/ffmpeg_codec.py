@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from anchors.command_identity import BITSTREAM, FPS, FRAMES, HEIGHT, INPUT, OUTPUT, WIDTH, binary_identity
 from anchors.files import (
     INTRA_PICTURE_FPS,
     VERSION_PROBE_TIMEOUT_S,
@@ -90,6 +91,14 @@ class FfmpegCodec(Codec, IntraCodec):
     def version(self) -> str:
         return f"{ffmpeg_version(self.ffmpeg)}, {self.library} {self._library_version()}"
 
+    @classmethod
+    def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The version, FFmpeg's bytes and the exact command lines (:mod:`anchors.command_identity`)."""
+        codec = cls(config)
+        encode = functools.partial(codec.encoder_command, INPUT, BITSTREAM, WIDTH, HEIGHT, FPS, FRAMES)
+        return {"version": codec.version(),
+                **binary_identity({"ffmpeg": codec.ffmpeg}, encode, codec.decoder_command(BITSTREAM, OUTPUT))}
+
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "preset": self.config.get("preset"), "threads": self.threads}
 
@@ -129,16 +138,28 @@ class FfmpegCodec(Codec, IntraCodec):
         return frames[0]
 
     # -- the two FFmpeg runs --------------------------------------------------------------------
+    def encoder_command(self, raw: Path, bitstream: Path, width: int | str, height: int | str,
+                        frame_rate: str, count: int | str, qp: int) -> list[str]:
+        """FFmpeg reading raw YUV ``raw`` and writing the library's elementary stream ``bitstream``."""
+        return [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "verbose",
+                "-f", "rawvideo", "-pix_fmt", self._raw_pix_fmt, "-s", f"{width}x{height}",
+                "-r", frame_rate, "-i", str(raw), "-frames:v", str(count),
+                "-threads", str(self.threads), *self.encoder_options(qp),
+                "-f", self.muxer, str(bitstream)]
+
+    def decoder_command(self, bitstream: Path, raw: Path) -> list[str]:
+        """FFmpeg's native decoder to 8-bit raw YUV 4:2:0; passthrough: one output frame per decoded
+        picture, whatever frame rate the raw stream implies."""
+        return [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-threads", str(self.threads),
+                "-i", str(bitstream), "-f", "rawvideo", "-pix_fmt", "yuv420p",
+                "-fps_mode", "passthrough", str(raw)]
+
     def _encode_frames(self, frames: np.ndarray, qp: int, fps: float, bitstream: Path) -> EncodeResult:
         count, _, height, width = frames.shape
         bitstream.parent.mkdir(parents=True, exist_ok=True)
         raw = bitstream.with_name(bitstream.stem + "_input.yuv")
         write_yuv420(raw, self._to_input_depth(rgb_to_yuv420(frames)), self.input_bit_depth)
-        command = [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "verbose",
-                   "-f", "rawvideo", "-pix_fmt", self._raw_pix_fmt, "-s", f"{width}x{height}",
-                   "-r", frame_rate_text(fps), "-i", str(raw), "-frames:v", str(count),
-                   "-threads", str(self.threads), *self.encoder_options(qp),
-                   "-f", self.muxer, str(bitstream)]
+        command = self.encoder_command(raw, bitstream, width, height, frame_rate_text(fps), count, qp)
         bitstream.unlink(missing_ok=True)
         try:
             log, seconds = run_tool(command, self.timeout)
@@ -155,10 +176,7 @@ class FfmpegCodec(Codec, IntraCodec):
                        count: int) -> tuple[np.ndarray, float, list[str], str]:
         """Decode ``bitstream`` to ``count`` RGB frames; returns (frames, seconds, command, log)."""
         raw = bitstream.with_name(bitstream.stem + "_decoded.yuv")
-        # passthrough: one output frame per decoded picture, whatever frame rate the raw stream implies
-        command = [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-threads", str(self.threads),
-                   "-i", str(bitstream), "-f", "rawvideo", "-pix_fmt", "yuv420p",
-                   "-fps_mode", "passthrough", str(raw)]
+        command = self.decoder_command(bitstream, raw)
         try:
             log, seconds = run_tool(command, self.timeout)
             check_file_size(raw, count * yuv420_frame_bytes(width, height),

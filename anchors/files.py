@@ -43,8 +43,11 @@ def bitstream_bits(path: Path, program: str, log: str) -> int:
     return path.stat().st_size * 8
 
 
-def frame_rate_text(fps: float) -> str:
-    """A frame rate exactly as a command line takes it: ``25`` or ``30000/1001``."""
+def frame_rate_text(fps: float | str) -> str:
+    """A frame rate exactly as a command line takes it: ``25`` or ``30000/1001`` (a text, e.g. the
+    ``{fps}`` of a command template, as it is)."""
+    if isinstance(fps, str):
+        return fps
     rate = Fraction(fps).limit_denominator(1001)
     return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
 

@@ -14,6 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from anchors.command_identity import (
+    BITSTREAM,
+    FPS,
+    FRAMES,
+    HEIGHT,
+    INPUT,
+    OUTPUT,
+    RECON,
+    WIDTH,
+    binary_identity,
+)
 from anchors.files import (
     INTRA_PICTURE_FPS,
     bitstream_bits,
@@ -34,7 +45,16 @@ from anchors.vtm_tools import (
     vtm_missing,
     vtm_version,
 )
-from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, register_codec
+from ctc.codec import (
+    VVC_MAX_QP,
+    Codec,
+    CodecError,
+    DecodeResult,
+    EncodeResult,
+    IntraCodec,
+    check_qps,
+    register_codec,
+)
 from ctc.frames import (
     read_rgb444,
     read_yuv420,
@@ -86,14 +106,26 @@ class VtmCodec(Codec, IntraCodec):
         return version
 
     @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        check_qps(config, 0, VVC_MAX_QP, "8-bit VVC")
+
+    @classmethod
     def missing(cls, config: Mapping[str, Any]) -> str | None:
         return vtm_missing(config)
 
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The version, the binaries' bytes, the cfg file's content and the exact command lines
+        (:mod:`anchors.command_identity`)."""
         codec = cls(config)
+
+        def encode(qp: int) -> list[str]:
+            return codec.encoder_command(INPUT, BITSTREAM, RECON, WIDTH, HEIGHT, FRAMES, FPS, qp)
+
         return {"version": codec.version(), "cfg": codec.cfg.name,
-                "cfg_sha256": compute_digest(codec.cfg, "sha256")}
+                "cfg_sha256": compute_digest(codec.cfg, "sha256"),
+                **binary_identity({"encoder": codec.encoder, "decoder": codec.decoder}, encode,
+                                  codec.decoder_command(BITSTREAM, OUTPUT), files=[codec.cfg])}
 
     @property
     def timeout(self) -> float:
@@ -147,8 +179,8 @@ class VtmCodec(Codec, IntraCodec):
             output.unlink(missing_ok=True)
 
     # -- the two VTM runs -----------------------------------------------------------------------
-    def encoder_command(self, source: Path, bitstream: Path, recon: Path, width: int, height: int,
-                        frames: int, fps: float, qp: int) -> list[str]:
+    def encoder_command(self, source: Path, bitstream: Path, recon: Path, width: int | str, height: int | str,
+                        frames: int | str, fps: float | str, qp: int) -> list[str]:
         """EncoderApp's command line: the cfg, then the per-run values and the CTC's changes."""
         command = [str(self.encoder), "-c", str(self.cfg),
                    f"--InputFile={source}", f"--BitstreamFile={bitstream}", f"--ReconFile={recon}",

@@ -6,8 +6,11 @@ internal as in the CTC) lives in ``ctc/conf/codec/vvenc.yaml`` as ``vvenc_params
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from anchors.ffmpeg_codec import FfmpegCodec, join_params
-from ctc.codec import register_codec
+from ctc.codec import VVC_MAX_QP, check_qps, register_codec
 
 
 @register_codec("vvenc")
@@ -17,6 +20,10 @@ class VvencCodec(FfmpegCodec):
     suffix = ".266"
     input_bit_depth = 10  # libvvenc takes yuv420p10le only; InternalBitDepth=8 shifts back exactly
     version_pattern = r"libvvenc version: (\S+)"
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        check_qps(config, 0, VVC_MAX_QP, "8-bit VVC")
 
     def encoder_options(self, qp: int) -> list[str]:
         return ["-c:v", self.library, "-preset", str(self.config["preset"]), "-qp", str(qp),

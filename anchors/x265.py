@@ -6,8 +6,11 @@ Low delay in constant-QP mode (one intra picture, no B-frames, no scene cuts): t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from anchors.ffmpeg_codec import FfmpegCodec, join_params
-from ctc.codec import CodecError, register_codec
+from ctc.codec import CodecError, check_qps, register_codec
 
 HEVC_MAX_QP = 51  # 8-bit HEVC
 
@@ -18,6 +21,10 @@ class X265Codec(FfmpegCodec):
     muxer = "hevc"
     suffix = ".265"
     version_pattern = r"HEVC encoder version (\S+)"
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        check_qps(config, 0, HEVC_MAX_QP, "8-bit HEVC")
 
     def encoder_options(self, qp: int) -> list[str]:
         if not 0 <= qp <= HEVC_MAX_QP:

@@ -162,27 +162,35 @@ def _read_curve_csv(path: Path) -> pd.DataFrame:
     return table
 
 
-def registered_lower_is_better(names: Sequence[str]) -> set[str]:
-    """The names among ``names`` that the metric registry (``ctc.metrics``) marks lower-is-better.
+def registered_lower_is_better(names: Sequence[str], modules: Sequence[str] = (),
+                               declared: Sequence[str] = ()) -> set[str]:
+    """The names among ``names`` whose metric class (``ctc.metrics``' registry, after importing the
+    plug-in ``modules``) is lower-is-better. A name neither registered nor in ``declared`` (names whose
+    direction the caller gives) is refused: its direction would be a guess."""
+    from ctc.metrics import MetricError, metric_class, use_metric_modules  # imports torch: only here
 
-    A name the registry does not know (a metric computed elsewhere) counts as higher-is-better.
-    """
-    from ctc.metrics import MetricError, metric_class  # imports the metric modules (torch): only here
-
-    lower = set()
+    use_metric_modules(list(modules))
+    lower, unknown = set(), []
     for name in names:
         try:
             if metric_class(name).lower_is_better:
                 lower.add(name)
         except MetricError:
-            continue
+            if name not in declared:
+                unknown.append(name)
+    if unknown:
+        raise ValueError(f"metric {', '.join(map(repr, unknown))} is not registered, so its direction is "
+                         "unknown: name the module that registers it (--metric-modules), or say which way "
+                         "it goes (--lower-is-better NAME or --higher-is-better NAME)")
     return lower
 
 
 def compare_csv(anchor_csv: Path, test_csv: Path, *, method: str = "pchip",
-                metrics: Sequence[str] | None = None,
-                lower_is_better: Sequence[str] | None = None) -> dict[str, object]:
-    """BD of every metric column shared by two rate-point CSV files, as a JSON-ready mapping."""
+                metrics: Sequence[str] | None = None, lower_is_better: Sequence[str] = (),
+                higher_is_better: Sequence[str] = (),
+                metric_modules: Sequence[str] = ()) -> dict[str, object]:
+    """BD of every metric column shared by two rate-point CSV files, as a JSON-ready mapping; each
+    metric's direction from its class (:func:`registered_lower_is_better`) unless given here."""
     anchor, test = _read_curve_csv(anchor_csv), _read_curve_csv(test_csv)
     shared = [c for c in anchor.columns if c != "kbps" and c in test.columns]
     names = list(metrics) if metrics else shared
@@ -192,7 +200,12 @@ def compare_csv(anchor_csv: Path, test_csv: Path, *, method: str = "pchip",
                 raise ValueError(f"{path}: no column for metric {name!r}")
     if not names:
         raise ValueError(f"{anchor_csv} and {test_csv} share no metric column besides kbps")
-    lower = set(lower_is_better) if lower_is_better is not None else registered_lower_is_better(names)
+    both = set(lower_is_better) & set(higher_is_better)
+    if both:
+        raise ValueError(f"metric {', '.join(sorted(both))} is both lower- and higher-is-better")
+    given = [*lower_is_better, *higher_is_better]
+    lower = (registered_lower_is_better([name for name in names if name not in given], metric_modules, given)
+             | set(lower_is_better))
     results = {}
     for name in names:
         result = bd_rate(anchor["kbps"], anchor[name], test["kbps"], test[name],
@@ -211,13 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", choices=METHODS, default="pchip",
                         help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit")
     parser.add_argument("--metrics", nargs="+", help="metric columns to compare (default: all shared)")
-    parser.add_argument("--lower-is-better", nargs="*", metavar="METRIC",
-                        help="metrics where lower is better (default: as the metric registry says, "
-                             "e.g. dists and lpips); they are compared as 1 - value")
+    parser.add_argument("--metric-modules", nargs="*", default=[], metavar="MODULE",
+                        help="modules that register metrics of your own (as a metrics config's modules)")
+    parser.add_argument("--lower-is-better", nargs="*", default=[], metavar="METRIC",
+                        help="metrics where lower is better, compared as 1 - value (default: as each "
+                             "metric's class says, e.g. dists and lpips)")
+    parser.add_argument("--higher-is-better", nargs="*", default=[], metavar="METRIC",
+                        help="metrics where higher is better (default: as each metric's class says)")
     args = parser.parse_args(argv)
     try:
         report = compare_csv(args.anchor, args.test, method=args.method, metrics=args.metrics,
-                             lower_is_better=args.lower_is_better)
+                             lower_is_better=args.lower_is_better, higher_is_better=args.higher_is_better,
+                             metric_modules=args.metric_modules)
     except ValueError as error:
         print(f"ctc-bd: error: {error}", file=sys.stderr)
         return 2

@@ -135,7 +135,8 @@ def _fake_result(job: Job) -> dict:
             "bits": {"total": bits, "parts": {"video": bits}},
             "kbps": bits / 1000 * spec.fps / spec.frames, "enc_seconds": 1.0, "dec_seconds": 0.1,
             "metrics": {name: 60.0 - job.rate_point for name in job.metric_names},
-            "metric_directions": {name: "higher_is_better" for name in job.metric_names}}
+            "metric_directions": {name: "higher_is_better" for name in job.metric_names},
+            "metric_code": dict(job.metric_code)}
 
 
 def as_figure(row: Figure | Mapping[str, Any]) -> Figure:

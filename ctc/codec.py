@@ -16,8 +16,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ctc.fingerprint import code_fingerprint, config_modules
 from ctc.registry import Registry
 from ctc.sequences import SequenceSpec
+
+VVC_MAX_QP = 63  # 8-bit VVC (VTM, vvenc)
 
 
 class CodecError(RuntimeError):
@@ -72,6 +75,12 @@ class Codec(ABC):
     resolved_sections: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        """Refuse a setting this codec cannot run (a :class:`CodecError` naming it), checked when a sweep
+        is planned, before anything runs. Default: nothing to check."""
+        return None
+
+    @classmethod
     def missing(cls, config: Mapping[str, Any]) -> str | None:
         """What this machine lacks to run the codec (e.g. VTM's binaries), or None; a GFVC model's
         ``auto`` picture codec takes its ``fallback`` then. Default: nothing is missing."""
@@ -79,11 +88,19 @@ class Codec(ABC):
 
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """What makes this codec's bitstreams besides its config, resolved now: the binaries' versions,
-        the hashes of the files it reads (weights, cfg), the codecs it uses. A complete result is reused
-        only when this is unchanged. The sweep calls it once, before its workers start; it raises
-        :class:`CodecError` when something the config names is missing. Default: the version."""
-        return {"version": cls(config).version()}
+        """What makes this codec's bitstreams besides its config, resolved now: the binaries' bytes and
+        command lines, the hashes of the files it reads (weights, cfg), the codecs it uses, the code. A
+        complete result is reused only when this is unchanged. The sweep calls it once, before its
+        workers start; it raises :class:`CodecError` when something the config names is missing.
+        Default (a codec written in Python): the version and the fingerprint of its code
+        (:func:`ctc.fingerprint.code_fingerprint` of :meth:`code_modules`)."""
+        return {"version": cls(config).version(), "code": code_fingerprint(cls.code_modules(config))}
+
+    @classmethod
+    def code_modules(cls, config: Mapping[str, Any]) -> list[str]:
+        """The modules whose code makes the bitstreams and decoded frames: the class's own and every
+        ``module`` its config names (a model's), except in :attr:`resolved_sections` (codecs of their own)."""
+        return [cls.__module__, *config_modules(config, skip=cls.resolved_sections)]
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu") -> None:
         self.config = dict(config)
@@ -136,6 +153,14 @@ def codec_class(config: Mapping[str, Any]) -> type[Codec]:
     """The class of a codec config section (``module`` + ``class``, or ``type``), without building it
     (building may load a model); :class:`ctc.registry.PluginError` (a ``KeyError``) when unknown."""
     return CODECS.resolve(config, Codec)
+
+
+def check_qps(config: Mapping[str, Any], lowest: int, highest: int, what: str) -> None:
+    """:class:`CodecError` unless every rate point of ``config`` is a QP in ``[lowest, highest]``."""
+    wrong = [qp for qp in config.get("rate_points") or () if not lowest <= int(qp) <= highest]
+    if wrong:
+        raise CodecError(f"{config.get('name')}: rate_points {wrong} are not QPs of {what} "
+                         f"({lowest} to {highest})")
 
 
 def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ctc.paths import cache_dir
+from ctc.paths import digest_cache_dir
 
 DIGEST_CACHE_NAME = "digests.json"
 
@@ -30,7 +30,7 @@ def file_digest(path: str | Path, algorithm: str = "md5") -> str:
     path = Path(path).resolve()
     stat = path.stat()
     key = f"{algorithm}:{stat.st_size}:{stat.st_mtime_ns}"
-    store = cache_dir() / DIGEST_CACHE_NAME
+    store = digest_cache_dir() / DIGEST_CACHE_NAME
     known = _read_json(store)
     entry = f"{algorithm}:{path}"
     if known.get(entry, {}).get("key") == key:

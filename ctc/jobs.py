@@ -48,7 +48,12 @@ class Job:
     rate_point: int
     identity: Mapping[str, Any] = field(compare=False, repr=False)  # what makes the bitstream
     device: str = "cpu"
-    metric_names: tuple[str, ...] = ()
+    # metric name -> its code fingerprint (ctc.metrics.metric_code): a score made by other code is redone
+    metric_code: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(self.metric_code)
 
     @property
     def config_hash(self) -> str:
@@ -76,10 +81,11 @@ def quote(value: str) -> str:
 
 
 def plan_jobs(sections: Mapping[str, Mapping[str, Any]], identities: Mapping[str, Mapping[str, Any]],
-              specs: Sequence[SequenceSpec], metric_names: Sequence[str],
+              specs: Sequence[SequenceSpec], metric_code: Mapping[str, Any],
               devices: Mapping[str, list[str]]) -> list[Job]:
     """Every (codec, sequence, rate point) of a sweep, with ``identities[role]`` (the codec's resolved
-    identity, :func:`ctc.identity.codec_identity`); ``devices[role]`` is cycled over that role's jobs."""
+    identity, :func:`ctc.identity.codec_identity`); ``devices[role]`` is cycled over that role's jobs;
+    ``metric_code``: the metrics to score, each with its code fingerprint."""
     sequences = {spec.name: sequence_identity(spec) for spec in specs}
     jobs = []
     for role, section in sections.items():
@@ -90,7 +96,7 @@ def plan_jobs(sections: Mapping[str, Mapping[str, Any]], identities: Mapping[str
                 index += 1
                 identity = job_identity(identities[role], sequences[spec.name], rate_point)
                 jobs.append(Job(role, section["name"], spec, int(rate_point), identity, device,
-                                tuple(metric_names)))
+                                dict(metric_code)))
     return jobs
 
 
@@ -118,7 +124,7 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
     directory = job.directory(run_dir)
     with job_lock(directory, job.label):
         previous = read_result(directory)
-        if is_complete(previous, job.config_hash, job.metric_names):
+        if is_complete(previous, job.config_hash, job.metric_code):
             return previous
         if not score and decoded_file(previous, job.config_hash, directory, job.sequence):
             return previous  # decoded by an interrupted sweep, still to be scored
@@ -190,7 +196,7 @@ def record_scores(result: dict[str, Any], table: Any, metrics: Mapping[str, Any]
                   keep_decoded: bool, device: str) -> None:
     """Complete a decoded job's ``result`` with its per-frame ``table``: ``per_frame.csv``, the sequence
     values and definitions, status ``ok``; the decoded file goes unless ``keep_decoded``."""
-    from ctc.metrics import describe_metrics, sequence_values
+    from ctc.metrics import describe_metrics, metric_code, sequence_values
 
     names = list(metrics["names"])
     definitions = describe_metrics(names)
@@ -201,7 +207,7 @@ def record_scores(result: dict[str, Any], table: Any, metrics: Mapping[str, Any]
     result.update(status="ok", metrics=sequence_values(table[names]), metrics_device=device,
                   metric_directions={name: _direction(about["lower_is_better"])
                                      for name, about in definitions.items()},
-                  metric_definitions=definitions)
+                  metric_definitions=definitions, metric_code=metric_code(names))
 
 
 def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool:

@@ -13,6 +13,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GFVC_CACHE", PROJECT_ROOT / ".cache"))
 
 
+def digest_cache_dir() -> Path:
+    """Where digests of files are remembered (``file_digest``): ``GFVC_CACHE`` when set, else the
+    machine's tool cache, never the clone: the files may be the user's own (sequences, checkpoints)."""
+    return Path(os.environ["GFVC_CACHE"]) if os.environ.get("GFVC_CACHE") else tool_cache_dir()
+
+
 def shared_dir() -> Path:
     """The read-only shared data beside the checkout (``../shared``); ``GFVC_SHARED`` overrides."""
     return Path(os.environ.get("GFVC_SHARED", PROJECT_ROOT.parent / "shared"))

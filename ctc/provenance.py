@@ -7,8 +7,10 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ctc.hashing import compute_digest
@@ -64,6 +66,27 @@ def made_by() -> dict[str, Any]:
     versions, host (once per process)."""
     return {"git": git_state(), "lock_sha256": lock_digest(), "packages": package_versions(),
             "host": socket.gethostname(), "python": sys.version.split()[0]}
+
+
+def plugin_paths(modules: Iterable[str]) -> list[str]:
+    """The folders that ``modules`` (a sweep's codec, model and metric modules, imported by now) were
+    imported from, besides this project: what a later ``ctc-report`` needs on ``sys.path``."""
+    roots = set()
+    for name in modules:
+        module = sys.modules.get(name)
+        if module is None or not getattr(module, "__file__", None):
+            continue
+        path = Path(module.__file__).resolve()
+        depth = len(name.split(".")) + (path.name == "__init__.py")
+        roots.add(path.parents[depth - 1])
+    return sorted(str(root) for root in roots if root != PROJECT_ROOT.resolve())
+
+
+def use_plugin_paths(provenance: Mapping[str, Any]) -> None:
+    """Make a run's plug-in modules importable as its sweep found them (``plugin_paths``)."""
+    for root in reversed(provenance.get("plugin_paths") or []):
+        if Path(root).is_dir() and root not in sys.path:
+            sys.path.insert(0, root)
 
 
 def collect(config: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -30,6 +32,7 @@ from ctc.html_report import (
     write_page,
 )
 from ctc.plots import write_rd_curves
+from ctc.provenance import use_plugin_paths
 from ctc.report_files import write_files
 from ctc.report_rows import (
     ReportError,
@@ -245,13 +248,24 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
     """Write a run's report under ``<run_dir>/report`` (tables, RD curves, the HTML page with its
     visual comparisons: ``page`` settings, default ``ctc/conf/html_report.yaml``); print it when ``echo``."""
     run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        use_plugin_paths(read_provenance(run_dir))  # the run's own codec and metric modules
     report = load_report(run_dir, anchor=anchor, metrics=metrics, method=method)
+    # written beside the previous report, which it replaces only once whole: a failure keeps that one
+    building = run_dir / f".{REPORT_DIR}-{os.getpid()}.tmp"
+    shutil.rmtree(building, ignore_errors=True)
+    try:
+        markdown = write_files(report, building)
+        if plots:
+            write_rd_curves(report.rate_points, report.anchor, report.metrics, building / "rd_curves",
+                            log_rate=log_rate, **plot_options(report))
+        built_page = write_page(report, run_dir, building, page)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     out = run_dir / REPORT_DIR
-    markdown = write_files(report, out)
-    if plots:
-        write_rd_curves(report.rate_points, report.anchor, report.metrics, out / "rd_curves",
-                        log_rate=log_rate, **plot_options(report))
-    page_file = write_page(report, run_dir, out, page)
+    _replace_folder(building, out)
+    page_file = out / built_page.relative_to(building) if built_page else None
     if echo:
         print(markdown)
         gaps = report.gap_lines()
@@ -260,6 +274,15 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
         if page_file:
             print(describe(page_file))
     return report
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Put the folder ``new`` in the place of ``folder`` (two renames; the old one is removed after)."""
+    old = folder.with_name(f".{folder.name}-{os.getpid()}.old")
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _anchor_by_role(results: pd.DataFrame, run_dir: Path) -> str:

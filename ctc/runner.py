@@ -23,6 +23,7 @@ MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", 
               "-h", "--help", "--hydra-help"}
 
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # followed by a folder added to the config search path
+PLAN_FLAG = "--plan"  # print what the sweep would run and why, run and write nothing
 
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
@@ -33,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if PLAN_FLAG in args:
+        raise SystemExit(_plan([arg for arg in args if arg != PLAN_FLAG]))
+    _check_early(args)
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
         args = ["--multirun", *_first_variant(args)]
         args += _default_anchor(args)
@@ -43,6 +47,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         hydra_main()
     finally:
         sys.argv = saved
+
+
+def _check_early(args: Sequence[str]) -> None:
+    """Settings that Hydra's launchers read before the sweep checks its configuration (``jobs``: their
+    worker count, which they would refuse with a validation dump): one line and exit 2."""
+    for arg in args:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key == "jobs" and value != "auto" and not (value.isdigit() and int(value) > 0):
+            print(f"ctc-run: error: jobs={value!r}: expected a positive number of parallel workers (or auto)",
+                  file=sys.stderr)
+            raise SystemExit(2)
+
+
+def _plan(args: list[str]) -> int:
+    """``ctc-run ... --plan``: each codec configuration composed and planned as the sweep plans it
+    (identities resolved, settings checked), then, per codec and stage, what would run and why."""
+    from ctc.conf import compose, without_hydra
+    from ctc.sweep_plan import SweepConfigError, check_variants, codec_variants, describe_plans, plan_sweep
+
+    overrides, flags = _split_arguments(args)
+    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
+    anchor = _default_anchor(args)
+    try:
+        configs = [compose([*variant, *anchor], config_dirs=config_dirs, multirun=True)
+                   for variant in codec_variants(overrides)]
+        plans = [plan_sweep(without_hydra(config)) for config in configs]
+        check_variants(plans)
+    except (SweepConfigError, ConfigCompositionException) as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        return 2
+    print(describe_plans(plans))
+    return 0
 
 
 def _first_variant(args: list[str]) -> list[str]:

@@ -116,11 +116,17 @@ def read_result(directory: str | Path) -> dict[str, Any] | None:
 
 
 def is_complete(result: Mapping[str, Any] | None, expected_hash: str,
-                metric_names: Iterable[str] = ()) -> bool:
+                metric_code: Mapping[str, Any] | None = None) -> bool:
     """Whether a job's result stands for the configuration hashed as ``expected_hash`` and holds every
-    metric in ``metric_names``."""
+    metric of ``metric_code`` (name -> the metric's code fingerprint) scored by that code."""
     return (bool(result) and result.get("status") == "ok" and result.get("config_hash") == expected_hash
-            and set(metric_names) <= set(result.get("metrics") or {}))
+            and not unscored_metrics(result, metric_code or {}))
+
+
+def unscored_metrics(result: Mapping[str, Any], metric_code: Mapping[str, Any]) -> list[str]:
+    """The metrics of ``metric_code`` that ``result`` lacks, or holds from other metric code."""
+    scored, made_by = result.get("metrics") or {}, result.get("metric_code") or {}
+    return [name for name, code in metric_code.items() if name not in scored or made_by.get(name) != code]
 
 
 def results_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -185,8 +185,11 @@ def run_task(config: DictConfig) -> dict[str, Any]:
         return {"scored": {f"{result['codec']}/{result['rate_point']}": result["status"]
                            for result in results}}
     section = settings[ROLES[choice.role]]
+    from ctc.metrics import metric_code, use_metric_modules
+
+    use_metric_modules(settings["metrics"].get("modules"))
     job = Job(choice.role, section["name"], spec, int(choice.rate_point), identity, str(choice.device),
-              tuple(settings["metrics"]["names"]))
+              metric_code(list(settings["metrics"]["names"])))
     codec_settings = {"timeout_s": settings["timeout_s"], **section}
     return run_job(job, codec_settings, settings["metrics"], run_dir, bool(settings["keep_decoded"]),
                    score=settings.get("scoring", "sequence") == "job")

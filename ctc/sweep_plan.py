@@ -74,7 +74,9 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
     except (UnsafeName, SequenceError, CodecError) as exc:
         raise SweepConfigError(str(exc)) from None
     run_dir = Path(settings["results_dir"]).expanduser().resolve() / run  # workers may start elsewhere
-    jobs = plan_jobs(sections, identities, specs, metric_names, devices)
+    from ctc.metrics import metric_code
+
+    jobs = plan_jobs(sections, identities, specs, metric_code(metric_names), devices)
     return SweepPlan(settings, run_dir, sections, identities, specs, jobs)
 
 
@@ -145,7 +147,7 @@ def codec_sections(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                                        "must give name, module (with class or type) and rate_points)")
         check_name(f"{ROLES[role]} name", section["name"])
         try:
-            codec_class(section)
+            codec_class(section).check_config(section)
         except KeyError as exc:
             raise SweepConfigError(exc.args[0]) from None
     anchor = sections.get("anchor")
@@ -189,18 +191,61 @@ def job_devices(sections: Mapping[str, Mapping[str, Any]], device: str) -> dict[
     return devices
 
 
+@dataclass(frozen=True)
+class PendingJob:
+    """A job of the sweep that must run: ``stage`` "code" (encode, decode, score) or "score" (its
+    bitstream is kept: decode it again and score it), and why."""
+
+    job: Job
+    stage: str
+    reason: str
+
+
+def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
+    """The jobs that must run (with their stage and reason) and the ones whose results are reused; reads
+    the run folder, writes nothing."""
+    pending, reused = [], []
+    for job in plan.jobs:
+        result = read_result(job.directory(plan.run_dir))
+        if is_complete(result, job.config_hash, job.metric_code):
+            reused.append(job)
+            continue
+        coded = bool(result) and result.get("config_hash") == job.config_hash and \
+            result.get("status") in ("ok", "decoded")
+        pending.append(PendingJob(job, "score" if coded else "code",
+                                  redo_reason(result, job.identity, job.metric_code)))
+    return pending, reused
+
+
 def pending_jobs(plan: SweepPlan) -> list[Job]:
     """The jobs without a complete result of their identity; prints, per codec, why they run."""
-    pending, reasons = [], Counter()
-    for job in plan.jobs:
+    pending, reused = what_runs(plan)
+    for job in reused:
         directory = job.directory(plan.run_dir)
-        result = read_result(directory)
-        if is_complete(result, job.config_hash, job.metric_names):
-            if result["role"] != job.role:  # a complete result made under another role takes this one
-                write_json_atomic(directory / RESULT_FILE, {**result, "role": job.role})
-            continue
-        pending.append(job)
-        reasons[(job.codec, redo_reason(result, job.identity, job.metric_names))] += 1
+        result = read_result(directory) or {}
+        if result.get("role") != job.role:  # a complete result made under another role takes this one
+            write_json_atomic(directory / RESULT_FILE, {**result, "role": job.role})
+    reasons = Counter((each.job.codec, each.reason) for each in pending)
     for (codec, reason), count in reasons.items():
         print(f"{codec}: {reason}, {count} job{'s' * (count != 1)} to run", file=sys.stderr)
-    return pending
+    return [each.job for each in pending]
+
+
+def describe_plans(plans: Sequence[SweepPlan]) -> str:
+    """What ``ctc-run --plan`` prints: per codec and stage, how many jobs would run and why, and how
+    many results would be reused."""
+    lines = [f"ctc-run --plan: {plans[0].run_dir} (a plan: nothing was run or written)"]
+    seen: set[str] = set()
+    for plan in plans:
+        pending, reused = what_runs(plan)
+        for codec in dict.fromkeys(job.codec for job in plan.jobs):
+            if codec in seen:  # the anchor's jobs are every configuration's
+                continue
+            seen.add(codec)
+            mine = [each for each in pending if each.job.codec == codec]
+            kept = sum(job.codec == codec for job in reused)
+            coding = sum(each.stage == "code" for each in mine)
+            lines.append(f"{codec}: {coding} to code, {len(mine) - coding} to score only, {kept} reused")
+            for (stage, reason), count in Counter((each.stage, each.reason) for each in mine).items():
+                lines.append(f"  {count} to {stage}: {reason}")
+    return "\n".join(lines)

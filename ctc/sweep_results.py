@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from ctc.fingerprint import config_modules
 from ctc.hashing import write_atomically
 from ctc.jobs import Job
-from ctc.provenance import collect, now_iso
+from ctc.provenance import collect, now_iso, plugin_paths
 from ctc.store import (
     COLUMNS,
     PROVENANCE_FILE,
@@ -103,7 +104,10 @@ def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapp
                      codec_versions={name: sorted(found) for name, found in versions.items()},
                      codec_identities={section["name"]: plan.identities[role]
                                        for role, section in sections.items()},
-                     choices=choices, started=started)
+                     choices=choices, started=started,
+                     plugin_paths=plugin_paths([*(module for section in sections.values()
+                                                  for module in config_modules(section)),
+                                                *(settings["metrics"].get("modules") or [])]))
     stamp = started.replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
     label = sections["test"]["name"]  # a sweep of several codec configurations writes one file each
     path = plan.run_dir / PROVENANCE_DIR / f"{stamp}-{socket.gethostname()}-{os.getpid()}-{label}.json"

@@ -31,6 +31,7 @@ import torch
 
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec, codec_class, register_codec
 from ctc.devices import batch_size_for
+from ctc.fingerprint import code_fingerprint
 from ctc.frames import write_rgb444
 from ctc.hashing import compute_digest, file_digest
 from ctc.sequences import SequenceSpec
@@ -52,6 +53,9 @@ __all__ = ["Encoded", "GfvcCodec", "GopCode", "to_uint8"]
 
 OUTPUT_ROUNDINGS = ("truncate", "round")
 KEY_FRAME_FORMATS = ("yuv420", "rgb444")
+
+# Settings without a default in code: every GFVC codec config composes them from ctc/conf/gfvc/base.yaml.
+REQUIRED_KEYS = ("q_step", "batch_size", "model")
 
 
 @register_codec("gfvc")
@@ -101,8 +105,9 @@ class GfvcCodec(Codec):
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The weights (the checkpoint's sha256, or random with its seed) and the key-frame codec's own
-        identity, resolved without building the model."""
+        """The weights (the checkpoint's sha256, or random with its seed), the key-frame codec's own
+        identity and the fingerprint of the code (this codec's and its model's modules), resolved
+        without building the model."""
         from models.checkpoints import RANDOM, RANDOM_SEED, CheckpointError, resolve_weights
 
         cls.check_config(config)
@@ -114,11 +119,18 @@ class GfvcCodec(Codec):
         intra = cls.intra_section(config)
         return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM else NONE if weights == NONE
                 else f"{Path(weights).name} sha256 {file_digest(weights, 'sha256')}",
-                "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)}}
+                "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)},
+                "code": code_fingerprint(cls.code_modules(config))}
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> None:
-        """Settings that contradict each other: the SEI coordinates carry ``q_step = 2^precision``."""
+        """Settings that are missing (a codec config that does not compose ``gfvc/base``) or contradict
+        each other: the SEI coordinates carry ``q_step = 2^precision``."""
+        missing = [key for key in REQUIRED_KEYS if config.get(key) is None]
+        if missing:
+            raise CodecError(f"{config.get('name')}: the codec config lacks {', '.join(missing)}; compose "
+                             "the GFVC base config first (defaults: [/gfvc@_here_: base, ...]), which sets "
+                             "every GFVC default")
         layout = config.get("sei") or {}
         precision = layout.get("coordinate_precision")
         if precision is not None and 2 ** int(precision) != float(config["q_step"]):

@@ -121,7 +121,7 @@ def logging_ffmpeg(folder: Path, log: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_two_sweeps_on_one_run_folder_code_each_job_once_and_equal_a_sequential_run(tmp_path):
+def test_two_sweeps_on_one_run_folder_code_each_job_once_and_equal_a_sequential_run(tmp_path, monkeypatch):
     log = tmp_path / "ffmpeg-calls.txt"
     env = {**os.environ, "IMAGEIO_FFMPEG_EXE": str(logging_ffmpeg(tmp_path, log))}
     common = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=2", "metrics=psnr", "jobs=1",
@@ -139,6 +139,7 @@ def test_two_sweeps_on_one_run_folder_code_each_job_once_and_equal_a_sequential_
     assert len(coded) == len(set(coded)) == 16  # 2 sequences x (4 + 4) rate points, each coded once
     together = tmp_path / "together" / "shared"
     assert len(list((together / "provenance").glob("*.json"))) == 2  # one per sweep, none overwritten
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", env["IMAGEIO_FFMPEG_EXE"])  # the same binary: the same identity
     main([*common[:-1], "run=alone", "testset.sequences=[DEMO_001,DEMO_002]",
           f"results_dir={tmp_path / 'sequential'}"])
     columns = ["codec", "sequence", "rate_point", "kbps", "psnr", "config_hash", "status"]

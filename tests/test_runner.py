@@ -284,7 +284,7 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
     devices = job_devices(sections, "auto")
     assert devices == {"test": ["cuda:0", "cuda:1"], "anchor": ["cpu"]}
     identities = {role: {"config": section} for role, section in sections.items()}
-    jobs = plan_jobs(sections, identities, specs, ["psnr"], devices)
+    jobs = plan_jobs(sections, identities, specs, {"psnr": {}}, devices)
     assert [(job.codec, job.device) for job in jobs] == [
         ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"), ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"),
         ("fake_anchor", "cpu"), ("fake_anchor", "cpu")]

@@ -26,8 +26,18 @@ def test_is_complete_needs_status_ok_and_the_same_hash():
     assert not is_complete({"status": "ok", "config_hash": "abc"}, "abd")
     assert not is_complete({"status": "failed", "config_hash": "abc"}, "abc")
     assert not is_complete(None, "abc")
-    scored = {"status": "ok", "config_hash": "abc", "metrics": {"psnr": 30.0}}
-    assert is_complete(scored, "abc", ["psnr"]) and not is_complete(scored, "abc", ["psnr", "lpips"])
+    psnr_code = {"ctc/metrics/psnr.py": "1a"}
+    scored = {"status": "ok", "config_hash": "abc", "metrics": {"psnr": 30.0},
+              "metric_code": {"psnr": psnr_code}}
+    assert is_complete(scored, "abc", {"psnr": psnr_code})
+    assert not is_complete(scored, "abc", {"psnr": psnr_code, "lpips": {}})
+
+
+def test_a_score_made_by_other_metric_code_is_not_complete():
+    scored = {"status": "ok", "config_hash": "abc", "metrics": {"psnr": 30.0},
+              "metric_code": {"psnr": {"ctc/metrics/psnr.py": "1a"}}}
+    assert not is_complete(scored, "abc", {"psnr": {"ctc/metrics/psnr.py": "2b"}})
+    assert not is_complete({**scored, "metric_code": {}}, "abc", {"psnr": {"ctc/metrics/psnr.py": "1a"}})
 
 
 def _result(codec, sequence, rate_point, **extra):

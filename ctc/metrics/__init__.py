@@ -166,6 +166,18 @@ def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:
             for name in names for cls in [metric_class(name)]}
 
 
+# The scoring loops every metric's values pass through (one job's frames, a sequence's versions).
+SCORING_MODULES = ("ctc.metrics", "ctc.metrics.shared")
+
+
+def metric_code(names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Each metric's code fingerprint (:func:`ctc.fingerprint.code_fingerprint`): its class's module and
+    the scoring loops, with what they import. A score is redone when its metric's code changed."""
+    from ctc.fingerprint import code_fingerprint
+
+    return {name: code_fingerprint([metric_class(name).__module__, *SCORING_MODULES]) for name in names}
+
+
 def sequence_values(table: pd.DataFrame) -> dict[str, float]:
     """Each metric's value for the sequence scored in ``table`` (one column per metric)."""
     return {name: metric_class(str(name)).sequence_value(table[name].to_numpy()) for name in table.columns}

@@ -58,7 +58,8 @@ def code_fingerprint(modules: Iterable[str]) -> dict[str, str]:
             continue
         digest, imported = _digest_and_imports(path, name)
         found[_shown_path(name, path)] = digest
-        pending.extend(imported)
+        parents = [name.rsplit(".", depth)[0] for depth in range(1, name.count(".") + 1)]
+        pending.extend([*imported, *parents])  # a package's __init__ runs before its modules
     return dict(sorted(found.items()))
 
 

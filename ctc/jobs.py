@@ -38,6 +38,11 @@ from ctc.store import (
 # The config key of each role's codec section.
 ROLES = {"test": "codec", "anchor": "anchor"}
 LOG_TAIL_LINES = 30
+# What a result's config_hash covers, said in every result.json (README: What makes a result reused).
+HASHED = ("config_hash: sha256 of identity, i.e. the codec's config (less timeout_s, slurm, rate_points) "
+          "and what it resolves to: code (a digest of each source file's syntax tree) for codecs in Python, "
+          "binaries (sha256) and command lines for external ones, weights, the key-frame codec; the "
+          "sequence file's md5 and frames; the rate point. Scores apart: metric_code, per metric.")
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
         "codec_provenance": {}, "random_weights": False, "sequence": spec.name, "seq_class": spec.seq_class,
         "rate_point": job.rate_point, "frames": spec.frames, "fps": spec.fps, "width": spec.width,
         "height": spec.height, "device": job.device, "config_hash": job.config_hash,
-        "identity": job.identity, "made_by": made_by()}
+        "identity": job.identity, "hashed": HASHED, "made_by": made_by()}
     logs: list[str] = []
     try:
         codec = cached_codec(section, job.device, job.identity["codec"])

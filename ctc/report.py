@@ -82,9 +82,13 @@ def _container_overhead(rows: pd.DataFrame) -> dict[str, float]:
     return {str(sequence): round(float(value), 4) for sequence, value in means.items() if value > 0}
 
 
-def _codec_info(results: pd.DataFrame, anchor: str) -> dict[str, dict[str, Any]]:
+def _codec_info(results: pd.DataFrame, used: pd.DataFrame, anchor: str) -> dict[str, dict[str, Any]]:
+    """Each codec's versions, checkpoints, ... as its rows in the tables (``used``) say, or all its
+    results where none is used."""
     info = {}
-    for codec, rows in results.groupby("codec", sort=False):
+    for codec, every in results.groupby("codec", sort=False):
+        mine = used[used["codec"] == codec]
+        rows = mine if not mine.empty else every
         def distinct(column: str, rows: pd.DataFrame = rows) -> list[str]:
             return sorted({str(v) for v in rows.get(column, pd.Series(dtype=object)).dropna()})
 
@@ -94,6 +98,22 @@ def _codec_info(results: pd.DataFrame, anchor: str) -> dict[str, dict[str, Any]]
                        "random_weights": bool(rows.get("random_weights", pd.Series(dtype=bool))
                                               .fillna(False).astype(bool).any())}
     return dict(sorted(info.items(), key=lambda item: (item[0] != anchor, item[0])))
+
+
+def _lock_gaps(rows: pd.DataFrame, anchor: str) -> list[dict[str, str]]:
+    """A note for each codec whose table rows (its own and the anchor's) were made under different lock
+    files (``made_by.lock_sha256``): the packages, torch included, may differ between them."""
+    if "lock" not in rows:
+        return []
+    gaps = []
+    for codec in (c for c in dict.fromkeys(rows["codec"]) if c != anchor):
+        locks = rows.loc[rows["codec"].isin([codec, anchor]), "lock"].dropna().unique()
+        if len(locks) > 1:
+            gaps.append({"kind": "different locks", "codec": codec, "sequence": "", "rate_point": "",
+                         "detail": f"its rows and anchor {anchor}'s were made under {len(locks)} lock files "
+                                   f"({', '.join(sorted(lock[:12] for lock in locks))}): the packages that "
+                                   "made them may differ; rerun the older ones to compare like with like"})
+    return gaps
 
 
 def _bd_rows(rows: pd.DataFrame, anchor: str, codec: str, order: Sequence[str], classes: Mapping[str, str],
@@ -188,7 +208,8 @@ def build_report(results: pd.DataFrame, directions: Mapping[str, str], anchor: s
     class_order = list(dict.fromkeys(classes[s] for s in order))
     order = sorted(order, key=lambda s: class_order.index(classes[s]))
     lower = {m for m in metrics if directions.get(m) == LOWER_IS_BETTER}
-    codecs = _codec_info(results, anchor)
+    codecs = _codec_info(results, rows, anchor)
+    gaps += _lock_gaps(rows, anchor)
     if anchor not in codecs:
         gaps.append({"kind": "no anchor", "codec": anchor, "sequence": "", "rate_point": "",
                      "detail": f"the run has no result for the anchor; codecs found: {', '.join(codecs)}"})

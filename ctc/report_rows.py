@@ -53,6 +53,11 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     for part in dict.fromkeys(name for names in parts for name in names):
         table[f"bits_{part}"] = [bits.get(part) for bits in parts]
     table["key_frames"] = [(result.get("encode_details") or {}).get("key_frames") for result in results]
+    table["lock"] = [(result.get("made_by") or {}).get("lock_sha256") for result in results]
+    configured = configured_rate_points(run_dir)
+    table["configured"] = [str(result.get("rate_point")) in configured.get(str(result.get("codec")),
+                                                                          {str(result.get("rate_point"))})
+                           for result in results]
     directions: dict[str, str] = {}
     for result in results:
         directions.update(result.get("metric_directions") or {})
@@ -67,6 +72,20 @@ def read_provenance(run_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ReportError(f"{path} is not valid JSON: {error}") from error
+
+
+def configured_rate_points(run_dir: Path) -> dict[str, set[str]]:
+    """Each codec's rate points as its newest sweep configured them (``<run>/<codec>/provenance.json``);
+    a result at another rate point was left by an older configuration."""
+    points = {}
+    for path in run_dir.glob(f"*/{PROVENANCE_FILE}"):
+        try:
+            config = json.loads(path.read_text(encoding="utf-8")).get("codec_config") or {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        if config.get("rate_points"):
+            points[path.parent.name] = {str(point) for point in config["rate_points"]}
+    return points
 
 
 def natural_key(value: object) -> tuple:
@@ -122,6 +141,13 @@ def comparable_rows(rows: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list
                      "detail": f"made by another setup of {codec} than its newest results (weights, "
                                "binaries or config changed); rerun the sweep to redo them"})
     rows = rows[~stale]
+    dropped = ~rows["configured"].astype(bool) if "configured" in rows else pd.Series(False, index=rows.index)
+    for (codec, sequence), group in rows[dropped].groupby(["codec", "sequence"], sort=False):
+        gaps.append({"kind": "stale results", "codec": codec, "sequence": sequence,
+                     "rate_point": ", ".join(map(str, group["rate_point"])),
+                     "detail": f"rate points no longer in {codec}'s configuration (its newest sweep's); "
+                               "kept on disk, left out of the tables"})
+    rows = rows[~dropped]
     columns = [column for column in SETUP_COLUMNS if column in rows]
     anchor_rows = rows[rows["codec"] == anchor]
     anchor_setups = anchor_rows.drop_duplicates("sequence", keep="last").set_index("sequence")

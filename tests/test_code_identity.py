@@ -72,6 +72,7 @@ def test_a_fingerprint_ignores_comments_and_docstrings_but_not_statements(tmp_pa
 
 
 def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_command_lines():
+    from anchors.tools import ffmpeg_exe
     from ctc.conf import load_section
     from ctc.identity import codec_identity
 
@@ -80,9 +81,11 @@ def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_c
     assert {"models/gfvc.py", "models/cfte.py", "ctc/frames.py"} <= set(cfte["code"])
     assert not [path for path in cfte["code"] if path.startswith("ctc/") and path != "ctc/frames.py"]
     key_frames = cfte["key_frame_codec"]
-    assert "code" not in key_frames and key_frames["binaries"]["ffmpeg"].startswith("ffmpeg sha256 ")
+    ffmpeg = Path(ffmpeg_exe())
+    assert "code" not in key_frames
+    assert key_frames["binaries"]["ffmpeg"] == f"{ffmpeg.name} sha256 {compute_digest(ffmpeg, 'sha256')}"
     assert "-qp" in key_frames["encode_command"] and "{qp}" in key_frames["encode_command"]
-    assert key_frames["encode_command"][0] == "ffmpeg" and "{bitstream}" in key_frames["encode_command"]
+    assert key_frames["encode_command"][0] == ffmpeg.name and "{bitstream}" in key_frames["encode_command"]
     assert key_frames["input_code"] == code_fingerprint(["ctc.frames"])
 
 

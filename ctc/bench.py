@@ -29,6 +29,7 @@ from ctc.jobs import Job
 BENCHES = [
     "ctc.bench:bench_io",
     "ctc.bench:bench_cached_sweep",
+    "ctc.bench:bench_fingerprints",
     "ctc.metrics.bench:bench_metrics",
     "ctc.sweep_bench:bench_sweep_scoring",
     "models.bench:bench_models",
@@ -113,6 +114,35 @@ def bench_cached_sweep() -> list[Figure]:
             raise RuntimeError("the cached sweep reran jobs: their results were not taken as complete")
     return [Figure(f"cached rerun, {len(specs)} sequences x 4 rate points x {len(sections)} codecs",
                    seconds, "s", "< 10 s", f"{len(jobs)} jobs, whole ctc-run process")]
+
+
+def bench_fingerprints() -> list[Figure]:
+    """What the code in a result's identity costs a sweep's plan (:mod:`ctc.fingerprint`): the identities
+    of a GFVC codec (CFTE: its modules' syntax trees) and the anchor (vvenc: FFmpeg's digest, remembered,
+    and its command lines), the CTC metrics' code, then the 240 job hashes of a full CTC plan (30 sequences
+    x 4 rate points x 2 codecs); the in-process digests of source files are cleared before each try."""
+    import models.cfte  # noqa: F401  (a sweep imports its model's modules anyway: not part of the cost)
+    from ctc import fingerprint
+    from ctc.conf import load_section
+    from ctc.identity import codec_identity, identity_hash, job_identity
+    from ctc.metrics import metric_code, metric_set
+
+    cfte = {**load_section("codec", "cfte"), "weights": "random",
+            "intra": load_section("picture_codec", "vvenc")}
+    anchor = load_section("codec", "vvenc")
+    codec_identity(anchor)  # FFmpeg's version probe and digest, remembered across sweeps
+    metrics = metric_set("ctc")
+
+    def plan() -> list[str]:
+        fingerprint._file_digests.clear()
+        identities = [codec_identity(cfte), codec_identity(anchor)]
+        metric_code(metrics)
+        return [identity_hash(job_identity(identity, {"name": f"SEQ_{index:03d}", "file_md5": "0" * 32}, qp))
+                for identity in identities for index in range(30) for qp in cfte["rate_points"]]
+
+    jobs, files = len(plan()), len(codec_identity(cfte)["code"])
+    return [Figure(f"fingerprints and hashes of a full CTC plan ({jobs} jobs)", best_of(plan), "s", "< 1 s",
+                   f"{files} source files of cfte, the metrics' code; FFmpeg's digest remembered")]
 
 
 def _run_ctc(overrides: list[str]) -> float:

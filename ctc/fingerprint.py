@@ -123,16 +123,16 @@ def _digest_and_imports(path: Path, name: str) -> tuple[str, tuple[str, ...]]:
     if key not in _file_digests:
         tree = ast.parse(path.read_bytes(), filename=str(path))
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        imported = tuple(_imported_modules(tree, package))
-        _strip_docstrings(tree)
+        imported = tuple(_imports_without_docstrings(tree, package))
         digest = hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
         _file_digests[key] = (digest[:DIGEST_CHARS], imported)
     return _file_digests[key]
 
 
-def _imported_modules(tree: ast.AST, package: str) -> list[str]:
+def _imports_without_docstrings(tree: ast.AST, package: str) -> list[str]:
     """The modules a file imports anywhere in it (functions' deferred imports too); for ``from a import
-    b`` both ``a`` and ``a.b`` (``b`` may be a submodule), relative imports resolved against ``package``."""
+    b`` both ``a`` and ``a.b`` (``b`` may be a submodule), relative imports resolved against ``package``.
+    Removes the docstrings from ``tree`` on the way (one walk)."""
     names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -145,14 +145,9 @@ def _imported_modules(tree: ast.AST, package: str) -> list[str]:
             if base:
                 names.append(base)
                 names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
-    return names
-
-
-def _strip_docstrings(tree: ast.AST) -> None:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+        elif isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None),
-                                                                     ast.Constant) \
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                     and isinstance(body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
+    return names

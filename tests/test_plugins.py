@@ -172,3 +172,11 @@ def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, t
     assert q4["config_hash"] != q8["config_hash"]
     assert "## mine_q4 vs anchor vvenc" in done.stdout and "## mine_q8 vs anchor vvenc" in done.stdout
     assert (run_dir / "report" / "index.html").is_file()  # its comparisons decode the example's bitstreams
+    # ctc-report finds the run's plug-in modules as its sweep did, without PYTHONPATH
+    bare = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    pictures = run_dir / "report" / "visuals"
+    visuals = sorted(path.relative_to(pictures) for path in pictures.rglob("*"))
+    report = subprocess.run([str(Path(sys.executable).parent / "ctc-report"), str(run_dir)], cwd=tmp_path,
+                            env=bare, capture_output=True, text=True, timeout=900)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert visuals and sorted(path.relative_to(pictures) for path in pictures.rglob("*")) == visuals

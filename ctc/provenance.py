@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
+from ctc import __version__
 from ctc.paths import PROJECT_ROOT
 
 # Distributions whose versions can change the numbers (codecs, metrics, models, runner).
@@ -54,7 +55,7 @@ def made_by() -> dict[str, Any]:
     """What made a result, recorded in each ``result.json``: git state, package versions, host (once per
     process)."""
     return {"git": git_state(), "packages": package_versions(), "host": socket.gethostname(),
-            "python": sys.version.split()[0]}
+            "python": sys.version.split()[0], "version": __version__}
 
 
 def collect(config: dict[str, Any], **extra: Any) -> dict[str, Any]:

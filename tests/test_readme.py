@@ -57,9 +57,11 @@ def clone(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / name, tree / name)
     (top / "shared").symlink_to(shared_dir().resolve())
     (tree / ".venv").symlink_to(Path(sys.prefix))
+    make = shutil.which("make")
+    assert make, "make is missing: a prerequisite of the README (Before you start)"
     tools = top / "bin"
     tools.mkdir()
-    (tools / "make").write_text(f'#!/bin/sh\nexec {shutil.which("make")} -o .venv/.installed "$@"\n')
+    (tools / "make").write_text(f'#!/bin/sh\nexec {make} -o .venv/.installed "$@"\n')
     (tools / "make").chmod(0o755)
     return tree
 

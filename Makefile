@@ -9,6 +9,8 @@ ANCHOR ?=
 TESTSET ?= demo
 JOBS ?=
 RUN ?=
+# where runs go (ctc-run's results_dir): results/<run>, run = the test set's name, -f<N> for N frames
+RESULTS ?= results
 # Anything else for Hydra, e.g. make ctc MODEL=x265 ARGS="codec.preset=slow"
 ARGS ?=
 # make vtm: a git URL (built at VTM_TAG), a VTM source folder, or a source archive (checked against
@@ -51,10 +53,12 @@ weights: $(STAMP)  ## fetch and cache the ImageNet backbones used by LPIPS and D
 
 ctc: $(STAMP)  ## sweep MODEL and the anchor over TESTSET, score, report (MODEL= ANCHOR= TESTSET= JOBS= RUN= ARGS=)
 	$(BIN)/ctc-run codec=$(MODEL) testset=$(TESTSET) $(if $(ANCHOR),anchor=$(ANCHOR)) \
-		$(if $(JOBS),jobs=$(JOBS)) $(if $(RUN),run=$(RUN)) $(ARGS)
+		$(if $(JOBS),jobs=$(JOBS)) $(if $(RUN),run=$(RUN)) results_dir=$(RESULTS) $(ARGS)
 
-report: $(STAMP)  ## BD-rate tables and RD curves for a run (RUN=, default TESTSET's run)
-	$(BIN)/ctc-report results/$(if $(RUN),$(RUN),$(TESTSET)) $(ARGS)
+report: $(STAMP)  ## BD-rate tables and RD curves of RUN, default every run of TESTSET (<TESTSET>, <TESTSET>-f<N>)
+	@runs="$(if $(RUN),$(RESULTS)/$(RUN),$(wildcard $(RESULTS)/$(TESTSET) $(RESULTS)/$(TESTSET)-f*))"; \
+	if [ -z "$$runs" ]; then echo "make report: no run of test set $(TESTSET) in $(RESULTS)/ (make ctc first, or RUN=NAME)" >&2; exit 2; fi; \
+	for run in $$runs; do echo "$(BIN)/ctc-report $$run $(ARGS)"; $(BIN)/ctc-report $$run $(ARGS) || exit 1; done
 
 test: $(STAMP)  ## run the test suite (builds VTM from ../shared/vtm once per machine)
 	@if [ -f $(SHARED_VTM) ]; then \

@@ -193,8 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``ctc-import``: make a test sequence of a video or a PNG folder; print its sequences.yaml entry."""
     parser = argparse.ArgumentParser(prog="ctc-import", description=main.__doc__)
     parser.add_argument("source", type=Path, help="video file (mp4, mkv, ...) or folder of PNGs")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder to write the .rgb file into")
-    parser.add_argument("--name", help="sequence name (default: the source's name in capitals)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder to write the .rgb file and its .yaml entry into")
+    parser.add_argument("--name", help="sequence name (default: the source's name in capitals); the file is "
+                        "named as sequences.yaml's file_template names it: <name>_<width>x<height>_<fps>_...")
     parser.add_argument("--class", dest="seq_class", default="IMPORTED", help="sequence class")
     parser.add_argument("--size", type=int, help="centre-crop to a square and scale to SIZE x SIZE, e.g. 256")
     parser.add_argument("--frames", type=int, help="keep only the first N frames")

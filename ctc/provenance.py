@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ctc import __version__
 from ctc.hashing import compute_digest
 from ctc.paths import PROJECT_ROOT
 
@@ -62,10 +63,10 @@ def lock_digest() -> str | None:
 
 @functools.cache
 def made_by() -> dict[str, Any]:
-    """What made a result, recorded in each ``result.json``: git state, the lock file's digest, package
-    versions, host (once per process)."""
-    return {"git": git_state(), "lock_sha256": lock_digest(), "packages": package_versions(),
-            "host": socket.gethostname(), "python": sys.version.split()[0]}
+    """What made a result, recorded in each ``result.json``: the harness's version and git state, the lock
+    file's digest, package versions, host (once per process)."""
+    return {"version": __version__, "git": git_state(), "lock_sha256": lock_digest(),
+            "packages": package_versions(), "host": socket.gethostname(), "python": sys.version.split()[0]}
 
 
 def plugin_paths(modules: Iterable[str]) -> list[str]:

@@ -21,9 +21,13 @@ from hydra_plugins.gfvc_ctc_sweeper import register
 # Hydra's flags that choose what it does instead of our multirun (help, printing the config, ...).
 MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
               "-h", "--help", "--hydra-help"}
+CFG_FLAGS = {"-c", "--cfg"}  # print the config: shown as the run would compose it (its anchor, each codec)
 
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # followed by a folder added to the config search path
 PLAN_FLAG = "--plan"  # print what the sweep would run and why, run and write nothing
+# Hydra's flags followed by a value (``--cfg job``, ``-p codec``), which is not an override
+VALUE_FLAGS = {*CONFIG_DIR_FLAGS, *CFG_FLAGS, "-p", "--package", "-cn", "--config-name", "-cp",
+               "--config-path"}
 
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
@@ -34,12 +38,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        print(version_line())
+        return
     if PLAN_FLAG in args:
         raise SystemExit(_plan([arg for arg in args if arg != PLAN_FLAG]))
     _check_early(args)
-    if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
+    flags = {arg.split("=", 1)[0] for arg in args}
+    if not MODE_FLAGS & flags:
         args = ["--multirun", *_first_variant(args)]
-        args += _default_anchor(args)
+        _hydra([*args, *_default_anchor(args)])
+    elif flags & MODE_FLAGS <= CFG_FLAGS:
+        _show_config(args)
+    else:
+        _hydra(args)
+
+
+def version_line() -> str:
+    """``gfvc-ctc <version> (commit <sha>[, with uncommitted changes])``: what a JVET contribution cites."""
+    from ctc import __version__
+    from ctc.provenance import git_state
+
+    git = git_state()
+    commit = git["commit"] or "unknown: not a git checkout"
+    return f"gfvc-ctc {__version__} (commit {commit}{', with uncommitted changes' if git['dirty'] else ''})"
+
+
+def _show_config(args: list[str]) -> None:
+    """``--cfg``: each codec configuration of a sweep (``codec=a,b``) in turn, as its jobs will be composed,
+    with the anchor the run will use; several are printed as YAML documents, each headed by its overrides."""
+    overrides, flags = _split_arguments(args)
+    variants = _variants(overrides)
+    for number, variant in enumerate(variants, 1):
+        shown = [*flags, *variant]
+        if len(variants) > 1:
+            print(f"--- # codec configuration {number} of {len(variants)}: {' '.join(variant)}", flush=True)
+        _hydra([*shown, *_default_anchor(shown, required=False)])
+
+
+def _hydra(args: list[str]) -> None:
     register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
     saved = sys.argv
     sys.argv = ["ctc-run", *args]
@@ -87,24 +124,31 @@ def _first_variant(args: list[str]) -> list[str]:
     codec's nested defaults (``picture_codec@codec.intra=vvenc``) would find the default codec's."""
     from ctc.identity import encode_identity
     from ctc.jobs import quote
-    from ctc.sweep_plan import SweepConfigError, codec_variants
 
     overrides, flags = _split_arguments(args)
-    try:
-        variants = codec_variants(overrides)
-    except SweepConfigError as exc:
-        print(f"ctc-run: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    variants = _variants(overrides)
     if len(variants) == 1:
         return args
     return [*flags, *variants[0], f"hydra.sweeper.variants={quote(encode_identity({'variants': variants}))}"]
 
 
-def _default_anchor(args: Sequence[str]) -> list[str]:
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """The overrides of each codec configuration the command line sweeps; a sweep of anything else is
+    an error (exit 2)."""
+    from ctc.sweep_plan import SweepConfigError, codec_variants
+
+    try:
+        return codec_variants(overrides)
+    except SweepConfigError as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
     """``anchor=<the test set's default_anchor>`` unless the command line names an anchor; says which
     anchor the run uses and why. The test set and the anchor's settings are composed as the sweep
     composes them (the user's search path and overrides included). An anchor that this machine lacks
-    (the CTC set's VTM without a build) is an error."""
+    (the CTC set's VTM without a build) is an error when ``required`` (a run), else a warning (``--cfg``)."""
     from ctc.codec import codec_class
     from ctc.conf import ConfigNotFound, compose, without_hydra
 
@@ -125,9 +169,10 @@ def _default_anchor(args: Sequence[str]) -> list[str]:
     if missing:
         about = "VTM, the CTC's anchor" if anchor == "vtm" else anchor
         build = "Build it with `make vtm`, or choose" if anchor == "vtm" else "Choose"
-        print(f"ctc-run: error: the anchor of test set {testset['name']} is {about}. {missing}\n"
-              f"{build} another anchor on purpose (anchor=vvenc).", file=sys.stderr)
-        raise SystemExit(2)
+        print(f"ctc-run: {'error' if required else 'warning'}: the anchor of test set {testset['name']} is "
+              f"{about}. {missing}\n{build} another anchor on purpose (anchor=vvenc).", file=sys.stderr)
+        if required:
+            raise SystemExit(2)
     print(f"ctc-run: anchor {anchor} (the default of test set {testset['name']}; anchor=NAME for another)",
           file=sys.stderr)
     return [f"anchor={anchor}"]
@@ -143,7 +188,7 @@ def _split_arguments(args: Sequence[str]) -> tuple[list[str], list[str]]:
             continue
         flag, equals, value = arg.partition("=")
         flags.append(flag)
-        if equals or flag in CONFIG_DIR_FLAGS:
+        if equals or flag in VALUE_FLAGS:
             flags.append(value if equals else next(arguments, ""))
     return overrides, flags
 

@@ -13,7 +13,9 @@ from ctc.paths import shared_dir
 def shared() -> Path:
     path = shared_dir()
     if not path.is_dir():
-        pytest.skip(f"shared data folder {path} is absent (set GFVC_SHARED)")
+        pytest.skip(f"shared data folder {path} is absent: put the project's shared data (real clips, metric "
+                    "calibration, upstream golden outputs, VTM source) beside the clone as ../shared, or set "
+                    "GFVC_SHARED to it (README: Before you start)")
     return path
 
 
@@ -43,5 +45,6 @@ def real_vtm() -> dict:
         if archive.is_file():
             pytest.fail(f"the VTM source {archive} is here but VTM is not built ({missing}); `make test` "
                         f"builds it, or: make vtm VTM_SRC={archive}")
-        pytest.skip(f"no VTM build and no VTM source at {archive}: {missing}")
+        pytest.skip(f"no VTM build and no VTM source at {archive}: {missing}; `make vtm` builds VTM 22.2 "
+                    "from JVET's GitLab")
     return config

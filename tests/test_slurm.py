@@ -292,3 +292,49 @@ def test_a_sweep_where_every_job_fails_lists_them_and_still_reports(tiny, capsys
     write_report(run_dir, anchor="fake_anchor")  # what make report does (the tiny sweep has report=false)
     summary = (run_dir / "report" / "summary.md").read_text()
     assert summary.count("failed job") == 4
+
+
+def sbatch_partitions(tmp_path: Path, *overrides: str) -> dict[str, str | None]:
+    """The ``#SBATCH --partition`` that the launcher would give the arrays of vtm, vvenc, x265, cfte
+    and the scoring tasks, from the composed ``launcher=slurm`` config and ``overrides``."""
+    from hydra.utils import instantiate
+
+    from ctc.codec import codec_class
+    from ctc.conf import compose, load_section
+
+    config = compose(["launcher=slurm", f"results_dir={tmp_path}", *overrides], multirun=True)
+    launcher = instantiate(config.hydra.launcher)  # as Hydra makes the launcher of a sweep
+    sections = [load_section("codec", name) for name in ("vtm", "vvenc", "x265", "cfte")]
+    sections.append({"name": "scoring", "slurm": launcher.params["scoring_task"]})
+    partitions = {}
+    for section in sections:
+        uses_gpu = section["name"] != "scoring" and codec_class(section).uses_gpu
+        executor = launcher._executor(job_resources(section, launcher.params, uses_gpu), section["name"], 4)
+        script = executor._executor._make_submission_file_text("python -c pass", "uid")
+        found = [line.split("=", 1)[1] for line in script.splitlines()
+                 if line.startswith("#SBATCH --partition=")]
+        partitions[section["name"]] = found[0] if found else None
+    return partitions
+
+
+def test_cpu_only_jobs_go_to_the_cpu_partition_and_gpu_jobs_to_the_gpu_partition(tmp_path):
+    by_kind = ("hydra.launcher.partitions.gpu=gpu", "hydra.launcher.partitions.cpu=cpu")
+    assert sbatch_partitions(tmp_path, *by_kind) == {
+        "vtm": "cpu", "vvenc": "cpu", "x265": "cpu", "cfte": "gpu", "scoring": "cpu"}
+    on_gpus = sbatch_partitions(tmp_path, *by_kind, "hydra.launcher.scoring_task.gpus_per_node=1")
+    assert on_gpus["scoring"] == "gpu" and on_gpus["vtm"] == "cpu"
+    # one partition for every job, as before; the cluster's default when none is named
+    assert set(sbatch_partitions(tmp_path, "hydra.launcher.partition=all").values()) == {"all"}
+    assert set(sbatch_partitions(tmp_path).values()) == {None}
+    # only the GPU jobs sent elsewhere: the others keep `partition`
+    only_gpu = sbatch_partitions(tmp_path, "hydra.launcher.partition=main",
+                                 "hydra.launcher.partitions.gpu=gpu")
+    assert only_gpu == {"vtm": "main", "vvenc": "main", "x265": "main", "cfte": "gpu", "scoring": "main"}
+
+
+def test_a_codecs_own_partition_wins_over_the_partitions_by_kind():
+    launcher = {"partitions": {"gpu": "gpu", "cpu": "cpu"}, "job_defaults": {"cpus_per_task": 1}}
+    own = {"name": "vtm", "slurm": {"partition": "long"}}
+    assert job_resources(own, launcher, False)["partition"] == "long"
+    assert job_resources({"name": "x265"}, launcher, False)["partition"] == "cpu"
+    assert "partition" not in job_resources({"name": "x265"}, {"job_defaults": {}}, False)

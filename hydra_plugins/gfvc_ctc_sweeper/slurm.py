@@ -5,6 +5,8 @@ What differs from ``submitit_slurm``:
 - one job array per codec role (at most ``max_array_size`` tasks each), all submitted before any is
   awaited, each with its codec's resources: ``slurm:`` in ``ctc/conf/codec/<name>.yaml``, else
   ``job_defaults`` (GPU codecs ask for one GPU); a value set on the launcher applies to every job;
+- each array in its partition: the codec's own (``slurm.partition``), else ``partitions.gpu`` for jobs
+  that ask for a GPU and ``partitions.cpu`` for the others, else ``partition`` (every job);
 - the sweep's scoring tasks (one per sequence, after the coding jobs) go in an array of their own,
   with the resources of ``scoring_task``;
 - every job is told to use as many threads as it has CPUs (``cpus_per_task``);
@@ -33,7 +35,7 @@ from omegaconf import OmegaConf
 RESOURCE_KEYS = ("cpus_per_task", "mem_gb", "timeout_min", "gpus_per_node")
 WAIT_KEYS = ("poll_s", "unschedulable_reasons", "unschedulable_after_s", "unknown_after_s",
              "command_timeout_s")
-OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", *WAIT_KEYS})
+OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", "partitions", *WAIT_KEYS})
 
 
 @dataclass
@@ -45,6 +47,7 @@ class CtcSlurmConf(SlurmQueueConf):
     array_parallelism: int | None = None
     max_array_size: int | None = None
     job_defaults: dict[str, Any] = field(default_factory=dict)
+    partitions: dict[str, Any] = field(default_factory=dict)
     scoring_task: dict[str, Any] = field(default_factory=dict)
     poll_s: float | None = None
     unschedulable_reasons: list[str] = field(default_factory=list)
@@ -60,7 +63,9 @@ class SlurmJobFailed(RuntimeError):
 def job_resources(section: Mapping[str, Any], launcher: Mapping[str, Any], uses_gpu: bool) -> dict[str, Any]:
     """One job's CPUs, memory (GB), time limit (min) and GPUs: the launcher's value where it sets one
     (for every job), else the codec's ``slurm`` section, else ``job_defaults``; GPUs default to one
-    for a codec that uses a GPU, none otherwise."""
+    for a codec that uses a GPU, none otherwise. And its ``partition`` where one is chosen for it: the
+    codec's own, else the launcher's ``partitions.gpu`` or ``partitions.cpu`` by whether it asks for a
+    GPU (none chosen: the launcher's ``partition``, for every job, stays)."""
     own = section.get("slurm") or {}
     defaults = {**launcher.get("job_defaults", {}), "gpus_per_node": 1 if uses_gpu else 0}
     resources = {}
@@ -69,6 +74,9 @@ def job_resources(section: Mapping[str, Any], launcher: Mapping[str, Any], uses_
             if source.get(key) is not None:
                 resources[key] = source[key]
                 break
+    by_kind = (launcher.get("partitions") or {}).get("gpu" if resources.get("gpus_per_node") else "cpu")
+    if own.get("partition") or by_kind:
+        resources["partition"] = own.get("partition") or by_kind
     return resources
 
 

@@ -35,7 +35,8 @@ SEI_START_CODE_BITS = 8 * len(START_CODE)
 
 
 def _is_gfv(unit: bytes) -> bool:
-    return nal_type(unit) == SUFFIX_SEI_NUT and any(m.payload_type == PAYLOAD_TYPE for m in parse_sei_nal(unit))
+    return nal_type(unit) == SUFFIX_SEI_NUT and any(m.payload_type == PAYLOAD_TYPE
+                                                     for m in parse_sei_nal(unit))
 
 
 def pack(stream: GfvcBitstream) -> bytes:
@@ -104,7 +105,7 @@ def unpack(data: bytes, source: str, model: str, config_hash: bytes, width: int,
             kind = nal_type(unit)
             gfv = kind == SUFFIX_SEI_NUT and _is_gfv(unit)
             if gfv:
-                _check_message(unit, state, seen_vcl, len(gop_messages), source, index)
+                _check_message(unit, state, seen_vcl, len(gop_messages))
         except SeiError as exc:
             raise BitstreamError(f"{source}: NAL unit {index}: {exc}") from None
         if kind in VCL_TYPES and seen_vcl and gop_messages:
@@ -124,8 +125,8 @@ def unpack(data: bytes, source: str, model: str, config_hash: bytes, width: int,
     return GfvcBitstream(model, config_hash, width, height, key_frames, payloads)
 
 
-def _check_message(unit: bytes, state: GfvState, seen_vcl: bool, place: int, source: str, index: int) -> None:
-    """A GFV message must follow its key picture's slices, the base picture first, then ``gfv_cnt`` 1, 2 ..."""
+def _check_message(unit: bytes, state: GfvState, seen_vcl: bool, place: int) -> None:
+    """A GFV message follows its key picture's slices: the base picture first, then ``gfv_cnt`` 1, 2 ..."""
     if not seen_vcl:
         raise SeiError("a GFV SEI message before any key picture (the base picture's access unit must "
                        "begin with its coded picture)")

@@ -72,6 +72,10 @@ class GfvcCodec(Codec):
         cfg = self.config
         self.check_config(cfg)
         self.feature_coding = self._choice("feature_coding", "ae", features.FEATURE_CODINGS)
+        if self.feature_coding == "sei" and self.extra_layers:
+            raise ValueError(f"{self.name}: feature_coding sei writes one VVC stream of key pictures and "
+                             f"GFV SEI messages, which has no place for {self.extra_layers}; use "
+                             "feature_coding ae")
         self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
         self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
@@ -99,12 +103,10 @@ class GfvcCodec(Codec):
         """``sei`` writes one VVC stream (:mod:`models.gfv_stream`): VVC key pictures and the SEI only."""
         if self.sei_layout is None:
             raise ValueError(f"{self.name}: feature_coding sei needs a 'sei' section (the GFV SEI layout)")
-        if self.extra_layers:
-            raise ValueError(f"{self.name}: feature_coding sei writes one VVC stream of key pictures and GFV "
-                             f"SEI messages, which has no place for {self.extra_layers}; use feature_coding ae")
         if self.intra_name not in gfv_stream.VVC_KEY_FRAME_CODECS:
-            raise ValueError(f"{self.name}: feature_coding sei puts the GFV SEI messages in the key pictures' "
-                             f"VVC stream; the key-frame codec {self.intra_name!r} is not VVC (use one of "
+            raise ValueError(f"{self.name}: feature_coding sei puts the GFV SEI messages in the key "
+                             f"pictures' VVC stream; the key-frame codec {self.intra_name!r} is not VVC (use "
+                             f"one of "
                              f"{gfv_stream.VVC_KEY_FRAME_CODECS})")
 
     def _choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:

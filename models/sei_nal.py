@@ -53,29 +53,43 @@ class BitWriter:
 
 
 class BitReader:
-    def __init__(self, data: bytes, what: str = "GFV SEI payload") -> None:
-        self.data, self.pos, self.limit, self.what = data, 0, 8 * len(data), what
+    """Reads syntax elements; with ``trace`` a list, appends ``(name, value)`` for each one read."""
 
-    def flag(self, name: str = "a flag") -> int:
+    def __init__(self, data: bytes, what: str = "GFV SEI payload", trace: list | None = None) -> None:
+        self.data, self.pos, self.limit, self.what = data, 0, 8 * len(data), what
+        self.trace = trace
+
+    def _bit(self, name: str) -> int:
         if self.pos >= self.limit:
             raise SeiError(f"{self.what} ends inside {name} (truncated, or a wrong payload size)")
         bit = (self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1
         self.pos += 1
         return bit
 
-    def code(self, length: int, name: str) -> int:
+    def _bits(self, length: int, name: str) -> int:
         value = 0
         for _ in range(length):
-            value = (value << 1) | self.flag(name)
+            value = (value << 1) | self._bit(name)
         return value
+
+    def _traced(self, name: str, value: int | str) -> int | str:
+        if self.trace is not None:
+            self.trace.append((name, value))
+        return value
+
+    def flag(self, name: str) -> int:
+        return self._traced(name, self._bit(name))
+
+    def code(self, length: int, name: str) -> int:
+        return self._traced(name, self._bits(length, name))
 
     def ue(self, name: str) -> int:
         zeros = 0
-        while not self.flag(name):
+        while not self._bit(name):
             zeros += 1
             if zeros > 31:
                 raise SeiError(f"{self.what}: {name} is an over-long ue(v) code (corrupted)")
-        return (1 << zeros) - 1 + self.code(zeros, name)
+        return self._traced(name, (1 << zeros) - 1 + self._bits(zeros, name))
 
     def byte_aligned(self) -> bool:
         return self.pos % 8 == 0
@@ -87,9 +101,9 @@ class BitReader:
 
     def string(self, name: str) -> str:
         out = bytearray()
-        while (byte := self.code(8, name)) != 0:
+        while (byte := self._bits(8, name)) != 0:
             out.append(byte)
-        return out.decode(errors="replace")
+        return self._traced(name, out.decode(errors="replace"))
 
     def rest(self) -> bytes:
         """The remaining whole bytes (the reader must be byte-aligned)."""
@@ -102,7 +116,7 @@ class BitReader:
         left = self.limit - self.pos
         if left == 0:
             return
-        if left >= 8 or self.code(left, "the payload alignment bits") != 1 << (left - 1):
+        if left >= 8 or self._bits(left, "the payload alignment bits") != 1 << (left - 1):
             raise SeiError(f"{self.what}: {left} bits left after the last syntax element that are not the "
                            "payload alignment bits (wrong payload size, or syntax this reader does not know)")
 

@@ -18,9 +18,10 @@ from models.sei import ChromaKey, GfvMessage, GfvState, MatrixSet, NeuralNetwork
 from models.sei_nal import BitReader, SeiError
 
 
-def parse_gfv(payload: bytes, state: GfvState) -> GfvMessage:
-    """One message from its payload bytes; updates ``state`` for the messages after it."""
-    reader = BitReader(payload)
+def parse_gfv(payload: bytes, state: GfvState, trace: list | None = None) -> GfvMessage:
+    """One message from its payload bytes; updates ``state`` for the messages after it. With ``trace``
+    a list, every syntax element read is appended to it as ``(name, value)``, named as VTM names it."""
+    reader = BitReader(payload, trace=trace)
     message = GfvMessage(gfv_id=reader.ue("gfv_id"), cnt=reader.ue("gfv_cnt"), base=False)
     if message.cnt == 0:
         message.base = bool(reader.flag("gfv_base_picture_flag"))
@@ -54,8 +55,8 @@ def _read_chroma_key(reader: BitReader) -> ChromaKey:
     purpose = reader.ue("gfv_chroma_key_purpose_idc")
     if purpose > 2:
         raise SeiError(f"GFV SEI: gfv_chroma_key_purpose_idc {purpose} is outside 0..2")
-    values = tuple(reader.code(8, "gfv_chroma_key_value") if reader.flag("gfv_chroma_key_value_present_flag")
-                   else None for _ in range(3))
+    values = tuple(reader.code(8, "gfv_chroma_key_value[chromac]")
+                   if reader.flag("gfv_chroma_key_value_present_flag[c]") else None for _ in range(3))
     if not reader.flag("gfv_chroma_key_thr_present_flag"):
         return ChromaKey(purpose, values)
     lower = reader.code(8, "gfv_chroma_key_thr_lower")
@@ -106,7 +107,7 @@ def _read_coordinates(reader: BitReader, message: GfvMessage, state: GfvState) -
 
 
 def _signed_read(reader: BitReader, name: str) -> float:
-    magnitude = reader.ue(f"{name}_abs")
+    magnitude = reader.ue(f"{name}_abs[ i ]")
     return -float(magnitude) if magnitude and reader.flag(f"{name}_sign_flag") else float(magnitude)
 
 

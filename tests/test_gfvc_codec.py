@@ -25,7 +25,7 @@ from ctc.codec import CodecError, IntraCodec
 from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.sequences import SequenceSpec, load_test_set
-from models import bitstream, entropy
+from models import entropy
 from models.base import GenerativeModel
 from models.bitstream import BitstreamError
 from models.checkpoints import ENV_VAR, CheckpointError

@@ -17,16 +17,20 @@ from pathlib import Path
 
 from anchors.tools import run_tool
 from anchors.vtm_tools import DECODER_NAMES, SEI_VTM, find_program
+from models.sei import PAYLOAD_TYPE as GFV_PAYLOAD
 from models.sei import GfvState
+from models.sei_gfve import GfveState, parse_gfve
 from models.sei_nal import SUFFIX_SEI_NUT, nal_type, parse_sei_nal, split_annexb
 from models.sei_parse import parse_gfv
 
 GFV_TITLE = "Generative face video"
+GFVE_TITLE = "Generative face video enhancement"
 _TITLE = re.compile(r"^(.+) SEI message \((\d+) bytes\)$")
 # printed by VTM's reader besides the elements it reads: the reconstructed tensors, and the chroma key
 # values and thresholds it infers (printed after the ones read, when any are read)
 DERIVED = ("gfv_coordinate_Xtensor", "gfv_coordinate_Ytensor", "gfv_coordinate_Ztensor", "gfv_MatrixElement",
-           "gfv_chroma_key_value")
+           "gfv_chroma_key_value", "gfveMatrixNumber", "gfveMatrixWidthXHeight", "gfveMatrixElement",
+           "gfve_PupilCoordinate")
 DERIVED_THRESHOLDS = ("gfv_chroma_key_thr_lower", "gfv_chroma_key_thr_upper_delta_minus1")
 
 
@@ -42,8 +46,8 @@ class DumpedMessage:
         return [float(token) for token in text.split()]
 
 
-def read_dump(text: str) -> list[DumpedMessage]:
-    """The generative face video messages of a VTM SEI dump, in stream order."""
+def read_dump(text: str, title: str = GFV_TITLE) -> list[DumpedMessage]:
+    """The messages titled ``title`` (default: generative face video) of a VTM SEI dump, in order."""
     messages: list[DumpedMessage] = []
     current: DumpedMessage | None = None
     for line in text.splitlines():
@@ -54,7 +58,7 @@ def read_dump(text: str) -> list[DumpedMessage]:
         elif current is not None and ": " in line and not set(line.strip()) <= {"-"}:
             name, _, value = line.partition(": ")
             current.lines.append((name.strip(), value.strip()))
-    return [message for message in messages if message.title == GFV_TITLE]
+    return [message for message in messages if message.title == title]
 
 
 def _bare(name: str) -> str:
@@ -72,16 +76,19 @@ def syntax_elements(message: DumpedMessage) -> list[tuple[str, str]]:
     return [(_bare(name), value) for name, value in lines]
 
 
-def our_syntax_elements(stream: bytes, source: str) -> list[list[tuple[str, str]]]:
-    """Per GFV message of a ``.266`` stream, the elements our reader reads, as :func:`syntax_elements`."""
-    state, out = GfvState(), []
+def our_syntax_elements(stream: bytes, source: str,
+                        payload_type: int = GFV_PAYLOAD) -> list[list[tuple[str, str]]]:
+    """Per GFV (or, payload type 224, GFVE) message of a ``.266`` stream, the elements our reader reads,
+    as :func:`syntax_elements`."""
+    parse, state = (parse_gfv, GfvState()) if payload_type == GFV_PAYLOAD else (parse_gfve, GfveState())
+    out = []
     for unit in split_annexb(stream, source):
         if nal_type(unit) != SUFFIX_SEI_NUT:
             continue
         for message in parse_sei_nal(unit):
-            if message.payload_type == 223:
+            if message.payload_type == payload_type:
                 trace: list = []
-                parse_gfv(message.payload, state, trace)
+                parse(message.payload, state, trace)
                 out.append([(_bare(name), str(value)) for name, value in trace])
     return out
 

@@ -22,9 +22,13 @@ from ctc.conf import load_section
 from ctc.frames import read_rgb444, read_yuv420, rgb_to_yuv420, write_yuv420, yuv420_to_rgb
 from ctc.sequences import load_test_set
 from models import gfv_cfg, gfv_stream
-from models.gfv_conformance import our_syntax_elements, read_dump, syntax_elements, vtm_sei_dump
+from models.gfv_conformance import GFVE_TITLE, our_syntax_elements, read_dump, syntax_elements, vtm_sei_dump
 from models.gfvc import GfvcCodec
-from models.sei_layout import GfvSeiParser
+from models.sei import GfvState
+from models.sei_gfve import enhancements
+from models.sei_layout import GfvSeiParser, SeiLayout
+from models.sei_nal import SUFFIX_SEI_NUT, nal_type, parse_sei_nal, split_annexb
+from models.sei_parse import parse_gfv
 
 pytestmark = [pytest.mark.vtm, pytest.mark.slow]
 FRAMES = 8
@@ -112,3 +116,55 @@ def test_vtm_encoder_writes_our_stream_from_ctc_gfv_cfg(shared, faces, sei_vtm, 
     decoded = codec.decode(theirs, sequence, tmp_path / "dec")
     again = codec.decode(ours, sequence, tmp_path / "dec-ours")
     assert decoded.details["output_md5"] == again.details["output_md5"]
+
+
+def reduced(cfg: Path, messages: int) -> str:
+    """VTM's example configuration with its first ``messages`` messages (arrays of one value per
+    message cut; the others VTM indexes message by message)."""
+    lines = []
+    total = next(int(line.split(":")[1]) for line in cfg.read_text().splitlines() if "Number:" in line)
+    for line in cfg.read_text().splitlines():
+        key, colon, value = line.partition(":")
+        tokens = value.split()
+        if key.endswith("Number"):
+            value = f" {messages}"
+        elif len(tokens) == total and total > 1:
+            value = " " + " ".join(tokens[:messages])
+        lines.append(f"{key}:{value}" if colon else line)
+    return "\n".join(lines) + "\n"
+
+
+def test_vtm_example_streams_are_read_as_vtm_reads_them(shared, faces, sei_vtm, tmp_path):
+    """VTM's own example GFV (10 keypoints with 2x2 matrices: FOMM's layout; base-picture keypoint
+    prediction, a network URI, chroma key) and GFVE (pupils) configurations, 6 messages, written by
+    VTM's encoder: our reader reads every element VTM's reader reads, with the same values."""
+    codec, size = sei_codec("fomm", shared, sei_vtm)
+    examples = Path(sei_vtm["cfg"]) / "sei_vui"
+    configs = []
+    for name in ("generative_face_video.cfg", "generative_face_video_enhancement.cfg"):
+        configs += ["-c", str(tmp_path / name)]
+        (tmp_path / name).write_text(reduced(examples / name, 6 if "enhancement" not in name else 4))
+    source = tmp_path / "key.yuv"
+    write_yuv420(source, rgb_to_yuv420(resized(faces[:1], size)))
+    stream = tmp_path / "example.266"
+    run_tool(codec.intra.encoder_command(source, stream, tmp_path / "recon.yuv", size, size, 1,
+                                         INTRA_PICTURE_FPS, QP) + configs, 600, cwd=tmp_path)
+    dump, _ = vtm_sei_dump(stream, tmp_path / "vtm")
+    data = stream.read_bytes()
+    gfv, gfve = read_dump(dump), read_dump(dump, GFVE_TITLE)
+    assert (len(gfv), len(gfve)) == (6, 4)
+    assert [syntax_elements(message) for message in gfv] == our_syntax_elements(data, str(stream))
+    assert [syntax_elements(message) for message in gfve] == our_syntax_elements(data, str(stream), 224)
+    state, fomm = GfvState(), SeiLayout.from_config(codec.config["sei"], codec.model.feature_size)
+    messages = [parse_gfv(m.payload, state) for unit in split_annexb(data, str(stream))
+                if nal_type(unit) == SUFFIX_SEI_NUT for m in parse_sei_nal(unit) if m.payload_type == 223]
+    assert messages[0].base and messages[0].kps_pred and messages[0].nn.uri == "gfv_uri"
+    assert messages[0].chroma_key.values == (22, 144, 255) and messages[0].gfv_id == 1
+    for message, dumped in zip(messages, gfv, strict=True):
+        x = message.coordinates[:, 0]
+        assert dumped.floats("gfv_coordinate_Xtensor") == pytest.approx(x, rel=PRINTED)
+        assert dumped.floats("gfv_MatrixElement") == pytest.approx(message.matrices[0].values.ravel(),
+                                                                   rel=PRINTED)
+        assert fomm.features(message, codec.model.feature_size).shape == (codec.model.feature_size,)
+    pupils = [message.pupils for message in enhancements(data, str(stream))]
+    assert pupils == pytest.approx([tuple(d.floats("gfve_PupilCoordinate")) for d in gfve], rel=PRINTED)

@@ -51,9 +51,9 @@ def read_dump(text: str, title: str = GFV_TITLE) -> list[DumpedMessage]:
     messages: list[DumpedMessage] = []
     current: DumpedMessage | None = None
     for line in text.splitlines():
-        title = _TITLE.match(line.strip())
-        if title:
-            current = DumpedMessage(title.group(1), int(title.group(2)))
+        heading = _TITLE.match(line.strip())
+        if heading:
+            current = DumpedMessage(heading.group(1), int(heading.group(2)))
             messages.append(current)
         elif current is not None and ": " in line and not set(line.strip()) <= {"-"}:
             name, _, value = line.partition(": ")

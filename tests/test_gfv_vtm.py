@@ -166,5 +166,6 @@ def test_vtm_example_streams_are_read_as_vtm_reads_them(shared, faces, sei_vtm, 
         assert dumped.floats("gfv_MatrixElement") == pytest.approx(message.matrices[0].values.ravel(),
                                                                    rel=PRINTED)
         assert fomm.features(message, codec.model.feature_size).shape == (codec.model.feature_size,)
-    pupils = [message.pupils for message in enhancements(data, str(stream))]
-    assert pupils == pytest.approx([tuple(d.floats("gfve_PupilCoordinate")) for d in gfve], rel=PRINTED)
+    pupils = [value for message in enhancements(data, str(stream)) for value in message.pupils]
+    assert pupils == pytest.approx([value for d in gfve for value in d.floats("gfve_PupilCoordinate")],
+                                   rel=PRINTED)

@@ -134,3 +134,24 @@ def test_the_codec_refuses_what_the_stream_cannot_carry():
     for name, layer in (("hdac", "HDAC's base layer"), ("rdac", "RDAC's learned residuals")):
         with pytest.raises(ValueError, match=f"{name}: feature_coding sei .* no place for {layer}"):
             create_codec({**load_section("codec", name), "feature_coding": "sei", "weights": "random"})
+
+
+def test_ctc_gfv_cfg_writes_one_configuration_per_key_picture(key_pictures, tmp_path, capsys):
+    """What VTM makes of them is ``test_gfv_vtm.py``'s part; here the files and the refusals."""
+    from models import gfv_cfg
+
+    stream = tmp_path / "clip_qp42.266"
+    stream.write_bytes(pack(sample(key_pictures)))
+    assert gfv_cfg.main([str(tmp_path)]) == 0
+    first, second = sorted(tmp_path.glob("*.cfg"))
+    assert (first.name, second.name) == ("clip_qp42_gop0.cfg", "clip_qp42_gop3.cfg")
+    keys = dict(line.split(": ", 1) for line in second.read_text().splitlines())
+    assert keys["SEIGenerativeFaceVideoNumber"] == "2" and keys["SEIGenerativeFaceVideoCnt"] == "0 1"
+    assert len(keys["SEIGenerativeFaceVideoXCoordinate"].split()) == 2 * 10
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert gfv_cfg.main([str(empty)]) == 2
+    assert "no .266 stream at" in capsys.readouterr().err
+    stream.write_bytes(key_pictures[0])
+    assert gfv_cfg.main([str(stream)]) == 2
+    assert "no GFV SEI message in it" in capsys.readouterr().err

@@ -22,6 +22,9 @@ VTM_SHA256 ?=
 SHARED ?= $(or $(GFVC_SHARED),../shared)
 SHARED_VTM := $(SHARED)/vtm/VVCSoftware_VTM-22.2.tar.gz
 SHARED_VTM_SHA256 := a8d9bcb25f1a31f3ef93a5fc520035a135f6d008165986e512c8ff5ebf9a2e90
+# ... and VTM 23.13, the reference software of the generative face video SEI (docs/gfv-sei.md)
+SHARED_VTM_SEI := $(SHARED)/vtm/VVCSoftware_VTM-23.13.tar.gz
+SHARED_VTM_SEI_SHA256 := 07dbfd090ef38c1c6399f3ce555b70f6ecce5ed90ed46b2a744a61a99a23f5cb
 
 .PHONY: help install lock vtm weights ctc report test lint bench clean
 
@@ -64,6 +67,9 @@ test: $(STAMP)  ## run the test suite (builds VTM from ../shared/vtm once per ma
 	@if [ -f $(SHARED_VTM) ]; then \
 		$(MAKE) --no-print-directory vtm VTM_SRC=$(SHARED_VTM) VTM_SHA256=$(SHARED_VTM_SHA256); \
 	else echo "no $(SHARED_VTM): the real-VTM tests will be skipped"; fi
+	@if [ -f $(SHARED_VTM_SEI) ]; then \
+		$(MAKE) --no-print-directory vtm VTM_SRC=$(SHARED_VTM_SEI) VTM_SHA256=$(SHARED_VTM_SEI_SHA256); \
+	else echo "no $(SHARED_VTM_SEI): the GFV SEI conformance tests will be skipped"; fi
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)  ## ruff

@@ -4,6 +4,13 @@ The binaries are looked for, in this order, at the config's ``encoder``/``decode
 the config's ``vtm_dir``, under ``$VTM_DIR``, on ``PATH``, and last in the machine's tool cache
 where ``make vtm`` builds them (:mod:`anchors.vtm_build`). The version comes from the binaries'
 own banner (``VVCSoftware: VTM Encoder Version 22.2 ...``).
+
+Several versions live side by side in the cache (22.2, the CTC anchor; 23.13, the reference of the
+generative face video SEI), so the search is by version (:class:`VersionWanted`): the config's
+``version`` exactly (the anchor's: 22.2), or at least a version (the SEI conformance code: 23.7); a
+binary of another version found on the way is passed over, and refused at the end with where it was,
+unless the config's ``other_version`` allows it. Explicit ``encoder``/``decoder`` paths are taken as
+they are: the user asked for them.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +89,32 @@ def vtm_version(program: Path) -> tuple[str, str]:
     return _banner_version(str(program), program.stat().st_mtime_ns)
 
 
+@dataclass(frozen=True)
+class VersionWanted:
+    """Which VTM versions a search accepts: ``exact`` (e.g. "22.2"), or ``at_least``, or any (both None)."""
+
+    exact: str | None = None
+    at_least: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> VersionWanted:
+        exact = config.get("version")
+        return cls(None if exact is None else str(exact))
+
+    def accepts(self, version: str) -> bool:
+        found = parse_version(version)
+        if self.exact is not None and found != parse_version(self.exact):
+            return False
+        return self.at_least is None or found >= parse_version(self.at_least)
+
+    def __str__(self) -> str:
+        return (f"VTM {self.exact}" if self.exact is not None else f"VTM >= {self.at_least}"
+                if self.at_least is not None else "any VTM")
+
+
+SEI_VTM = VersionWanted(at_least="23.7")  # the first VTM that writes and reads the GFV SEI (payload 223)
+
+
 def _search_roots(config: Mapping[str, Any]) -> list[tuple[str, Path]]:
     roots = []
     if config.get("vtm_dir"):
@@ -114,39 +148,58 @@ def _executables_under(root: Path, names: Sequence[str]) -> Iterator[Path]:
             yield from sorted(found, key=lambda path: "release" not in path.parts)
 
 
-def find_program(config: Mapping[str, Any], key: str, names: Sequence[str]) -> Path:
-    """The VTM binary ``names`` from ``config[key]``, ``vtm_dir``, ``$VTM_DIR`` or ``PATH``."""
+def _candidates(config: Mapping[str, Any], names: Sequence[str]) -> Iterator[tuple[str, Path]]:
+    """(where, binary) in search order: ``vtm_dir``, ``$VTM_DIR``, ``PATH``, then the build cache."""
+    for label, root in _search_roots(config):
+        found = next(_executables_under(root, names), None)
+        if found:
+            yield f"{label} = {root}", found
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            yield "PATH", Path(found)
+            break
+    for root in cached_builds():
+        found = next(_executables_under(root, names), None)
+        if found:
+            yield f"the build cache ({root.name})", found
+
+
+def find_program(config: Mapping[str, Any], key: str, names: Sequence[str],
+                 wanted: VersionWanted | None = None) -> Path:
+    """The VTM binary ``names`` of the ``wanted`` version (default: the config's ``version``) from
+    ``config[key]``, ``vtm_dir``, ``$VTM_DIR``, ``PATH`` or the build cache."""
     if config.get(key):
         path = Path(config[key]).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise CodecError(f"codec.{key} = {path} is not an executable file (expected VTM's {names[0]})")
         return path
-    looked = []
-    for label, root in _search_roots(config):
-        found = next(_executables_under(root, names), None)
-        if found:
-            return found
-        looked.append(f"{label} = {root}")
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    looked.append("PATH")
-    for root in cached_builds():
-        found = next(_executables_under(root, names), None)
-        if found:
-            return found
-    looked.append(f"the build cache {vtm_cache_dir()}")
-    raise CodecError(f"VTM not found: no {' or '.join(names)} in {', '.join(looked)}. Build VTM 22.2 "
-                     f"(the CTC anchor) with `make vtm`, or set {VTM_DIR_ENV}=/path/to/VVCSoftware_VTM, "
-                     f"or codec.vtm_dir, or codec.{key}=/path/to/{names[0]}")
+    wanted = wanted or VersionWanted.from_config(config)
+    others = []
+    for where, program in _candidates(config, names):
+        version = vtm_version(program)[1]
+        if wanted.accepts(version):
+            return program
+        others.append((where, program, version))
+    if others and config.get("other_version"):
+        return others[0][1]
+    looked = [label for label, _ in _search_roots(config)] + ["PATH", f"the build cache {vtm_cache_dir()}"]
+    get = (f"`make vtm VTM_TAG=VTM-{wanted.exact}`" if wanted.exact else
+           "`make vtm VTM_TAG=VTM-23.13` (or VTM_SRC=../shared/vtm/VVCSoftware_VTM-23.13.tar.gz)")
+    if others:
+        found = "; ".join(f"VTM {version} at {program} ({where})" for where, program, version in others)
+        raise CodecError(f"{wanted} not found, only {found}. Build it with {get}, or point {VTM_DIR_ENV} "
+                         f"or codec.vtm_dir at it, or accept the VTM found with codec.other_version=true")
+    raise CodecError(f"VTM not found: no {' or '.join(names)} in {', '.join(looked)}. Build {wanted} with "
+                     f"{get}, or set {VTM_DIR_ENV}=/path/to/VVCSoftware_VTM, or codec.vtm_dir, or "
+                     f"codec.{key}=/path/to/{names[0]}")
 
 
-def vtm_missing(config: Mapping[str, Any]) -> str | None:
+def vtm_missing(config: Mapping[str, Any], wanted: VersionWanted | None = None) -> str | None:
     """Why VTM's encoder or decoder is not found where :func:`find_program` looks; None when both are."""
     try:
-        find_program(config, "encoder", ENCODER_NAMES)
-        find_program(config, "decoder", DECODER_NAMES)
+        find_program(config, "encoder", ENCODER_NAMES, wanted)
+        find_program(config, "decoder", DECODER_NAMES, wanted)
     except CodecError as exc:
         return str(exc)
     return None

@@ -1,5 +1,5 @@
 """Coding one GOP's features: ``ae`` (the common software's entropy coder, bit-exact:
-:mod:`models.entropy`) or ``sei`` (the GFV SEI message: :mod:`models.sei`).
+:mod:`models.entropy`) or ``sei`` (the GFV SEI message: :mod:`models.sei_layout`).
 
 Every inter frame's features are coded as the residual against the previous *reconstructed*
 features, starting from the features of the *decoded* key frame (closed loop, so the encoder and
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import entropy, sei
+from models import entropy
+from models import sei_layout as sei
 from models.bitstream import BitstreamError
+from models.sei_nal import SeiError
 
 FEATURE_CODINGS = ("ae", "sei")
 
@@ -63,6 +65,6 @@ def decode(payloads: list[bytes], reference: np.ndarray, mode: str, q_step: floa
             parser = sei.GfvSeiParser(layout, size)
             parser.read(payloads[0], 0)
             recon = [parser.read(payload, index) for index, payload in enumerate(payloads[1:], 1)]
-    except (entropy.EntropyError, sei.SeiError) as exc:
+    except (entropy.EntropyError, SeiError) as exc:
         raise BitstreamError(f"{source}: frame {start + len(recon) + 1}: {exc}") from exc
     return np.asarray(recon, np.float64).reshape(len(payloads) - 1, size)

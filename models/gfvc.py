@@ -35,7 +35,8 @@ from ctc.fingerprint import code_fingerprint
 from ctc.frames import write_rgb444
 from ctc.hashing import compute_digest, file_digest
 from ctc.sequences import SequenceSpec
-from models import bitstream, features, sei
+from models import bitstream, features, gfv_stream
+from models import sei_layout as sei
 from models.base import GenerativeModel
 from models.checkpoints import NONE
 from models.gfvc_build import (
@@ -65,6 +66,8 @@ class GfvcCodec(Codec):
 
     uses_gpu = True
     container_bit_parts = ("header",)  # the common software counts key frame + feature payloads only
+    # what a model codes besides key pictures and features, which the GFV SEI stream cannot carry
+    extra_layers: str | None = None
     resolved_sections = frozenset({"intra"})  # the identity's key_frame_codec
 
     def __init__(self, config: Mapping[str, Any], device: str = "cpu",
@@ -73,6 +76,10 @@ class GfvcCodec(Codec):
         cfg = self.config
         self.check_config(cfg)
         self.feature_coding = self._choice("feature_coding", "ae", features.FEATURE_CODINGS)
+        if self.feature_coding == "sei" and self.extra_layers:
+            raise ValueError(f"{self.name}: feature_coding sei writes one VVC stream of key pictures and "
+                             f"GFV SEI messages, which has no place for {self.extra_layers}; use "
+                             "feature_coding ae")
         self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
         self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
@@ -92,9 +99,19 @@ class GfvcCodec(Codec):
         # the SEI layout also serves ae mode: its rate is reported next to the ae one
         self.sei_layout = (sei.SeiLayout.from_config(self._sei_config(), self.model.feature_size)
                            if cfg.get("sei") else None)
-        if self.feature_coding == "sei" and self.sei_layout is None:
-            raise ValueError(f"{self.name}: feature_coding sei needs a 'sei' section (the GFV SEI layout)")
+        if self.feature_coding == "sei":
+            self._check_sei_stream()
         self.config_hash = self._config_hash()
+
+    def _check_sei_stream(self) -> None:
+        """``sei`` writes one VVC stream (:mod:`models.gfv_stream`): VVC key pictures and the SEI only."""
+        if self.sei_layout is None:
+            raise ValueError(f"{self.name}: feature_coding sei needs a 'sei' section (the GFV SEI layout)")
+        if self.intra_name not in gfv_stream.VVC_KEY_FRAME_CODECS:
+            raise ValueError(f"{self.name}: feature_coding sei puts the GFV SEI messages in the key "
+                             f"pictures' VVC stream; the key-frame codec {self.intra_name!r} is not VVC (use "
+                             f"one of "
+                             f"{gfv_stream.VVC_KEY_FRAME_CODECS})")
 
     def _choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
         value = str(self.config.get(key, default)).lower()
@@ -211,16 +228,17 @@ class GfvcCodec(Codec):
         return int(rate_point)
 
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
-        """Write ``<sequence>_qp<rate point>.gfvc``; with ``encoder_reconstruction`` also the encoder's
-        reconstruction ``<sequence>_qp<rate point>_recon.rgb`` (bit-identical to the decoder's output)."""
+        """Write ``<sequence>_qp<rate point>.gfvc`` (``.266`` with ``sei`` features: one VVC stream); with
+        ``encoder_reconstruction`` also the encoder's reconstruction ``<sequence>_qp<rate point>_recon.rgb``
+        (bit-identical to the decoder's output)."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         encoded = self.encode_frames(np.asarray(sequence.read()), rate_point, workdir, sequence.fps)
         stem = f"{sequence.name}_qp{rate_point}"
-        path = workdir / f"{stem}.gfvc"
-        path.write_bytes(bitstream.pack(encoded.stream))
+        path = workdir / f"{stem}{gfv_stream.SUFFIX if self.feature_coding == 'sei' else '.gfvc'}"
+        path.write_bytes(self.pack(encoded.stream))
         seconds = encoded.seconds
-        parts = bitstream.bit_parts(encoded.stream)
+        parts = self.bit_parts(encoded.stream)
         positions = encoded.stream.key_frame_positions
         details: dict[str, Any] = {"feature_bits_by_mode": dict(encoded.feature_bits_by_mode),
                                    "key_frames": len(positions), "key_frame_positions": positions,
@@ -241,7 +259,7 @@ class GfvcCodec(Codec):
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         source = str(bitstream_path)
-        stream = self.parse(Path(bitstream_path).read_bytes(), source)
+        stream = self.parse(Path(bitstream_path).read_bytes(), source, sequence.width, sequence.height)
         declared = (stream.frame_count, stream.height, stream.width)
         if declared != (sequence.frames, sequence.height, sequence.width):
             raise CodecError(f"{bitstream_path}: holds {stream.frame_count} frames of {stream.width}x"
@@ -286,6 +304,7 @@ class GfvcCodec(Codec):
         stream = bitstream.GfvcBitstream(self.name, self.config_hash, width, height, key_frames,
                                          payloads[self.feature_coding], layers, frame_layers)
         by_mode = {mode: 8 * sum(map(len, units)) for mode, units in payloads.items()}
+        by_mode["sei"] = by_mode.get("sei", 0) + gfv_stream.SEI_START_CODE_BITS * len(payloads.get("sei", []))
         sei_bits = sum(map(sei.gfv_payload_bits, payloads["sei"])) if "sei" in payloads else None
         return Encoded(stream, gops, context, time.perf_counter() - start_time, by_mode, sei_bits, details)
 
@@ -309,13 +328,27 @@ class GfvcCodec(Codec):
         return GopCode(key_frame, {mode: payloads for mode, (payloads, _) in coded.items()},
                        coded[self.feature_coding][1])
 
-    def parse(self, data: bytes, source: str = "bitstream") -> bitstream.GfvcBitstream:
-        """Parse and verify a packed bitstream made for this model and configuration."""
-        return bitstream.unpack(data, source, expect_model=self.name, expect_hash=self.config_hash)
+    def pack(self, stream: bitstream.GfvcBitstream) -> bytes:
+        """The bitstream file's bytes: the GFVC container, or with ``sei`` features one VVC stream."""
+        return gfv_stream.pack(stream) if self.feature_coding == "sei" else bitstream.pack(stream)
 
-    def decode_bytes(self, data: bytes, workdir: Path, source: str = "bitstream") -> np.ndarray:
-        """Decode a packed bitstream to ``(N, 3, H, W)`` uint8 frames."""
-        return self.decode_stream(self.parse(data, source), Path(workdir), source)
+    def bit_parts(self, stream: bitstream.GfvcBitstream) -> dict[str, int]:
+        return gfv_stream.bit_parts(stream) if self.feature_coding == "sei" else bitstream.bit_parts(stream)
+
+    def parse(self, data: bytes, source: str = "bitstream", width: int | None = None,
+              height: int | None = None) -> bitstream.GfvcBitstream:
+        """Parse and verify a bitstream file made for this model and configuration (a VVC stream with
+        ``sei`` features: it holds no frame size, ``width`` and ``height`` give it)."""
+        if self.feature_coding != "sei":
+            return bitstream.unpack(data, source, expect_model=self.name, expect_hash=self.config_hash)
+        if width is None or height is None:
+            raise ValueError("a GFV SEI stream holds no frame size: give width and height")
+        return gfv_stream.unpack(data, source, self.name, self.config_hash, width, height)
+
+    def decode_bytes(self, data: bytes, workdir: Path, source: str = "bitstream", width: int | None = None,
+                     height: int | None = None) -> np.ndarray:
+        """Decode a bitstream file's bytes to ``(N, 3, H, W)`` uint8 frames."""
+        return self.decode_stream(self.parse(data, source, width, height), Path(workdir), source)
 
     def decode_stream(self, stream: bitstream.GfvcBitstream, workdir: Path,
                       source: str = "bitstream") -> np.ndarray:

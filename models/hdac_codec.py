@@ -51,6 +51,7 @@ class HdacCodec(GfvcCodec):
     """HDAC: DAC's keypoints animate the key frame, fused with a conventional base layer."""
 
     resolved_sections = GfvcCodec.resolved_sections | {"base"}  # the identity's base_layer_codec
+    extra_layers = "HDAC's base layer (a second, conventionally coded video)"
 
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
         # before the base class's set-up, which hashes them into the configuration

@@ -43,6 +43,8 @@ LATENT_STRIDE, HYPER_STRIDE = 32, 128  # y is H/32 x W/32, z is H/128 x W/128
 class RdacCodec(GfvcCodec):
     """RDAC: DAC's animation corrected by spatially and temporally predicted learned residuals."""
 
+    extra_layers = "RDAC's learned residuals (per frame)"
+
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
         residual = dict(config.get("residual") or {})
         self.rate_idx, self.q_value = int(residual.get("rate_idx", 3)), float(residual.get("q_value", 0.0))

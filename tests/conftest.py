@@ -31,20 +31,41 @@ def no_vtm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GFVC_TOOLS", str(empty))
 
 
+def _vtm_or_skip(config: dict, wanted, archive_name: str) -> None:
+    """Fail when the archive that ``make test`` builds ``wanted`` from is here but it is not built;
+    skip, saying how to get it, when neither is here."""
+    from anchors.vtm_tools import vtm_missing
+
+    missing = vtm_missing(config, wanted)
+    if missing:
+        archive = shared_dir() / "vtm" / archive_name
+        if archive.is_file():
+            pytest.fail(f"the VTM source {archive} is here but {wanted} is not built ({missing}); "
+                        f"`make test` builds it, or: make vtm VTM_SRC={archive}")
+        tag = archive_name.removeprefix("VVCSoftware_").removesuffix(".tar.gz")
+        pytest.skip(f"no {wanted} build and no VTM source at {archive}: {missing}; `make vtm VTM_TAG={tag}` "
+                    "builds it from JVET's GitLab")
+
+
 @pytest.fixture(scope="session")
 def real_vtm() -> dict:
-    """The vtm codec config, with the real VTM found where the harness looks (``make test`` builds it
-    from ``../shared/vtm`` first). Fails when that source is here but VTM was not built from it."""
-    from anchors.vtm_tools import vtm_missing
+    """The vtm codec config, with the real VTM of the CTC's version (22.2) found where the harness
+    looks (``make test`` builds it from ``../shared/vtm`` first)."""
+    from anchors.vtm_tools import VersionWanted
     from ctc.conf import load_section
 
     config = load_section("codec", "vtm")
-    missing = vtm_missing(config)
-    if missing:
-        archive = shared_dir() / "vtm" / "VVCSoftware_VTM-22.2.tar.gz"
-        if archive.is_file():
-            pytest.fail(f"the VTM source {archive} is here but VTM is not built ({missing}); `make test` "
-                        f"builds it, or: make vtm VTM_SRC={archive}")
-        pytest.skip(f"no VTM build and no VTM source at {archive}: {missing}; `make vtm` builds VTM 22.2 "
-                    "from JVET's GitLab")
+    _vtm_or_skip(config, VersionWanted.from_config(config), f"VVCSoftware_VTM-{config['version']}.tar.gz")
     return config
+
+
+@pytest.fixture(scope="session")
+def sei_vtm() -> dict[str, Path]:
+    """The real VTM that writes and reads the generative face video SEI (>= 23.7; ``make test``
+    builds 23.13 from ``../shared/vtm``): ``{"encoder": path, "decoder": path, "cfg": folder}``."""
+    from anchors.vtm_tools import DECODER_NAMES, ENCODER_NAMES, SEI_VTM, find_program
+
+    _vtm_or_skip({}, SEI_VTM, "VVCSoftware_VTM-23.13.tar.gz")
+    encoder = find_program({}, "encoder", ENCODER_NAMES, SEI_VTM)
+    return {"encoder": encoder, "decoder": find_program({}, "decoder", DECODER_NAMES, SEI_VTM),
+            "cfg": encoder.resolve().parents[1] / "cfg"}

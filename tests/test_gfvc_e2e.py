@@ -39,3 +39,22 @@ def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, c
     assert by_mode["ae"] == bits["parts"]["features"] and by_mode["sei"] > 0
     err = capfd.readouterr().err
     assert err.count("cfte runs with RANDOM weights") == 1  # one WARNING line, however many frames
+
+
+@pytest.mark.slow
+def test_cfte_sweep_with_sei_features_writes_one_vvc_stream(tmp_path, monkeypatch):
+    """``make ctc MODEL=cfte ARGS="codec.feature_coding=sei"``: each job's bitstream is one ``.266``."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    main(["codec=cfte", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
+          "codec.rate_points=[42]", "codec.feature_coding=sei", "metrics=psnr", f"results_dir={tmp_path}",
+          "jobs=1"])
+    directory = tmp_path / "demo-f2" / "cfte" / "DEMO_001" / "42"
+    result = read_result(directory)
+    assert result["status"] == "ok", result.get("error")
+    stream = directory / "DEMO_001_qp42.266"
+    assert stream.read_bytes().startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01"))  # Annex-B
+    assert not list(directory.glob("*.gfvc"))
+    bits = result["bits"]
+    assert bits["total"] == sum(bits["parts"].values()) == 8 * stream.stat().st_size
+    assert bits["parts"]["header"] == 0 and bits["parts"]["features"] == \
+        result["encode_details"]["feature_bits_by_mode"]["sei"]

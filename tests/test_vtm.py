@@ -37,16 +37,16 @@ def test_search_order_config_then_vtm_dir_then_path(tmp_path: Path, no_vtm: None
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     on_path = install_fake_vtm(tmp_path / "on-path", "22.3", names=("EncoderApp", "DecoderApp"))
     monkeypatch.setenv("PATH", str(on_path / "bin"))
-    codec = create_codec(codec_config("vtm"))
+    codec = create_codec(codec_config("vtm", version=None))
     assert codec.version() == "VTM 22.3" and codec.encoder == on_path / "bin" / "EncoderApp"
     assert codec.cfg == on_path / "cfg" / "encoder_lowdelay_vtm.cfg"  # found above the binary
     # $VTM_DIR before PATH; CMake's bin/umake/<compiler>/<arch>/release layout
     umake = install_fake_vtm(tmp_path / "umake", "22.4", bin_dir="bin/umake/gcc-13.2/x86_64/release")
     monkeypatch.setenv(VTM_DIR_ENV, str(umake))
-    assert create_codec(codec_config("vtm")).version() == "VTM 22.4"
+    assert create_codec(codec_config("vtm", version=None)).version() == "VTM 22.4"
     # codec.vtm_dir before $VTM_DIR, and explicit encoder/decoder paths before all
     configured = install_fake_vtm(tmp_path / "configured", "22.5")
-    assert create_codec(codec_config("vtm", vtm_dir=str(configured))).version() == "VTM 22.5"
+    assert create_codec(codec_config("vtm", vtm_dir=str(configured), version="22.5")).version() == "VTM 22.5"
     explicit = install_fake_vtm(tmp_path / "explicit", "22.6", bin_dir="build")
     codec = create_codec(codec_config("vtm", encoder=str(explicit / "build" / "EncoderAppStatic"),
                                       decoder=str(explicit / "build" / "DecoderAppStatic")))
@@ -60,12 +60,31 @@ def test_the_build_cache_of_make_vtm_comes_last(tmp_path: Path, no_vtm: None,
     monkeypatch.setenv("GFVC_TOOLS", str(tools))
     install_fake_vtm(tools / "vtm" / "VTM-22.1", "22.1")
     newest = install_fake_vtm(tools / "vtm" / "VTM-22.10", "22.10")
-    codec = create_codec(codec_config("vtm"))
+    codec = create_codec(codec_config("vtm", version=None))
     assert codec.version() == "VTM 22.10" and codec.encoder == newest / "bin" / "EncoderAppStatic"
     assert codec.cfg == newest / "cfg" / "encoder_lowdelay_vtm.cfg"
     on_path = install_fake_vtm(tmp_path / "on-path", "22.3")
     monkeypatch.setenv("PATH", str(on_path / "bin"))
-    assert create_codec(codec_config("vtm")).version() == "VTM 22.3"
+    assert create_codec(codec_config("vtm", version=None)).version() == "VTM 22.3"
+
+
+def test_the_anchor_takes_the_ctc_version_not_the_newest(tmp_path: Path, no_vtm: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """22.2 (the CTC anchor) and 23.13 (the GFV SEI reference) side by side in the cache."""
+    from anchors.vtm_tools import DECODER_NAMES, VersionWanted, find_program
+
+    tools = tmp_path / "tools"
+    monkeypatch.setenv("GFVC_TOOLS", str(tools))
+    sei_reference = install_fake_vtm(tools / "vtm" / "VTM-23.13", "23.13")
+    with pytest.raises(CodecError, match=r"VTM 22\.2 not found, only VTM 23\.13 at .*VTM-23\.13.*"
+                                         r"make vtm VTM_TAG=VTM-22\.2.*codec.other_version=true"):
+        create_codec(codec_config("vtm"))
+    assert create_codec(codec_config("vtm", other_version=True)).version() == "VTM 23.13"
+    anchor = install_fake_vtm(tools / "vtm" / "VTM-22.2", "22.2")
+    codec = create_codec(codec_config("vtm"))
+    assert codec.version() == "VTM 22.2" and codec.encoder == anchor / "bin" / "EncoderAppStatic"
+    found = find_program({}, "decoder", DECODER_NAMES, VersionWanted(at_least="23.7"))
+    assert found == sei_reference / "bin" / "DecoderAppStatic"
 
 
 def test_missing_vtm_says_where_it_looked(no_vtm: None) -> None:
@@ -79,8 +98,8 @@ def test_missing_vtm_says_where_it_looked(no_vtm: None) -> None:
 def test_too_old_vtm_is_refused(tmp_path: Path, no_vtm: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(VTM_DIR_ENV, str(install_fake_vtm(tmp_path / "old", "21.0")))
     with pytest.raises(CodecError, match=r"EncoderAppStatic is VTM 21\.0, older than the required 22\.0"):
-        create_codec(codec_config("vtm"))
-    assert create_codec(codec_config("vtm", min_version="21")).version() == "VTM 21.0"
+        create_codec(codec_config("vtm", version=None))
+    assert create_codec(codec_config("vtm", version=None, min_version="21")).version() == "VTM 21.0"
 
 
 def test_binary_without_vtm_banner_or_cfg_is_refused(vtm_dir: Path) -> None:

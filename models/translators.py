@@ -198,3 +198,27 @@ def load_translator(config: Mapping[str, Any], weights: str = "auto", device: st
     resolved = translator_weights(config, weights)
     return translator_class(config).from_config(config, weights=str(resolved), device=device, dtype=dtype)
 
+
+
+def translators_between(source: str, target: str) -> list[str]:
+    """The translator configs (``translator/<name>``) from ``source``'s features to ``target``'s."""
+    from ctc.conf import available, load_section
+
+    def pair(name: str) -> tuple[str, str]:
+        config = load_section("translator", name)
+        return str(config["source"]["model"]), str(config["target"]["model"])
+
+    return [name for name in available("translator") if pair(name) == (source, target)]
+
+
+def translator_hint(bitstream_model: str, generator_model: str) -> str:
+    """What to run to decode a ``bitstream_model`` bitstream with ``generator_model``'s generator."""
+    if bitstream_model == generator_model:
+        return f"decode it with {bitstream_model}'s own decoder (codec={bitstream_model})"
+    names = translators_between(bitstream_model, generator_model)
+    if not names:
+        return (f"no translator from {bitstream_model} features to {generator_model} features is configured "
+                f"(ctc/conf/translator/): decode it with codec={bitstream_model}")
+    return (f"decode it with {bitstream_model}'s decoder (codec={bitstream_model}), or with "
+            f"{generator_model}'s generator through the translator {names[0]} (codec={names[0]}, "
+            "docs/interop.md)")

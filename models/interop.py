@@ -100,7 +100,10 @@ class InteropCodec(GfvcCodec):
                 f"through the translator {translator}")
 
     def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "bitstream_of": self.bitstream_model(),
+        encoder, decoder = self.bitstream_model(), self.generator_model()
+        pair = f"{encoder}→{decoder}"
+        label = pair if self.name == f"{encoder}2{decoder}" else f"{self.name} ({pair})"
+        return {**super().provenance(), "label": label, "bitstream_of": self.bitstream_model(),
                 "decoder_model": self.generator_model(), "decoder_weights": str(self.decoder_model.weights),
                 "decoder_random_weights": bool(self.decoder_model.random_weights),
                 "translator": f"{self.translator.source}->{self.translator.target}",

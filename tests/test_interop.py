@@ -10,16 +10,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from rd_fixture import write_run
 
 from ctc.codec import CodecError
 from ctc.conf import available, load_section
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.identity import codec_identity
+from ctc.report import write_report
 from ctc.sequences import SequenceSpec, load_test_set
 from models.bitstream import BitstreamError
 from models.checkpoints import ENV_VAR
 from models.gfvc import GfvcCodec
 from models.interop import InteropCodec
+from models.interop_quality import main as interop_quality_main
+from models.interop_quality import translation_error
 from models.registry import load_model_config
 from models.translators import translators_between
 
@@ -143,3 +148,34 @@ def test_a_translator_that_does_not_fit_the_models_is_refused(shared, checkpoint
     expected = "translator cfte->fomm has 16 encoder features, the encoder's model 60"
     with pytest.raises(CodecError, match=expected):
         InteropCodec(config)
+
+
+def test_reports_show_an_interop_codec_under_its_label(tmp_path) -> None:
+    run_dir = write_run(tmp_path / "run")  # its cfte results relabelled as an interop codec's would be
+    for path in run_dir.glob("cfte/*/*/result.json"):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        result["codec_provenance"]["label"] = "fomm→cfte"
+        path.write_text(json.dumps(result), encoding="utf-8")
+    report = write_report(run_dir, echo=False)
+    assert report.label("cfte") == "fomm→cfte [RANDOM WEIGHTS]" and report.label("x265") == "x265"
+    assert "## fomm→cfte [RANDOM WEIGHTS] vs anchor vvenc" in (run_dir / "report" / "summary.md").read_text()
+
+
+def test_translation_error_figures() -> None:
+    target = torch.tensor([[0.0, 2.0], [2.0, 0.0]])
+    assert translation_error(target.clone(), target) == {"rmse": 0.0, "mae": 0.0, "relative_rmse": 0.0}
+    always_the_mean = translation_error(torch.ones(2, 2), target)
+    assert always_the_mean == {"rmse": 1.0, "mae": 1.0, "relative_rmse": 1.0}
+
+
+@pytest.mark.slow
+def test_quality_command_on_real_frames_says_when_weights_are_random(checkpoints, capsys, tmp_path) -> None:
+    out = tmp_path / "quality.json"
+    assert interop_quality_main(["fomm2cfte", "--frames", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fomm→cfte: RMSE" in printed
+    assert "RANDOM weights: fomm, cfte; this measures the plumbing only" in printed
+    (row,) = json.loads(out.read_text())
+    assert row["translator_weights"] == "FOMM2CFTE_checkpoint.pth.tar"
+    assert row["random_weights"] == ["fomm", "cfte"]
+    assert row["frames"] == 2 * len(load_test_set({"name": "faces"})) and row["rmse"] > 0

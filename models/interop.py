@@ -66,6 +66,14 @@ class InteropCodec(GfvcCodec):
                              "compose one with `defaults: [/translator@translator: NAME]`")
         return dict(section)
 
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        super().check_config(config)
+        if not config.get("bitstream_of"):
+            raise CodecError(f"{config['name']}: bitstream_of {config.get('bitstream_of')!r}: expected the "
+                             "name of the codec whose bitstreams this configuration writes and decodes "
+                             "(e.g. fomm)")
+
     # -- what the bitstream is and what made the frames ---------------------------------------------
     def bitstream_model(self) -> str:
         return str(self.config["bitstream_of"])

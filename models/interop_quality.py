@@ -37,7 +37,7 @@ def features_of(model: GenerativeModel, clips: Sequence[np.ndarray]) -> torch.Te
     with torch.inference_mode():
         for frames in clips:
             for start in range(0, len(frames), BATCH):
-                chunk = torch.from_numpy(np.ascontiguousarray(frames[start:start + BATCH])).float() / 255
+                chunk = torch.from_numpy(np.array(frames[start:start + BATCH], np.uint8)).float() / 255
                 rows.append(model.extract_features(chunk).float().cpu())
     return torch.cat(rows)
 
@@ -51,18 +51,20 @@ def translation_error(translated: torch.Tensor, target: torch.Tensor) -> dict[st
             "relative_rmse": rmse / spread if spread > 0 else math.nan}
 
 
-def pair_quality(translator_name: str, clips: Sequence[np.ndarray], models: dict[str, GenerativeModel],
-                 device: str = "cpu") -> dict[str, Any]:
-    """The figures of one translator on the frames of ``clips``; ``models`` caches the models by name."""
+def pair_quality(translator_name: str, clips: Sequence[np.ndarray],
+                 analyses: dict[str, tuple[bool, torch.Tensor]], device: str = "cpu") -> dict[str, Any]:
+    """The figures of one translator on the frames of ``clips``; ``analyses`` keeps each model's
+    (random weights?, features of the frames) by name, for the next pairs."""
     config = load_section("translator", translator_name)
     translator = load_translator(config, device=device)
     source, target = translator.source, translator.target
     for name in (source, target):
-        if name not in models:
-            models[name] = load_model(name, load_section("model", name), "auto", device)
-    translated = translator.translate(features_of(models[source], clips)).float().cpu()
-    figures = translation_error(translated, features_of(models[target], clips))
-    random = [name for name in (source, target) if models[name].random_weights]
+        if name not in analyses:
+            model = load_model(name, load_section("model", name), "auto", device)
+            analyses[name] = (bool(model.random_weights), features_of(model, clips))
+    translated = translator.translate(analyses[source][1]).float().cpu()
+    figures = translation_error(translated, analyses[target][1])
+    random = [name for name in (source, target) if analyses[name][0]]
     if translator.random_weights:
         random.append(f"translator {translator_name}")
     return {"translator": translator_name, "source": source, "target": target, "frames": sum(map(len, clips)),
@@ -98,10 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     specs = load_test_set({**testset, "frames": args.frames})
     clips = [np.asarray(spec.read()) for spec in specs]
-    models: dict[str, GenerativeModel] = {}
+    analyses: dict[str, tuple[bool, torch.Tensor]] = {}
     rows = []
     for name in names:
-        rows.append(pair_quality(name, clips, models, args.device))
+        rows.append(pair_quality(name, clips, analyses, args.device))
         print(format_row(rows[-1]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,8 @@ def test_a_translator_that_does_not_fit_the_models_is_refused(shared, checkpoint
     expected = "translator cfte->fomm has 16 encoder features, the encoder's model 60"
     with pytest.raises(CodecError, match=expected):
         InteropCodec(config)
+    with pytest.raises(CodecError, match="bitstream_of None: expected the name of the codec"):
+        InteropCodec({**tiny_codec_config("fomm2cfte", shared), "bitstream_of": None})
 
 
 def test_reports_show_an_interop_codec_under_its_label(tmp_path) -> None:

@@ -94,6 +94,7 @@ def _codec_info(results: pd.DataFrame, used: pd.DataFrame, anchor: str) -> dict[
 
         info[codec] = {"role": "anchor" if codec == anchor else "test", "versions": distinct("codec_version"),
                        "checkpoints": distinct("checkpoint"), "rate_counts": distinct("rate_counts"),
+                       "labels": distinct("label"),
                        "container_kbps": _container_overhead(rows),
                        "random_weights": bool(rows.get("random_weights", pd.Series(dtype=bool))
                                               .fillna(False).astype(bool).any())}

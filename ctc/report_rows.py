@@ -42,6 +42,7 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     table = results_table(results)
     table["codec_version"] = [result.get("codec_version") for result in results]
     table["checkpoint"] = [(result.get("codec_provenance") or {}).get("checkpoint") for result in results]
+    table["label"] = [(result.get("codec_provenance") or {}).get("label") for result in results]
     table["error"] = [result.get("error") for result in results]
     table["created"] = [result.get("created") for result in results]
     identities = [result.get("identity") or {} for result in results]

@@ -41,9 +41,12 @@ class Report:
         return list(dict.fromkeys(self.bd["codec"]))
 
     def label(self, codec: str) -> str:
-        """The codec's name, flagged where any of its results came from random weights."""
-        random = self.info["codecs"].get(codec, {}).get("random_weights")
-        return f"{codec} [RANDOM WEIGHTS]" if random else codec
+        """The codec's name (or the one label its results give, e.g. an interop codec's ``fomm→cfte``),
+        flagged where any of its results came from random weights."""
+        about = self.info["codecs"].get(codec, {})
+        labels = about.get("labels") or []
+        shown = labels[0] if len(labels) == 1 else codec
+        return f"{shown} [RANDOM WEIGHTS]" if about.get("random_weights") else shown
 
     def lower_is_better(self, metric: str) -> bool:
         return self.directions.get(metric) == LOWER_IS_BETTER

@@ -150,6 +150,17 @@ class _Reader:
         return self.take(length, what).decode("ascii", errors="replace")
 
 
+def header_model(data: bytes) -> str | None:
+    """The model name in the header of an intact GFVC bitstream (None where there is none: then
+    :func:`unpack` says what is wrong)."""
+    start = len(MAGIC) + 1
+    if (data[:len(MAGIC)] != MAGIC or len(data) < start + 1 + _U32.size
+            or zlib.crc32(data[:-_U32.size]) != _U32.unpack(data[-_U32.size:])[0]
+            or len(data) < start + 1 + data[start]):
+        return None
+    return data[start + 1:start + 1 + data[start]].decode("ascii", errors="replace")
+
+
 def unpack(data: bytes, source: str = "bitstream", expect_model: str | None = None,
            expect_hash: bytes | None = None) -> GfvcBitstream:
     """Parse and verify a GFVC bitstream; ``source`` names it in error messages.

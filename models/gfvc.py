@@ -49,6 +49,7 @@ from models.gfvc_build import (
 )
 from models.gop import Encoded, GopCode
 from models.keyframes import KeyFramePolicy
+from models.translators import translator_hint
 
 __all__ = ["Encoded", "GfvcCodec", "GopCode", "to_uint8"]
 
@@ -187,7 +188,7 @@ class GfvcCodec(Codec):
     def _config_hash(self) -> bytes:
         """Hash of everything that makes a bitstream decodable by this configuration."""
         relevant = {
-            "format": bitstream.FORMAT_VERSION, "codec": self.name,
+            "format": bitstream.FORMAT_VERSION, "codec": self.bitstream_model(),
             "model_params": self.model_config.get("model_params", self.model_config),
             "weights": self._weights_id(),
             "q_step": self.q_step, "feature_coding": self.feature_coding,
@@ -301,7 +302,7 @@ class GfvcCodec(Codec):
         payloads = {mode: [p for gop in gops for p in gop.payloads_by_mode[mode]]
                     for mode in gops[0].payloads_by_mode}
         frame_layers = {name: [p for gop in gops for p in gop.layers[name]] for name in gops[0].layers}
-        stream = bitstream.GfvcBitstream(self.name, self.config_hash, width, height, key_frames,
+        stream = bitstream.GfvcBitstream(self.bitstream_model(), self.config_hash, width, height, key_frames,
                                          payloads[self.feature_coding], layers, frame_layers)
         by_mode = {mode: 8 * sum(map(len, units)) for mode, units in payloads.items()}
         by_mode["sei"] = by_mode.get("sei", 0) + gfv_stream.SEI_START_CODE_BITS * len(payloads.get("sei", []))
@@ -332,23 +333,37 @@ class GfvcCodec(Codec):
         """The bitstream file's bytes: the GFVC container, or with ``sei`` features one VVC stream."""
         return gfv_stream.pack(stream) if self.feature_coding == "sei" else bitstream.pack(stream)
 
+    def bitstream_model(self) -> str:
+        """The model name this configuration's bitstreams carry (an interop codec's: its encoder's)."""
+        return self.name
+
+    def generator_model(self) -> str:
+        """The model whose generator makes the frames (its config's ``type``, else the codec's name)."""
+        return str(self.model_config.get("type") or self.name)
+
+    def prepare_reference(self, key: torch.Tensor) -> Any:
+        """What the generator needs from the decoded key frame ``(1, 3, H, W)``, once per GOP."""
+        return self.model.prepare_reference(key)
+
     def bit_parts(self, stream: bitstream.GfvcBitstream) -> dict[str, int]:
         return gfv_stream.bit_parts(stream) if self.feature_coding == "sei" else bitstream.bit_parts(stream)
 
     def parse(self, data: bytes, source: str = "bitstream", width: int | None = None,
               height: int | None = None) -> bitstream.GfvcBitstream:
         """Parse and verify a bitstream file made for this model and configuration (a VVC stream with
-        ``sei`` features: it holds no frame size, ``width`` and ``height`` give it)."""
+        ``sei`` features: it holds no frame size, ``width`` and ``height`` give it); another model's is
+        refused with the name of the translator that lets this model's generator decode it."""
+        expected = self.bitstream_model()
         if self.feature_coding != "sei":
-            return bitstream.unpack(data, source, expect_model=self.name, expect_hash=self.config_hash)
+            made_by = bitstream.header_model(data)
+            if made_by is not None and made_by != expected:
+                hint = translator_hint(made_by, self.generator_model())
+                raise bitstream.BitstreamError(f"{source}: made by model {made_by!r}, this decoder is "
+                                               f"{expected!r}; {hint}")
+            return bitstream.unpack(data, source, expect_model=expected, expect_hash=self.config_hash)
         if width is None or height is None:
             raise ValueError("a GFV SEI stream holds no frame size: give width and height")
-        return gfv_stream.unpack(data, source, self.name, self.config_hash, width, height)
-
-    def decode_bytes(self, data: bytes, workdir: Path, source: str = "bitstream", width: int | None = None,
-                     height: int | None = None) -> np.ndarray:
-        """Decode a bitstream file's bytes to ``(N, 3, H, W)`` uint8 frames."""
-        return self.decode_stream(self.parse(data, source, width, height), Path(workdir), source)
+        return gfv_stream.unpack(data, source, expected, self.config_hash, width, height)
 
     def decode_stream(self, stream: bitstream.GfvcBitstream, workdir: Path,
                       source: str = "bitstream") -> np.ndarray:
@@ -385,7 +400,7 @@ class GfvcCodec(Codec):
         out[0] = gop.key_frame
         with torch.inference_mode():
             key = self._to_tensor(gop.key_frame[None])
-            reference = self.model.prepare_reference(key)
+            reference = self.prepare_reference(key)
             for first in range(0, len(gop.features), self.batch_size):
                 chunk = torch.from_numpy(gop.features[first:first + self.batch_size]).float().to(self.device)
                 indices = range(start + 1 + first, start + 1 + first + len(chunk))

@@ -30,7 +30,8 @@ hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="con
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a sweep; ``argv`` are Hydra overrides (default: the command line).
 
-    Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
+    Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong, and
+    ``SystemExit(130)`` on Ctrl-C (after whatever was running said what it stopped), without a traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not MODE_FLAGS & {arg.split("=", 1)[0] for arg in args}:
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.argv = ["ctc-run", *args]
     try:
         hydra_main()
+    except KeyboardInterrupt:
+        print("ctc-run: interrupted (Ctrl-C); the same command goes on from here", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         sys.argv = saved
 

@@ -189,6 +189,12 @@ def job_devices(sections: Mapping[str, Mapping[str, Any]], device: str) -> dict[
     return devices
 
 
+def has_pending(plan: SweepPlan) -> bool:
+    """Whether a job of ``plan`` lacks a complete result of its identity (says nothing)."""
+    return any(not is_complete(read_result(job.directory(plan.run_dir)), job.config_hash, job.metric_names)
+               for job in plan.jobs)
+
+
 def pending_jobs(plan: SweepPlan) -> list[Job]:
     """The jobs without a complete result of their identity; prints, per codec, why they run."""
     pending, reasons = [], Counter()

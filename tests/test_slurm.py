@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,25 @@ def wait_until(what: str, condition) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"{what} did not happen within {WAIT_S} s"
         time.sleep(0.5)
+
+
+def assert_the_truth(run_dir: Path, err: str) -> dict[str, dict]:
+    """At a sweep's exit: summary.csv, each result.json and the printed tally agree, every failure names
+    its SLURM job id and state, and SLURM runs nothing of ours. Returns the results by job folder."""
+    results = {str(path.parent.relative_to(run_dir)): json.loads(path.read_text())
+               for path in sorted(run_dir.glob("*/*/*/result.json"))}
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert {f"{row.codec}/{row.sequence}/{row.rate_point}": row.status for row in summary.itertuples()} == {
+        job: result["status"] for job, result in results.items()}
+    failed = {job: result for job, result in results.items() if result["status"] != "ok"}
+    tally = re.search(r"(\d+) of (\d+) jobs failed", err)
+    assert (int(tally.group(1)) if tally else 0) == len(failed), err
+    for job, result in failed.items():
+        assert re.search(r"SLURM job \d+(_\d+)? (ended [A-Z_]+|did not run|is lost|cancelled)",
+                         result["error"]), (job, result["error"])
+        assert f"{job}: " in err  # listed at the end
+    assert not our_jobs()
+    return results
 
 
 def outputs(run_dir: Path) -> dict[str, tuple]:
@@ -167,28 +187,36 @@ def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tin
 
 @pytest.mark.slow
 @pytest.mark.slurm
-@pytest.mark.parametrize(("request_too_big", "expected"), [
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("+anchor.slurm.timeout_min=abc",  # the second codec's: its first codec's array must not go in either
+     "anchor fake_anchor: timeout_min='abc': expected a time limit in whole minutes, at least 1"),
+    ("+codec.slurm.timeout_min=-5", "codec fake: timeout_min=-5: expected a time limit in whole minutes"),
+    ("+anchor.slurm.timeout_min=0", "anchor fake_anchor: timeout_min=0: expected a time limit"),
+    ("hydra.launcher.partition=nowhere", "hydra.launcher.partition=nowhere: the cluster has no such partition "
+                                         "(sinfo lists ctc)"),
+    ("hydra.launcher.qos=nobody", "hydra.launcher.qos=nobody: the cluster has no such QOS"),
     (f"hydra.launcher.cpus_per_task={(os.cpu_count() or 1) + 1}",
-     "did not run: pending (PartitionConfig) for"),
-    ("hydra.launcher.mem_gb=100000", "SLURM refused the array of 2 fake jobs: "),
+     f"cpus_per_task={(os.cpu_count() or 1) + 1} but the largest node of the partition has"),
+    ("hydra.launcher.mem_gb=100000", "mem_gb=100000 (102400000 MB) and 0 GPUs, but no node of the partition"),
+    ("+codec.slurm.gpus_per_node=1", "codec fake: 1 CPUs, mem_gb=1 (1024 MB) and 1 GPUs, but no node"),
+    ("no SLURM", "launcher=slurm needs SLURM's commands, and sbatch, srun, squeue, sacct, scancel, sinfo is not "
+                 "on PATH"),
 ])
-def test_an_impossible_request_ends_with_slurms_reason(slurm, tiny, capsys, request_too_big, expected):
+def test_a_wrong_setting_stops_the_sweep_before_anything_is_submitted_or_written(
+        slurm, tiny, capsys, monkeypatch, setting, expected):
+    path = os.environ["PATH"]
+    if setting == "no SLURM":
+        monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
     start = time.monotonic()
     with pytest.raises(SystemExit) as exit_info:
-        main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL, request_too_big,
-              "hydra.launcher.unschedulable_after_s=3"])
-    assert exit_info.value.code == 1 and time.monotonic() - start < WAIT_S
-    err = capsys.readouterr().err
-    assert "2 of 2 jobs failed" in err and expected in err  # every job failed: listed, not a crash
-    results = [json.loads(path.read_text()) for path in run_dir_of(tiny).glob("*/*/*/result.json")]
-    assert len(results) == 2 and all(r["status"] == "failed" and expected in r["error"] for r in results)
-    assert (run_dir_of(tiny) / "summary.csv").is_file()
-    assert not our_jobs()  # a job that could not run is cancelled, not left pending
-    with pytest.raises(SystemExit):  # a rerun that fails otherwise says why it failed this time
-        main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL, "+codec.fail_on=[SEQ_A/1,SEQ_A/3]"])
-    assert {read_result(run_dir_of(tiny) / "fake/SEQ_A" / rate)["error"] for rate in "13"} == {
-        "CodecError: fake encoder crashed on purpose on SEQ_A/1",
-        "CodecError: fake encoder crashed on purpose on SEQ_A/3"}
+        main([*tiny, "testset.sequences=[SEQ_A]", *SMALL, *([setting] if setting != "no SLURM" else [])])
+    assert exit_info.value.code == 2 and time.monotonic() - start < WAIT_S
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("ctc-run: error: ") and expected in errors[0], errors
+    run_dir = run_dir_of(tiny)
+    assert not list(run_dir.rglob("*")) if run_dir.exists() else True  # nothing written
+    monkeypatch.setenv("PATH", path)
+    assert not our_jobs()
 
 
 @pytest.mark.slow
@@ -228,7 +256,7 @@ def test_ctrl_c_cancels_the_sweeps_jobs(slurm, tiny, tmp_path):
         _, err = process.communicate(timeout=WAIT_S)
     finally:
         process.kill()
-    assert process.returncode != 0
+    assert process.returncode == 130 and "Traceback" not in err, err
     array = hanging.read_text().split("_")[0]
     assert f"interrupted: cancelled the sweep's SLURM jobs {array} (scancel)" in err
     wait_until("the cancelled jobs leaving the queue", lambda: not our_jobs())
@@ -240,7 +268,7 @@ def test_the_tasks_of_an_accounting_record_are_expanded():
 
 
 def test_unschedulable_reasons_match_by_prefix_of_squeues_reason():
-    policy = WaitPolicy(1, ("ReqNodeNotAvail", "PartitionConfig"), 5, 5, 5)
+    policy = WaitPolicy(1, ("ReqNodeNotAvail", "PartitionConfig"), 5, 5, 5, 5)
     assert policy.unschedulable(JobState("PENDING", "ReqNodeNotAvail, UnavailableNodes:node1"))
     assert policy.unschedulable(JobState("PENDING", "PartitionConfig"))
     assert not policy.unschedulable(JobState("PENDING", "Resources"))

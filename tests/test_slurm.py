@@ -192,15 +192,15 @@ def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tin
      "anchor fake_anchor: timeout_min='abc': expected a time limit in whole minutes, at least 1"),
     ("+codec.slurm.timeout_min=-5", "codec fake: timeout_min=-5: expected a time limit in whole minutes"),
     ("+anchor.slurm.timeout_min=0", "anchor fake_anchor: timeout_min=0: expected a time limit"),
-    ("hydra.launcher.partition=nowhere", "hydra.launcher.partition=nowhere: the cluster has no such partition "
-                                         "(sinfo lists ctc)"),
+    ("hydra.launcher.partition=nowhere",
+     "hydra.launcher.partition=nowhere: the cluster has no such partition (sinfo lists ctc)"),
     ("hydra.launcher.qos=nobody", "hydra.launcher.qos=nobody: the cluster has no such QOS"),
     (f"hydra.launcher.cpus_per_task={(os.cpu_count() or 1) + 1}",
      f"cpus_per_task={(os.cpu_count() or 1) + 1} but the largest node of the partition has"),
     ("hydra.launcher.mem_gb=100000", "mem_gb=100000 (102400000 MB) and 0 GPUs, but no node of the partition"),
     ("+codec.slurm.gpus_per_node=1", "codec fake: 1 CPUs, mem_gb=1 (1024 MB) and 1 GPUs, but no node"),
-    ("no SLURM", "launcher=slurm needs SLURM's commands, and sbatch, srun, squeue, sacct, scancel, sinfo is not "
-                 "on PATH"),
+    ("no SLURM",
+     "launcher=slurm needs SLURM's commands, and sbatch, srun, squeue, sacct, scancel, sinfo is not on PATH"),
 ])
 def test_a_wrong_setting_stops_the_sweep_before_anything_is_submitted_or_written(
         slurm, tiny, capsys, monkeypatch, setting, expected):
@@ -217,6 +217,81 @@ def test_a_wrong_setting_stops_the_sweep_before_anything_is_submitted_or_written
     assert not list(run_dir.rglob("*")) if run_dir.exists() else True  # nothing written
     monkeypatch.setenv("PATH", path)
     assert not our_jobs()
+
+
+def node_cpus() -> int:
+    listing = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%c"], capture_output=True, text=True,
+                             check=True).stdout
+    return max(int(cpus) for cpus in listing.split())
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_default_resources_fit_the_node_and_the_sweep_completes(slurm, tiny, capsys):
+    main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", "launcher=slurm", "hydra.launcher.poll_s=1"])
+    err = capsys.readouterr().err
+    results = assert_the_truth(run_dir_of(tiny), err)
+    assert len(results) == 2 and all(result["status"] == "ok" for result in results.values())
+    scoring_cpus = min(4, node_cpus())  # the scoring task's default 4 CPUs, at most the node's
+    assert f"1 scoring jobs, each cpus_per_task={scoring_cpus}, mem_gb=8" in err
+    if scoring_cpus < 4:
+        assert f"the scoring tasks: cpus_per_task={scoring_cpus} (asked 4: the largest node's CPUs)" in err
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_an_out_of_memory_scoring_task_is_reported_and_a_rerun_only_scores(slurm, tiny, capsys):
+    sweep = [*tiny, "anchor=none", "testset.sequences=[SEQ_A]", "launcher=slurm", "hydra.launcher.poll_s=1",
+             "+codec.slurm.mem_gb=1", "+codec.slurm.cpus_per_task=1"]
+    with pytest.raises(SystemExit) as exit_info:  # a scoring task of 100 MB: python and torch need more
+        main([*sweep, "hydra.launcher.scoring_task.mem_gb=0.1"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    run_dir = run_dir_of(tiny)
+    results = assert_the_truth(run_dir, err)
+    assert {result["status"] for result in results.values()} == {"failed"} and len(results) == 2
+    error = results["fake/SEQ_A/1"]["error"]
+    assert re.search(r"SLURM job \d+(_0)? ended OUT_OF_MEMORY without a result \(log: ", error), error
+    log = Path(error.rsplit("(log: ", 1)[1].split(")")[0])
+    assert log.is_file() and "oom" in log.read_text().lower()
+    coded = {path: path.stat().st_mtime_ns for path in run_dir.glob("fake/SEQ_A/*/stream.bin")}
+    main(sweep)  # scored, not coded again: no array of coding jobs
+    err = capsys.readouterr().err
+    arrays = [line for line in err.splitlines() if "SLURM array" in line]
+    assert len(arrays) == 1 and "1 scoring jobs" in arrays[0], err
+    assert {path: path.stat().st_mtime_ns for path in coded} == coded and len(coded) == 2
+    assert all(result["status"] == "ok" for result in assert_the_truth(run_dir, err).values())
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_controller_away_longer_than_unknown_after_s_is_waited_for(slurm, tiny):
+    """slurmctld stopped for three times unknown_after_s while the sweep's jobs pend or run: the sweep says
+    SLURM does not answer, keeps the last counts (stale), and ends with every job's true state."""
+    sweep = [*tiny, "anchor=none", "testset.sequences=[SEQ_A,SEQ_B]", *SMALL,
+             "hydra.launcher.unknown_after_s=5"]
+    process = subprocess.Popen([sys.executable, "-m", "ctc.runner", *sweep], stderr=subprocess.PIPE,
+                               text=True)
+    lines: list[str] = []
+    try:
+        for line in process.stderr:  # stop the controller as soon as the coding jobs are in
+            lines.append(line)
+            if "SLURM array" in line:
+                break
+        subprocess.run([CLUSTER, "stop", "slurmctld"], check=True, capture_output=True)
+        time.sleep(15)
+        subprocess.run([CLUSTER, "up"], check=True, capture_output=True, timeout=300)
+        _, rest = process.communicate(timeout=5 * WAIT_S)
+    finally:
+        process.kill()
+        subprocess.run([CLUSTER, "up"], capture_output=True, timeout=300)
+    err = "".join(lines) + rest
+    assert process.returncode == 0, err
+    stale = r"SLURM: \d/4 ended, .*no answer since .*counts as of then \(stale\): squeue failed"
+    assert re.search(stale, err), err
+    assert "is lost" not in err
+    results = assert_the_truth(run_dir_of(tiny), err)
+    assert len(results) == 4 and all(result["status"] == "ok" for result in results.values())
 
 
 @pytest.mark.slow

@@ -395,3 +395,29 @@ def test_a_sweep_where_every_job_fails_lists_them_and_still_reports(tiny, capsys
     write_report(run_dir, anchor="fake_anchor")  # what make report does (the tiny sweep has report=false)
     summary = (run_dir / "report" / "summary.md").read_text()
     assert summary.count("failed job") == 4
+
+
+def test_a_controller_away_past_outage_limit_s_gives_every_job_up_and_says_it_could_not_cancel(monkeypatch):
+    """An outage of outage_limit_s (an hour by default) cannot be waited for in a test: squeue and scancel
+    failing as they do while slurmctld is down stand in for it, with a clock that moves 10 s a look."""
+    import ctc.slurm_wait
+    from ctc.slurm import Listing, SlurmCommandError
+
+    def scancel(job_ids, timeout_s):
+        raise SlurmCommandError("scancel failed: Unable to contact slurm controller (connect failure)")
+
+    monkeypatch.setattr(ctc.slurm_wait, "job_states", lambda job_ids, timeout_s: Listing(
+        {}, "squeue failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure)"))
+    monkeypatch.setattr(ctc.slurm_wait, "cancel", scancel)
+    times = iter(range(0, 1000, 10))
+    said: list[str] = []
+    policy = WaitPolicy(10, (), 300, 5, 5, outage_limit_s=30)
+    outcomes = ctc.slurm_wait.wait_for_jobs(["12_0", "12_1", "13_0"], policy, said.append,
+                                            clock=lambda: next(times), sleep=lambda s: None)
+    assert {outcome.state for outcome in outcomes.values()} == {"UNKNOWN"} and len(outcomes) == 3
+    for outcome in outcomes.values():
+        assert "SLURM did not answer for 30 s (squeue failed" in outcome.detail
+        assert "could not cancel it" in outcome.detail
+        assert "scancel 12 13 once SLURM answers" in outcome.detail
+    assert said[0].startswith("SLURM: 0/3 ended, 0 running, 0 pending, no answer since ")
+    assert "(stale)" in said[0] and said[-1].startswith("SLURM did not answer for 30 s (outage_limit_s)")

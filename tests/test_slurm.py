@@ -93,9 +93,9 @@ def assert_the_truth(run_dir: Path, err: str) -> dict[str, dict]:
     failed = {job: result for job, result in results.items() if result["status"] != "ok"}
     tally = re.search(r"(\d+) of (\d+) jobs failed", err)
     assert (int(tally.group(1)) if tally else 0) == len(failed), err
+    named = r"SLURM job \d+(_\d+)? (ended [A-Z_]+|did not run|is lost|cancelled)|not submitted: SLURM refused"
     for job, result in failed.items():
-        assert re.search(r"SLURM job \d+(_\d+)? (ended [A-Z_]+|did not run|is lost|cancelled)",
-                         result["error"]), (job, result["error"])
+        assert re.search(named, result["error"]), (job, result["error"])
         assert f"{job}: " in err  # listed at the end
     assert not our_jobs()
     return results
@@ -217,6 +217,36 @@ def test_a_wrong_setting_stops_the_sweep_before_anything_is_submitted_or_written
     assert not list(run_dir.rglob("*")) if run_dir.exists() else True  # nothing written
     monkeypatch.setenv("PATH", path)
     assert not our_jobs()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_submission_refused_after_another_went_in_cancels_it(slurm, tiny, tmp_path, capsys, monkeypatch):
+    """sbatch refuses the anchor's array once the codec's is in (as a QOS or account limit would; the test
+    cluster enforces none, so an sbatch in front of the real one refuses it): nothing is left running."""
+    real = shutil.which("sbatch")
+    wrapper = tmp_path / "bin" / "sbatch"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f"""#!/bin/sh
+if grep -q -- '-fake_anchor' "$1"; then
+    echo 'sbatch: error: Batch job submission failed: Job violates accounting/QOS policy' >&2; exit 1
+fi
+exec {real} "$@"
+""")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*tiny, "testset.sequences=[SEQ_A]", *SMALL])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    refused = "SLURM refused the array of 2 fake_anchor jobs: "
+    assert "cancelled the arrays already submitted (" in err and refused in err
+    results = assert_the_truth(run_dir_of(tiny), err)
+    assert len(results) == 4
+    for job in ("fake_anchor/SEQ_A/2", "fake_anchor/SEQ_A/4"):
+        assert results[job]["status"] == "failed" and f"not submitted: {refused}" in results[job]["error"]
+    for job in ("fake/SEQ_A/1", "fake/SEQ_A/3"):  # cancelled, unless it finished first (then scored)
+        assert results[job]["status"] == "ok" or "cancelled before it gave a result" in results[job]["error"]
 
 
 def node_cpus() -> int:

@@ -349,6 +349,32 @@ def test_a_stopped_slurmd_ends_the_sweep_with_the_reason(slurm, tiny, capsys):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+def test_a_requeued_job_is_followed_to_its_final_state(slurm, tiny, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_CODEC_HANG", "SEQ_A/1")  # hangs until requeued; its second run goes through
+    hanging = run_dir_of(tiny) / "fake" / "SEQ_A" / "1" / "hanging"
+    requeued: list[str] = []
+
+    def requeue_the_hanging_task() -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not (hanging.exists() and hanging.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if hanging.exists():
+            requeued.append(hanging.read_text())
+            subprocess.run(["scontrol", "requeue", requeued[0]], check=True)
+
+    requeuer = threading.Thread(target=requeue_the_hanging_task)
+    requeuer.start()
+    try:
+        main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL])
+    finally:
+        requeuer.join()
+    assert requeued, "the job never hung"
+    results = assert_the_truth(run_dir_of(tiny), capsys.readouterr().err)
+    assert len(results) == 2 and all(result["status"] == "ok" for result in results.values())
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_ctrl_c_cancels_the_sweeps_jobs(slurm, tiny, tmp_path):
     hanging = run_dir_of(tiny) / "fake" / "SEQ_A" / "1" / "hanging"
     env = {**os.environ, "FAKE_CODEC_HANG": "SEQ_A/1"}

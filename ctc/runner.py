@@ -35,7 +35,8 @@ hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="con
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a sweep; ``argv`` are Hydra overrides (default: the command line).
 
-    Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong.
+    Raises ``SystemExit`` with a non-zero status when a job failed or the configuration is wrong, and
+    ``SystemExit(130)`` on Ctrl-C (after whatever was running said what it stopped), without a traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if "--version" in args:
@@ -82,6 +83,9 @@ def _hydra(args: list[str]) -> None:
     sys.argv = ["ctc-run", *args]
     try:
         hydra_main()
+    except KeyboardInterrupt:
+        print("ctc-run: interrupted (Ctrl-C); the same command goes on from here", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         sys.argv = saved
 

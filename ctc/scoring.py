@@ -112,5 +112,20 @@ def remove_hydra_folders(run_dir: Path) -> None:
 
 def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:
     """Record a decoded job that was not scored as failed, keeping its coding's record (and bitstream)."""
-    result.update(status="failed", error=error.splitlines()[0], log_tail=error, created=now_iso())
+    result.update(status="failed", error=error.splitlines()[0], log_tail=error, created=now_iso(),
+                  unscored=True)
     write_json_atomic(directory / RESULT_FILE, result)
+
+
+def restore_unscored(directory: Path, expected_hash: str, spec: SequenceSpec) -> bool:
+    """Make a job that :func:`mark_unscored` recorded decoded again when its decoded file is whole: it
+    needs its scoring only, not its coding; returns whether it did."""
+    result = read_result(directory)
+    if not result or result.get("status") != "failed" or not result.get("unscored"):
+        return False
+    decoded = {key: value for key, value in result.items() if key not in ("error", "log_tail", "unscored")}
+    decoded["status"] = "decoded"
+    if decoded_file(decoded, expected_hash, directory, spec) is None:
+        return False
+    write_json_atomic(directory / RESULT_FILE, decoded)
+    return True

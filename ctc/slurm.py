@@ -9,7 +9,6 @@ has no accounting record of its own, so submitit waits for it forever.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 from collections.abc import Iterable
@@ -41,43 +40,70 @@ def array_of(job_id: str) -> str:
     return job_id.split("_", 1)[0]
 
 
-def job_states(job_ids: Iterable[str], timeout_s: float) -> dict[str, JobState]:
+@dataclass(frozen=True)
+class Listing:
+    """What SLURM said about a sweep's jobs in one look."""
+
+    states: dict[str, JobState]  # each job SLURM knows, with its state
+    trouble: str = ""  # why jobs absent from ``states`` are not known to be unknown ("": SLURM answered)
+
+
+def job_states(job_ids: Iterable[str], timeout_s: float) -> Listing:
     """The state of each of ``job_ids`` (``1234`` or array tasks ``1234_5``) that SLURM knows.
 
-    A job SLURM has no record of is absent. Raises :class:`SlurmCommandError` when squeue fails;
-    sacct is asked only about jobs squeue no longer lists, and its failure leaves them absent.
+    A job that ended other than ``COMPLETED`` takes the state of its steps when one of them names the
+    cause (an ``srun`` step killed ``OUT_OF_MEMORY`` leaves its allocation ``FAILED``). A job SLURM
+    answered about and has no record of is absent; when squeue (or, for jobs squeue no longer lists,
+    sacct) does not answer, the listing says so in ``trouble`` and its jobs are absent too.
     """
     wanted = set(job_ids)
     states: dict[str, JobState] = {}
-    listing = _run(["squeue", "--me", "--states=all", "--array", "--noheader", "--format=%i|%T|%r"],
-                   timeout_s)
+    try:
+        listing = run_command(["squeue", "--me", "--states=all", "--array", "--noheader",
+                               "--format=%i|%T|%r"], timeout_s)
+    except SlurmCommandError as exc:
+        return Listing({}, str(exc))
     for line in listing.splitlines():
         fields = line.strip().split("|", 2)
         if len(fields) == 3 and fields[0] in wanted:
             states[fields[0]] = JobState(fields[1], "" if fields[2] == "None" else fields[2])
     gone = wanted - set(states)
-    if gone:
-        # without accounting (or with slurmdbd down) these jobs stay unknown for now
-        with contextlib.suppress(SlurmCommandError):
-            states.update(_accounted_ends(gone, timeout_s))
-    return states
+    unexplained = {job_id for job_id, state in states.items() if state.ended and state.state != "COMPLETED"}
+    if not gone and not unexplained:
+        return Listing(states)
+    try:
+        accounted = _accounted_ends(gone | unexplained, timeout_s)
+    except SlurmCommandError as exc:  # slurmdbd away: the jobs squeue forgot are not known to be unknown
+        return Listing(states, str(exc) if gone else "")
+    states.update(accounted)
+    return Listing(states)
+
+
+# The states of a job's steps that say why it ended, most telling first (its allocation may say FAILED).
+STEP_CAUSES = ("OUT_OF_MEMORY", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "CANCELLED")
 
 
 def _accounted_ends(job_ids: set[str], timeout_s: float) -> dict[str, JobState]:
-    """How ``job_ids`` ended, according to accounting (only jobs that did end)."""
+    """How ``job_ids`` ended, according to accounting (only jobs that did end), their steps' cause
+    (:data:`STEP_CAUSES`) before their allocation's own state."""
     arrays = sorted({array_of(job_id) for job_id in job_ids}, key=int)
-    listing = _run(["sacct", "--allocations", "--noheader", "--parsable2", "--format=JobID,State",
+    listing = run_command(["sacct", "--noheader", "--parsable2", "--format=JobID,State",
                     f"--jobs={','.join(arrays)}"], timeout_s)
-    ended = {}
+    ended: dict[str, str] = {}
+    causes: dict[str, set[str]] = {}
     for line in listing.splitlines():
         record, _, state = line.strip().partition("|")
         state = state.split(" ", 1)[0]  # "CANCELLED by 0"
-        if state not in ENDED_STATES:
-            continue  # e.g. the record of an array's pending tasks says nothing of one cancelled alone
-        for job_id in _expand(record):
-            if job_id in job_ids:
-                ended[job_id] = JobState(state)
-    return ended
+        record, dot, _ = record.partition(".")  # 1234_5.batch, 1234_5.0: the steps of 1234_5
+        if dot:
+            causes.setdefault(record, set()).add(state)
+        elif state in ENDED_STATES:  # the record of an array's pending tasks says nothing of one cancelled
+            ended.update((job_id, state) for job_id in _expand(record) if job_id in job_ids)
+    found = {}
+    for job_id, state in ended.items():
+        cause = next((each for each in STEP_CAUSES if each in causes.get(job_id, ())), None)
+        found[job_id] = JobState(cause if cause and state != "COMPLETED" else state)
+    return found
 
 
 def _expand(record: str) -> list[str]:
@@ -96,10 +122,11 @@ def cancel(job_ids: Iterable[str], timeout_s: float) -> None:
     """``scancel`` the jobs (a whole array by its id, or single tasks)."""
     ids = sorted(set(job_ids))
     if ids:
-        _run(["scancel", *ids], timeout_s)
+        run_command(["scancel", *ids], timeout_s)
 
 
-def _run(command: list[str], timeout_s: float) -> str:
+def run_command(command: list[str], timeout_s: float) -> str:
+    """The standard output of a SLURM command; :class:`SlurmCommandError` when it fails or hangs."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except FileNotFoundError:

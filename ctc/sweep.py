@@ -20,7 +20,7 @@ from ctc.devices import limit_threads, release_freed_memory
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
 from ctc.provenance import now_iso
-from ctc.scoring import SCORE_ROLE, mark_unscored, remove_hydra_folders, score_sequence
+from ctc.scoring import SCORE_ROLE, mark_unscored, remove_hydra_folders, restore_unscored, score_sequence
 from ctc.sequences import load_test_set
 from ctc.store import job_busy, job_dir, read_result
 from ctc.sweep_plan import (
@@ -28,6 +28,7 @@ from ctc.sweep_plan import (
     SweepPlan,
     check_variants,
     default_workers,
+    has_pending,
     pending_jobs,
     plan_sweep,
     task_config,
@@ -46,10 +47,12 @@ Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
 Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
 
 
-def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | None) -> None:
+def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | None,
+              preflight: Callable[[Sequence[SweepPlan]], None] | None = None) -> None:
     """Run the sweep of each variant (one per configuration of the codec under test: ``codec=a,b``)
     into one run folder, one after another (the anchor's jobs run once), then report them together;
-    ``batch_size`` jobs are launched at once (None: all).
+    ``batch_size`` jobs are launched at once (None: all). ``preflight``: the launcher's own check of the
+    plans (a cluster's resources), made when a job is to run, before anything is written.
 
     Raises ``SystemExit(2)`` before anything runs or is written when a configuration is wrong, and
     ``SystemExit(1)`` at the end when a job failed, after every other job ran.
@@ -58,6 +61,8 @@ def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | Non
     try:
         plans = [plan_sweep(task_config(config)) for config, _ in variants]
         check_variants(plans)
+        if preflight is not None and any(has_pending(plan) for plan in plans):
+            preflight(plans)
     except SweepConfigError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -92,11 +97,15 @@ def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: S
     common = [arg for arg in arguments if not arg.lstrip("+").startswith(("results_dir=", "run="))]
     common += [f"results_dir={quote(str(plan.run_dir.parent))}", f"run={plan.run_dir.name}"]
     by_sequence = _by_sequence(plan)
+    # decoded by an earlier sweep whose scoring did not finish: scored, not coded again
+    scoring_only = {job.label for job in pending if by_sequence
+                    and restore_unscored(job.directory(plan.run_dir), job.config_hash, job.sequence)}
     with tqdm(total=len(plan.jobs), initial=len(plan.jobs) - len(pending), unit="job", file=sys.stderr,
               desc=f"ctc-run {plan.run_dir.name}", dynamic_ncols=True) as progress:
         first = 0
         for planned in _waves(plan, pending, batch_size, by_sequence):
-            wave = _decoded_only(planned, plan.run_dir)
+            coding = [job for job in planned.coding if job.label not in scoring_only]
+            wave = _decoded_only(replace(planned, coding=coding), plan.run_dir)
             if wave.coding or wave.scoring:
                 _launch_wave(wave, [common + overrides for overrides in wave.overrides()], first, launch,
                              plan.run_dir)

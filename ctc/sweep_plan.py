@@ -217,6 +217,12 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
     return pending, reused
 
 
+def has_pending(plan: SweepPlan) -> bool:
+    """Whether a job of ``plan`` lacks a complete result of its identity (says nothing)."""
+    return any(not is_complete(read_result(job.directory(plan.run_dir)), job.config_hash, job.metric_code)
+               for job in plan.jobs)
+
+
 def pending_jobs(plan: SweepPlan) -> list[Job]:
     """The jobs without a complete result of their identity; prints, per codec, why they run."""
     pending, reused = what_runs(plan)

@@ -6,7 +6,8 @@ It keeps the top ``8 - rate_point`` bits of every sample and zlib-compresses the
 The environment variable ``FAKE_CODEC_INTERRUPT`` (``SEQUENCE/RATE_POINT``) makes that job's encoder
 raise ``KeyboardInterrupt`` half way, as Ctrl-C would, and ``FAKE_CODEC_HANG`` makes it write half
 its bitstream and a file ``hanging`` beside it (holding the SLURM job id of an array task, if it is
-one), then wait to be killed; neither changes the configuration (and so the jobs' configuration hash).
+one), then wait to be killed (a SLURM job that was requeued runs through); neither changes the
+configuration (and so the jobs' configuration hash).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class FakeCodec(Codec):
             raise CodecError(f"fake encoder crashed on purpose on {job}")
         kept_bits = np.asarray(sequence.read()) >> rate_point
         payload = bytes([rate_point]) + zlib.compress(kept_bits.tobytes(), 6)
-        if job in (os.environ.get(INTERRUPT_ENV), os.environ.get(HANG_ENV)):
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+        if job in (os.environ.get(INTERRUPT_ENV), os.environ.get(HANG_ENV)) and not requeued:
             bitstream.write_bytes(payload[: len(payload) // 2])
             if os.environ.get(INTERRUPT_ENV) == job:
                 raise KeyboardInterrupt

@@ -12,6 +12,11 @@
 # started directly (no systemd), on their own ports and sockets, so a system SLURM or MariaDB on the
 # same machine is left alone. Clients find the cluster through SLURM_CONF. The node is this machine as
 # `slurmd -C` sees it, with half the free memory (the machine may be shared).
+#
+# Memory is enforced, so a job that uses more than its --mem ends OUT_OF_MEMORY: with cgroups
+# (TaskPlugin=task/cgroup, ConstrainRAMSpace) where this machine lets a cgroup v1 memory limit be set,
+# else by job accounting (jobacct_gather/linux with OverMemoryKill, sampled every second). `up` says
+# which (`memory: ...`), and so does the line `# memory enforced by ...` in slurm.conf.
 set -euo pipefail
 
 DIR=${GFVC_SLURM_DIR:-/tmp/gfvc-ctc-slurm}
@@ -75,6 +80,32 @@ pid_of() {
 
 running() { pid_of "$1" >/dev/null; }
 
+# Whether a cgroup v1 memory limit can be set here (the kernel enforces it: task/cgroup can use it).
+cgroup_memory_works() {
+    local probe=/sys/fs/cgroup/memory/gfvc-ctc-probe-$$ ok=1
+    [ -d /sys/fs/cgroup/memory ] && mkdir "$probe" 2>/dev/null || return 1
+    echo 64M >"$probe/memory.limit_in_bytes" 2>/dev/null \
+        && [ "$(cat "$probe/memory.limit_in_bytes")" = 67108864 ] && ok=0
+    rmdir "$probe"
+    return $ok
+}
+
+# The slurm.conf lines that make SLURM enforce each job's memory (and cgroup.conf when cgroups do it).
+memory_enforcement() {
+    if cgroup_memory_works; then
+        printf '%s\n' "CgroupPlugin=cgroup/v1" "CgroupMountpoint=/sys/fs/cgroup" "ConstrainRAMSpace=yes" \
+            "ConstrainSwapSpace=yes" "AllowedSwapSpace=0" >"$DIR/etc/cgroup.conf"
+        printf '%s\n' "# memory enforced by cgroups (cgroup.conf: ConstrainRAMSpace)" \
+            "ProctrackType=proctrack/cgroup" "TaskPlugin=task/cgroup" \
+            "JobAcctGatherType=jobacct_gather/linux" "JobAcctGatherFrequency=task=1"
+    else
+        printf '%s\n' "# memory enforced by job accounting (OverMemoryKill: no cgroup memory limit here)" \
+            "ProctrackType=proctrack/linuxproc" "TaskPlugin=task/none" \
+            "JobAcctGatherType=jobacct_gather/linux" "JobAcctGatherFrequency=task=1" \
+            "JobAcctGatherParams=OverMemoryKill"
+    fi
+}
+
 write_configs() {
     mkdir -p "$DIR"/{etc,run,log,munge,mysql,state/ctld,state/d}
     chmod 700 "$DIR" "$DIR/munge"
@@ -104,9 +135,7 @@ SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmdPidFile=$DIR/run/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+$(memory_enforcement)
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
@@ -203,6 +232,7 @@ up() {
     node_ready || scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
     wait_for "the node" "$DIR/log/slurmctld.log" node_ready
     say "up: $(sinfo -h -N -o '%N %T, %c CPUs, %m MB') (SLURM_CONF=$SLURM_CONF)"
+    say "memory: $(grep -m 1 '^# memory enforced by' "$SLURM_CONF" | cut -c 3-)"
 }
 
 stop() {  # one daemon, by the PID in its PID file

@@ -36,7 +36,7 @@ def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_
         return real(reference, versions, *args, labels=labels, **kwargs)
 
     monkeypatch.setattr(ctc.metrics.shared, "score_versions", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match="130"):
         main(overrides)
     run_dir = run_dir_of(tiny)
     assert {read_result(path)["status"] for path in run_dir.glob("fake*/SEQ_B/*")} == {"decoded"}
@@ -52,8 +52,8 @@ def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_
     assert not (run_dir / ".scoring").exists()  # the scoring tasks' empty Hydra folders are gone
 
 
-def test_a_version_that_cannot_be_scored_fails_alone_and_is_decoded_again_next_time(tiny, monkeypatch,  # noqa: F811
-                                                                                      capsys):
+def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_time(tiny, monkeypatch,  # noqa: F811
+                                                                                    capsys):
     overrides = [*tiny, "launcher=basic", "anchor=none"]
     run_dir = run_dir_of(tiny)
 
@@ -75,7 +75,8 @@ def test_a_version_that_cannot_be_scored_fails_alone_and_is_decoded_again_next_t
     assert failed["status"] == "failed" and failed["error"] == "broken" and failed["bits"]
     coded = (run_dir / "fake/SEQ_A/3/stream.bin").stat().st_mtime_ns
     monkeypatch.setattr(ctc.metrics.shared, "score_versions", real)
-    main(overrides)
+    main(overrides)  # its decoded file is whole: scored, neither coded nor decoded again
     assert read_result(run_dir / "fake/SEQ_A/3")["status"] == "ok"
-    assert read_result(run_dir / "fake/SEQ_A/3")["reused_bitstream"]
+    assert "fake: failed before, 1 job to run" in capsys.readouterr().err
+    assert read_result(run_dir / "fake/SEQ_A/3")["dec_seconds"] == failed["dec_seconds"]
     assert (run_dir / "fake/SEQ_A/3/stream.bin").stat().st_mtime_ns == coded

@@ -61,7 +61,8 @@ class CtcSweeper(Sweeper):
                    [_with_workers(self.hydra_context.config_loader.load_sweep_config(self.config, variant))
                     for variant in variants])
         batch_size = None if self.batch_size == "all" else int(self.batch_size or 2 * int(self.config.jobs))
-        run_sweep(list(zip(configs, variants, strict=True)), self.launcher.launch, batch_size)
+        run_sweep(list(zip(configs, variants, strict=True)), self.launcher.launch, batch_size,
+                  preflight=getattr(self.launcher, "preflight", None))
 
 
 def _with_workers(config: DictConfig) -> DictConfig:

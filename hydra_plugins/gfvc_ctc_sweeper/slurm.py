@@ -2,6 +2,9 @@
 
 What differs from ``submitit_slurm``:
 
+- every codec's and the scoring task's resources checked against the cluster before the first
+  ``sbatch`` (:meth:`CtcSlurmLauncher.preflight`, :mod:`ctc.slurm_check`): a wrong one stops the sweep
+  before anything is submitted or written; a default CPU count is fitted to the largest node;
 - one job array per codec role (at most ``max_array_size`` tasks each), all submitted before any is
   awaited, each with its codec's resources: ``slurm:`` in ``ctc/conf/codec/<name>.yaml``, else
   ``job_defaults`` (GPU codecs ask for one GPU); a value set on the launcher applies to every job;
@@ -14,7 +17,9 @@ What differs from ``submitit_slurm``:
 - the jobs are awaited with :func:`ctc.slurm_wait.wait_for_jobs` (every job, no silent or endless
   wait, Ctrl-C cancels them) instead of submitit's ``results()``, which raises at the first failed
   job while the others still run; a job that ended without a result comes back failed, naming its
-  SLURM job id, state and log.
+  SLURM job id, state and log;
+- a submission refused after others went in (slurmctld gone, a limit of the account) cancels the
+  arrays already submitted: the wave's jobs are all recorded as not run, none is left running.
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan (in joblib workers too) executes this
@@ -34,7 +39,7 @@ from omegaconf import OmegaConf
 
 RESOURCE_KEYS = ("cpus_per_task", "mem_gb", "timeout_min", "gpus_per_node")
 WAIT_KEYS = ("poll_s", "unschedulable_reasons", "unschedulable_after_s", "unknown_after_s",
-             "command_timeout_s")
+             "command_timeout_s", "outage_limit_s")
 OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", "partitions", *WAIT_KEYS})
 
 
@@ -54,6 +59,7 @@ class CtcSlurmConf(SlurmQueueConf):
     unschedulable_after_s: float | None = None
     unknown_after_s: float | None = None
     command_timeout_s: float | None = None
+    outage_limit_s: float | None = None
 
 
 class SlurmJobFailed(RuntimeError):
@@ -89,38 +95,100 @@ def job_device(device: str, gpus: int) -> str | None:
 
 
 class CtcSlurmLauncher(SlurmLauncher):
+    checked: dict[str, dict[str, Any]] | None = None  # each codec's (and "scoring") resources, once checked
+
+    def preflight(self, plans: Sequence[Any]) -> None:
+        """Check SLURM's commands, the wait settings and every job's resources against the cluster
+        (partition, QOS, the largest node) before anything is submitted; raises
+        :class:`ctc.sweep_plan.SweepConfigError` for the first wrong one."""
+        from ctc.codec import codec_class
+        from ctc.jobs import ROLES
+        from ctc.slurm_check import (
+            SlurmSettingError,
+            check_commands,
+            check_qos,
+            checked_resources,
+            cluster_nodes,
+            fitted_resources,
+            partition_nodes,
+        )
+        from ctc.slurm_wait import WaitPolicy
+        from ctc.sweep_plan import SweepConfigError
+
+        assert self.config is not None
+        try:
+            policy = WaitPolicy.from_settings(self.params)
+            check_commands()
+            nodes = partition_nodes(cluster_nodes(policy.command_timeout_s), self.params.get("partition"))
+            if self.params.get("qos"):
+                check_qos(str(self.params["qos"]), policy.command_timeout_s)
+            scoring = self._scoring_resources()
+            asked = {"scoring": (scoring, "hydra.launcher.scoring_task", "the scoring tasks")}
+            for plan in plans:
+                for role, section in plan.sections.items():
+                    resources = job_resources(section, self.params, codec_class(section).uses_gpu)
+                    key = ROLES[role]
+                    asked[section["name"]] = (resources, f"{key}.slurm", f"{key} {section['name']}")
+            command_line = self._command_line_keys()
+            self.checked = {}
+            for name, (resources, prefix, what) in asked.items():
+                explicit = {key for key in RESOURCE_KEYS
+                            if {f"hydra.launcher.{key}", f"{prefix}.{key}"} & command_line}
+                checked = checked_resources(what, resources)
+                self.checked[name] = fitted_resources(what, checked, nodes, explicit)
+                if self.checked[name] != resources:
+                    _say(f"{what}: cpus_per_task={self.checked[name]['cpus_per_task']} (asked "
+                         f"{resources['cpus_per_task']}: the largest node's CPUs)")
+        except (SlurmSettingError, ValueError) as exc:
+            raise SweepConfigError(str(exc)) from None
+
+    def _scoring_resources(self) -> dict[str, Any]:
+        return job_resources({"slurm": self.params.get("scoring_task")}, self.params, False)
+
+    def _command_line_keys(self) -> set[str]:
+        """The keys the command line sets (``codec.slurm.mem_gb``, ``hydra.launcher.cpus_per_task``)."""
+        assert self.config is not None
+        overrides = [*self.config.hydra.overrides.task, *self.config.hydra.overrides.hydra]
+        return {item.lstrip("+~").split("=", 1)[0] for item in overrides}
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from ctc.slurm import cancel
+        from ctc.slurm import SlurmCommandError, cancel
         from ctc.slurm_wait import WaitPolicy, wait_for_jobs
 
         assert self.config is not None
         policy = WaitPolicy.from_settings(self.params)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         submitted: dict[int, Any] = {}  # index: submitit job
-        refused: dict[int, str] = {}
+        refused = ""
         try:
-            self._submit(job_overrides, initial_job_idx, submitted, refused)
+            refused = self._submit(job_overrides, initial_job_idx, submitted)
         except KeyboardInterrupt:  # Ctrl-C between two submissions: the arrays already in go too
             arrays = sorted({job.job_id.split("_")[0] for job in submitted.values()}, key=int)
             if arrays:
                 cancel(arrays, policy.command_timeout_s)
                 _say(f"interrupted: cancelled the sweep's SLURM jobs {', '.join(arrays)} (scancel)")
             raise
+        if refused and submitted:  # all or nothing: the arrays that went in are cancelled, then awaited
+            arrays = sorted({job.job_id.split("_")[0] for job in submitted.values()}, key=int)
+            try:
+                cancel(arrays, policy.command_timeout_s)
+                _say(f"cancelled the arrays already submitted ({', '.join(arrays)}): {refused}")
+            except SlurmCommandError as exc:
+                _say(f"could not cancel the arrays already submitted ({', '.join(arrays)}): {exc}")
         outcomes = wait_for_jobs([job.job_id for job in submitted.values()], policy, _say)
         returns = []
         for index, overrides in enumerate(job_overrides):
-            if index in refused:
-                returns.append(_failed(overrides, SlurmJobFailed(refused[index])))
+            if index not in submitted:
+                returns.append(_failed(overrides, SlurmJobFailed(f"not submitted: {refused}")))
             else:
                 job = submitted[index]
-                returns.append(_job_return(job, overrides, outcomes[job.job_id]))
+                returns.append(_job_return(job, overrides, outcomes[job.job_id], refused))
         return returns
 
-    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, submitted: dict[int, Any],
-                refused: dict[int, str]) -> None:
-        """Submit one array per role (a codec's jobs, the scoring tasks; more past max_array_size); fills
-        ``submitted`` with each job's submitit job and ``refused`` with the reason for each job whose
-        array sbatch refused."""
+    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+                submitted: dict[int, Any]) -> str:
+        """Submit one array per role (a codec's jobs, the scoring tasks; more past max_array_size), filling
+        ``submitted`` with each job's submitit job, until sbatch refuses one: returns why ("" if none)."""
 
         assert self.config is not None
         roles: dict[str, list[int]] = {}
@@ -137,14 +205,15 @@ class CtcSlurmLauncher(SlurmLauncher):
                 executor = self._executor(resources, name, len(chunk))
                 try:
                     jobs = executor.map_array(self, *zip(*arguments, strict=True))
-                except Exception as exc:  # sbatch refused it (or slurmctld is down): these jobs never run
-                    message = f"SLURM refused the array of {len(chunk)} {name} jobs: {exc}"
-                    refused.update((index, message) for index in chunk)
+                except Exception as exc:  # sbatch refused it (or slurmctld is down): no job of the wave runs
+                    said = " ".join(str(exc).split())
+                    message = f"SLURM refused the array of {len(chunk)} {name} jobs: {said}"
                     _say(message)
-                    continue
+                    return message
                 submitted.update(zip(chunk, jobs, strict=True))
                 _say(f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(chunk)} {name} jobs, each "
                      + ", ".join(f"{key}={value}" for key, value in resources.items()))
+        return ""
 
     def _resources(self, role: str, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
         """The name and resources of the jobs of ``role``: a codec's (from its configuration, which a
@@ -155,10 +224,13 @@ class CtcSlurmLauncher(SlurmLauncher):
 
         assert self.config is not None
         if role == SCORE_ROLE:
-            return "scoring", job_resources({"slurm": self.params.get("scoring_task")}, self.params, False)
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        section = OmegaConf.to_container(config[ROLES[role]], resolve=True)
-        return str(section["name"]), job_resources(section, self.params, codec_class(section).uses_gpu)
+            name, resources = "scoring", self._scoring_resources()
+        else:
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            section = OmegaConf.to_container(config[ROLES[role]], resolve=True)
+            name = str(section["name"])
+            resources = job_resources(section, self.params, codec_class(section).uses_gpu)
+        return name, (self.checked or {}).get(name, resources)
 
     def _executor(self, resources: Mapping[str, Any], codec: str, tasks: int) -> Any:
         """A submitit executor for one array, as Hydra's launcher builds one, with this codec's resources."""
@@ -200,8 +272,9 @@ def _failed(overrides: Sequence[str], error: Exception) -> JobReturn:
     return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
 
 
-def _job_return(job: Any, overrides: Sequence[str], outcome: Any) -> JobReturn:
-    """The task's own JobReturn when it left one, else a failure with the SLURM job id, state and log."""
+def _job_return(job: Any, overrides: Sequence[str], outcome: Any, refused: str = "") -> JobReturn:
+    """The task's own JobReturn when it left one, else a failure with the SLURM job id, state and log
+    (``refused``: why its array was cancelled right after it was submitted)."""
     from submitit.core.utils import pickle_load
 
     from ctc.slurm_wait import NOT_RUN, UNKNOWN
@@ -214,7 +287,9 @@ def _job_return(job: Any, overrides: Sequence[str], outcome: Any) -> JobReturn:
             return value
         last = value.strip().splitlines()[-1] if value.strip() else "no traceback"
         return _failed(overrides, SlurmJobFailed(f"SLURM job {job.job_id} raised {last} (log: {log})"))
-    if outcome.state == NOT_RUN:
+    if refused and outcome.state in ("CANCELLED", UNKNOWN):
+        message = f"SLURM job {job.job_id} cancelled before it gave a result: {refused}"
+    elif outcome.state == NOT_RUN:
         message = f"SLURM job {job.job_id} did not run: {outcome.detail}"
     elif outcome.state == UNKNOWN:
         message = f"SLURM job {job.job_id} is lost: {outcome.detail}"

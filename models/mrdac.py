@@ -84,6 +84,11 @@ class GeneratorMRDAC(GeneratorDAC):
         two or more references; the cast is a no-op in float32, so it is left out.
         """
         per_reference = [self.deform_reference(reference, kp_target) for reference in references]
+        return self.combine(per_reference, weights)
+
+    def combine(self, per_reference: Sequence[Mapping[str, torch.Tensor]],
+                weights: torch.Tensor | None = None) -> dict[str, Any]:
+        """The weighted maximum of the references' aggregated features, bottleneck and decoder."""
         fused = None
         for index, out in enumerate(per_reference):
             features = out["aggregation_out"]

@@ -22,6 +22,7 @@ from model_helpers import (
 
 from models import mrdac_kp
 from models.checkpoints import CheckpointError
+from models.complexity import model_complexity
 from models.mrdac import MRDAC, reference_weights
 from models.mrdac_policy import ReferencePolicy
 from models.registry import load_model_config
@@ -248,3 +249,16 @@ def test_reference_policy_covers_only_the_coded_frames(golden: Path) -> None:
 def test_bad_policy_is_refused(section: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ReferencePolicy.from_config({"references": section}, "mrdac")
+
+
+def test_complexity_per_number_of_references(golden: Path) -> None:
+    """Each reference adds the same work (its dense motion, warp and aggregation); the counts are the
+    tiny golden's parameters."""
+    config = {**load_model_config("mrdac"), "model_params": tiny_params(golden)}
+    result = model_complexity("mrdac", config, size=128)
+    counts = {k: result["parameters"][k] for k in ("kp_detector", "generator")}
+    assert counts == tiny_config(golden)["num_parameters"]
+    macs = [result["macs_per_pixel"][key] for key in ("decoder", "decoder, 2 references",
+                                                      "decoder, 3 references", "decoder, 4 references")]
+    steps = {round(b - a, 6) for a, b in zip(macs[:-1], macs[1:], strict=True)}
+    assert len(steps) == 1 and steps.pop() > 0

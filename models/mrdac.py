@@ -137,7 +137,8 @@ class MRDAC(KeypointModel):
 
     def complexity_cases(self, frame: torch.Tensor, reference: Mapping[str, Any],
                          features: torch.Tensor) -> dict[str, Callable[[], Any]]:
-        """The decoder's work for one inter frame with 1 to 4 references (``ctc-complexity``)."""
+        """The decoder's work for one inter frame with 2, 3 and 4 references (``ctc-complexity``; its
+        ``decoder`` is one reference)."""
         return {f"decoder, {count} references": (
                     lambda count=count: self.animate([reference] * count, features,
                                                      reference_weights(range(count), count)[None]))

@@ -127,13 +127,20 @@ def state_dict_mismatch(module: nn.Module, state: Mapping[str, Any]) -> str | No
     return "; ".join(parts)
 
 
-def load_subnetworks(path: str | Path, networks: Mapping[str, nn.Module], model: str) -> dict[str, Any]:
+def load_subnetworks(path: str | Path, networks: Mapping[str, nn.Module], model: str,
+                     unused_prefixes: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Load each of ``networks`` (top-level key -> module) from the checkpoint at ``path``, strictly.
 
     Every sub-network is checked before any is loaded, so a refused checkpoint leaves the modules
-    untouched. Returns the checkpoint's other top-level entries that are plain numbers (e.g. epoch).
+    untouched. ``unused_prefixes``: per sub-network, key prefixes of parts the model does not use
+    (MRDAC's reference coder), dropped before the strict check. Returns the checkpoint's other
+    top-level entries that are plain numbers (e.g. epoch).
     """
     checkpoint = read_checkpoint(path)
+    for name, prefixes in (unused_prefixes or {}).items():
+        if isinstance(checkpoint.get(name), Mapping):
+            kept = {k: v for k, v in checkpoint[name].items() if not k.startswith(tuple(prefixes))}
+            checkpoint[name] = kept
     absent = [name for name in networks if name not in checkpoint]
     if absent:
         raise CheckpointError(

@@ -7,7 +7,8 @@ element-wise work, sampling and OpenCV's Farneback are not counted), per pixel o
 * decoder: generating one frame once the key frame's work is done (what our decoder runs per frame;
   HDAC includes its base-layer encoder, RDAC the residual warp and synthesis; the conventional base
   layer's and the rANS coder's own work is not counted);
-* key frame: the decoder's work done once per key frame (its features and encoding).
+* key frame: the decoder's work done once per key frame (its features and encoding);
+* a model's own decoder cases (MRDAC: one inter frame from 2, 3 and 4 references).
 The common software reruns the key-frame part of the generator for every frame; its per-frame
 decoder cost is at most decoder + key frame. Counts do not depend on the weights (random ones are used).
 """
@@ -54,15 +55,19 @@ def model_complexity(name: str, config: Mapping[str, Any] | None = None, size: i
     features = model.extract_features(frame)
     reference = model.prepare_reference(frame)
     pixels = size * size
+    macs = {
+        "encoder": count_macs(model.encoder_pass, frame) / pixels,
+        "decoder": count_macs(model.decoder_pass, frame, reference, features, frame) / pixels,
+        "key_frame": count_macs(model.prepare_reference, frame) / pixels,
+    }
+    cases = getattr(model, "complexity_cases", None)  # more decoder cases (MRDAC: per number of references)
+    for label, fn in (cases(frame, reference, features) if cases else {}).items():
+        macs[label] = count_macs(fn) / pixels
     return {
         "model": name,
         "frame_size": [size, size],
         "parameters": parameter_counts(getattr(model, "networks", {})),
-        "macs_per_pixel": {
-            "encoder": count_macs(model.encoder_pass, frame) / pixels,
-            "decoder": count_macs(model.decoder_pass, frame, reference, features, frame) / pixels,
-            "key_frame": count_macs(model.prepare_reference, frame) / pixels,
-        },
+        "macs_per_pixel": macs,
     }
 
 

@@ -184,7 +184,8 @@ class KeypointModel(NetworkModel):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.num_kp = self.networks["kp_detector"].kp.conv.out_channels
+        head = self.networks["kp_detector"].kp  # a ConvHead, or a plain conv (MRDAC)
+        self.num_kp = getattr(head, "conv", head).out_channels
         self.feature_size = 2 * self.num_kp
 
     def features_to_kp(self, features: torch.Tensor) -> Keypoints:

@@ -16,10 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 STATE_BITS = 256  # the common software's precision; a 32/64-bit state gives different bytes
-_FULL = 1 << STATE_BITS
-_HALF = _FULL >> 1
-_QUARTER = _HALF >> 1
-_MASK = _FULL - 1
 
 ESCAPE = 2  # escape and end-of-stream share one symbol, as in the common software
 _FLAT = (1, 1, 1)  # order -1 table: every symbol equally likely
@@ -83,31 +79,35 @@ def _interval(freqs: Sequence[int], symbol: int) -> tuple[int, int, int]:
     return low, low + freqs[symbol], sum(freqs)
 
 
-class _ArithmeticEncoder:
-    """Nayuki's binary arithmetic encoder with a ``STATE_BITS``-bit state."""
+class ArithmeticEncoder:
+    """Nayuki's arithmetic encoder with a ``state_bits``-bit state (the common software's 256, MRDAC's 32)."""
 
-    def __init__(self) -> None:
-        self.low, self.high = 0, _MASK
+    def __init__(self, state_bits: int = STATE_BITS) -> None:
+        self.state_bits = state_bits
+        self.mask = (1 << state_bits) - 1
+        self.half, self.quarter = 1 << (state_bits - 1), 1 << (state_bits - 2)
+        self.low, self.high = 0, self.mask
         self.pending = 0
         self.bits: list[int] = []
 
     def write(self, freqs: Sequence[int], symbol: int) -> None:
         sym_low, sym_high, total = _interval(freqs, symbol)
+        mask, half = self.mask, self.half
         span = self.high - self.low + 1
         low = self.low
         self.low = low + sym_low * span // total
         self.high = low + sym_high * span // total - 1
-        while not (self.low ^ self.high) & _HALF:
-            bit = self.low >> (STATE_BITS - 1)
+        while not (self.low ^ self.high) & half:
+            bit = self.low >> (self.state_bits - 1)
             self.bits.append(bit)
             self.bits.extend([bit ^ 1] * self.pending)
             self.pending = 0
-            self.low = (self.low << 1) & _MASK
-            self.high = ((self.high << 1) & _MASK) | 1
-        while self.low & ~self.high & _QUARTER:
+            self.low = (self.low << 1) & mask
+            self.high = ((self.high << 1) & mask) | 1
+        while self.low & ~self.high & self.quarter:
             self.pending += 1
-            self.low = (self.low << 1) ^ _HALF
-            self.high = ((self.high ^ _HALF) << 1) | _HALF | 1
+            self.low = (self.low << 1) ^ half
+            self.high = ((self.high ^ half) << 1) | half | 1
 
     def finish(self) -> list[int]:
         """The coded bits: a final ``1``; pending underflow bits are dropped (as the reference does)."""
@@ -115,16 +115,18 @@ class _ArithmeticEncoder:
         return self.bits
 
 
-class _ArithmeticDecoder:
+class ArithmeticDecoder:
     """Nayuki's decoder; bits past the end of the payload read as 0."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, state_bits: int = STATE_BITS) -> None:
         self.data = data
         self.limit = len(data) * 8
         self.pos = 0
-        self.low, self.high = 0, _MASK
+        self.mask = (1 << state_bits) - 1
+        self.half, self.quarter = 1 << (state_bits - 1), 1 << (state_bits - 2)
+        self.low, self.high = 0, self.mask
         self.code = 0
-        for _ in range(STATE_BITS):
+        for _ in range(state_bits):
             self.code = (self.code << 1) | self._bit()
 
     def _bit(self) -> int:
@@ -135,6 +137,7 @@ class _ArithmeticDecoder:
         return (self.data[pos >> 3] >> (7 - (pos & 7))) & 1
 
     def read(self, freqs: Sequence[int]) -> int:
+        mask, half = self.mask, self.half
         total = sum(freqs)
         span = self.high - self.low + 1
         value = ((self.code - self.low + 1) * total - 1) // span
@@ -148,14 +151,14 @@ class _ArithmeticDecoder:
         low = self.low
         self.low = low + sym_low * span // total
         self.high = low + sym_high * span // total - 1
-        while not (self.low ^ self.high) & _HALF:
-            self.code = ((self.code << 1) & _MASK) | self._bit()
-            self.low = (self.low << 1) & _MASK
-            self.high = ((self.high << 1) & _MASK) | 1
-        while self.low & ~self.high & _QUARTER:
-            self.code = (self.code & _HALF) | ((self.code << 1) & (_MASK >> 1)) | self._bit()
-            self.low = (self.low << 1) ^ _HALF
-            self.high = ((self.high ^ _HALF) << 1) | _HALF | 1
+        while not (self.low ^ self.high) & half:
+            self.code = ((self.code << 1) & mask) | self._bit()
+            self.low = (self.low << 1) & mask
+            self.high = ((self.high << 1) & mask) | 1
+        while self.low & ~self.high & self.quarter:
+            self.code = (self.code & half) | ((self.code << 1) & (mask >> 1)) | self._bit()
+            self.low = (self.low << 1) ^ half
+            self.high = ((self.high ^ half) << 1) | half | 1
         return symbol
 
 
@@ -167,7 +170,7 @@ def pack_bits(bits: Sequence[int]) -> bytes:
 
 def encode_bits(bits: Sequence[int]) -> tuple[bytes, int]:
     """Code a bit string with the adaptive order-0 PPM model; returns (bytes, bits before padding)."""
-    encoder = _ArithmeticEncoder()
+    encoder = ArithmeticEncoder()
     freqs = [0, 0, 1]
     for bit in bits:
         if freqs[bit]:
@@ -185,7 +188,7 @@ def encode_bits(bits: Sequence[int]) -> tuple[bytes, int]:
 def decode_bits(data: bytes, max_bits: int | None = None) -> list[int]:
     """Inverse of :func:`encode_bits`. ``max_bits`` bounds the output (a corrupt payload never ends)."""
     limit = max_bits if max_bits is not None else 64 * len(data) + 64
-    decoder = _ArithmeticDecoder(data)
+    decoder = ArithmeticDecoder(data)
     freqs = [0, 0, 1]
     bits: list[int] = []
     while True:

@@ -82,6 +82,8 @@ class NetworkModel(GenerativeModel):
     """
 
     name: ClassVar[str]
+    # per sub-network, checkpoint key prefixes of parts this model does not use (skipped when loading)
+    unused_checkpoint_prefixes: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(
         self,
@@ -123,7 +125,7 @@ class NetworkModel(GenerativeModel):
         if str(choice) == RANDOM:
             return cls(networks, f"{RANDOM} (seed {seed})", True, device, dtype)
         path = find_checkpoint(cls.name, checkpoint_file_names(config), config["where_to_get"], choice)
-        load_subnetworks(path, networks, cls.name)
+        load_subnetworks(path, networks, cls.name, cls.unused_checkpoint_prefixes)
         return cls(networks, str(path), False, device, dtype)
 
     def describe(self) -> dict[str, Any]:

@@ -69,4 +69,4 @@ def test_references_elsewhere_than_the_policy_are_refused(cut_clip, tmp_path: Pa
     stream = encoded.stream
     stream.key_frames[5] = stream.key_frames.pop(6)
     with pytest.raises(BitstreamError, match=r"references at \[0, 3, 5\].*\[0, 3, 6\]"):
-        codec.decode_bytes(bitstream.pack(stream), tmp_path)
+        codec.decode_stream(codec.parse(bitstream.pack(stream)), tmp_path)

@@ -144,7 +144,8 @@ def build_package(run_dir: Path, out: Path, device: str = "auto") -> dict[str, A
     paths = sorted(run_dir.glob(f"*/*/*/{RESULT_FILE}"))
     results = [read_result(path.parent) for path in paths]
     complete = [result for result in results if result and result.get("status") == "ok"]
-    left_out = [f"{path.parent.relative_to(run_dir).as_posix()}: {(result or {}).get('error') or 'incomplete'}"
+    left_out = [f"{path.parent.relative_to(run_dir).as_posix()}: "
+                f"{(result or {}).get('error') or 'unfinished'}"
                 for path, result in zip(paths, results, strict=True)
                 if not result or result.get("status") != "ok"]
     if not complete:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ctc.crosscheck.checks import FAIL, NOT_CHECKED, PASS, TOLERANCES, JobCheck
 from ctc.package import TABLES_DIR
@@ -112,9 +113,22 @@ def _markdown(index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequ
     return "\n".join(lines) + "\n"
 
 
+def _html(index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]],
+          verdict: str) -> str:
+    """The report as one page in the report page's style (``ctc/templates/crosscheck.html.j2``)."""
+    environment = Environment(loader=PackageLoader("ctc", "templates"), autoescape=True,
+                              undefined=StrictUndefined)
+    tolerances = {f"{name} (per frame)": value for name, value in TOLERANCES.items() if name != "default"}
+    tolerances |= {"any other metric (per frame)": TOLERANCES["default"]}
+    tolerances |= {f"BD table {column}": value for column, value in BD_TOLERANCES.items()}
+    return environment.get_template("crosscheck.html.j2").render(
+        run=index["run"], verdict=verdict, jobs=checks, tables=tables, tolerances=tolerances,
+        notes=sorted({note for check in checks for note in check.notes}))
+
+
 def write_crosscheck(package: Path, index: Mapping[str, Any], checks: Sequence[JobCheck], out: Path) -> str:
-    """Recompute the BD tables, write ``crosscheck.md``, ``.csv`` and ``.json`` into ``out``; returns the
-    verdict line."""
+    """Recompute the BD tables, write ``crosscheck.md``, ``.html``, ``.csv`` and ``.json`` into ``out``;
+    returns the verdict line."""
     package_bd = pd.read_csv(package / TABLES_DIR / "bd.csv")
     local_bd = recomputed_bd(index, checks)
     tables = compare_tables(package_bd, local_bd, checks, str(index["anchor"]))
@@ -123,6 +137,7 @@ def write_crosscheck(package: Path, index: Mapping[str, Any], checks: Sequence[J
     pd.DataFrame([check.row() for check in checks]).to_csv(out / "crosscheck.csv", index=False)
     local_bd.to_csv(out / "bd_recomputed.csv", index=False)
     (out / "crosscheck.md").write_text(_markdown(index, checks, tables, verdict), encoding="utf-8")
+    (out / "crosscheck.html").write_text(_html(index, checks, tables, verdict), encoding="utf-8")
     document = {"run": index["run"], "verdict": verdict, "tolerances": {"metrics_per_frame": TOLERANCES,
                                                                         "bd": BD_TOLERANCES},
                 "jobs": [{**check.row(), "recomputed": check.recomputed} for check in checks],

@@ -184,12 +184,18 @@ def check_job(check: JobCheck, folder: Path, codec: Any, spec: SequenceSpec, met
     if parts != record["bits"]["parts"] or rate != record["kbps"]:
         reasons.append(f"rate differs: package {record['kbps']} kbps {record['bits']['parts']}, "
                        f"local {rate} kbps {parts}")
-    from ctc.metrics import metric_config, score_frames, sequence_values  # torch: only when decoding
+    from ctc.metrics import MetricError, metric_config, score_frames, sequence_values  # torch: when decoding
+    from ctc.metrics.weights import WeightsError
 
     frames = np.array(read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames))
-    batch_size = batch_size_for(metric_config("ctc"), device)
-    table = score_frames(spec.read(), frames, list(metrics), device, batch_size,
-                         label=f"{check.codec}/{check.sequence}/{check.rate_point}")
+    try:
+        table = score_frames(spec.read(), frames, list(metrics), device,
+                             batch_size_for(metric_config("ctc"), device),
+                             label=f"{check.codec}/{check.sequence}/{check.rate_point}")
+    except (MetricError, WeightsError) as error:  # a metric this machine cannot compute: not a failure
+        check.verdict = FAIL if reasons else NOT_CHECKED
+        check.reason = "; ".join([*reasons, f"metrics not computed here: {error}"])
+        return
     check.recomputed["metrics"] = sequence_values(table)
     check.recomputed["max_diff"] = {}
     package_frames = _per_frame(folder, record, metrics)
@@ -211,9 +217,34 @@ def _per_frame(folder: Path, record: Mapping[str, Any], metrics: Sequence[str]) 
     return pd.DataFrame({name: [record["metrics"][name]] * int(record["frames"]) for name in metrics})
 
 
+def local_decoder(codec: Mapping[str, Any], weights_dir: Path | None, device: str | None,
+                  job_device: str) -> tuple[Any, str, str, list[str]]:
+    """This machine's decoder of a package's codec: (the codec or None, the verdict of its jobs when
+    there is none, why, notes on how it differs from the proposer's)."""
+    section, missing = decoder_section(codec, weights_dir)
+    try:
+        missing = missing or codec_class(section).missing(section)
+        local = None if missing else codec_identity(section)
+    except (CodecError, KeyError) as error:
+        missing, local = f"{type(error).__name__}: {error}", None
+    if missing:
+        return None, NOT_CHECKED, f"no decoder here: {missing}", []
+    failure, notes = compare_identity(codec["identity"], local)
+    if failure:
+        return None, FAIL, failure, notes
+    # a GFVC model's pictures are bit-exact on one kind of device: by default the one its jobs ran on
+    chosen = device or ("cpu" if job_device == "cpu" else "auto")
+    try:
+        decoder = create_codec(section, resolve_device(chosen) if codec_class(section).uses_gpu else "cpu")
+    except (CodecError, OSError, RuntimeError) as error:
+        return None, NOT_CHECKED, f"the decoder cannot be built here: {error}", notes
+    return decoder, "", "", notes
+
+
 def check_package(package: Path, weights_dir: Path | None, sequences_dir: Path | None,
-                  device: str = "auto") -> tuple[dict[str, Any], list[JobCheck]]:
-    """Every job of the verified package ``package`` checked here; the package's index and the checks."""
+                  device: str | None = None) -> tuple[dict[str, Any], list[JobCheck]]:
+    """Every job of the verified package ``package`` checked here; the package's index and the checks.
+    ``device``: where GFVC decoders and metrics run (default: a GFVC codec's jobs' own kind of device)."""
     index = json.loads((package / INDEX_FILE).read_text(encoding="utf-8"))
     checks = []
     for job in index["jobs"]:
@@ -222,31 +253,19 @@ def check_package(package: Path, weights_dir: Path | None, sequences_dir: Path |
     frames = {check.sequence: int(check.record["frames"]) for check in checks}
     specs = reference_specs(index, sequences_dir, frames)  # refused here, before any decoding
     metrics = list(index["metrics"])
+    metrics_device = resolve_device(device or "auto")
     for name, about in index["codecs"].items():
         codec_checks = [check for check in checks if check.codec == name]
-        section, missing = decoder_section(about, weights_dir)
-        try:
-            missing = missing or codec_class(section).missing(section)
-            local = None if missing else codec_identity(section)
-        except (CodecError, KeyError) as error:
-            missing, local = f"{type(error).__name__}: {error}", None
-        if missing:
-            for check in codec_checks:
-                check.reason = f"no decoder here: {missing}"
-            continue
-        failure, notes = compare_identity(about["identity"], local)
+        job_device = str(codec_checks[0].record.get("device", "cpu")) if codec_checks else "cpu"
+        decoder, verdict, reason, notes = local_decoder(about, weights_dir, device, job_device)
         for check in codec_checks:
             check.notes += notes
-            if failure:
-                check.verdict, check.reason = FAIL, failure
-        if failure:
-            continue
-        codec_device = resolve_device(device) if codec_class(section).uses_gpu else "cpu"
-        codec = create_codec(section, codec_device)
-        for check in codec_checks:
+            if decoder is None:
+                check.verdict, check.reason = verdict, reason
+                continue
             with tempfile.TemporaryDirectory(prefix="ctc-crosscheck-") as workdir:
-                check_job(check, package / "jobs" / check.codec / check.sequence / check.rate_point, codec,
-                          specs[check.sequence], metrics, resolve_device(device), Path(workdir))
+                check_job(check, package / "jobs" / check.codec / check.sequence / check.rate_point, decoder,
+                          specs[check.sequence], metrics, metrics_device, Path(workdir))
             print(f"{check.codec}/{check.sequence}/{check.rate_point}: {check.verdict}"
                   + (f" ({check.reason})" if check.reason else ""), flush=True)
     return index, checks

@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder holding the reference sequences (default: where this harness finds the "
                              "package's test set)")
     parser.add_argument("--out", type=Path, help="report folder (default: ./crosscheck-<run>)")
-    parser.add_argument("--device", default="auto", help="GFVC decoders and metrics: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--device", help="GFVC decoders and metrics: auto, cpu, cuda, cuda:N (default: the "
+                        "device kind each GFVC codec's jobs ran on; metrics: auto)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ctc-crosscheck-package-") as workdir:
         try:

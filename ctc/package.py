@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ctc.hashing import compute_digest
+from ctc.identity import UNHASHED_CODEC_KEYS
 from ctc.provenance import now_iso
 from ctc.redecode import RedecodeError, RunFrames
 from ctc.report import load_report
@@ -120,11 +121,24 @@ def _codec_records(run_dir: Path, complete: Sequence[Mapping[str, Any]]) -> dict
         if not provenance.get("codec_config"):
             raise PackageError(f"{run_dir / codec / PROVENANCE_FILE} records no codec_config: the "
                                f"cross-checker could not rebuild {codec}'s decoder")
+        # the decoder's configuration is the identity's (what made the bitstreams), with the settings
+        # that never change a bitstream (a tool's timeout) from the sweep's
+        unhashed = {key: value for key, value in provenance["codec_config"].items()
+                    if key in UNHASHED_CODEC_KEYS}
         records[codec] = {"role": result.get("role"),
                           "class": (result.get("codec_provenance") or {}).get("class"),
-                          "version": result.get("codec_version"), "codec_config": provenance["codec_config"],
-                          "identity": identity}
+                          "version": result.get("codec_version"),
+                          "codec_config": {**identity["config"], **unhashed},
+                          "identity": identity, "binaries": _binaries(result)}
     return records
+
+
+def _binaries(result: Mapping[str, Any]) -> dict[str, str]:
+    """The sha256 of each program the job's command lines ran (by file name), where it is still there."""
+    commands = result.get("commands") or {}
+    programs = {Path(command[0]) for step in ("decode", "encode") for command in commands.get(step) or []
+                if command}
+    return {program.name: sha256(program) for program in sorted(programs) if program.is_file()}
 
 
 def _job_record(result: Mapping[str, Any], md5: str, md5_source: str) -> dict[str, Any]:
@@ -201,7 +215,9 @@ def readme(index: Mapping[str, Any]) -> str:
     for name, codec in index["codecs"].items():
         weights = codec["identity"].get("weights")
         lines.append(f"- {name} ({codec['role']}): {codec['class']}, {codec['version']}"
-                     + (f"; weights: {weights}" if weights else ""))
+                     + (f"; weights: {weights}" if weights else "")
+                     + "".join(f"; {program} sha256 {digest}"
+                               for program, digest in codec["binaries"].items()))
     lines += ["", "Weights named by a file name and sha256 go in the folder given to --weights.", "",
               "## Reference sequences (not included; --sequences holds them)", ""]
     lines += [f"- {name}: {about['file']} md5 {about['file_md5']}"

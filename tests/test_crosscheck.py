@@ -93,6 +93,9 @@ def test_the_package_holds_bitstreams_and_records_not_decoded_video(made):
         "vvenc": "anchor", "x265": "test", "cfte": "test"}
     weights_sha = hashlib.sha256((made["weights"] / CHECKPOINT).read_bytes()).hexdigest()
     assert index["codecs"]["cfte"]["identity"]["weights"] == f"{CHECKPOINT} sha256 {weights_sha}"
+    ffmpeg = index["codecs"]["x265"]["binaries"]  # the programs its command lines ran, by sha256
+    assert len(ffmpeg) == 1 and len(next(iter(ffmpeg.values()))) == 64
+    assert index["codecs"]["x265"]["codec_config"]["timeout_s"] > 0  # what the identity leaves out
     sequence = index["sequences"]["DEMO_001"]
     reference = made["sequences"] / sequence["file"]
     assert sequence["file_md5"] == hashlib.md5(reference.read_bytes()).hexdigest()
@@ -130,7 +133,7 @@ def test_a_changed_bitstream_byte_fails_its_job_only(made):
     package = tampered_copy(made, "one-byte")
     bitstream = next((package / "jobs" / "x265" / "DEMO_001" / "42").glob("*.265"))
     data = bytearray(bitstream.read_bytes())
-    data[len(data) * 2 // 3] ^= 0x5A
+    data[-10] ^= 0x5A  # in the last picture's slice data (x265's own SEI with its settings comes first)
     bitstream.write_bytes(bytes(data))
     write_manifest(package)  # the proposer's own package, with a bitstream that is not what they decoded
     folder = made["root"] / "checker-one-byte"

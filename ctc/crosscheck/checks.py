@@ -125,7 +125,7 @@ def decoder_section(codec: Mapping[str, Any], weights_dir: Path | None) -> tuple
     section = dict(codec["codec_config"])
     identity = codec["identity"]
     for key, resolved in RESOLVED_SECTIONS.items():
-        if key in section and resolved in identity:
+        if resolved in identity:
             section[key] = identity[resolved]["config"]
     weights = str(identity.get("weights", ""))
     if weights.startswith("random"):

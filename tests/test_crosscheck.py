@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,21 @@ def test_the_package_holds_bitstreams_and_records_not_decoded_video(made):
     listed = (package / MANIFEST_FILE).read_text().splitlines()
     assert sorted(line.split("  ", 1)[1] for line in listed) == sorted(set(names) - {MANIFEST_FILE})
     assert "ctc-crosscheck PACKAGE" in (package / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_older_result_without_its_decoded_md5_is_decoded_again_for_it(made, tmp_path):
+    run = tmp_path / "demo-f4"
+    shutil.copytree(made["run"], run)
+    path = run / "x265" / "DEMO_001" / "42" / "result.json"
+    result = json.loads(path.read_text())
+    recorded = result.pop("decoded_md5")
+    path.write_text(json.dumps(result))
+    packaged = tool("ctc.package", run, "--zip", tmp_path / "older.zip", cwd=tmp_path)
+    assert packaged.returncode == 0, packaged.stderr
+    with zipfile.ZipFile(tmp_path / "older.zip") as archive:
+        record = json.loads(archive.read("older/jobs/x265/DEMO_001/42/job.json"))
+    assert record["decoded_md5"] == recorded and record["decoded_md5_from"] == "bitstream decoded again"
 
 
 @pytest.mark.slow

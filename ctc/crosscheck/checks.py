@@ -152,9 +152,9 @@ def compare_identity(package: Mapping[str, Any], local: Mapping[str, Any]) -> tu
 def recount_bits(bitstream: Path, package_parts: Mapping[str, int]) -> dict[str, int]:
     """The bits per part of ``bitstream``, counted from the file: a GFVC file's parts from its own
     structure, any other file as one part (the package's single part name)."""
-    data = bitstream.read_bytes()
     from models.bitstream import MAGIC, bit_parts, unpack
 
+    data = bitstream.read_bytes()
     if data.startswith(MAGIC):
         return bit_parts(unpack(data, str(bitstream)))
     name = next(iter(package_parts)) if len(package_parts) == 1 else "total"

@@ -241,3 +241,21 @@ def test_float32_metrics_vary_far_less_than_their_tolerance_with_batch_size_and_
     finally:
         torch.set_num_threads(saved)
     assert float((one - four).abs().to_numpy().max()) < TOLERANCES["default"] / 100
+
+
+@pytest.mark.slow
+def test_dists_and_lpips_are_computed_again_within_their_tolerance(tmp_path):
+    """The CTC metrics on a smaller run (x265 at one rate point against the vvenc anchor, 2 frames)."""
+    ctc_run(["codec=x265", "codec.rate_points=[42]", "anchor=vvenc", "testset=demo", "testset.frames=2",
+             "testset.sequences=[DEMO_002]", "metrics=ctc", "report_page.enabled=false",
+             f"results_dir={tmp_path / 'results'}", "jobs=2"])
+    packaged = tool("ctc.package", tmp_path / "results" / "demo-f2", "--out", tmp_path / "package",
+                    cwd=tmp_path)
+    assert packaged.returncode == 0, packaged.stderr
+    folder = tmp_path / "checker"
+    checked = crosscheck(tmp_path / "package", folder)  # the demo set where this harness finds it
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "PASS: 5 of 5 jobs pass" in checked.stdout
+    table = pd.read_csv(folder / "crosscheck-demo-f2" / "crosscheck.csv")
+    for metric in ("dists", "lpips", "psnr"):
+        assert (table[f"max_diff_{metric}"] <= TOLERANCES.get(metric, TOLERANCES["default"])).all()

@@ -19,6 +19,7 @@ from typing import Any
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_codec
 from ctc.devices import batch_size_for, resolve_device
 from ctc.frames import read_rgb444
+from ctc.hashing import compute_digest
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
@@ -161,6 +162,7 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
         _check_closed_loop(encoded, decoded)
         result.update(
             status="decoded", decoded_file=decoded.frames_file.name,
+            decoded_md5=compute_digest(decoded.frames_file, "md5"),  # what a cross-check must reproduce
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
             **rates(encoded, type(codec).container_bit_parts, spec),
             encode_details=dict(encoded.details),

@@ -1,0 +1,1 @@
+"""Cross-checking a contribution package: :mod:`ctc.crosscheck.cli` (``ctc-crosscheck``)."""

@@ -127,7 +127,8 @@ def test_md5_is_remembered_by_size_and_mtime(tmp_path):
 
 
 def test_unknown_test_set_and_sequence_list_the_known_ones(tmp_path):
-    with pytest.raises(SequenceError, match="unknown test set 'nope'; known test sets: ctc, demo, rehearsal, faces"):
+    with pytest.raises(SequenceError,
+                       match="unknown test set 'nope'; known test sets: ctc, demo, rehearsal, faces"):
         load_test_set({"name": "nope"})
     with pytest.raises(SequenceError, match=r"unknown sequence VOXCELEB_016 in test set ctc; known "
                                             r"sequences: VOXCELEB_001, .*, CFVQA_015$"):

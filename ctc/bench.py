@@ -33,6 +33,7 @@ BENCHES = [
     "ctc.metrics.bench:bench_metrics",
     "ctc.sweep_bench:bench_sweep_scoring",
     "models.bench:bench_models",
+    "ctc.cost_bench:bench_job_split",
 ]
 IO_FRAMES, IO_SIZE = 250, 256
 REPEATS = 3

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ctc.identity import encode_identity, identity_hash, job_identity, sequence_
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
 from ctc.sequences import SequenceSpec
+from ctc.stopwatch import Stopwatch
 from ctc.store import (
     JOB_LOG,
     PER_FRAME_FILE,
@@ -118,6 +120,11 @@ def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str,
     return _codec_cache[key]
 
 
+def is_cached(section: Mapping[str, Any], device: str, identity: Mapping[str, Any]) -> bool:
+    """Whether this worker has built the codec of ``section`` already (:func:`cached_codec`)."""
+    return (config_hash({"section": section, "identity": identity}), device) in _codec_cache
+
+
 def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: str | Path,
             keep_decoded: bool = False, score: bool = True) -> dict[str, Any]:
     """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``, or
@@ -128,17 +135,21 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
     (its complete result is there once the lock is free), that result is taken as it is.
     """
     directory = job.directory(run_dir)
-    with job_lock(directory, job.label):
+    clock = Stopwatch()
+    with ExitStack() as lock:
+        with clock("lock_wait"):
+            lock.enter_context(job_lock(directory, job.label))
         previous = read_result(directory)
         if is_complete(previous, job.config_hash, job.metric_code):
             return previous
         if not score and decoded_file(previous, job.config_hash, directory, job.sequence):
             return previous  # decoded by an interrupted sweep, still to be scored
-        return _run_locked(job, section, metrics, directory, previous, keep_decoded, score)
+        return _run_locked(job, section, metrics, directory, previous, keep_decoded, score, clock)
 
 
 def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], directory: Path,
-                previous: Mapping[str, Any] | None, keep_decoded: bool, score: bool) -> dict[str, Any]:
+                previous: Mapping[str, Any] | None, keep_decoded: bool, score: bool,
+                clock: Stopwatch) -> dict[str, Any]:
     spec = job.sequence
     coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
@@ -150,15 +161,21 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
         "identity": job.identity, "hashed": HASHED, "made_by": made_by()}
     logs: list[str] = []
     try:
-        codec = cached_codec(section, job.device, job.identity["codec"])
+        built = not is_cached(section, job.device, job.identity["codec"])
+        with clock("codec_setup"):  # network construction and weight loading: once per worker and codec
+            codec = cached_codec(section, job.device, job.identity["codec"])
+        result["codec_built"] = built
         provenance = codec.provenance()
         result.update(codec_version=provenance.get("version") or codec.version(), codec_provenance=provenance,
                       random_weights=bool(provenance.get("random_weights", False)))
-        encoded = coded or codec.encode(spec, job.rate_point, directory)
+        with clock("encode"):
+            encoded = coded or codec.encode(spec, job.rate_point, directory)
         logs.append(encoded.log)
-        decoded = codec.decode(encoded.bitstream, spec, directory)
+        with clock("decode"):
+            decoded = codec.decode(encoded.bitstream, spec, directory)
         logs.append(decoded.log)
-        _check_decoded(decoded.frames_file, spec)
+        with clock("io"):
+            _check_decoded(decoded.frames_file, spec)
         _check_closed_loop(encoded, decoded)
         result.update(
             status="decoded", decoded_file=decoded.frames_file.name,
@@ -175,19 +192,39 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
 
             use_metric_modules(metrics.get("modules"))
             device = metrics_device(metrics, job.device)
-            reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
-            table = score_frames(spec.read(), reconstruction, list(metrics["names"]), device,
-                                 batch_size_for(metrics, device), label=job.label)
-            record_scores(result, table, metrics, directory, keep_decoded, device)
+            with clock("scoring"):
+                reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
+                table = score_frames(spec.read(), reconstruction, list(metrics["names"]), device,
+                                     batch_size_for(metrics, device), label=job.label)
+                record_scores(result, table, metrics, directory, keep_decoded, device)
     except Exception as exc:  # recorded in result.json: one failing job never stops the others
         logs.append(traceback.format_exc())
         log = "\n".join(part for part in logs if part)
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       log_tail="\n".join(log.strip().splitlines()[-LOG_TAIL_LINES:]))
     result["created"] = now_iso()
-    (directory / JOB_LOG).write_text("\n".join(part for part in logs if part), encoding="utf-8")
+    with clock("io"):
+        (directory / JOB_LOG).write_text("\n".join(part for part in logs if part), encoding="utf-8")
+    result["timing"] = job_timing(clock, result)
     write_json_atomic(directory / RESULT_FILE, result)
     return result
+
+
+def job_timing(clock: Stopwatch, result: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a job's wall time went (docs/costs.md): the job's wall time, the seconds of each of its
+    stages (lock_wait, codec_setup, encode, decode, scoring, io; ``other``: the rest), and within encode
+    and decode the codec's own split where it reports one (a GFVC codec: key_frame, features,
+    generation, io). EncT/DecT stay ``enc_seconds``/``dec_seconds``, the coding alone."""
+    wall = clock.elapsed()
+    seconds = clock.take()
+    timing: dict[str, Any] = {"wall_s": round(wall, 3)}
+    timing.update((f"{part}_s", value) for part, value in seconds.items())
+    timing["other_s"] = round(max(0.0, wall - sum(seconds.values())), 3)
+    for stage in ("encode", "decode"):
+        split = (result.get(f"{stage}_details") or {}).get("seconds")
+        if split:
+            timing[f"{stage}_split_s"] = dict(split)
+    return timing
 
 
 def metrics_device(metrics: Mapping[str, Any], job_device: str) -> str:

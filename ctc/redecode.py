@@ -27,6 +27,7 @@ from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, job_dir, read_result
 
 DECODED_SUFFIX = "_decoded.rgb"
+DECODED_AGAIN = "bitstream decoded again"  # a JobFrames source
 
 
 class RedecodeError(RuntimeError):
@@ -81,7 +82,7 @@ class RunFrames:
         if kept:
             frames = np.array(read_rgb444(kept[0], spec.width, spec.height, spec.frames))
             return JobFrames(frames, per_frame, "kept decoded file")
-        return JobFrames(self._decode(codec, directory, result, spec), per_frame, "bitstream decoded again")
+        return JobFrames(self._decode(codec, directory, result, spec), per_frame, DECODED_AGAIN)
 
     def _decode(self, codec_name: str, directory: Path, result: Mapping[str, Any],
                 spec: SequenceSpec) -> np.ndarray:

@@ -119,6 +119,10 @@ def _plan(args: list[str]) -> int:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         return 2
     print(describe_plans(plans))
+    from ctc.costs import describe_costs, estimate, launcher_of, load_costs
+
+    launcher = launcher_of(configs[0])
+    print(describe_costs(estimate(plans, launcher, load_costs()), launcher))
     return 0
 
 

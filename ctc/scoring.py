@@ -10,6 +10,7 @@ coding it again.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack, suppress
@@ -82,6 +83,7 @@ def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics
         if not ready:
             return []
         labels = [f"{result['codec']}/{spec.name}/{result['rate_point']}" for _, result, _ in ready]
+        started = time.perf_counter()
         try:
             versions = [read_rgb444(path, spec.width, spec.height, spec.frames) for _, _, path in ready]
             tables = score_versions(spec.read(), versions, list(metrics["names"]), device,
@@ -89,8 +91,10 @@ def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics
         except Exception as exc:  # the whole task failed (weights, memory): each job says so
             tables = [RuntimeError(f"scoring {spec.name} failed: {type(exc).__name__}: {exc}\n"
                                    f"{traceback.format_exc()}")] * len(ready)
+        share = round((time.perf_counter() - started) / len(ready), 3)  # the task's seconds per version
         results = []
         for (directory, result, _), table in zip(ready, tables, strict=True):
+            result["timing"] = {**result.get("timing", {}), "scoring_s": share}
             if isinstance(table, Exception):
                 mark_unscored(directory, result, str(table))
             else:

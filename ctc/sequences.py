@@ -157,7 +157,7 @@ def load_test_set(config: Mapping[str, Any]) -> list[SequenceSpec]:
         raise SequenceError(f"testset.frames must be a positive whole number of frames, not {limit!r}")
     build = sets[name].get("build")
     if build:
-        _build_missing_or_stale(specs, build)
+        _build_missing_or_stale(specs, build, limit if build.get("partial") else None)
     for spec in specs:
         validate_sequence(spec, limit)
     return [replace(spec, frames=min(limit, spec.frames)) if limit else spec for spec in specs]
@@ -244,14 +244,15 @@ def _select(specs: list[SequenceSpec], names: str | Iterable[str] | None,
     return [by_name[name] for name in wanted]
 
 
-def _build_missing_or_stale(specs: list[SequenceSpec], build: Mapping[str, Any]) -> None:
-    """Build the files that are missing or fail their checks (all frames) with the set's ``build`` module."""
+def _build_missing_or_stale(specs: list[SequenceSpec], build: Mapping[str, Any], frames: int | None) -> None:
+    """Build the files that are missing or fail their checks with the set's ``build`` module: all frames,
+    or (a ``partial`` set, run on its first ``frames``) those only."""
     stale = []
     for spec in specs:
         try:
-            validate_sequence(spec)
+            validate_sequence(spec, frames)
         except SequenceError:
-            stale.append(spec)
+            stale.append(spec if frames is None else replace(spec, frames=min(frames, spec.frames)))
     if stale:
         builder = importlib.import_module(build["module"])
         builder.build_sequences(stale, build)

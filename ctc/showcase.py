@@ -8,6 +8,7 @@ is listed with its reason; the others are still made.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from ctc.comparisons import (
     quality_metric,
     reference_codec,
 )
-from ctc.redecode import JobFrames, RedecodeError, RunFrames
+from ctc.redecode import DECODED_AGAIN, JobFrames, RedecodeError, RunFrames
 from ctc.visuals import RANDOM_LABEL, Label, VisualError, write_grid, write_per_frame_plot, write_video
 
 if TYPE_CHECKING:
@@ -123,7 +124,19 @@ def make_showcase(report: Report, run_dir: Path, out_dir: Path, settings: Mappin
     for sequence in sequences:
         shown += drawer.sequence([c for c in comparisons if c.sequence == sequence],
                                  points[points["sequence"] == sequence])
+    again = decoded_again(shown)
+    if again:
+        note = (f"decoded again from the bitstream (no decoded file was kept), {len(again)} version(s): "
+                f"{', '.join(again)}")
+        print(f"ctc-report: {note}", file=sys.stderr)
+        notes.append(note)
     return Showcase(shown, metric, plot_metric, reference, notes)
+
+
+def decoded_again(shown: Sequence[Shown]) -> list[str]:
+    """The versions (``sequence: panel``) whose frames the page decoded again from their bitstreams."""
+    return sorted({f"{item.comparison.sequence}: {label}" for item in shown
+                   for label, source in item.sources.items() if source == DECODED_AGAIN})
 
 
 @dataclass

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ctc.devices import limit_threads, release_freed_memory
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
+from ctc.page_frames import page_sequences, release_page_frames
 from ctc.provenance import now_iso
 from ctc.scoring import SCORE_ROLE, mark_unscored, remove_hydra_folders, restore_unscored, score_sequence
 from ctc.sequences import load_test_set
@@ -66,10 +67,11 @@ def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | Non
     except SweepConfigError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    ran, results, seen = False, [], set()
+    ran, results, seen, decoded = False, [], set(), []
     for plan, (config, arguments) in zip(plans, variants, strict=True):
         pending = pending_jobs(plan)
         _sweep(plan, config, pending, arguments, launch, batch_size, started)
+        decoded += pending
         results += sweep_results([job for job in plan.jobs if job.label not in seen], plan.run_dir)
         seen.update(job.label for job in plan.jobs)  # the anchor's jobs are every variant's
         ran = ran or bool(pending)
@@ -80,6 +82,7 @@ def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | Non
     if plan.settings.get("report", True) and "anchor" in plan.sections:
         report(plan.run_dir, plan.sections["anchor"]["name"], refresh=ran,
                page=plan.settings.get("report_page"))
+    release_page_frames(decoded, plan.run_dir, page_sequences(plan))
     if any(result.get("status") != "ok" for result in results):
         print_failures(results, plan.run_dir)
         raise SystemExit(1)
@@ -100,6 +103,7 @@ def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: S
     # decoded by an earlier sweep whose scoring did not finish: scored, not coded again
     scoring_only = {job.label for job in pending if by_sequence
                     and restore_unscored(job.directory(plan.run_dir), job.config_hash, job.sequence)}
+    for_page = page_sequences(plan)
     with tqdm(total=len(plan.jobs), initial=len(plan.jobs) - len(pending), unit="job", file=sys.stderr,
               desc=f"ctc-run {plan.run_dir.name}", dynamic_ncols=True) as progress:
         first = 0
@@ -107,13 +111,19 @@ def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: S
             coding = [job for job in planned.coding if job.label not in scoring_only]
             wave = _decoded_only(replace(planned, coding=coding), plan.run_dir)
             if wave.coding or wave.scoring:
-                _launch_wave(wave, [common + overrides for overrides in wave.overrides()], first, launch,
-                             plan.run_dir)
+                tasks = zip(wave.overrides(), wave.sequences(), strict=True)
+                _launch_wave(wave, [common + overrides + _keep_for_page(sequence, for_page)
+                                    for overrides, sequence in tasks], first, launch, plan.run_dir)
                 first += len(wave.coding) + len(wave.scoring)
             # a job is done once its sequence's scoring task had its turn (it may have failed before)
             progress.update(sum(len(task.entries) for task in planned.scoring) if by_sequence
                             else len(wave.coding))
     remove_hydra_folders(plan.run_dir)
+
+
+def _keep_for_page(sequence: str, for_page: set[str]) -> list[str]:
+    """The override that keeps a task's decoded files until the report page is written."""
+    return ["job.keep_decoded=true"] if sequence in for_page else []
 
 
 def _by_sequence(plan: SweepPlan) -> bool:
@@ -187,9 +197,10 @@ def run_task(config: DictConfig) -> dict[str, Any]:
     (spec,) = load_test_set({**settings["testset"], "sequences": [str(choice.sequence)]})
     identity = decode_identity(str(choice.identity))
     run_dir = Path(settings["results_dir"]) / str(settings["run"])
+    keep = bool(settings["keep_decoded"] or choice.get("keep_decoded"))
     if choice.role == SCORE_ROLE:
-        results = score_sequence(spec, identity["jobs"], settings["metrics"], run_dir,
-                                 bool(settings["keep_decoded"]), str(choice.device))
+        results = score_sequence(spec, identity["jobs"], settings["metrics"], run_dir, keep,
+                                 str(choice.device))
         release_freed_memory()
         return {"scored": {f"{result['codec']}/{result['rate_point']}": result["status"]
                            for result in results}}
@@ -200,7 +211,7 @@ def run_task(config: DictConfig) -> dict[str, Any]:
     job = Job(choice.role, section["name"], spec, int(choice.rate_point), identity, str(choice.device),
               metric_code(list(settings["metrics"]["names"])))
     codec_settings = {"timeout_s": settings["timeout_s"], **section}
-    return run_job(job, codec_settings, settings["metrics"], run_dir, bool(settings["keep_decoded"]),
+    return run_job(job, codec_settings, settings["metrics"], run_dir, keep,
                    score=settings.get("scoring", "sequence") == "job")
 
 

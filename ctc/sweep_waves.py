@@ -31,6 +31,10 @@ class Wave:
         coding = [job.overrides() + [f"job.threads={self.threads}"] for job in self.coding]
         return coding + [task.overrides() for task in self.scoring]
 
+    def sequences(self) -> list[str]:
+        """Each task's sequence, in the order of :meth:`overrides`."""
+        return [job.sequence.name for job in self.coding] + [task.sequence for task in self.scoring]
+
 
 def threads_per_task(cores: int, workers: int, tasks: int) -> int:
     """CPU threads for each of ``tasks`` tasks on ``workers`` workers sharing ``cores`` cores."""

@@ -35,6 +35,7 @@ from ctc.fingerprint import code_fingerprint
 from ctc.frames import write_rgb444
 from ctc.hashing import compute_digest, file_digest
 from ctc.sequences import SequenceSpec
+from ctc.stopwatch import Stopwatch
 from models import bitstream, features, gfv_stream
 from models import sei_layout as sei
 from models.base import GenerativeModel
@@ -74,6 +75,7 @@ class GfvcCodec(Codec):
     def __init__(self, config: Mapping[str, Any], device: str = "cpu",
                  model: GenerativeModel | None = None, intra_codec: IntraCodec | None = None) -> None:
         super().__init__(config, device)
+        self.clock = Stopwatch()  # the split of each encode's and decode's seconds (in their details)
         cfg = self.config
         self.check_config(cfg)
         self.feature_coding = self._choice("feature_coding", "ae", features.FEATURE_CODINGS)
@@ -234,10 +236,14 @@ class GfvcCodec(Codec):
         (bit-identical to the decoder's output)."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        encoded = self.encode_frames(np.asarray(sequence.read()), rate_point, workdir, sequence.fps)
+        self.clock.take()
+        with self.clock("io"):
+            original = np.asarray(sequence.read())
+        encoded = self.encode_frames(original, rate_point, workdir, sequence.fps)
         stem = f"{sequence.name}_qp{rate_point}"
         path = workdir / f"{stem}{gfv_stream.SUFFIX if self.feature_coding == 'sei' else '.gfvc'}"
-        path.write_bytes(self.pack(encoded.stream))
+        with self.clock("io"):
+            path.write_bytes(self.pack(encoded.stream))
         seconds = encoded.seconds
         parts = self.bit_parts(encoded.stream)
         positions = encoded.stream.key_frame_positions
@@ -252,6 +258,7 @@ class GfvcCodec(Codec):
             details["reconstruction_md5"] = compute_digest(reconstruction)
         if encoded.sei_payload_bits is not None:
             details["sei_payload_bits"] = encoded.sei_payload_bits
+        details["seconds"] = self.clock.take()
         return EncodeResult(bitstream=path, bits=parts, seconds=seconds, details=details,
                             log=f"{self.version()}\nbits per part: {parts}\n{details}")
 
@@ -259,8 +266,11 @@ class GfvcCodec(Codec):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        self.clock.take()
         source = str(bitstream_path)
-        stream = self.parse(Path(bitstream_path).read_bytes(), source, sequence.width, sequence.height)
+        with self.clock("io"):
+            data = Path(bitstream_path).read_bytes()
+        stream = self.parse(data, source, sequence.width, sequence.height)
         declared = (stream.frame_count, stream.height, stream.width)
         if declared != (sequence.frames, sequence.height, sequence.width):
             raise CodecError(f"{bitstream_path}: holds {stream.frame_count} frames of {stream.width}x"
@@ -268,9 +278,10 @@ class GfvcCodec(Codec):
                              f"{sequence.width}x{sequence.height}")
         frames = self.decode_stream(stream, workdir, source)
         out = workdir / f"{sequence.name}_decoded.rgb"
-        write_rgb444(out, frames)
+        with self.clock("io"):
+            write_rgb444(out, frames)
         return DecodeResult(frames_file=out, seconds=time.perf_counter() - start,
-                            details={"output_md5": compute_digest(out)})
+                            details={"output_md5": compute_digest(out), "seconds": self.clock.take()})
 
     # -- the pipeline -------------------------------------------------------------------------
     def encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float = 25.0) -> Encoded:
@@ -289,8 +300,10 @@ class GfvcCodec(Codec):
         gops: list[GopCode] = []
         start = 0
         while start < count:
-            key_frames[start] = self.intra.encode_picture(np.ascontiguousarray(frames[start]), qp, workdir)
-            key_frame = self.intra.decode_picture(key_frames[start], width, height, workdir)
+            with self.clock("key_frame"):
+                picture = np.ascontiguousarray(frames[start])
+                key_frames[start] = self.intra.encode_picture(picture, qp, workdir)
+                key_frame = self.intra.decode_picture(key_frames[start], width, height, workdir)
             end = self.key_frames.gop_end(start, count)
             gop = self.code_gop(frames[start:end], key_frame, start, context)
             if self.key_frames.refresh_threshold is not None and len(gop) > 1:
@@ -372,8 +385,9 @@ class GfvcCodec(Codec):
             context = self.decode_context(stream, Path(workdir), source)
             out = np.empty((stream.frame_count, 3, stream.height, stream.width), np.uint8)
             for start, end in stream.gops():
-                key_frame = self.intra.decode_picture(stream.key_frames[start], stream.width, stream.height,
-                                                      Path(workdir))
+                with self.clock("key_frame"):
+                    key_frame = self.intra.decode_picture(stream.key_frames[start], stream.width,
+                                                          stream.height, Path(workdir))
                 recon = features.decode(stream.payloads[start:end], self.reference_features(key_frame),
                                         self.feature_coding, self.q_step, self.sei_layout, source, start)
                 layers = {name: payloads[start:end] for name, payloads in stream.frame_layers.items()}
@@ -404,7 +418,8 @@ class GfvcCodec(Codec):
             for first in range(0, len(gop.features), self.batch_size):
                 chunk = torch.from_numpy(gop.features[first:first + self.batch_size]).float().to(self.device)
                 indices = range(start + 1 + first, start + 1 + first + len(chunk))
-                frames = self.generate(key, reference, chunk, indices, context)
+                with self.clock("generation"):
+                    frames = self.generate(key, reference, chunk, indices, context)
                 out[1 + first:1 + first + len(chunk)] = to_uint8(frames, self.output_rounding)
         return out
 
@@ -423,7 +438,7 @@ class GfvcCodec(Codec):
     def _features(self, frames: np.ndarray) -> np.ndarray:
         """Features ``(B, D)`` float64 (exact float32 values), extracted in batches."""
         chunks = [np.zeros((0, self.model.feature_size))]
-        with torch.inference_mode():
+        with torch.inference_mode(), self.clock("features"):
             for start in range(0, len(frames), self.batch_size):
                 chunk = self.model.extract_features(self._to_tensor(frames[start:start + self.batch_size]))
                 chunks.append(chunk.detach().float().cpu().numpy().astype(np.float64))

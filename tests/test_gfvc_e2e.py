@@ -37,6 +37,16 @@ def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, c
     assert math.isfinite(result["metrics"]["psnr"]) and result["metrics"]["psnr"] > 10
     by_mode = result["encode_details"]["feature_bits_by_mode"]
     assert by_mode["ae"] == bits["parts"]["features"] and by_mode["sei"] > 0
+    # where the job's time went: its stages within its wall time, the codec's split within EncT/DecT
+    timing = result["timing"]
+    stages = ("lock_wait_s", "codec_setup_s", "encode_s", "decode_s", "io_s", "other_s")
+    assert result["codec_built"] is True and timing["codec_setup_s"] > 0 and timing["scoring_s"] > 0
+    assert sum(timing[stage] for stage in stages) == pytest.approx(timing["wall_s"], abs=0.01)
+    assert timing["encode_s"] >= result["enc_seconds"] and timing["decode_s"] >= result["dec_seconds"]
+    encode, decode = timing["encode_split_s"], timing["decode_split_s"]
+    assert {"key_frame", "features", "io"} <= set(encode) and {"key_frame", "generation"} <= set(decode)
+    assert sum(encode.values()) - encode["io"] <= result["enc_seconds"] + 0.01  # EncT: no file IO
+    assert sum(decode.values()) <= result["dec_seconds"] + 0.01
     err = capfd.readouterr().err
     assert err.count("cfte runs with RANDOM weights") == 1  # one WARNING line, however many frames
 

@@ -127,7 +127,8 @@ def test_md5_is_remembered_by_size_and_mtime(tmp_path):
 
 
 def test_unknown_test_set_and_sequence_list_the_known_ones(tmp_path):
-    with pytest.raises(SequenceError, match="unknown test set 'nope'; known test sets: ctc, demo, faces"):
+    with pytest.raises(SequenceError,
+                       match="unknown test set 'nope'; known test sets: ctc, demo, rehearsal, faces"):
         load_test_set({"name": "nope"})
     with pytest.raises(SequenceError, match=r"unknown sequence VOXCELEB_016 in test set ctc; known "
                                             r"sequences: VOXCELEB_001, .*, CFVQA_015$"):
@@ -140,7 +141,7 @@ def test_unknown_test_set_and_sequence_list_the_known_ones(tmp_path):
 
 def test_each_set_file_name_fits_the_template_and_the_faces_keep_their_own_rates():
     sets = read_test_sets()
-    assert set(sets) == {"ctc", "demo", "faces"}
+    assert set(sets) == {"ctc", "demo", "rehearsal", "faces"}
     faces = {spec.name: (spec.fps, spec.frames) for spec in declared_specs("faces")}
     assert faces == {"FACES_00": (30, 265), "FACES_04": (30, 211), "FACES_08": (35, 150),
                      "FACES_10": (30, 444), "FACES_10B": (30, 270)}

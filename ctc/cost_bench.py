@@ -1,0 +1,81 @@
+"""``make bench``'s job costs: where a job's time goes, per codec type, and the per-frame costs that
+``ctc-run --plan`` estimates with (written to ``<cache>/bench/costs.yaml``, :mod:`ctc.costs`).
+
+Each codec codes one demo sequence at two rate points in one ``ctc-run`` process (``launcher=basic``,
+one worker: what a worker of a sweep does, codec built once for both jobs).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctc.bench import Figure
+from ctc.costs import measured_costs_path
+from ctc.provenance import now_iso
+from ctc.store import read_result
+
+FRAMES = 8
+CODECS = {  # codec -> its overrides: one of each type (plain binary, library, GFVC on random weights)
+    "x265": ["codec=x265", "codec.rate_points=[32,42]"],
+    "vvenc": ["codec=vvenc", "codec.rate_points=[32,42]"],
+    "cfte": ["codec=cfte", "codec.rate_points=[32,42]", "picture_codec@codec.intra=vvenc"],
+}
+PARTS = ("lock_wait_s", "codec_setup_s", "encode_s", "decode_s", "io_s", "other_s")
+
+
+def bench_job_split() -> list[Figure]:
+    """Per codec: each part of a job's wall time per frame, the codec's own split of EncT/DecT, the
+    harness outside the jobs (process start, configuration, plan, scoring); writes the CPU seconds per
+    frame to the cache for ``--plan``."""
+    figures, measured = [], {}
+    for codec, overrides in CODECS.items():
+        with tempfile.TemporaryDirectory() as folder:
+            args = [*overrides, "anchor=none", "testset=demo", f"testset.frames={FRAMES}",
+                    "testset.sequences=[DEMO_001]", "metrics=psnr", "launcher=basic", "report=false",
+                    f"results_dir={folder}", "run=bench"]
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "ctc.runner", *args], capture_output=True, text=True,
+                                  check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            wall = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise RuntimeError(f"ctc-run {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+            results = [read_result(path.parent) for path in Path(folder).glob("bench/*/*/*/result.json")]
+        frames = sum(int(result["frames"]) for result in results)
+        coding = sum(result["timing"]["encode_s"] + result["timing"]["decode_s"] for result in results)
+        measured[codec] = {"cpu_s": round(coding / frames, 4), "frames_per_job": FRAMES,
+                           "measured": now_iso(),
+                           "note": "encode + decode seconds per frame, one worker (its threads: cores / 2)"}
+        figures += _split(codec, results, frames, wall)
+    path = measured_costs_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    path.write_text(yaml.safe_dump({"coding": {**(old.get("coding") or {}), **measured}}, sort_keys=False),
+                    encoding="utf-8")
+    return figures
+
+
+def _split(codec: str, results: list[dict[str, Any]], frames: int, wall: float) -> list[Figure]:
+    note = f"{len(results)} jobs of {FRAMES} frames, one worker"
+    figures = []
+    for part in PARTS:
+        seconds = sum(float(result["timing"].get(part, 0.0)) for result in results)
+        figures.append(Figure(f"{codec} job: {part[:-2]} per frame", seconds / frames, "s", note=note))
+    for stage in ("encode", "decode"):
+        split: dict[str, float] = {}
+        for result in results:
+            for part, seconds in (result["timing"].get(f"{stage}_split_s") or {}).items():
+                split[part] = split.get(part, 0.0) + seconds
+        figures += [Figure(f"{codec} {stage}: {part} per frame", seconds / frames, "s", note=note)
+                    for part, seconds in split.items()]
+    in_jobs = sum(float(result["timing"]["wall_s"]) for result in results)
+    figures.append(Figure(f"{codec}: harness outside the jobs", wall - in_jobs, "s",
+                          note="process start, configuration, plan, scoring tasks, summary"))
+    return figures

@@ -1,0 +1,98 @@
+"""``ctc-run --plan`` writes nothing, and the jobs it counts are the jobs the run then does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from test_runner import run_dir_of, tiny  # noqa: F401  (the fixture)
+
+from ctc.costs import load_costs, measured_costs_path
+from ctc.runner import main
+
+PLAN_LINE = re.compile(r"^(\S+): (\d+) to code, (\d+) to score only, (\d+) reused$", re.MULTILINE)
+
+
+def plan(overrides: list[str], capsys) -> dict[str, tuple[int, int, int]]:
+    """Per codec: (to code, to score only, reused), as ``--plan`` prints them."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([*overrides, "--plan"])
+    assert stop.value.code == 0
+    return {codec: tuple(map(int, counts)) for codec, *counts in PLAN_LINE.findall(capsys.readouterr().out)}
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every file and folder under ``root`` with its modification time."""
+    return {str(path): path.stat().st_mtime_ns for path in root.rglob("*")} if root.exists() else {}
+
+
+def done(run_dir: Path, before: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Per codec, what the run did: (bitstreams written, results written)."""
+    counts: dict[str, list[int]] = {}
+    for result in run_dir.glob("*/*/*/result.json"):
+        codec = counts.setdefault(result.parents[2].name, [0, 0])
+        stream = result.parent / "stream.bin"
+        codec[0] += before.get(str(stream)) != stream.stat().st_mtime_ns
+        codec[1] += before.get(str(result)) != result.stat().st_mtime_ns
+    return {codec: (coded, written) for codec, (coded, written) in counts.items()}
+
+
+def test_the_plan_writes_nothing_and_counts_what_the_run_does(tiny, capsys):  # noqa: F811
+    sweep = [*tiny, "launcher=basic"]
+    run_dir = run_dir_of(tiny)
+    results = run_dir.parent
+    assert plan(sweep, capsys) == {"fake": (6, 0, 0), "fake_anchor": (6, 0, 0)}
+    assert not results.exists()  # nothing written, not even the run folder
+    main(sweep)
+    assert done(run_dir, {}) == {"fake": (6, 6), "fake_anchor": (6, 6)}
+
+    (run_dir / "fake/SEQ_C/1/result.json").unlink()  # one job to code again
+    before = tree(results)
+    assert plan(sweep, capsys) == {"fake": (1, 0, 5), "fake_anchor": (0, 0, 6)}
+    assert tree(results) == before
+    main(sweep)
+    assert done(run_dir, before) == {"fake": (1, 1), "fake_anchor": (0, 0)}
+
+    rescored = [*sweep, "metrics.names=[psnr,psnr_y]"]  # a new metric: every job scored, none coded
+    before = tree(results)
+    assert plan(rescored, capsys) == {"fake": (0, 6, 0), "fake_anchor": (0, 6, 0)}
+    assert tree(results) == before
+    main(rescored)
+    assert done(run_dir, before) == {"fake": (0, 6), "fake_anchor": (0, 6)}
+
+
+def test_the_estimate_takes_the_costs_bench_measured_over_the_defaults(tiny, tmp_path, monkeypatch,  # noqa: F811
+                                                                     capsys):
+    monkeypatch.setenv("GFVC_CACHE", str(tmp_path / "cache"))
+    sweep = [*tiny, "launcher=basic", "jobs=1"]
+    costs = load_costs()  # ctc/conf/costs.yaml's: nothing measured in this cache
+    overhead = costs["job_overhead_s"]
+    lines = _estimate(sweep, capsys)
+    # 6 jobs of 4 frames at the default cost per frame, each with the overhead of a job, one worker
+    assert _cpu_hours(lines["coding fake"]) == round(6 * (4 * costs["coding"]["default"]["cpu_s"] + overhead)
+                                                     / 3600, 3)
+    assert lines["coding fake"].endswith("(6 jobs, default cost)")
+    measured = measured_costs_path()
+    measured.parent.mkdir(parents=True)
+    measured.write_text("coding:\n  fake: {cpu_s: 10.0}\n")
+    lines = _estimate(sweep, capsys)
+    seconds = 6 * (4 * 10.0 + overhead)
+    assert _cpu_hours(lines["coding fake"]) == round(seconds / 3600, 3)
+    assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["coding fake"]
+    assert lines["coding fake"].endswith(f"(6 jobs, measured {measured} cost)")
+    assert "coding fake_anchor" in lines and "scoring" in lines and "report" not in lines  # report=false
+
+
+def _cpu_hours(line: str) -> float:
+    return float(line.split(" h CPU", 1)[0])
+
+
+def _estimate(overrides: list[str], capsys) -> dict[str, str]:
+    """The estimate's lines by stage."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*overrides, "--plan"])
+    out = capsys.readouterr().out.split("estimated cost on ", 1)[1]
+    return dict(line.strip().split(": ", 1) for line in out.splitlines()[1:])

@@ -62,3 +62,13 @@ def test_dac_family_complexity_counts_their_extra_networks(shared: Path) -> None
     assert macs["dac"]["decoder"] < macs["hdac"]["decoder"]
     assert macs["rdac"]["encoder"] > macs["rdac"]["decoder"] > macs["dac"]["decoder"]
     assert result["rdac"]["parameters"]["generator.sdc"] == result["rdac"]["parameters"]["generator.tdc"]
+
+
+def test_macs_per_pixel_of_a_network_counted_by_hand() -> None:
+    """Protects the per-pixel division (one pixel is one position of the frame, not one sample of its
+    three colour planes): ThreeConvModel's convolutions cost 6, 12 and 108 MACs at every pixel."""
+    config = {"module": "model_helpers", "class": "ThreeConvModel"}
+    result = model_complexity("three-conv", config, size=16)
+    assert result["macs_per_pixel"] == {"encoder": 6.0, "decoder": 12.0, "key_frame": 108.0}
+    assert result["parameters"] == {"features": 6, "reference": 108, "generator": 12}
+    assert result["frame_size"] == [16, 16]

@@ -19,9 +19,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections import Counter
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tests" / "mutants.toml"
@@ -74,8 +75,9 @@ def statuses(work: Path) -> dict[str, str]:
 
 def changed_lines(diff: str) -> tuple[str, str]:
     """The original and the mutated line of a mutant's diff, stripped."""
-    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    lines = diff.splitlines()
+    removed = [line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")]
     return " / ".join(removed), " / ".join(added)
 
 
@@ -97,7 +99,8 @@ def run_module(module: str, tests: list[str], jobs: int, equivalents: list[dict[
     (work / "mutmut-run.log").write_text(log, encoding="utf-8")
     verdicts = statuses(work)
     if not verdicts:
-        raise SystemExit(f"mutmut made no mutants of {module}; its log: {work / 'mutmut-run.log'}\n{log[-3000:]}")
+        raise SystemExit(f"mutmut made no mutants of {module}; its log, {work / 'mutmut-run.log'}, ends:\n"
+                         f"{log[-3000:]}")
     survivors, equivalent = [], []
     for name, status in sorted(verdicts.items()):
         if status in DETECTED:

@@ -45,14 +45,15 @@ def scratch_copy(module: str) -> Path:
     return work
 
 
-def configure(work: Path, module: str, tests: list[str]) -> None:
-    """mutmut's settings in the copy's pyproject.toml: this module only, these tests only."""
+def configure(work: Path, module: str, tests: list[str], skip_lines: list[str]) -> None:
+    """mutmut's settings in the copy's pyproject.toml: this module only, these tests only, no mutants in
+    the statements whose first line matches one of ``skip_lines``."""
     package = module.split("/")[0]
     others = sorted(p.name for p in work.iterdir() if p.name not in (package, "pyproject.toml", "setup.cfg",
                                                                       "tests"))
     section = {"source_paths": [package], "only_mutate": [module],
                "pytest_add_cli_args_test_selection": tests, "pytest_add_cli_args": ["-p", "no:cacheprovider"],
-               "also_copy": others}
+               "also_copy": others, "do_not_mutate_patterns": skip_lines}
     lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in section.items()]
     with open(work / "pyproject.toml", "a", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")
@@ -109,9 +110,9 @@ def is_equivalent(entry: dict[str, str], module: str, function: str, original: s
         module, function, original, mutated)
 
 
-def run_module(module: str, tests: list[str], jobs: int, equivalents: list[dict[str, str]]) -> dict:
+def run_module(module: str, settings: dict, jobs: int, equivalents: list[dict[str, str]]) -> dict:
     work = scratch_copy(module)
-    configure(work, module, tests)
+    configure(work, module, settings["modules"][module]["tests"], settings.get("skip_lines", []))
     log = mutmut(work, "run", "--max-children", str(jobs))
     (work / "mutmut-run.log").write_text(log, encoding="utf-8")
     verdicts = statuses(work)
@@ -153,7 +154,8 @@ def write_report(results: list[dict]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    modules = tomllib.loads(CONFIG.read_text(encoding="utf-8"))["modules"]
+    settings = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
+    modules = settings["modules"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {CONFIG.name})")
     parser.add_argument("--jobs", type=int, default=2, help="mutants checked at once (default 2)")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for module in args.modules or list(modules):
         print(f"mutating {module} against {' '.join(modules[module]['tests'])}", flush=True)
-        results.append(run_module(module, modules[module]["tests"], args.jobs, equivalents))
+        results.append(run_module(module, settings, args.jobs, equivalents))
         r = results[-1]
         print(f"  {r['total']} mutants: {r['killed']} killed, {r['equivalent']} equivalent, "
               f"{r['survived']} surviving; score {r['score']:.1%}", flush=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ctc.bd import BDResult, bd_rate, main
+from ctc.bd import BDResult, bd_rate, compare_csv, main, quality_label, registered_lower_is_better
 
 RATES = np.array([100.0, 200.0, 400.0, 800.0])
 PSNR = np.array([30.0, 33.0, 36.0, 39.0])  # 3 dB per doubling of the rate: a line in log(rate)
@@ -171,6 +172,38 @@ def test_bad_curves_get_a_status_and_reason(anchor, test, status, words):
     assert words in result.reason
     assert math.isnan(result.bd_rate)
     assert not result.has_bd_rate
+    if status in ("invalid_input", "too_few_points", "duplicate_rates"):  # nothing computed at all
+        assert all(math.isnan(value) for value in (result.bd_quality, result.overlap, result.rate_overlap))
+    elif status == "non_monotonic":  # the same rates: BD-quality still integrates over them
+        assert math.isnan(result.overlap) and result.rate_overlap == 1.0
+    else:
+        assert result.overlap == 0 and result.rate_overlap == 0 and math.isnan(result.bd_quality)
+
+
+def test_the_first_non_rising_point_is_named():
+    result = bd_rate(RATES, PSNR, RATES, [30, 34, 33, 39])
+    assert result.reason == ("test quality does not rise with rate: 34 at 200, 33 at 400; "
+                             "BD-rate needs a rising curve")
+
+
+def test_rates_below_one_are_rates():
+    """Rates in Mbit/s (below 1) are as good as kbit/s: only a rate <= 0 is refused."""
+    result = bd_rate(RATES / 1000, PSNR, RATES / 2000, PSNR)
+    assert result.status == "ok" and result.bd_rate == pytest.approx(-50.0, abs=1e-9)
+
+
+def test_integer_inputs_give_the_float_results():
+    assert bd_rate([100, 200, 400, 800], [30, 33, 36, 39], [50, 100, 200, 400], [30, 33, 36, 39]) == \
+        bd_rate(RATES, PSNR, RATES / 2, PSNR)
+
+
+def test_an_overlap_of_exactly_the_threshold_is_enough():
+    shifted = bd_rate(RATES, PSNR, RATES, PSNR + 1.5)
+    assert shifted.status == "partial_overlap"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the overlap is reported in the result, never warned about
+        at_threshold = bd_rate(RATES, PSNR, RATES, PSNR + 1.5, min_overlap=shifted.overlap)
+    assert at_threshold.status == "ok" and at_threshold.bd_rate == shifted.bd_rate
 
 
 def test_non_monotonic_curve_still_gets_bd_quality():
@@ -183,13 +216,15 @@ def test_non_monotonic_curve_still_gets_bd_quality():
 
 
 def test_no_rate_overlap_is_explained():
-    result = bd_rate(RATES, PSNR, RATES * 8, PSNR + 5)  # quality ranges overlap, rates do not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing integrated over an empty range (the package would warn)
+        result = bd_rate(RATES, PSNR, RATES * 8, PSNR + 5)  # quality ranges overlap, rates do not
     assert result.has_bd_rate
     assert math.isnan(result.bd_quality) and result.rate_overlap == 0
 
 
 def test_caller_errors_raise():
-    with pytest.raises(ValueError, match="unknown BD method 'akima'"):
+    with pytest.raises(ValueError, match="unknown BD method 'akima'; expected one of pchip, cubic"):
         bd_rate(RATES, PSNR, RATES, PSNR, method="akima")
     with pytest.raises(ValueError, match="anchor curve has 4 rates but 3 quality values"):
         bd_rate(RATES, PSNR[:3], RATES, PSNR)
@@ -245,8 +280,9 @@ def test_cli_marks_bad_curves_and_takes_the_method(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("columns", "message"), [
-    ({"rate": RATES, "psnr": PSNR}, "expected a 'kbps' column"),
-    ({"kbps": RATES, "psnr": ["a", "b", "c", "d"]}, "column 'psnr' is not numeric"),
+    ({"rate": RATES, "psnr": PSNR}, "expected a 'kbps' column (one row per rate point); found rate, psnr"),
+    ({"kbps": RATES, "psnr": ["a", "b", "c", "d"]},
+     "column 'psnr' is not numeric; expected kbps and one column per metric"),
     ({"kbps": RATES, "ssim": PSNR}, "no column for metric 'psnr'"),
 ])
 def test_cli_rejects_bad_files_with_one_message(tmp_path, capsys, columns, message):
@@ -262,3 +298,36 @@ def test_cli_names_a_missing_file(tmp_path, capsys):
     anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
     assert main([str(anchor), str(tmp_path / "absent.csv")]) == 2
     assert "absent.csv: cannot read as CSV" in capsys.readouterr().err
+
+
+def test_compare_csv_defaults_and_names(tmp_path):
+    """Called as a library: pchip by default, the given method and directions used, the files named."""
+    falling = [0.3, 0.2, 0.1, 0.05]
+    anchor = _write_curve(tmp_path / "anchor.csv", CURVED_ANCHOR[0], psnr=CURVED_ANCHOR[1], dists=falling)
+    test = _write_curve(tmp_path / "test.csv", CURVED_TEST[0], psnr=CURVED_TEST[1], dists=falling)
+    report = compare_csv(anchor, test, lower_is_better=[])
+    assert (report["anchor"], report["test"], report["method"]) == (str(anchor), str(test), "pchip")
+    assert report["metrics"]["psnr"]["bd_rate"] == bd_rate(*CURVED_ANCHOR, *CURVED_TEST).bd_rate
+    assert report["metrics"]["dists"]["direction"] == "higher_is_better"  # as asked, not as registered
+    assert report["metrics"]["dists"]["status"] == "non_monotonic"
+    cubic = compare_csv(anchor, test, method="cubic", lower_is_better=["dists"])
+    expected = bd_rate(*CURVED_ANCHOR, *CURVED_TEST, method="cubic").bd_rate
+    assert cubic["metrics"]["psnr"]["bd_rate"] == expected
+    assert cubic["metrics"]["dists"]["bd_quality_of"] == "1 - dists"
+    assert cubic["metrics"]["psnr"]["bd_quality_of"] == quality_label("psnr", False) == "psnr"
+    lonely = _write_curve(tmp_path / "lonely.csv", CURVED_TEST[0], vmaf=CURVED_TEST[1])
+    with pytest.raises(ValueError, match=f"{anchor} and {lonely} share no metric column besides kbps"):
+        compare_csv(anchor, lonely)
+
+
+def test_registered_directions_skip_unknown_names():
+    assert registered_lower_is_better(["no_such_metric", "dists", "psnr"]) == {"dists"}
+
+
+def test_cli_prints_indented_json_and_takes_the_directions_asked(tmp_path, capsys):
+    anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
+    test = _write_curve(tmp_path / "test.csv", RATES / 2, psnr=PSNR)
+    assert main([str(anchor), str(test), "--lower-is-better", "psnr"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith('{\n  "anchor": ')
+    assert json.loads(printed)["metrics"]["psnr"]["direction"] == "lower_is_better"

@@ -339,3 +339,21 @@ def test_results_of_another_setup_never_count_as_this_sweeps(tiny, monkeypatch, 
     table = load_results(run_dir)
     assert (table.status == "failed").all()  # a stale result is not left to look like this setup's
     assert "made by another setup (stale)" in read_result(run_dir / "fake/SEQ_A/1")["error"]
+
+
+def test_keep_decoded_keeps_the_real_decoders_output_that_was_scored(tiny, tmp_path):
+    """keep_decoded=true: each job's decoded RGB file stays next to its result, and it is what was scored
+    (its PSNR against the source, by the formula, is the recorded one)."""
+    overrides = [("codec=x265" if o == "codec=fake" else o) for o in tiny]
+    main([*overrides, "launcher=basic", "anchor=none", "testset.sequences=[SEQ_A]",
+          "codec.rate_points=[30,40]", "keep_decoded=true"])
+    original = np.fromfile(tmp_path / "seqs" / "SEQ_A.rgb", np.uint8)  # the tiny fixture's
+    original = original.reshape(FRAMES, 3, HEIGHT, WIDTH).astype(np.float64)
+    for qp in (30, 40):
+        result = read_result(run_dir_of(tiny) / "x265" / "SEQ_A" / str(qp))
+        decoded = run_dir_of(tiny) / "x265" / "SEQ_A" / str(qp) / result["decoded_file"]
+        assert result["status"] == "ok" and decoded.is_file()
+        frames = np.fromfile(decoded, np.uint8).reshape(FRAMES, 3, HEIGHT, WIDTH)
+        mse = ((original - frames) ** 2).mean(axis=(2, 3))
+        expected = float((10 * np.log10(255.0**2 / mse)).mean(axis=1).mean())
+        assert result["metrics"]["psnr"] == pytest.approx(expected, abs=1e-9)

@@ -72,3 +72,23 @@ def test_macs_per_pixel_of_a_network_counted_by_hand() -> None:
     assert result["macs_per_pixel"] == {"encoder": 6.0, "decoder": 12.0, "key_frame": 108.0}
     assert result["parameters"] == {"features": 6, "reference": 108, "generator": 12}
     assert result["frame_size"] == [16, 16]
+
+
+def test_command_prints_and_records_the_figures_of_a_users_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """ctc-complexity on a model config of the user's own (ThreeConvModel): kMAC = MAC / 1000."""
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "three.yaml").write_text("module: model_helpers\nclass: ThreeConvModel\n")
+    record = tmp_path / "out" / "complexity.json"
+    assert main(["three", "--config-dir", str(tmp_path / "conf"), "--size", "16", "--json", str(record)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "three: parameters",
+        f"  {'features':<40} {6:>14,}", f"  {'reference':<40} {108:>14,}", f"  {'generator':<40} {12:>14,}",
+        "three: kMAC per pixel at 16x16",
+        f"  {'encoder':<40} {'0.01':>14}", f"  {'decoder':<40} {'0.01':>14}",
+        f"  {'key_frame':<40} {'0.11':>14}"]
+    assert json.loads(record.read_text()) == [{
+        "model": "three", "frame_size": [16, 16],
+        "parameters": {"features": 6, "reference": 108, "generator": 12},
+        "macs_per_pixel": {"encoder": 6.0, "decoder": 12.0, "key_frame": 108.0}}]

@@ -32,6 +32,7 @@ def test_half_the_rate_gives_minus_fifty_percent(method):
     result = bd_rate(RATES, curved, RATES / 2, curved, method=method)
     assert result.bd_rate == pytest.approx(-50.0, abs=1e-9)
     assert result.status == "ok"
+    assert result.rate_overlap == pytest.approx(0.5)  # shared 100..400 of 50..800 kbps, in log rate
 
 
 def test_shifted_curve_gives_the_known_value():
@@ -184,6 +185,15 @@ def test_the_first_non_rising_point_is_named():
     result = bd_rate(RATES, PSNR, RATES, [30, 34, 33, 39])
     assert result.reason == ("test quality does not rise with rate: 34 at 200, 33 at 400; "
                              "BD-rate needs a rising curve")
+
+
+@pytest.mark.parametrize("which", ["rate", "quality"])
+def test_a_missing_value_as_none_is_invalid_input_not_an_error(which):
+    """``bd_rate`` never raises for bad data: None (a missing value from JSON) is NaN."""
+    rates, quality = [100, 200, None, 800] if which == "rate" else RATES, \
+        [30, None, 36, 39] if which == "quality" else PSNR
+    result = bd_rate(RATES, PSNR, rates, quality)
+    assert result.status == "invalid_input" and "missing (NaN)" in result.reason
 
 
 def test_rates_below_one_are_rates():

@@ -59,8 +59,15 @@ def configure(work: Path, module: str, tests: list[str], skip_lines: list[str]) 
         file.write("\n".join(lines) + "\n")
 
 
+def environment() -> dict[str, str]:
+    """Without PYTHONPATH (the mutants come first); one OpenMP thread: mutmut forks a worker per mutant, and
+    an OpenMP pool (torch's) does not survive a fork: the worker would hang until its timeout."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def mutmut(work: Path, *args: str) -> str:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # the mutants come first
+    env = environment()
     done = subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env, text=True,
                           capture_output=True, check=False)
     if done.returncode != 0 and args[0] != "run":
@@ -83,7 +90,7 @@ print(json.dumps({name: get_diff_for_mutant(name, path=find_mutant(name).path) f
 
 
 def diffs(work: Path, names: list[str]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env = environment()
     done = subprocess.run([sys.executable, "-c", DIFFS], cwd=work, env=env, input=json.dumps(names),
                           text=True, capture_output=True, check=False)
     if done.returncode == 0:
@@ -132,16 +139,18 @@ def run_module(module: str, settings: dict, jobs: int, equivalents: list[dict[st
     counts = Counter(verdicts.values())
     killed = sum(counts[s] for s in DETECTED)
     score = killed / max(len(verdicts) - len(equivalent), 1)
-    return {"module": module, "total": len(verdicts), "killed": killed, "equivalent": len(equivalent),
+    return {"module": module, "total": len(verdicts), "killed": killed, "timeouts": counts["timeout"],
+            "equivalent": len(equivalent),
             "survived": len(survivors), "score": score, "statuses": dict(counts), "survivors": survivors}
 
 
 def write_report(results: list[dict]) -> Path:
     lines = ["# Mutation testing (`make mutants`)", "",
              "score = killed / (total - reviewed equivalent); equivalents: tests/mutants_equivalent.toml", "",
-             "| module | mutants | killed | equivalent | surviving | score |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['module']} | {r['total']} | {r['killed']} | {r['equivalent']} | {r['survived']} | "
-              f"{r['score']:.1%} |" for r in results]
+             "| module | mutants | killed (of which timeouts) | equivalent | surviving | score |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['module']} | {r['total']} | {r['killed']} ({r['timeouts']}) | {r['equivalent']} | "
+              f"{r['survived']} | {r['score']:.1%} |" for r in results]
     for result in results:
         for survivor in result["survivors"]:
             lines += ["", f"## {result['module']}: {survivor['name']} ({survivor['status']})", "",
@@ -169,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutating {module} against {' '.join(modules[module]['tests'])}", flush=True)
         results.append(run_module(module, settings, args.jobs, equivalents))
         r = results[-1]
-        print(f"  {r['total']} mutants: {r['killed']} killed, {r['equivalent']} equivalent, "
-              f"{r['survived']} surviving; score {r['score']:.1%}", flush=True)
+        print(f"  {r['total']} mutants: {r['killed']} killed ({r['timeouts']} by timeout), "
+              f"{r['equivalent']} equivalent, {r['survived']} surviving; score {r['score']:.1%}", flush=True)
     print(f"report: {write_report(results)}")
     return 0
 

@@ -86,7 +86,8 @@ def golden_fixtures(model: str) -> tuple[Any, Any, Any]:
 class ThreeConvModel(GenerativeModel):
     """A model of three bias-free convolutions whose MACs per pixel are known by hand (for
     ``ctc-complexity``): features 1x1 conv 3 -> 2 channels (3*2 = 6 MAC/pixel), reference 3x3 conv
-    3 -> 4 (3*4*9 = 108), generation 1x1 conv 4 -> 3 (4*3 = 12); pooling and clamping are not counted."""
+    3 -> 4 (3*4*9 = 108), generation 1x1 conv 4 -> 3 (4*3 = 12); its decoder also takes the frame's
+    features (as HDAC's base layer): 12 + 6 = 18. Pooling and clamping are not counted."""
 
     name = "three-conv"
     feature_size = 2
@@ -113,3 +114,15 @@ class ThreeConvModel(GenerativeModel):
     def generate(self, key_frame: torch.Tensor, reference: torch.Tensor,
                  features: torch.Tensor) -> torch.Tensor:
         return self.generator(reference).clamp(0, 1)
+
+    def decoder_pass(self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor,
+                     frame: torch.Tensor) -> torch.Tensor:
+        return self.generate(key_frame, reference, features + self.extract_features(frame))
+
+
+class ThreeConvModelWithoutNetworks(ThreeConvModel):
+    """ThreeConvModel listing no torch sub-networks (as a model of the user's own may): no parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        del self.networks

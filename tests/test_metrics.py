@@ -41,6 +41,11 @@ def test_the_ctc_set_and_directions() -> None:
     assert lower_is_better == {"dists", "lpips", "lpips_alex"}
     assert "(6·MSE_Y + MSE_U + MSE_V) / 8" in info["psnr_yuv"]["description"]
     assert info["psnr"]["unit"] == "dB"
+    # what result.json records of each plane's PSNR (the plane named in capitals, the conversion)
+    for plane in "yuv":
+        assert info[f"psnr_{plane}"]["description"] == (
+            f"PSNR of the {plane.upper()} plane of YUV 4:2:0 (BT.601 as OpenCV's RGB2YUV_I420 converts), "
+            "capped at 100 dB")
 
 
 def test_identical_frames_give_the_caps() -> None:

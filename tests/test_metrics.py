@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import cv2
@@ -51,7 +52,9 @@ def test_the_ctc_set_and_directions() -> None:
 def test_identical_frames_give_the_caps() -> None:
     frames, _ = frames_with_noise(0, (2, 3, 192, 192))
     psnrs = ["psnr", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv"]
-    table = score_frames(frames, frames.copy(), [*psnrs, "ssim", "msssim"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an MSE of 0 gives the cap, without a division-by-zero warning
+        table = score_frames(frames, frames.copy(), [*psnrs, "ssim", "msssim"])
     np.testing.assert_allclose(table[psnrs], 100.0)
     np.testing.assert_allclose(table[["ssim", "msssim"]], 1.0, atol=1e-6)
 
@@ -156,6 +159,11 @@ def test_unknown_metric_and_unsuitable_sizes() -> None:
         score_frames(frames, frames, ["vmaf"])
     with pytest.raises(MetricError, match="psnr_yuv needs even frame sizes for YUV 4:2:0, got 15x15"):
         score_frames(frames, frames, ["psnr_yuv"])
+    for width, height in ((16, 15), (15, 16)):  # one odd side is enough
+        odd = np.zeros((1, 3, height, width), np.uint8)
+        message = f"psnr_y needs even frame sizes for YUV 4:2:0, got {width}x{height}"
+        with pytest.raises(MetricError, match=message):
+            score_frames(odd, odd, ["psnr_y"])
     with pytest.raises(MetricError, match="msssim needs frames of at least 161x161, got 15x15"):
         score_frames(frames, frames, ["msssim"])
     assert score_frames(frames + 1, frames, ["psnr"])["psnr"][0] == pytest.approx(10 * np.log10(255**2))

@@ -26,7 +26,7 @@ SHARED_VTM_SHA256 := a8d9bcb25f1a31f3ef93a5fc520035a135f6d008165986e512c8ff5ebf9
 SHARED_VTM_SEI := $(SHARED)/vtm/VVCSoftware_VTM-23.13.tar.gz
 SHARED_VTM_SEI_SHA256 := 07dbfd090ef38c1c6399f3ce555b70f6ecce5ed90ed46b2a744a61a99a23f5cb
 
-.PHONY: help install lock vtm weights ctc report test lint bench clean
+.PHONY: help install lock vtm weights ctc report test lint bench mutants clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -77,6 +77,9 @@ lint: $(STAMP)  ## ruff
 
 bench: $(STAMP)  ## speed figures (IO, cached sweep, metrics, models), printed side by side
 	$(BIN)/ctc-bench $(ARGS)
+
+mutants: $(STAMP)  ## mutation testing of tests/mutants.toml's modules (MODULES=); report in results/mutants/
+	$(BIN)/python tests/mutants.py $(MODULES) $(if $(JOBS),--jobs $(JOBS))
 
 clean:  ## remove the virtual environment and caches (results are kept)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -154,7 +154,7 @@ def _read_curve_csv(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: cannot read as CSV ({error})") from error
     if "kbps" not in table.columns:
         raise ValueError(f"{path}: expected a 'kbps' column (one row per rate point); "
-                         f"found {', '.join(map(str, table.columns)) or 'no columns'}")
+                         f"found {', '.join(map(str, table.columns))}")
     for column in table.columns:
         if not pd.api.types.is_numeric_dtype(table[column]):
             raise ValueError(f"{path}: column {column!r} is not numeric; "

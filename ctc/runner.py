@@ -155,20 +155,25 @@ def _variants(overrides: list[str]) -> list[list[str]]:
 def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
     """``anchor=<the test set's default_anchor>`` unless the command line names an anchor; says which
     anchor the run uses and why. The test set and the anchor's settings are composed as the sweep
-    composes them (the user's search path and overrides included). An anchor that this machine lacks
-    (the CTC set's VTM without a build) is an error when ``required`` (a run), else a warning (``--cfg``)."""
+    composes them (the user's search path and overrides included). A config that does not compose is an
+    error (exit code 2); an anchor that this machine lacks (the CTC set's VTM without a build) is an error
+    when ``required`` (a run), else a warning (``--cfg``)."""
     from ctc.codec import codec_class
     from ctc.conf import ConfigNotFound, compose, without_hydra
 
+    overrides, flags = _split_arguments(args)
+    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
+    try:  # a config that does not compose (an unknown codec or test set) is a bad setting: exit code 2
+        testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
+    except (ConfigNotFound, ConfigCompositionException) as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     for arg in args:
         if arg.lstrip("+").startswith("anchor="):
             print(f"ctc-run: anchor {arg.split('=', 1)[1]} (asked for)", file=sys.stderr)
             return []
-    overrides, flags = _split_arguments(args)
-    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
+    anchor = testset.get("default_anchor") or "vvenc"
     try:
-        testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
-        anchor = testset.get("default_anchor") or "vvenc"
         section = without_hydra(compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs,
                                         multirun=True))["anchor"]
         missing = codec_class(section).missing(section)

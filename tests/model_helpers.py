@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from models.base import GenerativeModel
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
 
@@ -79,3 +81,48 @@ def golden_fixtures(model: str) -> tuple[Any, Any, Any]:
         return load_pt(golden / "tiny" / "inputs.pt")
 
     return golden, expected, inputs
+
+
+class ThreeConvModel(GenerativeModel):
+    """A model of three bias-free convolutions whose MACs per pixel are known by hand (for
+    ``ctc-complexity``): features 1x1 conv 3 -> 2 channels (3*2 = 6 MAC/pixel), reference 3x3 conv
+    3 -> 4 (3*4*9 = 108), generation 1x1 conv 4 -> 3 (4*3 = 12); its decoder also takes the frame's
+    features (as HDAC's base layer): 12 + 6 = 18. Pooling and clamping are not counted."""
+
+    name = "three-conv"
+    feature_size = 2
+    weights = "random"
+    random_weights = True
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.features = nn.Conv2d(3, 2, kernel_size=1, bias=False)
+        self.reference = nn.Conv2d(3, 4, kernel_size=3, padding=1, bias=False)
+        self.generator = nn.Conv2d(4, 3, kernel_size=1, bias=False)
+        self.networks = {"features": self.features, "reference": self.reference, "generator": self.generator}
+
+    @classmethod
+    def from_config(cls, config: Any, weights: str, device: str = "cpu") -> ThreeConvModel:
+        return cls()
+
+    def extract_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.features(frames).mean((2, 3))
+
+    def prepare_reference(self, key_frame: torch.Tensor) -> torch.Tensor:
+        return self.reference(key_frame)
+
+    def generate(self, key_frame: torch.Tensor, reference: torch.Tensor,
+                 features: torch.Tensor) -> torch.Tensor:
+        return self.generator(reference).clamp(0, 1)
+
+    def decoder_pass(self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor,
+                     frame: torch.Tensor) -> torch.Tensor:
+        return self.generate(key_frame, reference, features + self.extract_features(frame))
+
+
+class ThreeConvModelWithoutNetworks(ThreeConvModel):
+    """ThreeConvModel listing no torch sub-networks (as a model of the user's own may): no parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        del self.networks

@@ -9,13 +9,15 @@ import pytest
 import torch
 from model_helpers import manifest, tiny_params
 
-from models.complexity import count_macs, main, model_complexity
+from ctc.conf import ConfigNotFound
+from models.complexity import NOT_COUNTED, count_macs, format_complexity, main, model_complexity
 from models.registry import load_model_config
 
 
 def test_macs_are_half_the_counted_flops_of_a_convolution() -> None:
     conv = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
-    assert count_macs(conv, torch.zeros(1, 3, 16, 16)) == 8 * 3 * 9 * 16 * 16
+    macs = count_macs(conv, torch.zeros(1, 3, 16, 16))
+    assert macs == 8 * 3 * 9 * 16 * 16 and type(macs) is int
 
 
 def test_tiny_fomm_complexity(shared: Path) -> None:
@@ -81,3 +83,55 @@ def test_sampling_interpolation_pooling_and_normalisation_are_counted_as_stated(
     norm = torch.nn.BatchNorm2d(3).eval()
     assert count_macs(norm, image) == 3 * 64 * 2
     assert count_macs(torch.nn.GroupNorm(1, 3), image) == 3 * 64 * 4
+
+
+def test_macs_per_pixel_of_a_network_counted_by_hand() -> None:
+    """Protects the per-pixel division (one pixel is one position of the frame, not one sample of its
+    three colour planes): ThreeConvModel's convolutions cost 6, 12 and 108 MACs at every pixel."""
+    config = {"module": "model_helpers", "class": "ThreeConvModel"}
+    result = model_complexity("three-conv", config, size=16)
+    assert result["macs_per_pixel"] == {"encoder": 6.0, "decoder": 18.0, "key_frame": 108.0}
+    assert result["parameters"] == {"features": 6, "reference": 108, "generator": 12}
+    assert result["frame_size"] == [16, 16]
+
+
+def test_command_prints_and_records_the_figures_of_a_users_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """ctc-complexity on a model config of the user's own (ThreeConvModel): kMAC = MAC / 1000."""
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "three.yaml").write_text("module: model_helpers\nclass: ThreeConvModel\n")
+    record = tmp_path / "out" / "figures" / "complexity.json"  # folders made as needed
+    assert main(["three", "--config-dir", str(tmp_path / "conf"), "--size", "16", "--json", str(record)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "three: parameters",
+        f"  {'features':<40} {6:>14,}", f"  {'reference':<40} {108:>14,}", f"  {'generator':<40} {12:>14,}",
+        f"three: kMAC per pixel at 16x16 (not counted: {NOT_COUNTED})",
+        f"  {'encoder':<40} {'0.006':>14}", f"  {'decoder':<40} {'0.018':>14}",
+        f"  {'key_frame':<40} {'0.108':>14}"]
+    assert json.loads(record.read_text()) == [{
+        "model": "three", "frame_size": [16, 16],
+        "parameters": {"features": 6, "reference": 108, "generator": 12},
+        "macs_per_pixel": {"encoder": 6.0, "decoder": 18.0, "key_frame": 108.0}}]
+    assert record.read_text().startswith('[\n {\n  "model": "three",')  # indented by one
+    # again into the same folder, now there
+    assert main(["three", "--config-dir", str(tmp_path / "conf"), "--size", "16", "--json", str(record)]) == 0
+
+
+def test_defaults_and_a_model_without_networks() -> None:
+    """256x256 unless asked; a model listing no torch networks has no parameter counts; a model name
+    without config is looked up and refused by name."""
+    config = {"module": "model_helpers", "class": "ThreeConvModelWithoutNetworks"}
+    result = model_complexity("three-conv", config)
+    assert result["frame_size"] == [256, 256] and result["parameters"] == {}
+    assert result["macs_per_pixel"] == {"encoder": 6.0, "decoder": 18.0, "key_frame": 108.0}
+    with pytest.raises(ConfigNotFound, match="no model config 'nosuchmodel'"):
+        model_complexity("nosuchmodel")
+
+
+def test_format_complexity_indents_sub_networks_and_prints_kmac() -> None:
+    result = {"model": "m", "frame_size": [64, 32], "parameters": {"generator": 1234567, "generator.sdc": 89},
+              "macs_per_pixel": {"decoder": 123456.0}}
+    assert format_complexity(result).splitlines() == [
+        "m: parameters", f"  {'generator':<40} {'1,234,567':>14}", f"    {'generator.sdc':<40} {'89':>14}",
+        "m: kMAC per pixel at 32x64", f"  {'decoder':<40} {'123.46':>14}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import cv2
@@ -41,12 +42,19 @@ def test_the_ctc_set_and_directions() -> None:
     assert lower_is_better == {"dists", "lpips", "lpips_alex"}
     assert "(6·MSE_Y + MSE_U + MSE_V) / 8" in info["psnr_yuv"]["description"]
     assert info["psnr"]["unit"] == "dB"
+    # what result.json records of each plane's PSNR (the plane named in capitals, the conversion)
+    for plane in "yuv":
+        assert info[f"psnr_{plane}"]["description"] == (
+            f"PSNR of the {plane.upper()} plane of YUV 4:2:0 (BT.601 as OpenCV's RGB2YUV_I420 converts), "
+            "capped at 100 dB")
 
 
 def test_identical_frames_give_the_caps() -> None:
     frames, _ = frames_with_noise(0, (2, 3, 192, 192))
     psnrs = ["psnr", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv"]
-    table = score_frames(frames, frames.copy(), [*psnrs, "ssim", "msssim"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an MSE of 0 gives the cap, without a division-by-zero warning
+        table = score_frames(frames, frames.copy(), [*psnrs, "ssim", "msssim"])
     np.testing.assert_allclose(table[psnrs], 100.0)
     np.testing.assert_allclose(table[["ssim", "msssim"]], 1.0, atol=1e-6)
 
@@ -56,7 +64,10 @@ def test_gaussian_noise_gives_the_predicted_psnr(sigma: float) -> None:
     reference, noisy = frames_with_noise(sigma, (4, 3, 128, 128))
     predicted = 10 * np.log10(255**2 / (sigma**2 + 1 / 12))  # rounding to integers adds 1/12
     values = score_frames(reference, noisy, ["psnr"])["psnr"]
-    np.testing.assert_allclose(values, predicted, atol=0.05)
+    np.testing.assert_allclose(values, predicted, atol=0.05)  # the noise's statistics: as loose as that
+    # the definition, exactly: per frame, the mean over R, G, B of each plane's 10·log10(255² / MSE)
+    mse = ((reference.astype(np.float64) - noisy) ** 2).mean(axis=(2, 3))
+    np.testing.assert_allclose(values, (10 * np.log10(255.0**2 / mse)).mean(axis=1), rtol=1e-12)
 
 
 def test_yuv_psnrs_follow_the_jvet_weighting() -> None:
@@ -148,6 +159,11 @@ def test_unknown_metric_and_unsuitable_sizes() -> None:
         score_frames(frames, frames, ["vmaf"])
     with pytest.raises(MetricError, match="psnr_yuv needs even frame sizes for YUV 4:2:0, got 15x15"):
         score_frames(frames, frames, ["psnr_yuv"])
+    for width, height in ((16, 15), (15, 16)):  # one odd side is enough
+        odd = np.zeros((1, 3, height, width), np.uint8)
+        message = f"psnr_y needs even frame sizes for YUV 4:2:0, got {width}x{height}"
+        with pytest.raises(MetricError, match=message):
+            score_frames(odd, odd, ["psnr_y"])
     with pytest.raises(MetricError, match="msssim needs frames of at least 161x161, got 15x15"):
         score_frames(frames, frames, ["msssim"])
     assert score_frames(frames + 1, frames, ["psnr"])["psnr"][0] == pytest.approx(10 * np.log10(255**2))

@@ -1,6 +1,6 @@
 """Every decoded version of a sequence scored against reference features computed once: the values are
-the reference packages' own (lpips, DISTS-pytorch) for each pair, and the backbone runs once per
-reference frame."""
+the reference packages' own objects' (``lpips.LPIPS``, ``DISTS_pytorch.DISTS``, tests/metric_helpers.py)
+for each pair, and the backbone runs once per reference frame."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from metric_helpers import package_lpips_vgg_and_dists
 
 from ctc.metrics import MetricError, get_metric
-from ctc.metrics.perceptual import build_dists, build_lpips
 from ctc.metrics.shared import score_versions
 from ctc.sequences import load_test_set
 
@@ -42,7 +42,7 @@ def test_versions_scored_against_shared_reference_features_equal_the_packages_pe
     # one backbone pass per reference frame, one per decoded frame: 5 + 3 x 5 per network
     assert (dists.backbone_frames - before[0], lpips_vgg.backbone_frames - before[1]) == (20, 20)
 
-    reference_dists, reference_lpips = build_dists(), build_lpips("vgg")  # the packages, a pair at a time
+    reference_lpips, reference_dists = package_lpips_vgg_and_dists()  # the packages' own, a pair at a time
     largest = 0.0
     with torch.inference_mode():
         for table, decoded in zip(tables, versions, strict=True):

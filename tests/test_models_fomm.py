@@ -128,7 +128,7 @@ def test_adapter_generates_the_golden_frames_batched(
     single = torch.cat([model.generate(inputs["source"], reference, f[None]) for f in features])
     assert batched.dtype == dtype
     assert max_abs_diff(batched, expected) <= tolerance
-    if dtype == torch.float64:
-        assert torch.equal(batched, single)
+    if dtype == torch.float64:  # oneDNN may sum in another order with another batch size: last bits only
+        torch.testing.assert_close(batched, single, rtol=0, atol=1e-10)
     else:  # float32 convolutions may round differently with another batch size (oneDNN, cuDNN)
         assert max_abs_diff(batched, single) <= 1e-5

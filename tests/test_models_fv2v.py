@@ -190,7 +190,7 @@ def test_tiny_outputs_equal_golden(golden: Path, float64_run, variant: str) -> N
 
 @pytest.mark.slow
 def test_float64_adapter_batched_equals_per_frame_exactly(golden: Path, float64_run, inputs: dict) -> None:
-    """The adapter's batched generation from the 57 features is the per-frame result, bit for bit."""
+    """The adapter's batched generation from the 57 features is the per-frame result, to 1e-10."""
     networks, ours = float64_run("beta")
     model = FV2V(networks, "golden tiny", False, dtype=torch.float64)
     source = inputs["source"].double()
@@ -198,7 +198,8 @@ def test_float64_adapter_batched_equals_per_frame_exactly(golden: Path, float64_
         ours["kp_canonical.value"], ours["kp_source.value"], networks["generator"].encode_source(source)
     )
     batched = model.generate(source, reference, ours["he_driving.features57"])
-    assert torch.equal(batched, ours["generator.prediction"])
+    # oneDNN may sum convolutions in another order with another batch size: equal up to the last bits
+    torch.testing.assert_close(batched, ours["generator.prediction"], rtol=0, atol=1e-10)
 
 
 def test_the_variants_differ_where_the_readme_says(golden: Path) -> None:

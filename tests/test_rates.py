@@ -17,3 +17,10 @@ def test_kbps_uses_the_sequences_own_frames_and_fps():
 def test_kbps_rejects_impossible_inputs(bits, frames, fps, message):
     with pytest.raises(ValueError, match=message):
         kbps(bits, frames, fps)
+
+
+def test_kbps_at_the_edges_of_the_valid_inputs():
+    """One frame, a frame rate below 1 fps and an empty bitstream are valid (the limits of the checks)."""
+    assert kbps(8000, frames=1, fps=25) == pytest.approx(200.0)
+    assert kbps(8000, frames=2, fps=0.5) == pytest.approx(2.0)
+    assert kbps(0, frames=10, fps=25) == 0.0

@@ -4,6 +4,7 @@ report compares like with like, and two sweeps on one run folder do each job onc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,8 +22,10 @@ from models.registry import get_model_class, load_model_config
 DEMO_ONE = ["testset=demo", "testset.sequences=[DEMO_001]", "metrics=psnr"]
 
 
-def stamps(run_dir: Path, codec: str = "*") -> dict[Path, int]:
-    return {path: path.stat().st_mtime_ns for path in run_dir.glob(f"{codec}/*/*/result.json")}
+def stamps(run_dir: Path, codec: str = "*") -> dict[Path, str]:
+    """Each job result's content hash (a redone job's result has new timings and time stamp)."""
+    paths = run_dir.glob(f"{codec}/*/*/result.json")
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 
 
 @pytest.mark.slow

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +17,6 @@ import pandas as pd
 import pytest
 
 from ctc.jobs import Job, plan_jobs
-from ctc.metrics.psnr import psnr_from_mse
 from ctc.runner import main
 from ctc.sequences import SequenceSpec
 from ctc.store import load_results, read_result
@@ -72,7 +73,13 @@ def expected_psnr(path: Path, shift: int) -> float:
     original = np.fromfile(path, np.uint8).reshape(FRAMES, 3, HEIGHT, WIDTH)
     decoded = ((original >> shift) << shift) + ((1 << shift) >> 1)
     mse = ((original.astype(np.float64) - decoded) ** 2).mean(axis=(2, 3))
-    return float(psnr_from_mse(mse).mean(axis=1).mean())
+    return float((10 * np.log10(255.0**2 / mse)).mean(axis=1).mean())  # per plane, then RGB, then frames
+
+
+def digests(paths: Iterable[Path]) -> dict[Path, str]:
+    """Each file's content hash: a job redone rewrites its result (new timings, time stamp) even where
+    the file system's clock would give it the same mtime."""
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 
 
 def snapshot(run_dir: Path) -> dict[str, tuple]:
@@ -124,41 +131,42 @@ def test_sweep_runs_every_job_in_parallel_workers_and_writes_results(tiny, tmp_p
 def test_rerun_skips_complete_jobs_and_redoes_stale_or_failed_ones(tiny):
     main([*tiny, "launcher=basic", "anchor=none"])
     run_dir = run_dir_of(tiny)
-    stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    stamps = digests(run_dir.glob("*/*/*/result.json"))
     assert len(stamps) == 6
     main([*tiny, "launcher=basic", "anchor=none"])
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing redone
+    assert digests(stamps) == stamps  # nothing redone
     failed, stale = run_dir / "fake/SEQ_A/1/result.json", run_dir / "fake/SEQ_B/3/result.json"
     failed.write_text(json.dumps({**json.loads(failed.read_text()), "status": "failed"}))
     stale.write_text(json.dumps({**json.loads(stale.read_text()), "config_hash": "0" * 16}))
     (run_dir / "fake/SEQ_C/1/result.json").unlink()
-    stamps = {p: p.stat().st_mtime_ns for p in stamps if p.exists()}
+    stamps = digests(p for p in stamps if p.exists())
     main([*tiny, "launcher=basic", "anchor=none"])
-    redone = {p for p in run_dir.glob("*/*/*/result.json") if stamps.get(p) != p.stat().st_mtime_ns}
+    after = digests(run_dir.glob("*/*/*/result.json"))
+    redone = {p for p, digest in after.items() if stamps.get(p) != digest}
     assert redone == {failed, stale, run_dir / "fake/SEQ_C/1/result.json"}
     assert (load_results(run_dir).status == "ok").all()
-    full = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    full = digests(run_dir.glob("*/*/*/result.json"))
     main([*tiny, "launcher=basic", "anchor=none", "testset.frames=3"])  # a run folder of its own
     table = load_results(run_dir_of(tiny, "tiny-f3"))
     assert (table.frames == 3).all() and len(table) == 6
-    assert {p: p.stat().st_mtime_ns for p in full} == full  # the full run is left as it was
+    assert digests(full) == full  # the full run is left as it was
 
 
 def test_a_new_metric_rescores_complete_jobs_from_their_bitstreams(tiny):
     main([*tiny, "launcher=basic", "anchor=none"])
     run_dir = run_dir_of(tiny)
-    streams = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/stream.bin")}
+    streams = digests(run_dir.glob("*/*/*/stream.bin"))
     first = {p: read_result(p.parent) for p in streams}
     main([*tiny, "launcher=basic", "anchor=none", "metrics.names=[psnr,psnr_y]"])
-    assert {p: p.stat().st_mtime_ns for p in streams} == streams  # nothing coded again
+    assert digests(streams) == streams  # and each result says its bitstream was reused:
     for stream, before in first.items():
         after = read_result(stream.parent)
         assert after["reused_bitstream"] and after["bits"] == before["bits"]
         assert after["commands"]["encode"] == before["commands"]["encode"]
         assert after["metrics"]["psnr"] == before["metrics"]["psnr"] and after["metrics"]["psnr_y"] > 0
-    stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    stamps = digests(run_dir.glob("*/*/*/result.json"))
     main([*tiny, "launcher=basic", "anchor=none", "metrics.names=[psnr_y]"])  # a subset: nothing to do
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert digests(stamps) == stamps
 
 
 def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
@@ -175,12 +183,13 @@ def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, 
     # sequence by sequence: SEQ_A coded and scored (both codecs), SEQ_B/1 decoded, waiting for its scoring
     assert status == {"fake/SEQ_A/1": "ok", "fake/SEQ_A/3": "ok", "fake_anchor/SEQ_A/2": "ok",
                       "fake_anchor/SEQ_A/4": "ok", "fake/SEQ_B/1": "decoded"}
-    done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/SEQ_A/*/result.json")}
-    coded_before = (run_dir / "fake/SEQ_B/1/stream.bin").stat().st_mtime_ns
+    done_before = digests(run_dir.glob("*/SEQ_A/*/result.json"))
+    coded_before = read_result(run_dir / "fake/SEQ_B/1")
     monkeypatch.delenv("FAKE_CODEC_INTERRUPT")
     main([*tiny, "launcher=basic"])
-    assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
-    assert (run_dir / "fake/SEQ_B/1/stream.bin").stat().st_mtime_ns == coded_before  # scored, not coded again
+    assert digests(done_before) == done_before
+    scored = read_result(run_dir / "fake/SEQ_B/1")  # scored, not coded again: its encoding's record kept
+    assert (scored["enc_seconds"], scored["bits"]) == (coded_before["enc_seconds"], coded_before["bits"])
     assert snapshot(run_dir) == snapshot(run_dir_of(reference))
     assert len(snapshot(run_dir)) == 12
 
@@ -201,11 +210,11 @@ def test_a_killed_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp
     finally:
         process.kill()
         process.wait()
-    done_before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*/*/result.json")}
+    done_before = digests(run_dir.glob("*/*/*/result.json"))
     # sequence by sequence: SEQ_A and SEQ_B coded and scored
     assert len(done_before) == 8 and read_result(run_dir / "fake/SEQ_C/1") is None
     main([*tiny, "launcher=basic"])
-    assert {p: p.stat().st_mtime_ns for p in done_before} == done_before
+    assert digests(done_before) == done_before
     assert snapshot(run_dir) == snapshot(run_dir_of(reference)) and len(snapshot(run_dir)) == 12
 
 
@@ -230,8 +239,8 @@ def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero
 
 
 @pytest.mark.parametrize(("override", "code", "message"), [
-    ("codec=no_such_codec", 1, "Could not find 'codec/no_such_codec'"),
-    ("testset=no_such_set", 1, "Could not find 'testset/no_such_set'"),
+    ("codec=no_such_codec", 2, "Could not find 'codec/no_such_codec'"),
+    ("testset=no_such_set", 2, "Could not find 'testset/no_such_set'"),
     ("testset.sequences=[SEQ_A,SEQ_X]", 2, "unknown sequence SEQ_X in test set tiny"),
     ("codec.module=no_such_module", 2, "codec 'fake': cannot import its module 'no_such_module'"),
     ("scoring=later", 2, "scoring='later': expected one of sequence, job"),
@@ -330,3 +339,21 @@ def test_results_of_another_setup_never_count_as_this_sweeps(tiny, monkeypatch, 
     table = load_results(run_dir)
     assert (table.status == "failed").all()  # a stale result is not left to look like this setup's
     assert "made by another setup (stale)" in read_result(run_dir / "fake/SEQ_A/1")["error"]
+
+
+def test_keep_decoded_keeps_the_real_decoders_output_that_was_scored(tiny, tmp_path):
+    """keep_decoded=true: each job's decoded RGB file stays next to its result, and it is what was scored
+    (its PSNR against the source, by the formula, is the recorded one)."""
+    overrides = [("codec=x265" if o == "codec=fake" else o) for o in tiny]
+    main([*overrides, "launcher=basic", "anchor=none", "testset.sequences=[SEQ_A]",
+          "codec.rate_points=[30,40]", "keep_decoded=true"])
+    original = np.fromfile(tmp_path / "seqs" / "SEQ_A.rgb", np.uint8)  # the tiny fixture's
+    original = original.reshape(FRAMES, 3, HEIGHT, WIDTH).astype(np.float64)
+    for qp in (30, 40):
+        result = read_result(run_dir_of(tiny) / "x265" / "SEQ_A" / str(qp))
+        decoded = run_dir_of(tiny) / "x265" / "SEQ_A" / str(qp) / result["decoded_file"]
+        assert result["status"] == "ok" and decoded.is_file()
+        frames = np.fromfile(decoded, np.uint8).reshape(FRAMES, 3, HEIGHT, WIDTH)
+        mse = ((original - frames) ** 2).mean(axis=(2, 3))
+        expected = float((10 * np.log10(255.0**2 / mse)).mean(axis=1).mean())
+        assert result["metrics"]["psnr"] == pytest.approx(expected, abs=1e-9)

@@ -207,10 +207,9 @@ def test_a_wrong_setting_stops_the_sweep_before_anything_is_submitted_or_written
     path = os.environ["PATH"]
     if setting == "no SLURM":
         monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
-    start = time.monotonic()
     with pytest.raises(SystemExit) as exit_info:
         main([*tiny, "testset.sequences=[SEQ_A]", *SMALL, *([setting] if setting != "no SLURM" else [])])
-    assert exit_info.value.code == 2 and time.monotonic() - start < WAIT_S
+    assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("ctc-run: error: ") and expected in errors[0], errors
     run_dir = run_dir_of(tiny)

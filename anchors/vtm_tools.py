@@ -205,11 +205,6 @@ def vtm_missing(config: Mapping[str, Any], wanted: VersionWanted | None = None) 
     return None
 
 
-def vtm_installed(config: Mapping[str, Any]) -> bool:
-    """Whether VTM's encoder and decoder binaries are found where :func:`find_program` looks."""
-    return vtm_missing(config) is None
-
-
 def find_encoder_cfg(config: Mapping[str, Any], encoder: Path) -> Path:
     """The encoder cfg file: absolute, or relative to the VTM folder (given, or above the encoder)."""
     cfg = Path(config["cfg"]).expanduser()

@@ -88,16 +88,16 @@ def bench_cached_sweep() -> list[Figure]:
     is timed is the ``ctc-run`` process from start to exit (config, test set checks, the resume
     check of every job, summary and provenance).
     """
-    from ctc.conf import compose
+    from ctc.conf import compose, without_hydra
     from ctc.sequences import declared_specs
     from ctc.store import RESULT_FILE, write_json_atomic
-    from ctc.sweep_plan import plan_sweep, task_config
+    from ctc.sweep_plan import plan_sweep
 
     with tempfile.TemporaryDirectory() as folder:
         root, results = Path(folder) / "sequences", Path(folder) / "results"
         overrides = ["codec=x265", "anchor=vvenc", "testset=ctc", f"testset.root={root}",
                      f"results_dir={results}", "run=bench", "report=false"]  # the resume check
-        settings = task_config(compose(overrides))
+        settings = without_hydra(compose(overrides))
         root.mkdir()
         testset = settings["testset"]
         for spec in declared_specs(testset["name"], testset.get("sequences_file"), testset.get("root")):

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from ctc.frames import write_rgb444
-from ctc.sequences import SequenceSpec, declared_specs, file_md5
+from ctc.hashing import file_digest
+from ctc.sequences import SequenceSpec, declared_specs
 
 ONE = 1 << 16  # fixed point: 16 fractional bits
 SUB = 16  # drawing coordinates: 1/16 source pixel
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_sequences(specs, {})
     mismatches = 0
     for spec in specs:
-        md5 = file_md5(spec.path)
+        md5 = file_digest(spec.path)
         wrong = bool(spec.md5) and md5 != spec.md5
         verdict = f"expected {spec.md5}" if wrong else ("md5 ok" if spec.md5 else "no md5 recorded")
         mismatches += wrong

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctc.codec import codec_class
-from ctc.sequences import SequenceSpec, file_md5
+from ctc.hashing import file_digest
+from ctc.sequences import SequenceSpec
 from ctc.store import config_hash
 
 # Codec settings that never change a job's bitstream, so they stay out of its identity (`slurm`: a
@@ -39,7 +40,7 @@ def codec_identity(section: Mapping[str, Any]) -> dict[str, Any]:
 def sequence_identity(spec: SequenceSpec) -> dict[str, Any]:
     """The sequence's declaration, the frames used, and its file's md5 (declared, else computed and
     remembered in the cache by size and mtime)."""
-    return {**spec.entry(), "file_md5": spec.md5 or file_md5(spec.path)}
+    return {**spec.entry(), "file_md5": spec.md5 or file_digest(spec.path)}
 
 
 def job_identity(codec: Mapping[str, Any], sequence: Mapping[str, Any], rate_point: int) -> dict[str, Any]:

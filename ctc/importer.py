@@ -27,8 +27,9 @@ import yaml
 
 from anchors.tools import ffmpeg_exe, run_tool
 from ctc.frames import read_yuv420, yuv420_to_rgb
+from ctc.hashing import compute_digest
 from ctc.paths import shared_dir
-from ctc.sequences import SequenceError, SequenceSpec, canonical_file_name, compute_md5
+from ctc.sequences import SequenceError, SequenceSpec, canonical_file_name
 
 DECODE_TIMEOUT_S = 600
 CHUNK_FRAMES = 64  # frames converted at a time, to bound memory on long clips
@@ -73,7 +74,7 @@ def video_frames(source: Path, work: Path, frames: int | None = None,
     if yuv420p_md5 and not frames:
         if not yuv:
             raise SequenceError(f"video {source} is {facts['pix_fmt']}, not yuv420p: no 4:2:0 md5 to check")
-        actual = compute_md5(work)
+        actual = compute_digest(work)
         if actual != yuv420p_md5:
             work.unlink()
             raise SequenceError(f"video {source}: decoded yuv420p md5 {actual}, expected {yuv420p_md5} "
@@ -158,7 +159,7 @@ def import_footage(source: Path, destination: Path, name: str, seq_class: str, *
     finally:
         temporary.unlink(missing_ok=True)
     return SequenceSpec(name=name, seq_class=seq_class, file=destination.name, width=shape[1],
-                        height=shape[0], frames=count, fps=float(fps), md5=compute_md5(destination),
+                        height=shape[0], frames=count, fps=float(fps), md5=compute_digest(destination),
                         root=destination.parent, extra={"source": str(source)})
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from ctc.frames import read_rgb444, rgb444_frame_bytes
-from ctc.hashing import compute_digest, file_digest
+from ctc.hashing import file_digest
 from ctc.paths import PROJECT_ROOT, cache_dir
 
 SEQUENCES_FILE = PROJECT_ROOT / "sequences.yaml"
@@ -181,20 +181,10 @@ def validate_sequence(spec: SequenceSpec, frames: int | None = None) -> None:
         raise SequenceError(f"sequence {spec.name}: file {spec.path} holds {size // spec.frame_bytes} "
                             f"frames, fewer than the {needed} needed; {expected}")
     if spec.md5:
-        actual = file_md5(spec.path)
+        actual = file_digest(spec.path)
         if actual != spec.md5.lower():
             raise SequenceError(f"sequence {spec.name}: file {spec.path} has md5 {actual}, expected "
                                 f"{spec.md5} (sequences.yaml); the file is not the declared sequence")
-
-
-def file_md5(path: str | Path) -> str:
-    """md5 of a whole file, remembered in the cache by (path, size, mtime) so reruns skip the read."""
-    return file_digest(path, "md5")
-
-
-def compute_md5(path: str | Path) -> str:
-    """md5 of a whole file, read in blocks."""
-    return compute_digest(path, "md5")
 
 
 def _set_root(name: str, definition: Mapping[str, Any], root: str | Path | None) -> Path:

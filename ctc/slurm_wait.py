@@ -59,10 +59,6 @@ class Outcome:
     state: str  # the state the job ended in (COMPLETED, FAILED, ...), NOT_RUN or UNKNOWN
     detail: str  # what SLURM said, for the user
 
-    @property
-    def completed(self) -> bool:
-        return self.state == "COMPLETED"
-
 
 def wait_for_jobs(job_ids: Sequence[str], policy: WaitPolicy, say: Callable[[str], None],
                   clock: Callable[[], float] = time.monotonic,

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ctc.conf import without_hydra
 from ctc.devices import limit_threads, release_freed_memory
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
@@ -32,7 +33,6 @@ from ctc.sweep_plan import (
     has_pending,
     pending_jobs,
     plan_sweep,
-    task_config,
 )
 from ctc.sweep_results import (
     print_failures,
@@ -60,7 +60,7 @@ def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | Non
     """
     started = now_iso()
     try:
-        plans = [plan_sweep(task_config(config)) for config, _ in variants]
+        plans = [plan_sweep(without_hydra(config)) for config, _ in variants]
         check_variants(plans)
         if preflight is not None and any(has_pending(plan) for plan in plans):
             preflight(plans)
@@ -193,7 +193,7 @@ def run_task(config: DictConfig) -> dict[str, Any]:
                                f"{choice.role!r} is not one of {sorted(roles)}, or job.identity is unset")
     if choice.get("threads"):
         limit_threads(int(choice.threads))
-    settings = task_config(config)
+    settings = without_hydra(config)
     (spec,) = load_test_set({**settings["testset"], "sequences": [str(choice.sequence)]})
     identity = decode_identity(str(choice.identity))
     run_dir = Path(settings["results_dir"]) / str(settings["run"])

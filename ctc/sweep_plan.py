@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from ctc.codec import CodecError, codec_class
-from ctc.conf import without_hydra
 from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
 from ctc.sequences import SequenceError, SequenceSpec, load_test_set
@@ -50,11 +47,6 @@ class SweepPlan:
 def default_workers() -> int:
     """Workers for ``jobs=auto``: one per CPU core (the codec configs run each encoder on one thread)."""
     return os.cpu_count() or 1
-
-
-def task_config(config: DictConfig) -> dict[str, Any]:
-    """The resolved configuration without Hydra's own node."""
-    return without_hydra(config)
 
 
 def plan_sweep(settings: dict[str, Any]) -> SweepPlan:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ctc.demo import build_sequences, main, render
-from ctc.sequences import compute_md5, declared_specs, load_test_set
+from ctc.hashing import compute_digest
+from ctc.sequences import declared_specs, load_test_set
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def test_generating_twice_gives_identical_bytes_and_the_recorded_md5(tmp_path, c
     for one, other in zip(first, second, strict=True):
         assert one.path.read_bytes() == other.path.read_bytes()
         assert one.path.stat().st_size == one.frames * one.frame_bytes
-        assert compute_md5(one.path) == one.md5, f"{one.name} differs from the md5 in sequences.yaml"
+        assert compute_digest(one.path) == one.md5, f"{one.name} differs from the md5 in sequences.yaml"
 
 
 def test_the_head_moves_smoothly():
@@ -58,4 +59,4 @@ def test_the_demo_set_is_built_once_into_the_cache_and_rebuilt_when_stale():
     with open(path, "r+b") as file:
         file.write(b"\x00\x01\x02")
     load_test_set({"name": "demo", "sequences": ["DEMO_002"]})
-    assert compute_md5(path) == specs[0].md5
+    assert compute_digest(path) == specs[0].md5

@@ -11,8 +11,9 @@ import yaml
 
 from anchors.tools import ffmpeg_exe, run_tool
 from ctc.frames import read_rgb444, read_yuv420, yuv420_to_rgb
+from ctc.hashing import compute_digest
 from ctc.importer import import_footage, main
-from ctc.sequences import SequenceError, compute_md5, declared_specs, load_test_set
+from ctc.sequences import SequenceError, declared_specs, load_test_set
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def test_video_import_writes_rgb_and_its_entry(clip, tmp_path, capsys):
     entry = yaml.safe_load((tmp_path / "CLIP_08_256x256_35_8bit_444.yaml").read_text())[0]
     assert entry == {"name": "CLIP_08", "class": "FACES", "file": target.name, "width": 256, "height": 256,
                      "frames": 4, "fps": 35.0, "color_format": "rgb444", "bit_depth": 8,
-                     "md5": compute_md5(target), "source": str(clip)}
+                     "md5": compute_digest(target), "source": str(clip)}
     assert "CLIP_08_256x256_35_8bit_444.rgb" in capsys.readouterr().out
     # the frames are FFmpeg's yuv420p decode converted by OpenCV's COLOR_YUV2RGB_I420
     run_tool([ffmpeg_exe(), "-i", clip, "-frames:v", "4", "-f", "rawvideo", "-pix_fmt", "yuv420p",
@@ -95,7 +96,7 @@ def test_faces_set_is_imported_checked_against_the_manifest_and_loaded(shared):
         ("FACES_00", "FACES", 30, 6), ("FACES_04", "FACES", 30, 6), ("FACES_08", "FACES", 35, 6),
         ("FACES_10", "FACES", 30, 6), ("FACES_10B", "FACES", 30, 6)]
     for spec in specs:
-        assert compute_md5(spec.path) == spec.md5
+        assert compute_digest(spec.path) == spec.md5
         assert spec.read().shape == (6, 3, 256, 256)
 
 

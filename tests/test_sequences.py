@@ -11,8 +11,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from ctc.hashing import file_digest
 from ctc.paths import PROJECT_ROOT
-from ctc.sequences import SequenceError, declared_specs, file_md5, load_test_set, read_test_sets
+from ctc.sequences import SequenceError, declared_specs, load_test_set, read_test_sets
 
 FRAME_BYTES = 256 * 256 * 3
 
@@ -118,12 +119,12 @@ def test_md5_is_checked_on_the_whole_file(tmp_path):
 def test_md5_is_remembered_by_size_and_mtime(tmp_path):
     path = tmp_path / "data.bin"
     path.write_bytes(b"first")
-    assert file_md5(path) == hashlib.md5(b"first").hexdigest()
+    assert file_digest(path) == hashlib.md5(b"first").hexdigest()
     assert str(path.resolve()) in (tmp_path / "cache" / "digests.json").read_text()
     path.write_bytes(b"other")
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert file_md5(path) == hashlib.md5(b"other").hexdigest()
+    assert file_digest(path) == hashlib.md5(b"other").hexdigest()
 
 
 def test_unknown_test_set_and_sequence_list_the_known_ones(tmp_path):

@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from ctc.codec import Codec, register_codec
-from ctc.conf import compose, load_section
+from ctc.conf import compose, load_section, without_hydra
 from ctc.paths import PROJECT_ROOT
 from ctc.registry import PluginError, Registry
 from ctc.runner import main
-from ctc.sweep_plan import plan_sweep, task_config
+from ctc.sweep_plan import plan_sweep
 from models.complexity import main as main_complexity
 
 EXAMPLE = PROJECT_ROOT / "examples" / "my_gfvc_model"
@@ -73,7 +73,7 @@ def test_nested_overrides_reach_the_key_frame_codec(vtm_root, no_vtm, capsys):
     assert shown["codec"]["model"]["type"] == "cfte"  # the model config is composed in too
 
     def key_frame_codec(*overrides: str) -> dict:
-        settings = task_config(compose(["codec=cfte", "anchor=none", *FACES_ONE, *overrides]))
+        settings = without_hydra(compose(["codec=cfte", "anchor=none", *FACES_ONE, *overrides]))
         return plan_sweep(settings).identities["test"]["key_frame_codec"]
 
     found = key_frame_codec(override)
@@ -124,7 +124,7 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
 
     monkeypatch.syspath_prepend(str(example))
     overrides = ["codec=mine_q8", "metrics=mine", "picture_codec@codec.intra=vvenc", *FACES_ONE]
-    config = task_config(compose(overrides, config_dirs=[str(example / "conf")]))
+    config = without_hydra(compose(overrides, config_dirs=[str(example / "conf")]))
     section = config["codec"]
     assert section["name"] == "mine_q8" and section["q_step"] == 8 and section["type"] == "gfvc"
     assert section["model"]["class"] == "AffineKeypointModel" and section["intra"]["type"] == "vvenc"

@@ -72,8 +72,9 @@ test: $(STAMP)  ## run the test suite (builds VTM from ../shared/vtm once per ma
 	else echo "no $(SHARED_VTM_SEI): the GFV SEI conformance tests will be skipped"; fi
 	$(BIN)/python -m pytest $(ARGS)
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff: lint and formatting (ruff format . fixes the latter)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)  ## speed figures (IO, cached sweep, metrics, models), printed side by side
 	$(BIN)/ctc-bench $(ARGS)

@@ -44,11 +44,17 @@ def command_template(build: Callable[[int], Sequence[str | Path]], files: Sequen
     return template
 
 
-def binary_identity(programs: Mapping[str, str | Path], encode: Callable[[int], Sequence[str | Path]],
-                    decode: Sequence[str | Path], files: Sequence[str | Path] = ()) -> dict[str, Any]:
+def binary_identity(
+    programs: Mapping[str, str | Path],
+    encode: Callable[[int], Sequence[str | Path]],
+    decode: Sequence[str | Path],
+    files: Sequence[str | Path] = (),
+) -> dict[str, Any]:
     """The identity of a codec run as ``programs`` (role -> binary) with these command lines."""
     shown = [*programs.values(), *files]
-    return {"binaries": {role: program_digest(path) for role, path in programs.items()},
-            "encode_command": command_template(encode, shown),
-            "decode_command": command_template(lambda qp: decode, shown),
-            "input_code": code_fingerprint(INPUT_CODE_MODULES)}
+    return {
+        "binaries": {role: program_digest(path) for role, path in programs.items()},
+        "encode_command": command_template(encode, shown),
+        "decode_command": command_template(lambda qp: decode, shown),
+        "input_code": code_fingerprint(INPUT_CODE_MODULES),
+    }

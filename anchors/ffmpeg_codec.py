@@ -72,8 +72,10 @@ class FfmpegCodec(Codec, IntraCodec):
         super().__init__(config, device)
         picture_format = self.config.get("input_format", "yuv420")
         if picture_format != "yuv420":
-            raise CodecError(f"{self.name} codes YUV 4:2:0 only ({self.library} through FFmpeg), not "
-                             f"input_format {picture_format!r}; use the vtm codec for rgb444")
+            raise CodecError(
+                f"{self.name} codes YUV 4:2:0 only ({self.library} through FFmpeg), not "
+                f"input_format {picture_format!r}; use the vtm codec for rgb444"
+            )
         self.ffmpeg = ffmpeg_exe()
 
     @property
@@ -96,8 +98,10 @@ class FfmpegCodec(Codec, IntraCodec):
         """The version, FFmpeg's bytes and the exact command lines (:mod:`anchors.command_identity`)."""
         codec = cls(config)
         encode = functools.partial(codec.encoder_command, INPUT, BITSTREAM, WIDTH, HEIGHT, FPS, FRAMES)
-        return {"version": codec.version(),
-                **binary_identity({"ffmpeg": codec.ffmpeg}, encode, codec.decoder_command(BITSTREAM, OUTPUT))}
+        return {
+            "version": codec.version(),
+            **binary_identity({"ffmpeg": codec.ffmpeg}, encode, codec.decoder_command(BITSTREAM, OUTPUT)),
+        }
 
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "preset": self.config.get("preset"), "threads": self.threads}
@@ -111,11 +115,15 @@ class FfmpegCodec(Codec, IntraCodec):
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         output = Path(workdir) / f"{Path(bitstream).stem}_decoded.rgb"
-        frames, seconds, command, log = self._decode_frames(Path(bitstream), sequence.width,
-                                                           sequence.height, sequence.frames)
+        frames, seconds, command, log = self._decode_frames(
+            Path(bitstream), sequence.width, sequence.height, sequence.frames
+        )
         write_rgb444(output, frames)
-        check_file_size(output, sequence.frames * rgb444_frame_bytes(sequence.width, sequence.height),
-                        f"{sequence.frames} decoded frames of {sequence.width}x{sequence.height} RGB")
+        check_file_size(
+            output,
+            sequence.frames * rgb444_frame_bytes(sequence.width, sequence.height),
+            f"{sequence.frames} decoded frames of {sequence.width}x{sequence.height} RGB",
+        )
         return DecodeResult(frames_file=output, seconds=seconds, commands=[command], log=log)
 
     # -- one intra picture ----------------------------------------------------------------------
@@ -138,21 +146,64 @@ class FfmpegCodec(Codec, IntraCodec):
         return frames[0]
 
     # -- the two FFmpeg runs --------------------------------------------------------------------
-    def encoder_command(self, raw: Path, bitstream: Path, width: int | str, height: int | str,
-                        frame_rate: str, count: int | str, qp: int) -> list[str]:
+    def encoder_command(
+        self,
+        raw: Path,
+        bitstream: Path,
+        width: int | str,
+        height: int | str,
+        frame_rate: str,
+        count: int | str,
+        qp: int,
+    ) -> list[str]:
         """FFmpeg reading raw YUV ``raw`` and writing the library's elementary stream ``bitstream``."""
-        return [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "verbose",
-                "-f", "rawvideo", "-pix_fmt", self._raw_pix_fmt, "-s", f"{width}x{height}",
-                "-r", frame_rate, "-i", str(raw), "-frames:v", str(count),
-                "-threads", str(self.threads), *self.encoder_options(qp),
-                "-f", self.muxer, str(bitstream)]
+        return [
+            self.ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "verbose",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            self._raw_pix_fmt,
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            frame_rate,
+            "-i",
+            str(raw),
+            "-frames:v",
+            str(count),
+            "-threads",
+            str(self.threads),
+            *self.encoder_options(qp),
+            "-f",
+            self.muxer,
+            str(bitstream),
+        ]
 
     def decoder_command(self, bitstream: Path, raw: Path) -> list[str]:
         """FFmpeg's native decoder to 8-bit raw YUV 4:2:0; passthrough: one output frame per decoded
         picture, whatever frame rate the raw stream implies."""
-        return [self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-threads", str(self.threads),
-                "-i", str(bitstream), "-f", "rawvideo", "-pix_fmt", "yuv420p",
-                "-fps_mode", "passthrough", str(raw)]
+        return [
+            self.ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-threads",
+            str(self.threads),
+            "-i",
+            str(bitstream),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-fps_mode",
+            "passthrough",
+            str(raw),
+        ]
 
     def _encode_frames(self, frames: np.ndarray, qp: int, fps: float, bitstream: Path) -> EncodeResult:
         count, _, height, width = frames.shape
@@ -169,18 +220,23 @@ class FfmpegCodec(Codec, IntraCodec):
         finally:
             raw.unlink(missing_ok=True)
         bits = bitstream_bits(bitstream, f"ffmpeg ({self.library})", log)
-        return EncodeResult(bitstream=bitstream, bits={"video": bits}, seconds=seconds,
-                            commands=[command], log=log)
+        return EncodeResult(
+            bitstream=bitstream, bits={"video": bits}, seconds=seconds, commands=[command], log=log
+        )
 
-    def _decode_frames(self, bitstream: Path, width: int, height: int,
-                       count: int) -> tuple[np.ndarray, float, list[str], str]:
+    def _decode_frames(
+        self, bitstream: Path, width: int, height: int, count: int
+    ) -> tuple[np.ndarray, float, list[str], str]:
         """Decode ``bitstream`` to ``count`` RGB frames; returns (frames, seconds, command, log)."""
         raw = bitstream.with_name(bitstream.stem + "_decoded.yuv")
         command = self.decoder_command(bitstream, raw)
         try:
             log, seconds = run_tool(command, self.timeout)
-            check_file_size(raw, count * yuv420_frame_bytes(width, height),
-                            f"{count} decoded frames of {width}x{height} YUV 4:2:0 from {bitstream}")
+            check_file_size(
+                raw,
+                count * yuv420_frame_bytes(width, height),
+                f"{count} decoded frames of {width}x{height} YUV 4:2:0 from {bitstream}",
+            )
             frames = yuv420_to_rgb(read_yuv420(raw, width, height))
         finally:
             raw.unlink(missing_ok=True)
@@ -204,9 +260,27 @@ class FfmpegCodec(Codec, IntraCodec):
 @functools.cache
 def _library_version(executable: str, library: str, pix_fmt: str, pattern: str) -> str:
     """The encoder library's version as it logs it when encoding one tiny picture."""
-    output, _ = run_tool([executable, "-hide_banner", "-nostdin", "-f", "lavfi", "-i", "color=black:s=64x64",
-                          "-frames:v", "1", "-pix_fmt", pix_fmt, "-c:v", library, "-f", "null", "-"],
-                         timeout=VERSION_PROBE_TIMEOUT_S)
+    output, _ = run_tool(
+        [
+            executable,
+            "-hide_banner",
+            "-nostdin",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=black:s=64x64",
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            pix_fmt,
+            "-c:v",
+            library,
+            "-f",
+            "null",
+            "-",
+        ],
+        timeout=VERSION_PROBE_TIMEOUT_S,
+    )
     match = re.search(pattern, output)
     if not match:
         raise CodecError(f"{executable}: {library} did not report its version")

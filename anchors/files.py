@@ -18,12 +18,16 @@ INTRA_PICTURE_FPS = 1  # a lone picture has no frame rate; QP-driven coding does
 def read_sequence_frames(sequence: SequenceSpec) -> np.ndarray:
     """All declared frames of ``sequence``; :class:`CodecError` naming the file when it is short."""
     if sequence.bit_depth != 8:
-        raise CodecError(f"sequence file {sequence.path} is {sequence.bit_depth}-bit; the anchors code "
-                         f"8-bit planar RGB 4:4:4")
+        raise CodecError(
+            f"sequence file {sequence.path} is {sequence.bit_depth}-bit; the anchors code "
+            f"8-bit planar RGB 4:4:4"
+        )
     frames = np.asarray(sequence.read())
     if frames.shape[0] != sequence.frames:
-        raise CodecError(f"sequence file {sequence.path} holds {frames.shape[0]} frames of "
-                         f"{sequence.description}, expected {sequence.frames}")
+        raise CodecError(
+            f"sequence file {sequence.path} holds {frames.shape[0]} frames of "
+            f"{sequence.description}, expected {sequence.frames}"
+        )
     return frames
 
 

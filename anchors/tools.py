@@ -23,8 +23,9 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def run_tool(command: Sequence[str | Path], timeout: float, log_path: Path | None = None,
-             cwd: Path | None = None) -> tuple[str, float]:
+def run_tool(
+    command: Sequence[str | Path], timeout: float, log_path: Path | None = None, cwd: Path | None = None
+) -> tuple[str, float]:
     """Run ``command``; return (its combined output, seconds).
 
     Raises :class:`CodecError` naming the program when it cannot be started, exits non-zero or
@@ -33,8 +34,16 @@ def run_tool(command: Sequence[str | Path], timeout: float, log_path: Path | Non
     argv = [str(part) for part in command]
     start = time.perf_counter()
     try:
-        proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=timeout, check=False)
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
     except FileNotFoundError as exc:
         raise CodecError(f"cannot run {argv[0]}: {exc.strerror}") from exc
     except subprocess.TimeoutExpired as exc:

@@ -100,9 +100,11 @@ class VtmCodec(Codec, IntraCodec):
             raise CodecError(f"{program} is VTM's {kind}App, expected its {expected_kind}App")
         minimum = str(self.config["min_version"])
         if parse_version(version) < parse_version(minimum):
-            raise CodecError(f"{program} is VTM {version}, older than the required {minimum} (the CTC anchor "
-                             f"is VTM 22.2); point {VTM_DIR_ENV} or codec.vtm_dir at a newer build, or "
-                             f"lower codec.min_version")
+            raise CodecError(
+                f"{program} is VTM {version}, older than the required {minimum} (the CTC anchor "
+                f"is VTM 22.2); point {VTM_DIR_ENV} or codec.vtm_dir at a newer build, or "
+                f"lower codec.min_version"
+            )
         return version
 
     @classmethod
@@ -122,10 +124,17 @@ class VtmCodec(Codec, IntraCodec):
         def encode(qp: int) -> list[str]:
             return codec.encoder_command(INPUT, BITSTREAM, RECON, WIDTH, HEIGHT, FRAMES, FPS, qp)
 
-        return {"version": codec.version(), "cfg": codec.cfg.name,
-                "cfg_sha256": compute_digest(codec.cfg, "sha256"),
-                **binary_identity({"encoder": codec.encoder, "decoder": codec.decoder}, encode,
-                                  codec.decoder_command(BITSTREAM, OUTPUT), files=[codec.cfg])}
+        return {
+            "version": codec.version(),
+            "cfg": codec.cfg.name,
+            "cfg_sha256": compute_digest(codec.cfg, "sha256"),
+            **binary_identity(
+                {"encoder": codec.encoder, "decoder": codec.decoder},
+                encode,
+                codec.decoder_command(BITSTREAM, OUTPUT),
+                files=[codec.cfg],
+            ),
+        }
 
     @property
     def timeout(self) -> float:
@@ -137,8 +146,13 @@ class VtmCodec(Codec, IntraCodec):
         return f"VTM encoder {self.encoder_version}, decoder {self.decoder_version}"
 
     def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "encoder": str(self.encoder), "decoder": str(self.decoder),
-                "cfg": str(self.cfg), "input_format": self.input_format}
+        return {
+            **super().provenance(),
+            "encoder": str(self.encoder),
+            "decoder": str(self.decoder),
+            "cfg": str(self.cfg),
+            "input_format": self.input_format,
+        }
 
     # -- sequences ------------------------------------------------------------------------------
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
@@ -155,8 +169,9 @@ class VtmCodec(Codec, IntraCodec):
         Path(workdir).mkdir(parents=True, exist_ok=True)
         output = Path(workdir) / f"{Path(bitstream).stem}_decoded.rgb"
         source = read_sequence_frames(sequence) if sequence.path.is_file() else None
-        return self._decode_to_rgb(Path(bitstream), sequence.width, sequence.height, sequence.frames, output,
-                                   coded_source=source)
+        return self._decode_to_rgb(
+            Path(bitstream), sequence.width, sequence.height, sequence.frames, output, coded_source=source
+        )
 
     # -- one intra picture ----------------------------------------------------------------------
     def encode_picture(self, rgb: np.ndarray, qp: int, workdir: Path) -> bytes:
@@ -179,14 +194,33 @@ class VtmCodec(Codec, IntraCodec):
             output.unlink(missing_ok=True)
 
     # -- the two VTM runs -----------------------------------------------------------------------
-    def encoder_command(self, source: Path, bitstream: Path, recon: Path, width: int | str, height: int | str,
-                        frames: int | str, fps: float | str, qp: int) -> list[str]:
+    def encoder_command(
+        self,
+        source: Path,
+        bitstream: Path,
+        recon: Path,
+        width: int | str,
+        height: int | str,
+        frames: int | str,
+        fps: float | str,
+        qp: int,
+    ) -> list[str]:
         """EncoderApp's command line: the cfg, then the per-run values and the CTC's changes."""
-        command = [str(self.encoder), "-c", str(self.cfg),
-                   f"--InputFile={source}", f"--BitstreamFile={bitstream}", f"--ReconFile={recon}",
-                   f"--SourceWidth={width}", f"--SourceHeight={height}",
-                   f"--FrameRate={frame_rate_text(fps)}", f"--FramesToBeEncoded={frames}",
-                   "--InputBitDepth=8", f"--InputChromaFormat={FORMATS[self.input_format]}", f"--QP={qp}"]
+        command = [
+            str(self.encoder),
+            "-c",
+            str(self.cfg),
+            f"--InputFile={source}",
+            f"--BitstreamFile={bitstream}",
+            f"--ReconFile={recon}",
+            f"--SourceWidth={width}",
+            f"--SourceHeight={height}",
+            f"--FrameRate={frame_rate_text(fps)}",
+            f"--FramesToBeEncoded={frames}",
+            "--InputBitDepth=8",
+            f"--InputChromaFormat={FORMATS[self.input_format]}",
+            f"--QP={qp}",
+        ]
         command += option_arguments(self.config.get("encoder_options"))
         if self.input_format == "rgb444":
             command += option_arguments(self.config.get("rgb444_encoder_options"))
@@ -198,8 +232,9 @@ class VtmCodec(Codec, IntraCodec):
             command += option_arguments(self.config.get("rgb444_decoder_options"))
         return command
 
-    def _encode_frames(self, frames: np.ndarray, qp: int, fps: float, bitstream: Path,
-                       source: Path | None = None) -> EncodeResult:
+    def _encode_frames(
+        self, frames: np.ndarray, qp: int, fps: float, bitstream: Path, source: Path | None = None
+    ) -> EncodeResult:
         count, _, height, width = frames.shape
         workdir = bitstream.parent
         workdir.mkdir(parents=True, exist_ok=True)
@@ -225,43 +260,66 @@ class VtmCodec(Codec, IntraCodec):
                 source.unlink(missing_ok=True)
         bits = bitstream_bits(bitstream, self.encoder.name, log)
         summary = self._checked_summary(log, bitstream, count)
-        return EncodeResult(bitstream=bitstream, bits={"video": bits}, seconds=seconds, commands=[command],
-                            log=log, details={"vtm_summary": summary, "reconstruction_md5": recon_md5})
+        return EncodeResult(
+            bitstream=bitstream,
+            bits={"video": bits},
+            seconds=seconds,
+            commands=[command],
+            log=log,
+            details={"vtm_summary": summary, "reconstruction_md5": recon_md5},
+        )
 
     def _checked_summary(self, log: str, bitstream: Path, count: int) -> dict[str, float]:
         """VTM's own figures for the coded sequence (the last layer's summary row)."""
         layers = parse_summary(log)
         if not layers:
-            raise CodecError(f"{self.encoder.name} printed no closing summary ('Total Frames | Bitrate ...') "
-                             f"for {bitstream}; its log:\n{log_tail(log)}")
+            raise CodecError(
+                f"{self.encoder.name} printed no closing summary ('Total Frames | Bitrate ...') "
+                f"for {bitstream}; its log:\n{log_tail(log)}"
+            )
         for layer in layers:
             if layer["frames"] != count:
-                raise CodecError(f"{self.encoder.name} reports {layer['frames']} frames coded into "
-                                 f"{bitstream} (layer {layer['layer']}), expected {count}\n{log_tail(log)}")
+                raise CodecError(
+                    f"{self.encoder.name} reports {layer['frames']} frames coded into "
+                    f"{bitstream} (layer {layer['layer']}), expected {count}\n{log_tail(log)}"
+                )
         return layers[-1]
 
-    def _decode_to_rgb(self, bitstream: Path, width: int, height: int, frames: int, output: Path,
-                       coded_source: np.ndarray | None = None) -> DecodeResult:
+    def _decode_to_rgb(
+        self,
+        bitstream: Path,
+        width: int,
+        height: int,
+        frames: int,
+        output: Path,
+        coded_source: np.ndarray | None = None,
+    ) -> DecodeResult:
         """Decode ``bitstream`` into the planar RGB file ``output``; with ``coded_source`` (the original
         RGB frames) the details hold the harness's PSNR of each plane VTM coded."""
         rgb_bytes = frames * rgb444_frame_bytes(width, height)
         if self.input_format == "rgb444":
             command = self.decoder_command(bitstream, output)
             log, seconds = run_tool(command, self.timeout, cwd=output.parent)
-            check_file_size(output, rgb_bytes, f"{frames} decoded {width}x{height} RGB 4:4:4 frames "
-                                               f"from {bitstream}")
+            check_file_size(
+                output, rgb_bytes, f"{frames} decoded {width}x{height} RGB 4:4:4 frames from {bitstream}"
+            )
             details = {"output_md5": compute_digest(output)}
             if coded_source is not None:
-                details["coded_psnr"] = coded_psnr(coded_source, read_rgb444(output, width, height),
-                                                   self.input_format)
-            return DecodeResult(frames_file=output, seconds=seconds, commands=[command], log=log,
-                                details=details)
+                details["coded_psnr"] = coded_psnr(
+                    coded_source, read_rgb444(output, width, height), self.input_format
+                )
+            return DecodeResult(
+                frames_file=output, seconds=seconds, commands=[command], log=log, details=details
+            )
         decoded = output.with_suffix(".yuv")
         command = self.decoder_command(bitstream, decoded)
         try:
             log, seconds = run_tool(command, self.timeout, cwd=output.parent)
-            check_file_size(decoded, frames * yuv420_frame_bytes(width, height),
-                            f"{frames} decoded {width}x{height} YUV 4:2:0 frames from {bitstream}")
+            check_file_size(
+                decoded,
+                frames * yuv420_frame_bytes(width, height),
+                f"{frames} decoded {width}x{height} YUV 4:2:0 frames from {bitstream}",
+            )
             details = {"output_md5": compute_digest(decoded)}
             yuv = read_yuv420(decoded, width, height)
             if coded_source is not None:
@@ -280,5 +338,7 @@ def coded_psnr(source: Any, decoded: Any, input_format: str) -> dict[str, float]
         planes = [(np.asarray(source)[:, c], np.asarray(decoded)[:, c]) for c in CODED_PLANES[input_format]]
     else:
         planes = [(getattr(source, p), getattr(decoded, p)) for p in "yuv"]
-    return {f"psnr_{name}": float(psnr_from_mse(plane_mse(ref, dist)).mean())
-            for name, (ref, dist) in zip("yuv", planes, strict=True)}
+    return {
+        f"psnr_{name}": float(psnr_from_mse(plane_mse(ref, dist)).mean())
+        for name, (ref, dist) in zip("yuv", planes, strict=True)
+    }

@@ -50,8 +50,9 @@ def install_dir(version: str, root: Path | None = None) -> Path:
 
 
 def is_installed(folder: Path) -> bool:
-    return (folder / BUILD_RECORD).is_file() and all(os.access(folder / "bin" / name, os.X_OK)
-                                                      for name in PROGRAMS)
+    return (folder / BUILD_RECORD).is_file() and all(
+        os.access(folder / "bin" / name, os.X_OK) for name in PROGRAMS
+    )
 
 
 def source_kind(source: str) -> str:
@@ -64,8 +65,10 @@ def source_kind(source: str) -> str:
         return "archive"
     if re.match(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:", source):
         return "git"
-    raise BuildError(f"VTM source {source!r} is not a folder, a source archive "
-                     f"({', '.join(ARCHIVE_SUFFIXES)}) or a git URL")
+    raise BuildError(
+        f"VTM source {source!r} is not a folder, a source archive "
+        f"({', '.join(ARCHIVE_SUFFIXES)}) or a git URL"
+    )
 
 
 def version_in(tree: Path) -> str:
@@ -125,13 +128,16 @@ def run(command: list[str], log: Path, cwd: Path | None = None) -> None:
         proc = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise BuildError(f"{command[0]} {command[1] if len(command) > 1 else ''} exited with status "
-                         f"{proc.returncode} (full log: {log})\n{tail}")
+        raise BuildError(
+            f"{command[0]} {command[1] if len(command) > 1 else ''} exited with status "
+            f"{proc.returncode} (full log: {log})\n{tail}"
+        )
 
 
 def banner_version(program: Path) -> str:
-    proc = subprocess.run([str(program), "--help"], capture_output=True, text=True, errors="replace",
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [str(program), "--help"], capture_output=True, text=True, errors="replace", timeout=60, check=False
+    )
     match = BANNER.search(proc.stdout + proc.stderr)
     if not match:
         raise BuildError(f"the built {program} printed no VTM banner")
@@ -153,8 +159,14 @@ def build_tree(tree: Path, build: Path, target: Path, log: Path, jobs: int) -> N
         shutil.copy2(tree / "COPYING", target / "COPYING")
 
 
-def build(source: str, tag: str | None = None, sha256: str | None = None, force: bool = False,
-          root: Path | None = None, jobs: int | None = None) -> Path:
+def build(
+    source: str,
+    tag: str | None = None,
+    sha256: str | None = None,
+    force: bool = False,
+    root: Path | None = None,
+    jobs: int | None = None,
+) -> Path:
     """Build VTM from ``source`` into the tool cache (unless that version is there); returns its folder."""
     kind = source_kind(source)
     root = root or vtm_cache_dir()
@@ -163,8 +175,10 @@ def build(source: str, tag: str | None = None, sha256: str | None = None, force:
         if sha256:
             found = compute_digest(archive, "sha256")
             if found != sha256.lower():
-                raise BuildError(f"{archive} has sha256 {found}, expected {sha256.lower()}: not the VTM "
-                                 "source archive it should be")
+                raise BuildError(
+                    f"{archive} has sha256 {found}, expected {sha256.lower()}: not the VTM "
+                    "source archive it should be"
+                )
         version = archive_version(archive)
     elif kind == "folder":
         version = version_in(Path(source))
@@ -185,8 +199,9 @@ def build(source: str, tag: str | None = None, sha256: str | None = None, force:
         return _build_locked(source, kind, tag, version, target, root, jobs or os.cpu_count() or 1)
 
 
-def _build_locked(source: str, kind: str, tag: str | None, version: str, target: Path, root: Path,
-                  jobs: int) -> Path:
+def _build_locked(
+    source: str, kind: str, tag: str | None, version: str, target: Path, root: Path, jobs: int
+) -> Path:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=".build-", dir=root) as scratch_name:
         scratch = Path(scratch_name)
@@ -212,10 +227,16 @@ def _build_locked(source: str, kind: str, tag: str | None, version: str, target:
             raise
         if built != version:
             raise BuildError(f"the built encoder reports VTM {built}, expected {version}")
-        record = {"version": version, "source": source, "kind": kind, "tag": tag,
-                  "sha256": compute_digest(Path(source), "sha256") if kind == "archive" else None,
-                  "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "build_seconds": round(time.time() - started, 1), "host": os.uname().nodename}
+        record = {
+            "version": version,
+            "source": source,
+            "kind": kind,
+            "tag": tag,
+            "sha256": compute_digest(Path(source), "sha256") if kind == "archive" else None,
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.time() - started, 1),
+            "host": os.uname().nodename,
+        }
         (staging / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         shutil.copy2(log, staging / "build.log")
         if target.exists():

@@ -38,8 +38,13 @@ BANNER = re.compile(r"VVCSoftware: VTM (Encoder|Decoder) Version (\d+(?:\.\d+)*)
 # the all-frames row is labelled "a" (layer 0) or "a<layer>"; the I/P/B-slice rows "i", "p", "b".
 SUMMARY_HEADER = re.compile(r"^\s*Total Frames\s*\|(.*)$")
 ALL_FRAMES_ROW = re.compile(r"a(\d*)")
-SUMMARY_NAMES = {"Bitrate": "kbps", "Y-PSNR": "psnr_y", "U-PSNR": "psnr_u", "V-PSNR": "psnr_v",
-                 "YUV-PSNR": "psnr_yuv"}
+SUMMARY_NAMES = {
+    "Bitrate": "kbps",
+    "Y-PSNR": "psnr_y",
+    "U-PSNR": "psnr_u",
+    "V-PSNR": "psnr_v",
+    "YUV-PSNR": "psnr_yuv",
+}
 FORMATS = {"yuv420": "420", "rgb444": "444"}  # input_format -> InputChromaFormat
 
 
@@ -73,14 +78,23 @@ def parse_summary(log: str) -> list[dict[str, float]]:
 def _banner_version(program: str, mtime_ns: int) -> tuple[str, str]:
     """(kind, version) from the banner that a VTM binary prints before anything else."""
     try:
-        proc = subprocess.run([program, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=VERSION_PROBE_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            [program, "--help"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=VERSION_PROBE_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CodecError(f"cannot run {program} to read its VTM version: {exc}") from exc
     match = BANNER.search(proc.stdout)
     if not match:
-        raise CodecError(f"{program} printed no VTM banner ('VVCSoftware: VTM ... Version N.N'); is it a "
-                         f"VTM build?\n{log_tail(proc.stdout)}")
+        raise CodecError(
+            f"{program} printed no VTM banner ('VVCSoftware: VTM ... Version N.N'); is it a "
+            f"VTM build?\n{log_tail(proc.stdout)}"
+        )
     return match.group(1), match.group(2)
 
 
@@ -108,8 +122,13 @@ class VersionWanted:
         return self.at_least is None or found >= parse_version(self.at_least)
 
     def __str__(self) -> str:
-        return (f"VTM {self.exact}" if self.exact is not None else f"VTM >= {self.at_least}"
-                if self.at_least is not None else "any VTM")
+        return (
+            f"VTM {self.exact}"
+            if self.exact is not None
+            else f"VTM >= {self.at_least}"
+            if self.at_least is not None
+            else "any VTM"
+        )
 
 
 SEI_VTM = VersionWanted(at_least="23.7")  # the first VTM that writes and reads the GFV SEI (payload 223)
@@ -165,8 +184,9 @@ def _candidates(config: Mapping[str, Any], names: Sequence[str]) -> Iterator[tup
             yield f"the build cache ({root.name})", found
 
 
-def find_program(config: Mapping[str, Any], key: str, names: Sequence[str],
-                 wanted: VersionWanted | None = None) -> Path:
+def find_program(
+    config: Mapping[str, Any], key: str, names: Sequence[str], wanted: VersionWanted | None = None
+) -> Path:
     """The VTM binary ``names`` of the ``wanted`` version (default: the config's ``version``) from
     ``config[key]``, ``vtm_dir``, ``$VTM_DIR``, ``PATH`` or the build cache."""
     if config.get(key):
@@ -184,15 +204,22 @@ def find_program(config: Mapping[str, Any], key: str, names: Sequence[str],
     if others and config.get("other_version"):
         return others[0][1]
     looked = [label for label, _ in _search_roots(config)] + ["PATH", f"the build cache {vtm_cache_dir()}"]
-    get = (f"`make vtm VTM_TAG=VTM-{wanted.exact}`" if wanted.exact else
-           "`make vtm VTM_TAG=VTM-23.13` (or VTM_SRC=../shared/vtm/VVCSoftware_VTM-23.13.tar.gz)")
+    get = (
+        f"`make vtm VTM_TAG=VTM-{wanted.exact}`"
+        if wanted.exact
+        else "`make vtm VTM_TAG=VTM-23.13` (or VTM_SRC=../shared/vtm/VVCSoftware_VTM-23.13.tar.gz)"
+    )
     if others:
         found = "; ".join(f"VTM {version} at {program} ({where})" for where, program, version in others)
-        raise CodecError(f"{wanted} not found, only {found}. Build it with {get}, or point {VTM_DIR_ENV} "
-                         f"or codec.vtm_dir at it, or accept the VTM found with codec.other_version=true")
-    raise CodecError(f"VTM not found: no {' or '.join(names)} in {', '.join(looked)}. Build {wanted} with "
-                     f"{get}, or set {VTM_DIR_ENV}=/path/to/VVCSoftware_VTM, or codec.vtm_dir, or "
-                     f"codec.{key}=/path/to/{names[0]}")
+        raise CodecError(
+            f"{wanted} not found, only {found}. Build it with {get}, or point {VTM_DIR_ENV} "
+            f"or codec.vtm_dir at it, or accept the VTM found with codec.other_version=true"
+        )
+    raise CodecError(
+        f"VTM not found: no {' or '.join(names)} in {', '.join(looked)}. Build {wanted} with "
+        f"{get}, or set {VTM_DIR_ENV}=/path/to/VVCSoftware_VTM, or codec.vtm_dir, or "
+        f"codec.{key}=/path/to/{names[0]}"
+    )
 
 
 def vtm_missing(config: Mapping[str, Any], wanted: VersionWanted | None = None) -> str | None:
@@ -216,5 +243,7 @@ def find_encoder_cfg(config: Mapping[str, Any], encoder: Path) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise CodecError(f"VTM encoder config {cfg} not found (looked at {', '.join(map(str, candidates))}); "
-                     f"set codec.cfg to the path of VTM's encoder_lowdelay_vtm.cfg")
+    raise CodecError(
+        f"VTM encoder config {cfg} not found (looked at {', '.join(map(str, candidates))}); "
+        f"set codec.cfg to the path of VTM's encoder_lowdelay_vtm.cfg"
+    )

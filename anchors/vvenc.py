@@ -26,6 +26,15 @@ class VvencCodec(FfmpegCodec):
         check_qps(config, 0, VVC_MAX_QP, "8-bit VVC")
 
     def encoder_options(self, qp: int) -> list[str]:
-        return ["-c:v", self.library, "-preset", str(self.config["preset"]), "-qp", str(qp),
-                "-qpa", "1" if self.config.get("qpa") else "0",
-                "-vvenc-params", join_params(self.config.get("vvenc_params"))]
+        return [
+            "-c:v",
+            self.library,
+            "-preset",
+            str(self.config["preset"]),
+            "-qp",
+            str(qp),
+            "-qpa",
+            "1" if self.config.get("qpa") else "0",
+            "-vvenc-params",
+            join_params(self.config.get("vvenc_params")),
+        ]

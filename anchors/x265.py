@@ -30,7 +30,18 @@ class X265Codec(FfmpegCodec):
         if not 0 <= qp <= HEVC_MAX_QP:
             raise CodecError(f"x265 (8-bit HEVC) takes QP 0 to {HEVC_MAX_QP}, not {qp}")
         # thread pool and frame threads fixed by config: x265's output depends on frame-threads
-        params = {**(self.config.get("x265_params") or {}), "pools": self.threads,
-                  "frame-threads": self.threads}
-        return ["-c:v", self.library, "-preset", str(self.config["preset"]), "-qp", str(qp),
-                "-x265-params", join_params(params)]
+        params = {
+            **(self.config.get("x265_params") or {}),
+            "pools": self.threads,
+            "frame-threads": self.threads,
+        }
+        return [
+            "-c:v",
+            self.library,
+            "-preset",
+            str(self.config["preset"]),
+            "-qp",
+            str(qp),
+            "-x265-params",
+            join_params(params),
+        ]

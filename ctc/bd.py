@@ -34,8 +34,15 @@ MIN_POINTS = 4
 MIN_OVERLAP = 0.75
 
 # Statuses, most severe first. "ok" and "partial_overlap" carry a BD-rate; the others do not.
-STATUSES = ("invalid_input", "too_few_points", "duplicate_rates", "non_monotonic", "no_overlap",
-            "partial_overlap", "ok")
+STATUSES = (
+    "invalid_input",
+    "too_few_points",
+    "duplicate_rates",
+    "non_monotonic",
+    "no_overlap",
+    "partial_overlap",
+    "ok",
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,10 @@ class BDResult:
 
     def to_dict(self) -> dict[str, float | str | None]:
         """JSON-ready: NaN becomes None."""
-        return {key: (None if isinstance(value, float) and math.isnan(value) else value)
-                for key, value in asdict(self).items()}
+        return {
+            key: (None if isinstance(value, float) and math.isnan(value) else value)
+            for key, value in asdict(self).items()
+        }
 
 
 def quality_label(metric: str, lower_is_better: bool) -> str:
@@ -92,15 +101,24 @@ def _curve_problem(name: str, rate: np.ndarray, quality: np.ndarray, min_points:
     drops = np.flatnonzero(np.diff(quality) <= 0)
     if drops.size:
         i = drops[0]
-        return "non_monotonic", (f"{name} quality does not rise with rate: {quality[i]:.6g} at "
-                                 f"{rate[i]:.6g}, {quality[i + 1]:.6g} at {rate[i + 1]:.6g}")
+        return "non_monotonic", (
+            f"{name} quality does not rise with rate: {quality[i]:.6g} at "
+            f"{rate[i]:.6g}, {quality[i + 1]:.6g} at {rate[i + 1]:.6g}"
+        )
     return "", ""
 
 
-def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float],
-            test_rate: Sequence[float], test_quality: Sequence[float], *,
-            method: str = "pchip", lower_is_better: bool = False,
-            min_points: int = MIN_POINTS, min_overlap: float = MIN_OVERLAP) -> BDResult:
+def bd_rate(
+    anchor_rate: Sequence[float],
+    anchor_quality: Sequence[float],
+    test_rate: Sequence[float],
+    test_quality: Sequence[float],
+    *,
+    method: str = "pchip",
+    lower_is_better: bool = False,
+    min_points: int = MIN_POINTS,
+    min_overlap: float = MIN_OVERLAP,
+) -> BDResult:
     """BD-rate and BD-quality of the test curve against the anchor curve.
 
     Rates are in any positive unit (kbps), points in any order; the curves may have different
@@ -131,19 +149,35 @@ def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float],
     rate_overlap = _overlap(np.log10(rate_a), np.log10(rate_t))
     # min_overlap=0: the package would only warn; the overlap is reported in the result instead.
     options = {"method": method, "require_matching_points": False, "min_overlap": 0}
-    quality_gain = (float(bjontegaard.bd_psnr(rate_a, quality_a, rate_t, quality_t, **options))
-                    if rate_overlap > 0 else nan)
+    quality_gain = (
+        float(bjontegaard.bd_psnr(rate_a, quality_a, rate_t, quality_t, **options))
+        if rate_overlap > 0
+        else nan
+    )
     if status == "non_monotonic":
-        return BDResult(nan, quality_gain, nan, rate_overlap, status,
-                        reason + "; BD-rate needs a rising curve")
+        return BDResult(
+            nan, quality_gain, nan, rate_overlap, status, reason + "; BD-rate needs a rising curve"
+        )
     if overlap == 0:
-        return BDResult(nan, quality_gain, overlap, rate_overlap, "no_overlap",
-                        f"quality ranges do not overlap (anchor {quality_a.min():.6g} to "
-                        f"{quality_a.max():.6g}, test {quality_t.min():.6g} to {quality_t.max():.6g})")
+        return BDResult(
+            nan,
+            quality_gain,
+            overlap,
+            rate_overlap,
+            "no_overlap",
+            f"quality ranges do not overlap (anchor {quality_a.min():.6g} to "
+            f"{quality_a.max():.6g}, test {quality_t.min():.6g} to {quality_t.max():.6g})",
+        )
     rate_change = float(bjontegaard.bd_rate(rate_a, quality_a, rate_t, quality_t, **options))
     if overlap < min_overlap:
-        return BDResult(rate_change, quality_gain, overlap, rate_overlap, "partial_overlap",
-                        f"curves overlap on only {overlap:.0%} of their quality range")
+        return BDResult(
+            rate_change,
+            quality_gain,
+            overlap,
+            rate_overlap,
+            "partial_overlap",
+            f"curves overlap on only {overlap:.0%} of their quality range",
+        )
     return BDResult(rate_change, quality_gain, overlap, rate_overlap, "ok")
 
 
@@ -153,17 +187,21 @@ def _read_curve_csv(path: Path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ValueError(f"{path}: cannot read as CSV ({error})") from error
     if "kbps" not in table.columns:
-        raise ValueError(f"{path}: expected a 'kbps' column (one row per rate point); "
-                         f"found {', '.join(map(str, table.columns))}")
+        raise ValueError(
+            f"{path}: expected a 'kbps' column (one row per rate point); "
+            f"found {', '.join(map(str, table.columns))}"
+        )
     for column in table.columns:
         if not pd.api.types.is_numeric_dtype(table[column]):
-            raise ValueError(f"{path}: column {column!r} is not numeric; "
-                             "expected kbps and one column per metric")
+            raise ValueError(
+                f"{path}: column {column!r} is not numeric; expected kbps and one column per metric"
+            )
     return table
 
 
-def registered_lower_is_better(names: Sequence[str], modules: Sequence[str] = (),
-                               declared: Sequence[str] = ()) -> set[str]:
+def registered_lower_is_better(
+    names: Sequence[str], modules: Sequence[str] = (), declared: Sequence[str] = ()
+) -> set[str]:
     """The names among ``names`` whose metric class (``ctc.metrics``' registry, after importing the
     plug-in ``modules``) is lower-is-better. A name neither registered nor in ``declared`` (names whose
     direction the caller gives) is refused: its direction would be a guess."""
@@ -179,16 +217,24 @@ def registered_lower_is_better(names: Sequence[str], modules: Sequence[str] = ()
             if name not in declared:
                 unknown.append(name)
     if unknown:
-        raise ValueError(f"metric {', '.join(map(repr, unknown))} is not registered, so its direction is "
-                         "unknown: name the module that registers it (--metric-modules), or say which way "
-                         "it goes (--lower-is-better NAME or --higher-is-better NAME)")
+        raise ValueError(
+            f"metric {', '.join(map(repr, unknown))} is not registered, so its direction is "
+            "unknown: name the module that registers it (--metric-modules), or say which way "
+            "it goes (--lower-is-better NAME or --higher-is-better NAME)"
+        )
     return lower
 
 
-def compare_csv(anchor_csv: Path, test_csv: Path, *, method: str = "pchip",
-                metrics: Sequence[str] | None = None, lower_is_better: Sequence[str] = (),
-                higher_is_better: Sequence[str] = (),
-                metric_modules: Sequence[str] = ()) -> dict[str, object]:
+def compare_csv(
+    anchor_csv: Path,
+    test_csv: Path,
+    *,
+    method: str = "pchip",
+    metrics: Sequence[str] | None = None,
+    lower_is_better: Sequence[str] = (),
+    higher_is_better: Sequence[str] = (),
+    metric_modules: Sequence[str] = (),
+) -> dict[str, object]:
     """BD of every metric column shared by two rate-point CSV files, as a JSON-ready mapping; each
     metric's direction from its class (:func:`registered_lower_is_better`) unless given here."""
     anchor, test = _read_curve_csv(anchor_csv), _read_curve_csv(test_csv)
@@ -204,38 +250,75 @@ def compare_csv(anchor_csv: Path, test_csv: Path, *, method: str = "pchip",
     if both:
         raise ValueError(f"metric {', '.join(sorted(both))} is both lower- and higher-is-better")
     given = [*lower_is_better, *higher_is_better]
-    lower = (registered_lower_is_better([name for name in names if name not in given], metric_modules, given)
-             | set(lower_is_better))
+    lower = registered_lower_is_better(
+        [name for name in names if name not in given], metric_modules, given
+    ) | set(lower_is_better)
     results = {}
     for name in names:
-        result = bd_rate(anchor["kbps"], anchor[name], test["kbps"], test[name],
-                         method=method, lower_is_better=name in lower)
-        results[name] = {"direction": "lower_is_better" if name in lower else "higher_is_better",
-                         "bd_quality_of": quality_label(name, name in lower), **result.to_dict()}
+        result = bd_rate(
+            anchor["kbps"],
+            anchor[name],
+            test["kbps"],
+            test[name],
+            method=method,
+            lower_is_better=name in lower,
+        )
+        results[name] = {
+            "direction": "lower_is_better" if name in lower else "higher_is_better",
+            "bd_quality_of": quality_label(name, name in lower),
+            **result.to_dict(),
+        }
     return {"anchor": str(anchor_csv), "test": str(test_csv), "method": method, "metrics": results}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="ctc-bd", description="BD-rate (%%) and BD-quality per metric of TEST against ANCHOR, as JSON. "
-        "Each CSV has one row per rate point: a kbps column and one column per metric.")
+        prog="ctc-bd",
+        description="BD-rate (%%) and BD-quality per metric of TEST against ANCHOR, as JSON. "
+        "Each CSV has one row per rate point: a kbps column and one column per metric.",
+    )
     parser.add_argument("anchor", type=Path, help="anchor rate points (CSV)")
     parser.add_argument("test", type=Path, help="tested codec's rate points (CSV)")
-    parser.add_argument("--method", choices=METHODS, default="pchip",
-                        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="pchip",
+        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit",
+    )
     parser.add_argument("--metrics", nargs="+", help="metric columns to compare (default: all shared)")
-    parser.add_argument("--metric-modules", nargs="*", default=[], metavar="MODULE",
-                        help="modules that register metrics of your own (as a metrics config's modules)")
-    parser.add_argument("--lower-is-better", nargs="*", default=[], metavar="METRIC",
-                        help="metrics where lower is better, compared as 1 - value (default: as each "
-                             "metric's class says, e.g. dists and lpips)")
-    parser.add_argument("--higher-is-better", nargs="*", default=[], metavar="METRIC",
-                        help="metrics where higher is better (default: as each metric's class says)")
+    parser.add_argument(
+        "--metric-modules",
+        nargs="*",
+        default=[],
+        metavar="MODULE",
+        help="modules that register metrics of your own (as a metrics config's modules)",
+    )
+    parser.add_argument(
+        "--lower-is-better",
+        nargs="*",
+        default=[],
+        metavar="METRIC",
+        help="metrics where lower is better, compared as 1 - value (default: as each "
+        "metric's class says, e.g. dists and lpips)",
+    )
+    parser.add_argument(
+        "--higher-is-better",
+        nargs="*",
+        default=[],
+        metavar="METRIC",
+        help="metrics where higher is better (default: as each metric's class says)",
+    )
     args = parser.parse_args(argv)
     try:
-        report = compare_csv(args.anchor, args.test, method=args.method, metrics=args.metrics,
-                             lower_is_better=args.lower_is_better, higher_is_better=args.higher_is_better,
-                             metric_modules=args.metric_modules)
+        report = compare_csv(
+            args.anchor,
+            args.test,
+            method=args.method,
+            metrics=args.metrics,
+            lower_is_better=args.lower_is_better,
+            higher_is_better=args.higher_is_better,
+            metric_modules=args.metric_modules,
+        )
     except ValueError as error:
         print(f"ctc-bd: error: {error}", file=sys.stderr)
         return 2

@@ -75,9 +75,11 @@ def bench_io() -> list[Figure]:
         convert_s = best_of(lambda: rgb_to_yuv420(frames))
         both_s = best_of(lambda: rgb_to_yuv420(read_rgb444(path, IO_SIZE, IO_SIZE, IO_FRAMES)))
     note = f"{IO_FRAMES} frames {IO_SIZE}x{IO_SIZE}, file in the page cache"
-    return [Figure("read RGB 4:4:4", read_s, "s", note=note),
-            Figure("RGB -> YUV 4:2:0 (OpenCV)", convert_s, "s", note=note),
-            Figure("read + convert", both_s, "s", "well under 1 s", note)]
+    return [
+        Figure("read RGB 4:4:4", read_s, "s", note=note),
+        Figure("RGB -> YUV 4:2:0 (OpenCV)", convert_s, "s", note=note),
+        Figure("read + convert", both_s, "s", "well under 1 s", note),
+    ]
 
 
 def bench_cached_sweep() -> list[Figure]:
@@ -95,8 +97,15 @@ def bench_cached_sweep() -> list[Figure]:
 
     with tempfile.TemporaryDirectory() as folder:
         root, results = Path(folder) / "sequences", Path(folder) / "results"
-        overrides = ["codec=x265", "anchor=vvenc", "testset=ctc", f"testset.root={root}",
-                     f"results_dir={results}", "run=bench", "report=false"]  # the resume check
+        overrides = [
+            "codec=x265",
+            "anchor=vvenc",
+            "testset=ctc",
+            f"testset.root={root}",
+            f"results_dir={results}",
+            "run=bench",
+            "report=false",
+        ]  # the resume check
         settings = without_hydra(compose(overrides))
         root.mkdir()
         testset = settings["testset"]
@@ -113,8 +122,15 @@ def bench_cached_sweep() -> list[Figure]:
         seconds = _run_ctc(overrides)
         if {path: path.stat().st_mtime_ns for path in written} != written or len(written) != len(jobs):
             raise RuntimeError("the cached sweep reran jobs: their results were not taken as complete")
-    return [Figure(f"cached rerun, {len(specs)} sequences x 4 rate points x {len(sections)} codecs",
-                   seconds, "s", "< 10 s", f"{len(jobs)} jobs, whole ctc-run process")]
+    return [
+        Figure(
+            f"cached rerun, {len(specs)} sequences x 4 rate points x {len(sections)} codecs",
+            seconds,
+            "s",
+            "< 10 s",
+            f"{len(jobs)} jobs, whole ctc-run process",
+        )
+    ]
 
 
 def bench_fingerprints() -> list[Figure]:
@@ -128,8 +144,11 @@ def bench_fingerprints() -> list[Figure]:
     from ctc.identity import codec_identity, identity_hash, job_identity
     from ctc.metrics import metric_code, metric_set
 
-    cfte = {**load_section("codec", "cfte"), "weights": "random",
-            "intra": load_section("picture_codec", "vvenc")}
+    cfte = {
+        **load_section("codec", "cfte"),
+        "weights": "random",
+        "intra": load_section("picture_codec", "vvenc"),
+    }
     anchor = load_section("codec", "vvenc")
     codec_identity(anchor)  # FFmpeg's version probe and digest, remembered across sweeps
     metrics = metric_set("ctc")
@@ -138,19 +157,35 @@ def bench_fingerprints() -> list[Figure]:
         fingerprint._file_digests.clear()
         identities = [codec_identity(cfte), codec_identity(anchor)]
         metric_code(metrics)
-        return [identity_hash(job_identity(identity, {"name": f"SEQ_{index:03d}", "file_md5": "0" * 32}, qp))
-                for identity in identities for index in range(30) for qp in cfte["rate_points"]]
+        return [
+            identity_hash(job_identity(identity, {"name": f"SEQ_{index:03d}", "file_md5": "0" * 32}, qp))
+            for identity in identities
+            for index in range(30)
+            for qp in cfte["rate_points"]
+        ]
 
     jobs, files = len(plan()), len(codec_identity(cfte)["code"])
-    return [Figure(f"fingerprints and hashes of a full CTC plan ({jobs} jobs)", best_of(plan), "s", "< 1 s",
-                   f"{files} source files of cfte, the metrics' code; FFmpeg's digest remembered")]
+    return [
+        Figure(
+            f"fingerprints and hashes of a full CTC plan ({jobs} jobs)",
+            best_of(plan),
+            "s",
+            "< 1 s",
+            f"{files} source files of cfte, the metrics' code; FFmpeg's digest remembered",
+        )
+    ]
 
 
 def _run_ctc(overrides: list[str]) -> float:
     """Seconds of one whole ``ctc-run`` process."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ctc.runner", *overrides], capture_output=True,
-                          text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctc.runner", *overrides],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"ctc-run {' '.join(overrides)} failed:\n{proc.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -159,25 +194,45 @@ def _run_ctc(overrides: list[str]) -> float:
 def _fake_result(job: Job) -> dict:
     spec = job.sequence
     bits = 8000 * (60 - job.rate_point)
-    return {"status": "ok", "codec": job.codec, "role": job.role, "codec_version": "bench",
-            "sequence": spec.name, "seq_class": spec.seq_class, "rate_point": job.rate_point,
-            "frames": spec.frames, "fps": spec.fps, "width": spec.width, "height": spec.height,
-            "config_hash": job.config_hash, "identity": job.identity,
-            "bits": {"total": bits, "parts": {"video": bits}},
-            "kbps": bits / 1000 * spec.fps / spec.frames, "enc_seconds": 1.0, "dec_seconds": 0.1,
-            "metrics": {name: 60.0 - job.rate_point for name in job.metric_names},
-            "metric_directions": {name: "higher_is_better" for name in job.metric_names},
-            "metric_code": dict(job.metric_code)}
+    return {
+        "status": "ok",
+        "codec": job.codec,
+        "role": job.role,
+        "codec_version": "bench",
+        "sequence": spec.name,
+        "seq_class": spec.seq_class,
+        "rate_point": job.rate_point,
+        "frames": spec.frames,
+        "fps": spec.fps,
+        "width": spec.width,
+        "height": spec.height,
+        "config_hash": job.config_hash,
+        "identity": job.identity,
+        "bits": {"total": bits, "parts": {"video": bits}},
+        "kbps": bits / 1000 * spec.fps / spec.frames,
+        "enc_seconds": 1.0,
+        "dec_seconds": 0.1,
+        "metrics": {name: 60.0 - job.rate_point for name in job.metric_names},
+        "metric_directions": {name: "higher_is_better" for name in job.metric_names},
+        "metric_code": dict(job.metric_code),
+    }
 
 
 def as_figure(row: Figure | Mapping[str, Any]) -> Figure:
     if isinstance(row, Figure):
         return row
     if not ("name" in row or "case" in row) or "value" not in row:
-        raise ValueError(f"a bench row needs 'name' (or 'case') and 'value' (and 'unit', optionally 'target' "
-                         f"and 'note'); got the keys {sorted(row)}")
-    return Figure(str(row.get("name") or row["case"]), float(row["value"]), str(row.get("unit", "")),
-                  str(row.get("target", "")), str(row.get("note", "")))
+        raise ValueError(
+            f"a bench row needs 'name' (or 'case') and 'value' (and 'unit', optionally 'target' "
+            f"and 'note'); got the keys {sorted(row)}"
+        )
+    return Figure(
+        str(row.get("name") or row["case"]),
+        float(row["value"]),
+        str(row.get("unit", "")),
+        str(row.get("target", "")),
+        str(row.get("note", "")),
+    )
 
 
 def _load(target: str) -> Callable[[], list] | str:
@@ -194,8 +249,9 @@ def _load(target: str) -> Callable[[], list] | str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="run only the benches whose name contains one of these words")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="run only the benches whose name contains one of these words"
+    )
     args = parser.parse_args(argv)
     rows: list[tuple[str, str, str, str, str]] = []
     for target in BENCHES:

@@ -117,8 +117,11 @@ class Codec(ABC):
 
     def provenance(self) -> dict[str, Any]:
         """What made this codec's numbers; recorded in every result.json: its label, its class and version."""
-        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                "version": self.version()}
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "version": self.version(),
+        }
 
     @abstractmethod
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
@@ -159,8 +162,9 @@ def check_qps(config: Mapping[str, Any], lowest: int, highest: int, what: str) -
     """:class:`CodecError` unless every rate point of ``config`` is a QP in ``[lowest, highest]``."""
     wrong = [qp for qp in config.get("rate_points") or () if not lowest <= int(qp) <= highest]
     if wrong:
-        raise CodecError(f"{config.get('name')}: rate_points {wrong} are not QPs of {what} "
-                         f"({lowest} to {highest})")
+        raise CodecError(
+            f"{config.get('name')}: rate_points {wrong} are not QPs of {what} ({lowest} to {highest})"
+        )
 
 
 def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:

@@ -73,22 +73,26 @@ def reference_codec(preferred: str | None, codecs: Sequence[str], anchor: str) -
     """The codec whose rate points set the targets: ``preferred``, else the first that is not the anchor."""
     if preferred:
         if preferred not in codecs:
-            raise ComparisonError(f"comparisons.reference={preferred!r} has no results in this run; "
-                                  f"it has {', '.join(codecs)}")
+            raise ComparisonError(
+                f"comparisons.reference={preferred!r} has no results in this run; it has {', '.join(codecs)}"
+            )
         return preferred
     tested = [codec for codec in codecs if codec != anchor]
     return tested[0] if tested else anchor
 
 
-def choose_sequences(order: Sequence[str], classes: Mapping[str, str], names: Sequence[str] | None,
-                     limit: int) -> list[str]:
+def choose_sequences(
+    order: Sequence[str], classes: Mapping[str, str], names: Sequence[str] | None, limit: int
+) -> list[str]:
     """``names`` (checked against the run), else the first ``limit`` sequences taking one class after
     another in turn, so every class shows before any shows twice."""
     if names:
         unknown = [name for name in names if name not in order]
         if unknown:
-            raise ComparisonError(f"comparisons.sequences names {', '.join(unknown)}, which the run does not "
-                                  f"have; it has {', '.join(order)}")
+            raise ComparisonError(
+                f"comparisons.sequences names {', '.join(unknown)}, which the run does not "
+                f"have; it has {', '.join(order)}"
+            )
         return [name for name in order if name in set(names)]
     by_class: dict[str, list[str]] = {}
     for name in order:
@@ -102,9 +106,13 @@ def choose_sequences(order: Sequence[str], classes: Mapping[str, str], names: Se
 
 
 def _panel(row: Mapping[str, Any], metrics: Sequence[str]) -> Panel:
-    return Panel(codec=row["codec"], rate_point=row["rate_point"], kbps=float(row["kbps"]),
-                 metrics={m: float(row[m]) for m in metrics if m in row and pd.notna(row[m])},
-                 random_weights=bool(row.get("random_weights", False)))
+    return Panel(
+        codec=row["codec"],
+        rate_point=row["rate_point"],
+        kbps=float(row["kbps"]),
+        metrics={m: float(row[m]) for m in metrics if m in row and pd.notna(row[m])},
+        random_weights=bool(row.get("random_weights", False)),
+    )
 
 
 def _closest(rows: pd.DataFrame, distance: pd.Series) -> Mapping[str, Any] | None:
@@ -115,9 +123,15 @@ def _closest(rows: pd.DataFrame, distance: pd.Series) -> Mapping[str, Any] | Non
     return usable.sort_values(["_distance", "kbps"], kind="stable").iloc[0].to_dict()
 
 
-def build_comparisons(rate_points: pd.DataFrame, anchor: str, reference: str, metric: str,
-                      sequences: Sequence[str], metrics: Sequence[str],
-                      reference_points: Sequence[Any] | None = None) -> list[Comparison]:
+def build_comparisons(
+    rate_points: pd.DataFrame,
+    anchor: str,
+    reference: str,
+    metric: str,
+    sequences: Sequence[str],
+    metrics: Sequence[str],
+    reference_points: Sequence[Any] | None = None,
+) -> list[Comparison]:
     """Similar-bitrate and similar-quality comparisons of ``sequences`` (in that order).
 
     ``rate_points`` has one usable row per codec, sequence and rate point (:class:`ctc.report.Report`'s).
@@ -126,7 +140,8 @@ def build_comparisons(rate_points: pd.DataFrame, anchor: str, reference: str, me
     points = points[points["kbps"] > 0]
     codecs = list(dict.fromkeys(points["codec"]))
     others = ([anchor] if anchor in codecs and anchor != reference else []) + sorted(
-        c for c in codecs if c not in (anchor, reference))
+        c for c in codecs if c not in (anchor, reference)
+    )
     comparisons = []
     for sequence in sequences:
         rows = points[points["sequence"] == sequence]
@@ -148,6 +163,14 @@ def build_comparisons(rate_points: pd.DataFrame, anchor: str, reference: str, me
                     if best is not None:
                         panels.append(_panel(best, metrics))
                 reference_panel = _panel(target, metrics)
-                comparisons.append(Comparison(kind, sequence, str(target.get("seq_class", "")), metric,
-                                              reference_panel, (*panels, reference_panel)))
+                comparisons.append(
+                    Comparison(
+                        kind,
+                        sequence,
+                        str(target.get("seq_class", "")),
+                        metric,
+                        reference_panel,
+                        (*panels, reference_panel),
+                    )
+                )
     return comparisons

@@ -38,27 +38,46 @@ def bench_job_split() -> list[Figure]:
     figures, measured = [], {}
     for codec, overrides in CODECS.items():
         with tempfile.TemporaryDirectory() as folder:
-            args = [*overrides, "anchor=none", "testset=demo", f"testset.frames={FRAMES}",
-                    "testset.sequences=[DEMO_001]", "metrics=psnr", "launcher=basic", "report=false",
-                    f"results_dir={folder}", "run=bench"]
+            args = [
+                *overrides,
+                "anchor=none",
+                "testset=demo",
+                f"testset.frames={FRAMES}",
+                "testset.sequences=[DEMO_001]",
+                "metrics=psnr",
+                "launcher=basic",
+                "report=false",
+                f"results_dir={folder}",
+                "run=bench",
+            ]
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "ctc.runner", *args], capture_output=True, text=True,
-                                  check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            proc = subprocess.run(
+                [sys.executable, "-m", "ctc.runner", *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
             wall = time.perf_counter() - start
             if proc.returncode != 0:
                 raise RuntimeError(f"ctc-run {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
             results = [read_result(path.parent) for path in Path(folder).glob("bench/*/*/*/result.json")]
         frames = sum(int(result["frames"]) for result in results)
         coding = sum(result["timing"]["encode_s"] + result["timing"]["decode_s"] for result in results)
-        measured[codec] = {"cpu_s": round(coding / frames, 4), "frames_per_job": FRAMES,
-                           "measured": now_iso(),
-                           "note": "encode + decode seconds per frame, one worker (its threads: cores / 2)"}
+        measured[codec] = {
+            "cpu_s": round(coding / frames, 4),
+            "frames_per_job": FRAMES,
+            "measured": now_iso(),
+            "note": "encode + decode seconds per frame, one worker (its threads: cores / 2)",
+        }
         figures += _split(codec, results, frames, wall)
     path = measured_costs_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
-    path.write_text(yaml.safe_dump({"coding": {**(old.get("coding") or {}), **measured}}, sort_keys=False),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"coding": {**(old.get("coding") or {}), **measured}}, sort_keys=False),
+        encoding="utf-8",
+    )
     return figures
 
 
@@ -73,9 +92,17 @@ def _split(codec: str, results: list[dict[str, Any]], frames: int, wall: float) 
         for result in results:
             for part, seconds in (result["timing"].get(f"{stage}_split_s") or {}).items():
                 split[part] = split.get(part, 0.0) + seconds
-        figures += [Figure(f"{codec} {stage}: {part} per frame", seconds / frames, "s", note=note)
-                    for part, seconds in split.items()]
+        figures += [
+            Figure(f"{codec} {stage}: {part} per frame", seconds / frames, "s", note=note)
+            for part, seconds in split.items()
+        ]
     in_jobs = sum(float(result["timing"]["wall_s"]) for result in results)
-    figures.append(Figure(f"{codec}: harness outside the jobs", wall - in_jobs, "s",
-                          note="process start, configuration, plan, scoring tasks, summary"))
+    figures.append(
+        Figure(
+            f"{codec}: harness outside the jobs",
+            wall - in_jobs,
+            "s",
+            note="process start, configuration, plan, scoring tasks, summary",
+        )
+    )
     return figures

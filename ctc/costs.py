@@ -88,27 +88,33 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
                 gpu += seconds if on_gpu else 0.0
                 cpu += float(costs["job_overhead_s"]) + (0.0 if on_gpu else seconds)
                 longest = max(longest, seconds + float(costs["job_overhead_s"]))
-                versions[each.job.sequence.name] = versions.get(each.job.sequence.name, 0) \
-                    + each.job.sequence.frames
+                versions[each.job.sequence.name] = (
+                    versions.get(each.job.sequence.name, 0) + each.job.sequence.frames
+                )
                 gpu_scoring = gpu_scoring or on_gpu
             wall = _wall(cpu + gpu, len(mine), longest, launcher, costs)
-            stages.append(StageCost(f"coding {codec}", cpu, gpu, wall,
-                                    f"{len(mine)} jobs, {cost['source']} cost"))
+            stages.append(
+                StageCost(f"coding {codec}", cpu, gpu, wall, f"{len(mine)} jobs, {cost['source']} cost")
+            )
     metrics = plans[-1].metric_names
     unit = "gpu_s" if gpu_scoring else "cpu_s"
     per_frame = sum(float(_per_frame(costs["scoring"], metric)[unit]) for metric in metrics)
     seconds = per_frame * sum(versions.values())
     cpu, gpu = (0.0, seconds) if gpu_scoring else (seconds, 0.0)
     if launcher.cluster:
-        wall = float(costs["slurm"]["queue_s"]) + per_frame * max(versions.values(), default=0) \
-            / (1 if gpu_scoring else launcher.scoring_cpus)
+        wall = float(costs["slurm"]["queue_s"]) + per_frame * max(versions.values(), default=0) / (
+            1 if gpu_scoring else launcher.scoring_cpus
+        )
     else:
         wall = seconds if gpu_scoring else seconds / max(1, launcher.cores)
     stages.append(StageCost("scoring", cpu, gpu, wall, f"{', '.join(metrics)}, {len(versions)} sequences"))
     plan = plans[-1]
     if plan.settings.get("report", True) and "anchor" in plan.sections and versions:
-        shown = len(page_sequences(plan)) * sum(len(s["rate_points"]) for s in plan.sections.values()) \
+        shown = (
+            len(page_sequences(plan))
+            * sum(len(s["rate_points"]) for s in plan.sections.values())
             * len(plans)
+        )
         seconds = float(costs["report"]["base_s"]) + shown * float(costs["report"]["per_version_s"])
         stages.append(StageCost("report", seconds, 0.0, seconds, f"{shown} versions on the page"))
     return stages
@@ -137,12 +143,17 @@ def _duration(seconds: float) -> str:
 def describe_costs(stages: Sequence[StageCost], launcher: Launcher) -> str:
     """The estimate as ``--plan`` prints it."""
     workers = min(launcher.workers, launcher.cores)
-    where = (f"{launcher.name} (a cluster, {launcher.parallel or 'all'} tasks at once)" if launcher.cluster
-             else f"{launcher.name}, {workers} workers on {launcher.cores} cores")
+    where = (
+        f"{launcher.name} (a cluster, {launcher.parallel or 'all'} tasks at once)"
+        if launcher.cluster
+        else f"{launcher.name}, {workers} workers on {launcher.cores} cores"
+    )
     lines = [f"estimated cost on {where} (docs/costs.md):"]
     for stage in stages:
-        lines.append(f"  {stage.stage}: {_hours(stage.cpu_s)} CPU, {_hours(stage.gpu_s)} GPU, "
-                     f"wall {_duration(stage.wall_s)} ({stage.note})")
+        lines.append(
+            f"  {stage.stage}: {_hours(stage.cpu_s)} CPU, {_hours(stage.gpu_s)} GPU, "
+            f"wall {_duration(stage.wall_s)} ({stage.note})"
+        )
     cpu, gpu = sum(s.cpu_s for s in stages), sum(s.gpu_s for s in stages)
     wall = sum(stage.wall_s for stage in stages)
     lines.append(f"  total: {_hours(cpu)} CPU, {_hours(gpu)} GPU, wall {_duration(wall)}")
@@ -163,6 +174,7 @@ def launcher_of(config: Any) -> Launcher:
     if "Slurm" in target:
         parallel = OmegaConf.select(config, "hydra.launcher.array_parallelism")
         cpus = OmegaConf.select(config, "hydra.launcher.scoring_task.cpus_per_task") or 4
-        return Launcher(name, workers, cores, cluster=True, parallel=parallel and int(parallel),
-                        scoring_cpus=int(cpus))
+        return Launcher(
+            name, workers, cores, cluster=True, parallel=parallel and int(parallel), scoring_cpus=int(cpus)
+        )
     return Launcher(name, 1 if "BasicLauncher" in target else workers, cores)

@@ -65,8 +65,9 @@ def render(spec: SequenceSpec, photo: np.ndarray | None = None) -> np.ndarray:
             _close_eye(face, eye, _blink(seconds, motion["blinks_s"]), skin)
         opening = max(0.0, math.sin(2 * math.pi * seconds / motion["mouth_period_s"]))
         _open_mouth(face, _fixed(opening))
-        frames[index] = _warp(face, _head_pose(seconds, spec, motion), spec.width, spec.height,
-                              bool(motion["mirror"]))
+        frames[index] = _warp(
+            face, _head_pose(seconds, spec, motion), spec.width, spec.height, bool(motion["mirror"])
+        )
     return frames
 
 
@@ -145,8 +146,9 @@ def _mean_colour(image: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndar
     return (region.sum(axis=0) + len(region) // 2) // len(region)
 
 
-def _ellipse_alpha(shape: tuple[int, int], centre_x: int, centre_y: int, half_x: int, half_y: int,
-                   box: tuple[slice, slice]) -> np.ndarray:
+def _ellipse_alpha(
+    shape: tuple[int, int], centre_x: int, centre_y: int, half_x: int, half_y: int, box: tuple[slice, slice]
+) -> np.ndarray:
     """Coverage 0..256 of an ellipse (all in 1/SUB pixels) over the pixels of ``box``, soft at its rim."""
     ys = (np.arange(shape[0])[box[0]] * SUB)[:, None] - centre_y
     xs = (np.arange(shape[1])[box[1]] * SUB)[None, :] - centre_x
@@ -167,8 +169,9 @@ def _close_eye(face: np.ndarray, eye: tuple[int, int, int, int], closure: int, s
         return
     x, y, half_x, half_y = eye
     box = (slice(y - 2 * half_y, y + 2 * half_y + 1), slice(x - 2 * half_x, x + 2 * half_x + 1))
-    cover = _ellipse_alpha(face.shape[:2], x * SUB, y * SUB, half_x * SUB * 5 // 4, half_y * SUB * 3 // 2,
-                           box)
+    cover = _ellipse_alpha(
+        face.shape[:2], x * SUB, y * SUB, half_x * SUB * 5 // 4, half_y * SUB * 3 // 2, box
+    )
     lid_edge = (y - half_y) * SUB + (2 * half_y * SUB * closure >> 16)
     rows = (np.arange(face.shape[0])[box[0]] * SUB)[:, None]
     above = np.clip((lid_edge - rows) * 256 // SUB, 0, 256)

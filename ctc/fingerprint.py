@@ -33,8 +33,9 @@ HARNESS_PACKAGE = "ctc"
 HASHED_HARNESS_MODULES = ("ctc.frames", "ctc.metrics")
 DIGEST_CHARS = 12
 
-_INSTALLED_ROOTS = tuple({Path(sysconfig.get_paths()[key]).resolve()
-                          for key in ("stdlib", "platstdlib", "purelib", "platlib")})
+_INSTALLED_ROOTS = tuple(
+    {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
 _file_digests: dict[tuple[Path, int, int], tuple[str, tuple[str, ...]]] = {}
 
 
@@ -147,7 +148,11 @@ def _imports_without_docstrings(tree: ast.AST, package: str) -> list[str]:
                 names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
         elif isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return names

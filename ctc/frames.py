@@ -41,8 +41,9 @@ def yuv420_frame_bytes(width: int, height: int, bit_depth: int = 8) -> int:
     return (width * height + 2 * (width // 2) * (height // 2)) * sample_dtype(bit_depth).itemsize
 
 
-def read_rgb444(path: str | Path, width: int, height: int, frames: int | None = None,
-                bit_depth: int = 8) -> np.ndarray:
+def read_rgb444(
+    path: str | Path, width: int, height: int, frames: int | None = None, bit_depth: int = 8
+) -> np.ndarray:
     """Memory-map a planar RGB 4:4:4 file as ``(N, 3, H, W)``; ``frames`` limits N."""
     dtype = sample_dtype(bit_depth)
     frame_bytes = rgb444_frame_bytes(width, height, bit_depth)
@@ -58,8 +59,9 @@ def write_rgb444(path: str | Path, frames: np.ndarray, bit_depth: int = 8) -> No
     np.ascontiguousarray(frames, dtype=sample_dtype(bit_depth)).tofile(path)
 
 
-def read_yuv420(path: str | Path, width: int, height: int, frames: int | None = None,
-                bit_depth: int = 8) -> Yuv420:
+def read_yuv420(
+    path: str | Path, width: int, height: int, frames: int | None = None, bit_depth: int = 8
+) -> Yuv420:
     """Memory-map a planar YUV 4:2:0 file (I420 order: Y, then U, then V, per frame); ``frames`` limits N."""
     _check_even(width, height)
     dtype = sample_dtype(bit_depth)
@@ -72,8 +74,8 @@ def read_yuv420(path: str | Path, width: int, height: int, frames: int | None = 
     else:
         data = np.memmap(path, dtype=dtype, mode="r", shape=(count, per_frame))
     y = data[:, :luma].reshape(count, height, width)
-    u = data[:, luma:luma + chroma].reshape(count, height // 2, width // 2)
-    v = data[:, luma + chroma:].reshape(count, height // 2, width // 2)
+    u = data[:, luma : luma + chroma].reshape(count, height // 2, width // 2)
+    v = data[:, luma + chroma :].reshape(count, height // 2, width // 2)
     return Yuv420(y, u, v)
 
 

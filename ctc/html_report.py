@@ -48,8 +48,10 @@ def page_settings(path: str | Path | None = None, overrides: Sequence[str] = ())
         merged = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(list(overrides)))
     except (OmegaConfBaseException, OSError) as error:
         where = f"{path} or " if path else ""
-        raise PageSettingsError(f"page settings ({where}--page {' '.join(overrides)}): {error} "
-                                f"(the keys are those of {SETTINGS_FILE})") from None
+        raise PageSettingsError(
+            f"page settings ({where}--page {' '.join(overrides)}): {error} "
+            f"(the keys are those of {SETTINGS_FILE})"
+        ) from None
     return OmegaConf.to_container(merged, resolve=True)
 
 
@@ -57,8 +59,13 @@ def add_page_arguments(parser: argparse.ArgumentParser) -> None:
     """The page's command-line options, for ``ctc-report``."""
     parser.add_argument("--no-page", action="store_true", help=f"no {PAGE_FILE}")
     parser.add_argument("--page-config", type=Path, help=f"page settings file (default {SETTINGS_FILE.name})")
-    parser.add_argument("--page", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="page setting overrides, e.g. comparisons.sequences=[DEMO_001] video.crf=28")
+    parser.add_argument(
+        "--page",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="page setting overrides, e.g. comparisons.sequences=[DEMO_001] video.crf=28",
+    )
 
 
 def settings_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,21 +81,40 @@ def _format(value: Any, fmt: str) -> str:
 
 def _table(frame: pd.DataFrame, formats: Mapping[str, str]) -> str:
     """``frame`` as an HTML table, numbers formatted by the first matching column prefix in ``formats``."""
-    formatters = {column: (lambda v, f=fmt: _format(v, f)) for column in frame.columns
-                  for prefix, fmt in reversed(list(formats.items())) if str(column).startswith(prefix)}
-    return frame.to_html(index=False, formatters=formatters, na_rep="n/a", border=0, classes="numbers",
-                         escape=True)
+    formatters = {
+        column: (lambda v, f=fmt: _format(v, f))
+        for column in frame.columns
+        for prefix, fmt in reversed(list(formats.items()))
+        if str(column).startswith(prefix)
+    }
+    return frame.to_html(
+        index=False, formatters=formatters, na_rep="n/a", border=0, classes="numbers", escape=True
+    )
 
 
 def _summary_tables(report: Report) -> list[tuple[str, str]]:
     formats = {"BD-rate": "{:+.2f}", "BD-quality": "{:+.4f}", "EncT": "{:.0%}", "DecT": "{:.0%}"}
-    return [(f"{report.label(codec)} vs anchor {report.label(report.anchor)}",
-             _table(report.summary(codec), formats)) for codec in report.test_codecs]
+    return [
+        (
+            f"{report.label(codec)} vs anchor {report.label(report.anchor)}",
+            _table(report.summary(codec), formats),
+        )
+        for codec in report.test_codecs
+    ]
 
 
 def _rate_point_table(report: Report) -> str:
-    columns = ["codec", "seq_class", "sequence", "rate_point", "kbps", *report.metrics, "enc_seconds",
-               "dec_seconds", "frames"]
+    columns = [
+        "codec",
+        "seq_class",
+        "sequence",
+        "rate_point",
+        "kbps",
+        *report.metrics,
+        "enc_seconds",
+        "dec_seconds",
+        "frames",
+    ]
     points = report.rate_points[[c for c in columns if c in report.rate_points.columns]].copy()
     points["codec"] = points["codec"].map(report.label)
     formats = {"kbps": "{:.2f}", "enc_seconds": "{:.2f}", "dec_seconds": "{:.2f}", "frames": "{:.0f}"}
@@ -103,6 +129,7 @@ def _rd_curves(report: Report, out_dir: Path) -> list[dict[str, Any]]:
     sequences = list(dict.fromkeys(points["sequence"]))
     curves = []
     for metric in report.metrics:
+
         def files(stems: list[tuple[str, str]], metric: str = metric) -> list[tuple[str, str, str]]:
             found = []
             for title, stem in stems:
@@ -122,11 +149,16 @@ def _provenance(report: Report) -> dict[str, Any]:
     provenance = report.info.get("provenance") or {}
     git = provenance.get("git") or {}
     codecs = [{"name": codec, **about} for codec, about in report.info["codecs"].items()]
-    return {"git_commit": report.info.get("git_commit") or "unknown", "dirty": git.get("dirty"),
-            "host": provenance.get("host"), "python": provenance.get("python"),
-            "created": provenance.get("created"),
-            "command": " ".join(map(str, provenance.get("command") or [])),
-            "packages": provenance.get("packages") or {}, "codecs": codecs}
+    return {
+        "git_commit": report.info.get("git_commit") or "unknown",
+        "dirty": git.get("dirty"),
+        "host": provenance.get("host"),
+        "python": provenance.get("python"),
+        "created": provenance.get("created"),
+        "command": " ".join(map(str, provenance.get("command") or [])),
+        "packages": provenance.get("packages") or {},
+        "codecs": codecs,
+    }
 
 
 def _comparisons(showcase: Showcase) -> list[dict[str, Any]]:
@@ -134,24 +166,39 @@ def _comparisons(showcase: Showcase) -> list[dict[str, Any]]:
     by_sequence: dict[str, dict[str, Any]] = {}
     for item in showcase.shown:
         comparison = item.comparison
-        entry = by_sequence.setdefault(comparison.sequence, {
-            "sequence": comparison.sequence, "seq_class": comparison.seq_class,
-            "kinds": {title: [] for title in KINDS.values()}})
+        entry = by_sequence.setdefault(
+            comparison.sequence,
+            {
+                "sequence": comparison.sequence,
+                "seq_class": comparison.seq_class,
+                "kinds": {title: [] for title in KINDS.values()},
+            },
+        )
         reference = panel_title(comparison.reference, flag_random=False)  # the title flags it once
-        entry["kinds"][KINDS[comparison.kind]].append({
-            "title": f"{KINDS[comparison.kind]}: {comparison.target} ({reference})",
-            "panels": ", ".join(panel_title(p) for p in comparison.panels),
-            "random": any(p.random_weights for p in comparison.panels), "item": item})
+        entry["kinds"][KINDS[comparison.kind]].append(
+            {
+                "title": f"{KINDS[comparison.kind]}: {comparison.target} ({reference})",
+                "panels": ", ".join(panel_title(p) for p in comparison.panels),
+                "random": any(p.random_weights for p in comparison.panels),
+                "item": item,
+            }
+        )
     return list(by_sequence.values())
 
 
 def _environment() -> Environment:
-    return Environment(loader=PackageLoader("ctc", "templates"), autoescape=True, undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=PackageLoader("ctc", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
-def write_page(report: Report, run_dir: Path, out_dir: Path,
-               settings: Mapping[str, Any] | None = None) -> Path | None:
+def write_page(
+    report: Report, run_dir: Path, out_dir: Path, settings: Mapping[str, Any] | None = None
+) -> Path | None:
     """Write ``out_dir/index.html`` for ``report`` (a :class:`ctc.report.Report` of ``run_dir``) with its
     visual comparisons; returns its path (None when the settings turn the page off)."""
     settings = settings or page_settings()
@@ -171,15 +218,33 @@ def _write_page(report: Report, run_dir: Path, out_dir: Path, settings: Mapping[
             problem = str(error)
     random = [report.label(c) for c, about in report.info["codecs"].items() if about["random_weights"]]
     context = {
-        "info": report.info, "anchor": report.label(report.anchor), "method": report.method,
+        "info": report.info,
+        "anchor": report.label(report.anchor),
+        "method": report.method,
         "metrics": [(m, "lower" if report.lower_is_better(m) else "higher") for m in report.metrics],
-        "random": random, "summaries": _summary_tables(report), "rd_curves": _rd_curves(report, out_dir),
-        "rate_points": _rate_point_table(report), "gaps": report.gap_lines(),
+        "random": random,
+        "summaries": _summary_tables(report),
+        "rd_curves": _rd_curves(report, out_dir),
+        "rate_points": _rate_point_table(report),
+        "gaps": report.gap_lines(),
         "provenance": _provenance(report),
-        "showcase": showcase, "comparisons": _comparisons(showcase) if showcase else [],
-        "comparison_problem": problem, "comparisons_enabled": settings["comparisons"]["enabled"],
-        "files": [name for name in ("summary.md", "summary.csv", "bd.csv", "rate_points.csv", "gaps.csv",
-                                    "report.json", "report.xlsx") if (out_dir / name).is_file()],
+        "showcase": showcase,
+        "comparisons": _comparisons(showcase) if showcase else [],
+        "comparison_problem": problem,
+        "comparisons_enabled": settings["comparisons"]["enabled"],
+        "files": [
+            name
+            for name in (
+                "summary.md",
+                "summary.csv",
+                "bd.csv",
+                "rate_points.csv",
+                "gaps.csv",
+                "report.json",
+                "report.xlsx",
+            )
+            if (out_dir / name).is_file()
+        ],
     }
     page = out_dir / PAGE_FILE
     seconds = time.perf_counter() - start  # what the page took to make (rendering it is a few ms)

@@ -32,8 +32,9 @@ def codec_identity(section: Mapping[str, Any]) -> dict[str, Any]:
     """The codec's config (less :data:`UNHASHED_CODEC_KEYS` and the sections its identity resolves)
     and what it resolves to now."""
     cls = codec_class(section)
-    config = {key: value for key, value in section.items()
-              if key not in UNHASHED_CODEC_KEYS | cls.resolved_sections}
+    config = {
+        key: value for key, value in section.items() if key not in UNHASHED_CODEC_KEYS | cls.resolved_sections
+    }
     return {"config": config, **cls.identity(section)}
 
 
@@ -77,12 +78,16 @@ def changes(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def _code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    return [f"{name} {'added' if name not in old else 'removed' if name not in new else 'changed'}"
-            for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    return [
+        f"{name} {'added' if name not in old else 'removed' if name not in new else 'changed'}"
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    ]
 
 
-def redo_reason(previous: Mapping[str, Any] | None, identity: Mapping[str, Any],
-                metric_code: Mapping[str, Any]) -> str:
+def redo_reason(
+    previous: Mapping[str, Any] | None, identity: Mapping[str, Any], metric_code: Mapping[str, Any]
+) -> str:
     """Why a job with this ``previous`` result must run (again) for ``identity`` and the metrics of
     ``metric_code`` (name -> code fingerprint)."""
     if not previous:
@@ -107,8 +112,11 @@ def scoring_reason(previous: Mapping[str, Any], metric_code: Mapping[str, Any]) 
     reasons = [f"to score {', '.join(missing)}"] if missing else []
     for name, code in metric_code.items():
         if name in scored and made_by.get(name) != code:
-            found = _code_changes(made_by[name], code) if name in made_by else ["scored before results "
-                                                                                 "recorded their code"]
+            found = (
+                _code_changes(made_by[name], code)
+                if name in made_by
+                else ["scored before results recorded their code"]
+            )
             reasons.append(f"to score {name} again ({', '.join(found[:2])})")
     return "; ".join(reasons) or None
 
@@ -116,14 +124,16 @@ def scoring_reason(previous: Mapping[str, Any], metric_code: Mapping[str, Any]) 
 def _shown_pair(old: Any, new: Any) -> tuple[str, str]:
     """Both values as text, each cut to :data:`SHOWN_VALUE_CHARS` around where they first differ (two
     long version strings that share a prefix show the part that changed)."""
-    texts = ["absent" if value is None else json.dumps(value, sort_keys=True, default=str).strip('"')
-             for value in (old, new)]
+    texts = [
+        "absent" if value is None else json.dumps(value, sort_keys=True, default=str).strip('"')
+        for value in (old, new)
+    ]
     if max(len(text) for text in texts) <= SHOWN_VALUE_CHARS:
         return texts[0], texts[1]
     first = next((i for i, (a, b) in enumerate(zip(*texts, strict=False)) if a != b), min(map(len, texts)))
     start = max(0, first - SHOWN_VALUE_CHARS // 4)
     shown = []
     for text in texts:
-        part = text[start:start + SHOWN_VALUE_CHARS - 2]
+        part = text[start : start + SHOWN_VALUE_CHARS - 2]
         shown.append(("…" if start else "") + part + ("…" if start + len(part) < len(text) else ""))
     return shown[0], shown[1]

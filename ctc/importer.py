@@ -41,8 +41,23 @@ def probe_video(source: Path) -> dict[str, Any]:
     """Width, height, pixel format and frame rate of the first video stream of ``source``."""
     if not source.is_file():
         raise SequenceError(f"video {source} does not exist")
-    log, _ = run_tool([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", source, "-map", "0:v:0",
-                       "-frames:v", "1", "-f", "null", "-"], timeout=DECODE_TIMEOUT_S)
+    log, _ = run_tool(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            source,
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ],
+        timeout=DECODE_TIMEOUT_S,
+    )
     stream = re.search(r"Stream #0:\d+.*?: Video: [^,]*, (\w+).*?, (\d+)x(\d+)(.*)", log)
     if not stream:
         raise SequenceError(f"video {source}: FFmpeg found no video stream")
@@ -50,12 +65,17 @@ def probe_video(source: Path) -> dict[str, Any]:
     if not rate:
         raise SequenceError(f"video {source}: FFmpeg reports no frame rate; give one with --fps")
     fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
-    return {"pix_fmt": stream.group(1), "width": int(stream.group(2)), "height": int(stream.group(3)),
-            "fps": int(fps) if fps.is_integer() else fps}
+    return {
+        "pix_fmt": stream.group(1),
+        "width": int(stream.group(2)),
+        "height": int(stream.group(3)),
+        "fps": int(fps) if fps.is_integer() else fps,
+    }
 
 
-def video_frames(source: Path, work: Path, frames: int | None = None,
-                 yuv420p_md5: str | None = None) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
+def video_frames(
+    source: Path, work: Path, frames: int | None = None, yuv420p_md5: str | None = None
+) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
     """Decode ``source``; return an iterator over ``(n, H, W, 3)`` RGB chunks and the probe facts.
 
     ``work`` is a scratch file for the raw decode (removed when the iterator is exhausted).
@@ -64,10 +84,25 @@ def video_frames(source: Path, work: Path, frames: int | None = None,
     facts = probe_video(source)
     width, height = facts["width"], facts["height"]
     yuv = facts["pix_fmt"] in YUV420_SOURCES and width % 2 == 0 and height % 2 == 0
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-i", source, "-map", "0:v:0",
-               "-fps_mode", "passthrough", "-f", "rawvideo"]
-    command += ["-pix_fmt", "yuv420p"] if yuv else ["-sws_flags", "accurate_rnd+full_chroma_int+bitexact",
-                                                    "-pix_fmt", "rgb24"]
+    command = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-i",
+        source,
+        "-map",
+        "0:v:0",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+    ]
+    command += (
+        ["-pix_fmt", "yuv420p"]
+        if yuv
+        else ["-sws_flags", "accurate_rnd+full_chroma_int+bitexact", "-pix_fmt", "rgb24"]
+    )
     if frames:
         command += ["-frames:v", str(frames)]
     run_tool([*command, work], timeout=DECODE_TIMEOUT_S)
@@ -77,8 +112,10 @@ def video_frames(source: Path, work: Path, frames: int | None = None,
         actual = compute_digest(work)
         if actual != yuv420p_md5:
             work.unlink()
-            raise SequenceError(f"video {source}: decoded yuv420p md5 {actual}, expected {yuv420p_md5} "
-                                f"(the reference decode); FFmpeg {ffmpeg_exe()} decodes it differently")
+            raise SequenceError(
+                f"video {source}: decoded yuv420p md5 {actual}, expected {yuv420p_md5} "
+                f"(the reference decode); FFmpeg {ffmpeg_exe()} decodes it differently"
+            )
     return _decoded_chunks(work, width, height, yuv), facts
 
 
@@ -94,15 +131,17 @@ def _decoded_chunks(work: Path, width: int, height: int, yuv: bool) -> Iterator[
             packed = np.memmap(work, np.uint8, "r") if work.stat().st_size else np.zeros(0, np.uint8)
             decoded = packed.reshape(-1, height, width, 3)
             for start in range(0, len(decoded), CHUNK_FRAMES):
-                yield np.asarray(decoded[start:start + CHUNK_FRAMES])
+                yield np.asarray(decoded[start : start + CHUNK_FRAMES])
     finally:
         work.unlink(missing_ok=True)
 
 
 def png_frames(folder: Path, frames: int | None = None) -> Iterator[np.ndarray]:
     """The PNGs of ``folder`` in natural order (``2.png`` before ``10.png``), each as ``(1, H, W, 3)``."""
-    files = sorted(folder.glob("*.png"), key=lambda path: [int(part) if part.isdigit() else part
-                                                           for part in re.split(r"(\d+)", path.name)])
+    files = sorted(
+        folder.glob("*.png"),
+        key=lambda path: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)],
+    )
     if not files:
         raise SequenceError(f"folder {folder} holds no .png files")
     size = None
@@ -111,8 +150,10 @@ def png_frames(folder: Path, frames: int | None = None) -> Iterator[np.ndarray]:
         if image is None:
             raise SequenceError(f"cannot read {path} as a PNG image")
         if size and image.shape != size:
-            raise SequenceError(f"{path} is {image.shape[1]}x{image.shape[0]}, "
-                                f"expected {size[1]}x{size[0]} like the first PNG")
+            raise SequenceError(
+                f"{path} is {image.shape[1]}x{image.shape[0]}, "
+                f"expected {size[1]}x{size[0]} like the first PNG"
+            )
         size = image.shape
         yield image[None, :, :, ::-1]
 
@@ -122,16 +163,28 @@ def fit_square(chunk: np.ndarray, size: int) -> np.ndarray:
     height, width = chunk.shape[1:3]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = chunk[:, top:top + side, left:left + side]
+    square = chunk[:, top : top + side, left : left + side]
     if side == size:
         return square
-    return np.stack([cv2.resize(np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_AREA)
-                     for frame in square])
+    return np.stack(
+        [
+            cv2.resize(np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+            for frame in square
+        ]
+    )
 
 
-def import_footage(source: Path, destination: Path, name: str, seq_class: str, *, size: int | None = None,
-                   frames: int | None = None, fps: float | None = None,
-                   yuv420p_md5: str | None = None) -> SequenceSpec:
+def import_footage(
+    source: Path,
+    destination: Path,
+    name: str,
+    seq_class: str,
+    *,
+    size: int | None = None,
+    frames: int | None = None,
+    fps: float | None = None,
+    yuv420p_md5: str | None = None,
+) -> SequenceSpec:
     """Write ``source`` (video file or PNG folder) to ``destination`` as planar RGB 4:4:4 8-bit.
 
     Returns the spec of the written sequence (its md5 included). The file appears atomically.
@@ -158,9 +211,18 @@ def import_footage(source: Path, destination: Path, name: str, seq_class: str, *
         os.replace(temporary, destination)
     finally:
         temporary.unlink(missing_ok=True)
-    return SequenceSpec(name=name, seq_class=seq_class, file=destination.name, width=shape[1],
-                        height=shape[0], frames=count, fps=float(fps), md5=compute_digest(destination),
-                        root=destination.parent, extra={"source": str(source)})
+    return SequenceSpec(
+        name=name,
+        seq_class=seq_class,
+        file=destination.name,
+        width=shape[1],
+        height=shape[0],
+        frames=count,
+        fps=float(fps),
+        md5=compute_digest(destination),
+        root=destination.parent,
+        extra={"source": str(source)},
+    )
 
 
 def build_sequences(specs: Sequence[SequenceSpec], settings: Mapping[str, Any]) -> None:
@@ -172,32 +234,47 @@ def build_sequences(specs: Sequence[SequenceSpec], settings: Mapping[str, Any]) 
     folder = shared_dir() / settings["folder"]
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        raise SequenceError(f"the clips to import are missing: {manifest_path} does not exist "
-                            "(set GFVC_SHARED to the shared data folder)")
+        raise SequenceError(
+            f"the clips to import are missing: {manifest_path} does not exist "
+            "(set GFVC_SHARED to the shared data folder)"
+        )
     clips = {clip["file"]: clip for clip in json.loads(manifest_path.read_text(encoding="utf-8"))["clips"]}
     for spec in specs:
         clip = clips.get(spec.extra.get("source"))
         if clip is None:
-            raise SequenceError(f"sequence {spec.name}: source {spec.extra.get('source')!r} is not in "
-                                f"{manifest_path} (known: {', '.join(clips)})")
-        made = import_footage(folder / clip["file"], spec.path, spec.name, spec.seq_class,
-                              size=spec.width if (clip["width"], clip["height"]) != (spec.width, spec.height)
-                              else None, yuv420p_md5=clip.get("yuv420p_md5"))
+            raise SequenceError(
+                f"sequence {spec.name}: source {spec.extra.get('source')!r} is not in "
+                f"{manifest_path} (known: {', '.join(clips)})"
+            )
+        made = import_footage(
+            folder / clip["file"],
+            spec.path,
+            spec.name,
+            spec.seq_class,
+            size=spec.width if (clip["width"], clip["height"]) != (spec.width, spec.height) else None,
+            yuv420p_md5=clip.get("yuv420p_md5"),
+        )
         declared = (spec.width, spec.height, spec.frames, spec.fps)
         if (made.width, made.height, made.frames, made.fps) != declared:
-            raise SequenceError(f"sequence {spec.name}: {clip['file']} gave {made.width}x{made.height}, "
-                                f"{made.frames} frames at {made.fps} fps; sequences.yaml declares "
-                                f"{spec.width}x{spec.height}, {spec.frames} frames at {spec.fps:g} fps")
+            raise SequenceError(
+                f"sequence {spec.name}: {clip['file']} gave {made.width}x{made.height}, "
+                f"{made.frames} frames at {made.fps} fps; sequences.yaml declares "
+                f"{spec.width}x{spec.height}, {spec.frames} frames at {spec.fps:g} fps"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``ctc-import``: make a test sequence of a video or a PNG folder; print its sequences.yaml entry."""
     parser = argparse.ArgumentParser(prog="ctc-import", description=main.__doc__)
     parser.add_argument("source", type=Path, help="video file (mp4, mkv, ...) or folder of PNGs")
-    parser.add_argument("--out", type=Path, default=Path("."),
-                        help="folder to write the .rgb file and its .yaml entry into")
-    parser.add_argument("--name", help="sequence name (default: the source's name in capitals); the file is "
-                        "named as sequences.yaml's file_template names it: <name>_<width>x<height>_<fps>_...")
+    parser.add_argument(
+        "--out", type=Path, default=Path("."), help="folder to write the .rgb file and its .yaml entry into"
+    )
+    parser.add_argument(
+        "--name",
+        help="sequence name (default: the source's name in capitals); the file is "
+        "named as sequences.yaml's file_template names it: <name>_<width>x<height>_<fps>_...",
+    )
     parser.add_argument("--class", dest="seq_class", default="IMPORTED", help="sequence class")
     parser.add_argument("--size", type=int, help="centre-crop to a square and scale to SIZE x SIZE, e.g. 256")
     parser.add_argument("--frames", type=int, help="keep only the first N frames")
@@ -206,8 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = args.name or re.sub(r"\W", "_", args.source.stem).upper()
     try:
-        made = import_footage(args.source, args.out / f".{name}.importing", name, args.seq_class,
-                              size=args.size, frames=args.frames, fps=args.fps, yuv420p_md5=args.yuv420p_md5)
+        made = import_footage(
+            args.source,
+            args.out / f".{name}.importing",
+            name,
+            args.seq_class,
+            size=args.size,
+            frames=args.frames,
+            fps=args.fps,
+            yuv420p_md5=args.yuv420p_md5,
+        )
         target = args.out / canonical_file_name(made.entry())
     except SequenceError as exc:
         parser.exit(2, f"ctc-import: error: {exc}\n")

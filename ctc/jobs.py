@@ -42,10 +42,12 @@ from ctc.store import (
 ROLES = {"test": "codec", "anchor": "anchor"}
 LOG_TAIL_LINES = 30
 # What a result's config_hash covers, said in every result.json (README: What makes a result reused).
-HASHED = ("config_hash: sha256 of identity, i.e. the codec's config (less timeout_s, slurm, rate_points) "
-          "and what it resolves to: code (a digest of each source file's syntax tree) for codecs in Python, "
-          "binaries (sha256) and command lines for external ones, weights, the key-frame codec; the "
-          "sequence file's md5 and frames; the rate point. Scores apart: metric_code, per metric.")
+HASHED = (
+    "config_hash: sha256 of identity, i.e. the codec's config (less timeout_s, slurm, rate_points) "
+    "and what it resolves to: code (a digest of each source file's syntax tree) for codecs in Python, "
+    "binaries (sha256) and command lines for external ones, weights, the key-frame codec; the "
+    "sequence file's md5 and frames; the rate point. Scores apart: metric_code, per metric."
+)
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,14 @@ class Job:
 
     def overrides(self) -> list[str]:
         """The Hydra overrides that select this job in a sweep's configuration."""
-        return [f"job.role={self.role}", f"job.codec={self.codec}", f"job.sequence={self.sequence.name}",
-                f"job.rate_point={self.rate_point}", f"job.device={self.device}",
-                f"job.identity={quote(encode_identity(self.identity))}"]
+        return [
+            f"job.role={self.role}",
+            f"job.codec={self.codec}",
+            f"job.sequence={self.sequence.name}",
+            f"job.rate_point={self.rate_point}",
+            f"job.device={self.device}",
+            f"job.identity={quote(encode_identity(self.identity))}",
+        ]
 
     def directory(self, run_dir: str | Path) -> Path:
         return job_dir(run_dir, self.codec, self.sequence.name, self.rate_point)
@@ -88,9 +95,13 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def plan_jobs(sections: Mapping[str, Mapping[str, Any]], identities: Mapping[str, Mapping[str, Any]],
-              specs: Sequence[SequenceSpec], metric_code: Mapping[str, Any],
-              devices: Mapping[str, list[str]]) -> list[Job]:
+def plan_jobs(
+    sections: Mapping[str, Mapping[str, Any]],
+    identities: Mapping[str, Mapping[str, Any]],
+    specs: Sequence[SequenceSpec],
+    metric_code: Mapping[str, Any],
+    devices: Mapping[str, list[str]],
+) -> list[Job]:
     """Every (codec, sequence, rate point) of a sweep, with ``identities[role]`` (the codec's resolved
     identity, :func:`ctc.identity.codec_identity`); ``devices[role]`` is cycled over that role's jobs;
     ``metric_code``: the metrics to score, each with its code fingerprint."""
@@ -103,8 +114,9 @@ def plan_jobs(sections: Mapping[str, Mapping[str, Any]], identities: Mapping[str
                 device = devices[role][index % len(devices[role])]
                 index += 1
                 identity = job_identity(identities[role], sequences[spec.name], rate_point)
-                jobs.append(Job(role, section["name"], spec, int(rate_point), identity, device,
-                                dict(metric_code)))
+                jobs.append(
+                    Job(role, section["name"], spec, int(rate_point), identity, device, dict(metric_code))
+                )
     return jobs
 
 
@@ -125,8 +137,14 @@ def is_cached(section: Mapping[str, Any], device: str, identity: Mapping[str, An
     return (config_hash({"section": section, "identity": identity}), device) in _codec_cache
 
 
-def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], run_dir: str | Path,
-            keep_decoded: bool = False, score: bool = True) -> dict[str, Any]:
+def run_job(
+    job: Job,
+    section: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    run_dir: str | Path,
+    keep_decoded: bool = False,
+    score: bool = True,
+) -> dict[str, Any]:
     """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``, or
     ``decoded`` without ``score``: its decoded file is kept for its sequence's scoring task,
     :mod:`ctc.scoring`).
@@ -147,18 +165,39 @@ def run_job(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], ru
         return _run_locked(job, section, metrics, directory, previous, keep_decoded, score, clock)
 
 
-def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any], directory: Path,
-                previous: Mapping[str, Any] | None, keep_decoded: bool, score: bool,
-                clock: Stopwatch) -> dict[str, Any]:
+def _run_locked(
+    job: Job,
+    section: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    directory: Path,
+    previous: Mapping[str, Any] | None,
+    keep_decoded: bool,
+    score: bool,
+    clock: Stopwatch,
+) -> dict[str, Any]:
     spec = job.sequence
     coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     result: dict[str, Any] = {
-        "status": "failed", "codec": job.codec, "role": job.role, "codec_version": None,
-        "codec_provenance": {}, "random_weights": False, "sequence": spec.name, "seq_class": spec.seq_class,
-        "rate_point": job.rate_point, "frames": spec.frames, "fps": spec.fps, "width": spec.width,
-        "height": spec.height, "device": job.device, "config_hash": job.config_hash,
-        "identity": job.identity, "hashed": HASHED, "made_by": made_by()}
+        "status": "failed",
+        "codec": job.codec,
+        "role": job.role,
+        "codec_version": None,
+        "codec_provenance": {},
+        "random_weights": False,
+        "sequence": spec.name,
+        "seq_class": spec.seq_class,
+        "rate_point": job.rate_point,
+        "frames": spec.frames,
+        "fps": spec.fps,
+        "width": spec.width,
+        "height": spec.height,
+        "device": job.device,
+        "config_hash": job.config_hash,
+        "identity": job.identity,
+        "hashed": HASHED,
+        "made_by": made_by(),
+    }
     logs: list[str] = []
     try:
         built = not is_cached(section, job.device, job.identity["codec"])
@@ -166,8 +205,11 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
             codec = cached_codec(section, job.device, job.identity["codec"])
         result["codec_built"] = built
         provenance = codec.provenance()
-        result.update(codec_version=provenance.get("version") or codec.version(), codec_provenance=provenance,
-                      random_weights=bool(provenance.get("random_weights", False)))
+        result.update(
+            codec_version=provenance.get("version") or codec.version(),
+            codec_provenance=provenance,
+            random_weights=bool(provenance.get("random_weights", False)),
+        )
         with clock("encode"):
             encoded = coded or codec.encode(spec, job.rate_point, directory)
         logs.append(encoded.log)
@@ -178,15 +220,19 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
             _check_decoded(decoded.frames_file, spec)
         _check_closed_loop(encoded, decoded)
         result.update(
-            status="decoded", decoded_file=decoded.frames_file.name,
+            status="decoded",
+            decoded_file=decoded.frames_file.name,
             decoded_md5=compute_digest(decoded.frames_file, "md5"),  # what a cross-check must reproduce
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
             **rates(encoded, type(codec).container_bit_parts, spec),
             encode_details=dict(encoded.details),
             decode_details=dict(decoded.details),
-            enc_seconds=encoded.seconds, dec_seconds=decoded.seconds,
-            bitstream=encoded.bitstream.name, reused_bitstream=coded is not None,
-            commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)})
+            enc_seconds=encoded.seconds,
+            dec_seconds=decoded.seconds,
+            bitstream=encoded.bitstream.name,
+            reused_bitstream=coded is not None,
+            commands={"encode": _command_lines(encoded.commands), "decode": _command_lines(decoded.commands)},
+        )
         if score:
             from ctc.metrics import score_frames, use_metric_modules  # imports torch: in the workers
 
@@ -194,14 +240,23 @@ def _run_locked(job: Job, section: Mapping[str, Any], metrics: Mapping[str, Any]
             device = metrics_device(metrics, job.device)
             with clock("scoring"):
                 reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
-                table = score_frames(spec.read(), reconstruction, list(metrics["names"]), device,
-                                     batch_size_for(metrics, device), label=job.label)
+                table = score_frames(
+                    spec.read(),
+                    reconstruction,
+                    list(metrics["names"]),
+                    device,
+                    batch_size_for(metrics, device),
+                    label=job.label,
+                )
                 record_scores(result, table, metrics, directory, keep_decoded, device)
     except Exception as exc:  # recorded in result.json: one failing job never stops the others
         logs.append(traceback.format_exc())
         log = "\n".join(part for part in logs if part)
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      log_tail="\n".join(log.strip().splitlines()[-LOG_TAIL_LINES:]))
+        result.update(
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            log_tail="\n".join(log.strip().splitlines()[-LOG_TAIL_LINES:]),
+        )
     result["created"] = now_iso()
     with clock("io"):
         (directory / JOB_LOG).write_text("\n".join(part for part in logs if part), encoding="utf-8")
@@ -236,8 +291,14 @@ def metrics_device(metrics: Mapping[str, Any], job_device: str) -> str:
     return job_device if job_device.startswith("cuda") else resolve_device("auto")
 
 
-def record_scores(result: dict[str, Any], table: Any, metrics: Mapping[str, Any], directory: Path,
-                  keep_decoded: bool, device: str) -> None:
+def record_scores(
+    result: dict[str, Any],
+    table: Any,
+    metrics: Mapping[str, Any],
+    directory: Path,
+    keep_decoded: bool,
+    device: str,
+) -> None:
     """Complete a decoded job's ``result`` with its per-frame ``table``: ``per_frame.csv``, the sequence
     values and definitions, status ``ok``; the decoded file goes unless ``keep_decoded``."""
     from ctc.metrics import describe_metrics, metric_code, sequence_values
@@ -248,10 +309,14 @@ def record_scores(result: dict[str, Any], table: Any, metrics: Mapping[str, Any]
         table.to_csv(directory / PER_FRAME_FILE)
     if not keep_decoded:
         (directory / result["decoded_file"]).unlink(missing_ok=True)
-    result.update(status="ok", metrics=sequence_values(table[names]), metrics_device=device,
-                  metric_directions={name: _direction(about["lower_is_better"])
-                                     for name, about in definitions.items()},
-                  metric_definitions=definitions, metric_code=metric_code(names))
+    result.update(
+        status="ok",
+        metrics=sequence_values(table[names]),
+        metrics_device=device,
+        metric_directions={name: _direction(about["lower_is_better"]) for name, about in definitions.items()},
+        metric_definitions=definitions,
+        metric_code=metric_code(names),
+    )
 
 
 def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool:
@@ -259,8 +324,9 @@ def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool
     return bool(result) and result.get("status") == "decoded" and result.get("config_hash") == expected_hash
 
 
-def decoded_file(result: Mapping[str, Any] | None, expected_hash: str, directory: Path,
-                 spec: SequenceSpec) -> Path | None:
+def decoded_file(
+    result: Mapping[str, Any] | None, expected_hash: str, directory: Path, spec: SequenceSpec
+) -> Path | None:
     """The decoded file of a job decoded under ``expected_hash`` and not scored yet, when it is whole."""
     if not awaits_scoring(result, expected_hash):
         return None
@@ -274,23 +340,34 @@ def rates(encoded: EncodeResult, container_parts: Sequence[str], spec: SequenceS
     bitstream but the container's, e.g. a GFVC file's header), and the whole file's ``file_kbps``."""
     container = sum(bits for part, bits in encoded.bits.items() if part in container_parts)
     counted = [part for part in encoded.bits if part not in container_parts]
-    return {"kbps": kbps(encoded.total_bits - container, spec.frames, spec.fps),
-            "file_kbps": kbps(encoded.total_bits, spec.frames, spec.fps),
-            "rate_counts": "+".join(counted) if container else "the whole bitstream file"}
+    return {
+        "kbps": kbps(encoded.total_bits - container, spec.frames, spec.fps),
+        "file_kbps": kbps(encoded.total_bits, spec.frames, spec.fps),
+        "rate_counts": "+".join(counted) if container else "the whole bitstream file",
+    }
 
 
 def _coded_before(previous: Mapping[str, Any] | None, job: Job, directory: Path) -> EncodeResult | None:
     """The encoding of an earlier result of the same job that got past decoding (same hash, bitstream
     still there), so that scoring it (again) decodes that bitstream instead of coding it again."""
-    if not previous or previous.get("config_hash") != job.config_hash or not previous.get("bits") \
-            or not previous.get("bitstream"):
+    if (
+        not previous
+        or previous.get("config_hash") != job.config_hash
+        or not previous.get("bits")
+        or not previous.get("bitstream")
+    ):
         return None
     bitstream = directory / previous["bitstream"]
     if not bitstream.is_file():
         return None
-    return EncodeResult(bitstream, dict(previous["bits"]["parts"]), previous["enc_seconds"],
-                        previous["commands"]["encode"], log=f"reused {bitstream.name} of an earlier run",
-                        details=dict(previous.get("encode_details", {})))
+    return EncodeResult(
+        bitstream,
+        dict(previous["bits"]["parts"]),
+        previous["enc_seconds"],
+        previous["commands"]["encode"],
+        log=f"reused {bitstream.name} of an earlier run",
+        details=dict(previous.get("encode_details", {})),
+    )
 
 
 def _command_lines(commands: Sequence[Sequence[Any]]) -> list[list[str]]:
@@ -303,16 +380,20 @@ def _check_decoded(path: Path, spec: SequenceSpec) -> None:
         raise CodecError(f"the decoder wrote no output file {path}")
     size = path.stat().st_size
     if size != expected:
-        raise CodecError(f"decoded file {path} is {size} bytes; expected {spec.frames} frames of "
-                         f"{spec.description}, {expected} bytes")
+        raise CodecError(
+            f"decoded file {path} is {size} bytes; expected {spec.frames} frames of "
+            f"{spec.description}, {expected} bytes"
+        )
 
 
 def _check_closed_loop(encoded: EncodeResult, decoded: DecodeResult) -> None:
     """The decoder must reproduce the encoder's reconstruction exactly, where the codec reports both."""
     expected, found = encoded.details.get("reconstruction_md5"), decoded.details.get("output_md5")
     if expected and found and expected != found:
-        raise CodecError(f"the decoder's output of {encoded.bitstream} (md5 {found}) differs from the "
-                         f"encoder's reconstruction (md5 {expected}): encoder and decoder mismatch")
+        raise CodecError(
+            f"the decoder's output of {encoded.bitstream} (md5 {found}) differs from the "
+            f"encoder's reconstruction (md5 {expected}): encoder and decoder mismatch"
+        )
 
 
 def _direction(lower_is_better: bool) -> str:

@@ -56,8 +56,11 @@ def sha256(path: Path) -> str:
 
 def write_manifest(folder: Path) -> Path:
     """``MANIFEST.sha256`` (``sha256sum`` format) over every other file of ``folder``."""
-    lines = [f"{sha256(path)}  {path.relative_to(folder).as_posix()}"
-             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST_FILE]
+    lines = [
+        f"{sha256(path)}  {path.relative_to(folder).as_posix()}"
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_FILE
+    ]
     manifest = folder / MANIFEST_FILE
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return manifest
@@ -80,14 +83,19 @@ def verify_manifest(folder: Path) -> None:
             raise PackageError(f"package file {name} is missing (listed in {MANIFEST_FILE})")
         found = sha256(path)
         if found != digest:
-            raise PackageError(f"package file {name} is altered: sha256 {found}, {MANIFEST_FILE} says "
-                               f"{digest}")
-    extra = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
-                   if path.is_file() and path.name != MANIFEST_FILE
-                   and path.relative_to(folder).as_posix() not in listed)
+            raise PackageError(
+                f"package file {name} is altered: sha256 {found}, {MANIFEST_FILE} says {digest}"
+            )
+    extra = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if path.is_file() and path.name != MANIFEST_FILE and path.relative_to(folder).as_posix() not in listed
+    )
     if extra:
-        raise PackageError(f"package file {extra[0]} is not in {MANIFEST_FILE}"
-                           + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+        raise PackageError(
+            f"package file {extra[0]} is not in {MANIFEST_FILE}"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
 
 
 def _decoded_md5(result: Mapping[str, Any], frames: RunFrames) -> tuple[str, str]:
@@ -110,34 +118,45 @@ def _codec_records(run_dir: Path, complete: Sequence[Mapping[str, Any]]) -> dict
     for result in complete:
         codec, identity = result["codec"], (result.get("identity") or {}).get("codec")
         if identity is None:
-            raise PackageError(f"{run_dir / codec}: a result made before results recorded their identity; "
-                               "run the sweep again")
+            raise PackageError(
+                f"{run_dir / codec}: a result made before results recorded their identity; "
+                "run the sweep again"
+            )
         if codec in records:
             if records[codec]["identity"] != identity:
-                raise PackageError(f"{run_dir / codec} holds jobs made by more than one setup of {codec} "
-                                   "(the report lists the stale rows): run the sweep again first")
+                raise PackageError(
+                    f"{run_dir / codec} holds jobs made by more than one setup of {codec} "
+                    "(the report lists the stale rows): run the sweep again first"
+                )
             continue
         provenance = read_provenance(run_dir / codec)
         if not provenance.get("codec_config"):
-            raise PackageError(f"{run_dir / codec / PROVENANCE_FILE} records no codec_config: the "
-                               f"cross-checker could not rebuild {codec}'s decoder")
+            raise PackageError(
+                f"{run_dir / codec / PROVENANCE_FILE} records no codec_config: the "
+                f"cross-checker could not rebuild {codec}'s decoder"
+            )
         # the decoder's configuration is the identity's (what made the bitstreams), with the settings
         # that never change a bitstream (a tool's timeout) from the sweep's
-        unhashed = {key: value for key, value in provenance["codec_config"].items()
-                    if key in UNHASHED_CODEC_KEYS}
-        records[codec] = {"role": result.get("role"),
-                          "class": (result.get("codec_provenance") or {}).get("class"),
-                          "version": result.get("codec_version"),
-                          "codec_config": {**identity["config"], **unhashed},
-                          "identity": identity, "binaries": _binaries(result)}
+        unhashed = {
+            key: value for key, value in provenance["codec_config"].items() if key in UNHASHED_CODEC_KEYS
+        }
+        records[codec] = {
+            "role": result.get("role"),
+            "class": (result.get("codec_provenance") or {}).get("class"),
+            "version": result.get("codec_version"),
+            "codec_config": {**identity["config"], **unhashed},
+            "identity": identity,
+            "binaries": _binaries(result),
+        }
     return records
 
 
 def _binaries(result: Mapping[str, Any]) -> dict[str, str]:
     """The sha256 of each program the job's command lines ran (by file name), where it is still there."""
     commands = result.get("commands") or {}
-    programs = {Path(command[0]) for step in ("decode", "encode") for command in commands.get(step) or []
-                if command}
+    programs = {
+        Path(command[0]) for step in ("decode", "encode") for command in commands.get(step) or [] if command
+    }
     return {program.name: sha256(program) for program in sorted(programs) if program.is_file()}
 
 
@@ -158,10 +177,11 @@ def build_package(run_dir: Path, out: Path, device: str = "auto") -> dict[str, A
     paths = sorted(run_dir.glob(f"*/*/*/{RESULT_FILE}"))
     results = [read_result(path.parent) for path in paths]
     complete = [result for result in results if result and result.get("status") == "ok"]
-    left_out = [f"{path.parent.relative_to(run_dir).as_posix()}: "
-                f"{(result or {}).get('error') or 'unfinished'}"
-                for path, result in zip(paths, results, strict=True)
-                if not result or result.get("status") != "ok"]
+    left_out = [
+        f"{path.parent.relative_to(run_dir).as_posix()}: {(result or {}).get('error') or 'unfinished'}"
+        for path, result in zip(paths, results, strict=True)
+        if not result or result.get("status") != "ok"
+    ]
     if not complete:
         raise PackageError(f"{run_dir} holds no complete job to package")
     frames = RunFrames(run_dir, device)
@@ -176,8 +196,10 @@ def build_package(run_dir: Path, out: Path, device: str = "auto") -> dict[str, A
             if not result.get("bitstream") or not bitstream.is_file():
                 raise PackageError(f"{source}: the bitstream {result.get('bitstream')!r} is gone")
             if 8 * bitstream.stat().st_size != result["bits"]["total"]:
-                raise PackageError(f"{bitstream} is {bitstream.stat().st_size} bytes; its result.json counts "
-                                   f"{result['bits']['total']} bits: the file changed since the job")
+                raise PackageError(
+                    f"{bitstream} is {bitstream.stat().st_size} bytes; its result.json counts "
+                    f"{result['bits']['total']} bits: the file changed since the job"
+                )
             (staging / folder).mkdir(parents=True)
             shutil.copy2(bitstream, staging / folder / bitstream.name)
             if (source / PER_FRAME_FILE).is_file():
@@ -188,10 +210,19 @@ def build_package(run_dir: Path, out: Path, device: str = "auto") -> dict[str, A
             sequence = result["identity"]["sequence"]
             sequences[result["sequence"]] = {key: sequence.get(key) for key in SEQUENCE_KEYS}
         write_files(report, staging / TABLES_DIR)
-        index = {"format": FORMAT, "run": run_dir.name, "created": now_iso(), "anchor": report.anchor,
-                 "testset": report.info.get("testset"), "metrics": report.directions,
-                 "bd_method": report.method,
-                 "codecs": codecs, "sequences": sequences, "jobs": jobs, "left_out": left_out}
+        index = {
+            "format": FORMAT,
+            "run": run_dir.name,
+            "created": now_iso(),
+            "anchor": report.anchor,
+            "testset": report.info.get("testset"),
+            "metrics": report.directions,
+            "bd_method": report.method,
+            "codecs": codecs,
+            "sequences": sequences,
+            "jobs": jobs,
+            "left_out": left_out,
+        }
         write_json_atomic(staging / INDEX_FILE, index)
         (staging / README_FILE).write_text(readme(index), encoding="utf-8")
         write_manifest(staging)
@@ -204,27 +235,46 @@ def build_package(run_dir: Path, out: Path, device: str = "auto") -> dict[str, A
 
 def readme(index: Mapping[str, Any]) -> str:
     """The package's README: what it holds and the one command that cross-checks it."""
-    lines = [f"# Contribution package: run {index['run']}", "",
-             f"Made by gfvc-ctc ({index['created']}): {len(index['jobs'])} jobs, anchor {index['anchor']}, "
-             f"test set {index['testset']}, metrics {', '.join(index['metrics'])}.", "",
-             "## Cross-check it", "", "    ctc-crosscheck PACKAGE --sequences FOLDER [--weights FOLDER]", "",
-             "decodes every bitstream with your gfvc-ctc, compares the decoded md5, recomputes the rates, "
-             "the metrics against your copies of the reference sequences and the BD tables, and writes "
-             "crosscheck.md, crosscheck.csv and crosscheck.json (see docs/crosscheck.md).", "",
-             "## Decoders", ""]
+    lines = [
+        f"# Contribution package: run {index['run']}",
+        "",
+        f"Made by gfvc-ctc ({index['created']}): {len(index['jobs'])} jobs, anchor {index['anchor']}, "
+        f"test set {index['testset']}, metrics {', '.join(index['metrics'])}.",
+        "",
+        "## Cross-check it",
+        "",
+        "    ctc-crosscheck PACKAGE --sequences FOLDER [--weights FOLDER]",
+        "",
+        "decodes every bitstream with your gfvc-ctc, compares the decoded md5, recomputes the rates, "
+        "the metrics against your copies of the reference sequences and the BD tables, and writes "
+        "crosscheck.md, crosscheck.csv and crosscheck.json (see docs/crosscheck.md).",
+        "",
+        "## Decoders",
+        "",
+    ]
     for name, codec in index["codecs"].items():
         weights = codec["identity"].get("weights")
-        lines.append(f"- {name} ({codec['role']}): {codec['class']}, {codec['version']}"
-                     + (f"; weights: {weights}" if weights else "")
-                     + "".join(f"; {program} sha256 {digest}"
-                               for program, digest in codec["binaries"].items()))
-    lines += ["", "Weights named by a file name and sha256 go in the folder given to --weights.", "",
-              "## Reference sequences (not included; --sequences holds them)", ""]
-    lines += [f"- {name}: {about['file']} md5 {about['file_md5']}"
-              for name, about in index["sequences"].items()]
-    lines += ["", f"`{TABLES_DIR}/` holds the run's tables (bd.csv, summary.csv, summary.md, report.xlsx), "
-              f"`{JOBS_DIR}/<codec>/<sequence>/<rate point>/` each job's bitstream, {JOB_FILE} and "
-              f"{PER_FRAME_FILE}; {MANIFEST_FILE} the sha256 of every file (`sha256sum -c {MANIFEST_FILE}`)."]
+        lines.append(
+            f"- {name} ({codec['role']}): {codec['class']}, {codec['version']}"
+            + (f"; weights: {weights}" if weights else "")
+            + "".join(f"; {program} sha256 {digest}" for program, digest in codec["binaries"].items())
+        )
+    lines += [
+        "",
+        "Weights named by a file name and sha256 go in the folder given to --weights.",
+        "",
+        "## Reference sequences (not included; --sequences holds them)",
+        "",
+    ]
+    lines += [
+        f"- {name}: {about['file']} md5 {about['file_md5']}" for name, about in index["sequences"].items()
+    ]
+    lines += [
+        "",
+        f"`{TABLES_DIR}/` holds the run's tables (bd.csv, summary.csv, summary.md, report.xlsx), "
+        f"`{JOBS_DIR}/<codec>/<sequence>/<rate point>/` each job's bitstream, {JOB_FILE} and "
+        f"{PER_FRAME_FILE}; {MANIFEST_FILE} the sha256 of every file (`sha256sum -c {MANIFEST_FILE}`).",
+    ]
     if index["left_out"]:
         lines += ["", "Jobs left out (not complete in the run):", ""]
         lines += [f"- {item}" for item in index["left_out"]]
@@ -249,8 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help="the package folder (default: <run>-package beside the run)")
     where.add_argument("--zip", type=Path, help="write the package as this zip file instead of a folder")
-    parser.add_argument("--device", default="auto",
-                        help="where an older result's bitstream is decoded again for its md5 (default: auto)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where an older result's bitstream is decoded again for its md5 (default: auto)",
+    )
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
     try:

@@ -28,14 +28,22 @@ def page_sequences(plan: SweepPlan) -> set[str]:
     settings = plan.settings
     page = settings.get("report_page") or {}
     comparisons = page.get("comparisons") or {}
-    if settings.get("keep_decoded") or not settings.get("report", True) or "anchor" not in plan.sections \
-            or not page.get("enabled", True) or not comparisons.get("enabled", True):
+    if (
+        settings.get("keep_decoded")
+        or not settings.get("report", True)
+        or "anchor" not in plan.sections
+        or not page.get("enabled", True)
+        or not comparisons.get("enabled", True)
+    ):
         return set()
     order = [spec.name for spec in plan.specs]
     classes = {spec.name: spec.seq_class for spec in plan.specs}
     try:
-        return set(choose_sequences(order, classes, comparisons.get("sequences"),
-                                    int(comparisons.get("max_sequences", 4))))
+        return set(
+            choose_sequences(
+                order, classes, comparisons.get("sequences"), int(comparisons.get("max_sequences", 4))
+            )
+        )
     except ComparisonError:
         return set()  # the page says what is wrong with its settings
 
@@ -49,8 +57,11 @@ def release_page_frames(jobs: Iterable[Job], run_dir: Path, sequences: set[str])
             continue
         directory = job.directory(run_dir)
         result = read_result(directory) or {}
-        if result.get("status") == "ok" and result.get("config_hash") == job.config_hash \
-                and result.get("decoded_file"):
+        if (
+            result.get("status") == "ok"
+            and result.get("config_hash") == job.config_hash
+            and result.get("decoded_file")
+        ):
             path = directory / str(result["decoded_file"])
             if path.is_file():
                 path.unlink()

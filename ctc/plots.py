@@ -27,13 +27,24 @@ def class_average_curves(rate_points: pd.DataFrame, seq_class: str, metrics: Seq
     grouped = rows.groupby(["codec", "rate_point"], sort=False)
     complete = grouped.filter(lambda group: group["sequence"].nunique() == sequences)
     columns = ["kbps", *metrics]
-    return (complete.groupby(["codec", "rate_point"], sort=False)[columns].mean().reset_index()
-            .assign(seq_class=seq_class, sequence=f"{seq_class} average"))
+    return (
+        complete.groupby(["codec", "rate_point"], sort=False)[columns]
+        .mean()
+        .reset_index()
+        .assign(seq_class=seq_class, sequence=f"{seq_class} average")
+    )
 
 
-def rd_figure(curves: pd.DataFrame, metric: str, anchor: str, *, title: str,
-              labels: Mapping[str, str] | None = None, lower_is_better: bool = False,
-              log_rate: bool = False) -> Figure:
+def rd_figure(
+    curves: pd.DataFrame,
+    metric: str,
+    anchor: str,
+    *,
+    title: str,
+    labels: Mapping[str, str] | None = None,
+    lower_is_better: bool = False,
+    log_rate: bool = False,
+) -> Figure:
     """One RD plot: a line per codec in ``curves`` (columns codec, kbps, ``metric``), anchor dashed."""
     labels = labels or {}
     figure = Figure(figsize=(6.4, 4.8), layout="constrained")
@@ -44,9 +55,14 @@ def rd_figure(curves: pd.DataFrame, metric: str, anchor: str, *, title: str,
         if curve.empty:
             continue
         label = labels.get(codec, codec)
-        axes.plot(curve["kbps"], curve[metric], marker="o", linestyle="--" if codec == anchor else "-",
-                  color="black" if codec == anchor else None,
-                  label=f"{label} (anchor)" if codec == anchor else label)
+        axes.plot(
+            curve["kbps"],
+            curve[metric],
+            marker="o",
+            linestyle="--" if codec == anchor else "-",
+            color="black" if codec == anchor else None,
+            label=f"{label} (anchor)" if codec == anchor else label,
+        )
     if log_rate:
         axes.set_xscale("log")
     axes.set_xlabel("rate (kbps)")
@@ -67,9 +83,15 @@ def figure_name(metric: str, stem: str) -> str:
     return f"rd_{_file_stem(metric)}_{_file_stem(stem)}"
 
 
-def rd_figures(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], *,
-               lower_is_better: Sequence[str] = (), labels: Mapping[str, str] | None = None,
-               log_rate: bool = False) -> Iterator[tuple[str, Figure]]:
+def rd_figures(
+    rate_points: pd.DataFrame,
+    anchor: str,
+    metrics: Sequence[str],
+    *,
+    lower_is_better: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+    log_rate: bool = False,
+) -> Iterator[tuple[str, Figure]]:
     """``(name, figure)`` for every metric, sequence and class average: ``rd_<metric>_<sequence>``.
 
     ``rate_points`` has one row per codec, sequence and rate point (columns codec, seq_class,
@@ -77,25 +99,43 @@ def rd_figures(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], *
     """
     plots: list[tuple[str, str, pd.DataFrame]] = [
         (sequence, f"{sequence} ({group['seq_class'].iloc[0]})", group)
-        for sequence, group in rate_points.groupby("sequence", sort=False)]
+        for sequence, group in rate_points.groupby("sequence", sort=False)
+    ]
     for seq_class in rate_points["seq_class"].drop_duplicates():
         average = class_average_curves(rate_points, seq_class, metrics)
         plots.append((f"{seq_class}_average", f"class {seq_class}: average", average))
     for metric in metrics:
         for stem, title, curves in plots:
-            yield (figure_name(metric, stem),
-                   rd_figure(curves, metric, anchor, title=title, labels=labels,
-                             lower_is_better=metric in lower_is_better, log_rate=log_rate))
+            yield (
+                figure_name(metric, stem),
+                rd_figure(
+                    curves,
+                    metric,
+                    anchor,
+                    title=title,
+                    labels=labels,
+                    lower_is_better=metric in lower_is_better,
+                    log_rate=log_rate,
+                ),
+            )
 
 
-def write_rd_curves(rate_points: pd.DataFrame, anchor: str, metrics: Sequence[str], out_dir: Path, *,
-                    lower_is_better: Sequence[str] = (), labels: Mapping[str, str] | None = None,
-                    log_rate: bool = False) -> list[Path]:
+def write_rd_curves(
+    rate_points: pd.DataFrame,
+    anchor: str,
+    metrics: Sequence[str],
+    out_dir: Path,
+    *,
+    lower_is_better: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+    log_rate: bool = False,
+) -> list[Path]:
     """Write every figure of :func:`rd_figures` into ``out_dir`` as PNG and SVG; return the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, figure in rd_figures(rate_points, anchor, metrics, lower_is_better=lower_is_better,
-                                   labels=labels, log_rate=log_rate):
+    for name, figure in rd_figures(
+        rate_points, anchor, metrics, lower_is_better=lower_is_better, labels=labels, log_rate=log_rate
+    ):
         for extension in FORMATS:
             path = out_dir / f"{name}.{extension}"
             figure.savefig(path)

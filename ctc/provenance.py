@@ -20,10 +20,27 @@ from ctc.paths import PROJECT_ROOT
 LOCK_FILE = "requirements.lock"  # the exact packages `make install` puts in the environment
 
 # Distributions whose versions can change the numbers (codecs, metrics, models, runner).
-PACKAGES = ("gfvc-ctc", "torch", "torchvision", "numpy", "opencv-python-headless", "lpips", "DISTS-pytorch",
-            "pytorch-msssim", "scikit-image", "imageio-ffmpeg", "bjontegaard", "pandas", "scipy",
-            "hydra-core", "omegaconf", "hydra-joblib-launcher", "hydra-submitit-launcher", "joblib",
-            "submitit")
+PACKAGES = (
+    "gfvc-ctc",
+    "torch",
+    "torchvision",
+    "numpy",
+    "opencv-python-headless",
+    "lpips",
+    "DISTS-pytorch",
+    "pytorch-msssim",
+    "scikit-image",
+    "imageio-ffmpeg",
+    "bjontegaard",
+    "pandas",
+    "scipy",
+    "hydra-core",
+    "omegaconf",
+    "hydra-joblib-launcher",
+    "hydra-submitit-launcher",
+    "joblib",
+    "submitit",
+)
 
 
 def now_iso() -> str:
@@ -32,10 +49,12 @@ def now_iso() -> str:
 
 def git_state() -> dict[str, Any]:
     """The project's git commit and whether the work tree differs from it (None outside a checkout)."""
+
     def git(*args: str) -> str | None:
         try:
-            proc = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                  timeout=10, check=False)
+            proc = subprocess.run(
+                ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=False
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return proc.stdout.strip() if proc.returncode == 0 else None
@@ -65,8 +84,14 @@ def lock_digest() -> str | None:
 def made_by() -> dict[str, Any]:
     """What made a result, recorded in each ``result.json``: the harness's version and git state, the lock
     file's digest, package versions, host (once per process)."""
-    return {"version": __version__, "git": git_state(), "lock_sha256": lock_digest(),
-            "packages": package_versions(), "host": socket.gethostname(), "python": sys.version.split()[0]}
+    return {
+        "version": __version__,
+        "git": git_state(),
+        "lock_sha256": lock_digest(),
+        "packages": package_versions(),
+        "host": socket.gethostname(),
+        "python": sys.version.split()[0],
+    }
 
 
 def plugin_paths(modules: Iterable[str]) -> list[str]:

@@ -57,8 +57,10 @@ class RunFrames:
         key = (sequence, frames)
         if key not in self._specs:
             if not self.testset.get("name"):
-                raise RedecodeError(f"{self.run_dir / PROVENANCE_FILE} names no test set: cannot find "
-                                    f"the original of {sequence}")
+                raise RedecodeError(
+                    f"{self.run_dir / PROVENANCE_FILE} names no test set: cannot find "
+                    f"the original of {sequence}"
+                )
             try:
                 (spec,) = load_test_set({**self.testset, "sequences": [sequence], "frames": frames})
             except SequenceError as error:
@@ -84,22 +86,28 @@ class RunFrames:
             return JobFrames(frames, per_frame, "kept decoded file")
         return JobFrames(self._decode(codec, directory, result, spec), per_frame, DECODED_AGAIN)
 
-    def _decode(self, codec_name: str, directory: Path, result: Mapping[str, Any],
-                spec: SequenceSpec) -> np.ndarray:
+    def _decode(
+        self, codec_name: str, directory: Path, result: Mapping[str, Any], spec: SequenceSpec
+    ) -> np.ndarray:
         bitstream = directory / str(result.get("bitstream") or "")
         if not result.get("bitstream") or not bitstream.is_file():
-            raise RedecodeError(f"{directory}: the bitstream {result.get('bitstream')!r} is gone and no "
-                                "decoded file was kept")
+            raise RedecodeError(
+                f"{directory}: the bitstream {result.get('bitstream')!r} is gone and no decoded file was kept"
+            )
         section = (_read_json(self.run_dir / codec_name / PROVENANCE_FILE) or {}).get("codec_config")
         if not section:
-            raise RedecodeError(f"{self.run_dir / codec_name / PROVENANCE_FILE} records no codec_config: "
-                                f"cannot decode {bitstream} again")
+            raise RedecodeError(
+                f"{self.run_dir / codec_name / PROVENANCE_FILE} records no codec_config: "
+                f"cannot decode {bitstream} again"
+            )
         codec, resolved = self._codec(section)
         identity = job_identity(resolved, sequence_identity(spec), result["rate_point"])
         if identity_hash(identity) != result.get("config_hash"):
             why = "; ".join(changes(result.get("identity") or {}, identity)[:3]) or "another identity hash"
-            raise RedecodeError(f"{directory}: {codec_name} is not set up now as it was for this job "
-                                f"({why}); its bitstream is not decoded with another setup")
+            raise RedecodeError(
+                f"{directory}: {codec_name} is not set up now as it was for this job "
+                f"({why}); its bitstream is not decoded with another setup"
+            )
         with tempfile.TemporaryDirectory(prefix="ctc-redecode-") as workdir:
             # a copy: decoders write beside their input, where another process may be decoding it too
             copy = Path(shutil.copy2(bitstream, workdir))

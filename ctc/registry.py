@@ -37,8 +37,10 @@ class Registry(Generic[T]):
     def add(self, name: str, cls: T) -> T:
         known = self._classes.get(name)
         if known is not None and _qualified(known) != _qualified(cls):
-            raise PluginError(f"{self.kind} name {name!r} is registered twice: by {_qualified(known)} and by "
-                              f"{_qualified(cls)}; give one of them another name")
+            raise PluginError(
+                f"{self.kind} name {name!r} is registered twice: by {_qualified(known)} and by "
+                f"{_qualified(cls)}; give one of them another name"
+            )
         self._classes[name] = cls
         return cls
 
@@ -67,8 +69,10 @@ class Registry(Generic[T]):
             try:
                 loaded = importlib.import_module(str(module))
             except ImportError as exc:
-                raise PluginError(f"{self.kind} {label!r}: cannot import its module {module!r}: {exc} "
-                                  "(is its package installed or on PYTHONPATH?)") from exc
+                raise PluginError(
+                    f"{self.kind} {label!r}: cannot import its module {module!r}: {exc} "
+                    "(is its package installed or on PYTHONPATH?)"
+                ) from exc
         if class_name:
             if loaded is None:
                 raise PluginError(f"{self.kind} {label!r}: 'class: {class_name}' needs the 'module' it is in")
@@ -81,8 +85,10 @@ class Registry(Generic[T]):
             except PluginError as exc:
                 raise PluginError(f"{self.kind} {label!r} (module {module!r}): {exc}") from None
         else:
-            raise PluginError(f"{self.kind} {label!r} names no implementation: give 'module' and 'class', "
-                              "or a registered 'type'")
+            raise PluginError(
+                f"{self.kind} {label!r} names no implementation: give 'module' and 'class', "
+                "or a registered 'type'"
+            )
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(f"{self.kind} {label!r}: {_qualified(cls)} is not a {base.__name__}")
         return cls

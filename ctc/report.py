@@ -89,15 +89,21 @@ def _codec_info(results: pd.DataFrame, used: pd.DataFrame, anchor: str) -> dict[
     for codec, every in results.groupby("codec", sort=False):
         mine = used[used["codec"] == codec]
         rows = mine if not mine.empty else every
+
         def distinct(column: str, rows: pd.DataFrame = rows) -> list[str]:
             return sorted({str(v) for v in rows.get(column, pd.Series(dtype=object)).dropna()})
 
-        info[codec] = {"role": "anchor" if codec == anchor else "test", "versions": distinct("codec_version"),
-                       "checkpoints": distinct("checkpoint"), "rate_counts": distinct("rate_counts"),
-                       "labels": distinct("label"),
-                       "container_kbps": _container_overhead(rows),
-                       "random_weights": bool(rows.get("random_weights", pd.Series(dtype=bool))
-                                              .fillna(False).astype(bool).any())}
+        info[codec] = {
+            "role": "anchor" if codec == anchor else "test",
+            "versions": distinct("codec_version"),
+            "checkpoints": distinct("checkpoint"),
+            "rate_counts": distinct("rate_counts"),
+            "labels": distinct("label"),
+            "container_kbps": _container_overhead(rows),
+            "random_weights": bool(
+                rows.get("random_weights", pd.Series(dtype=bool)).fillna(False).astype(bool).any()
+            ),
+        }
     return dict(sorted(info.items(), key=lambda item: (item[0] != anchor, item[0])))
 
 
@@ -110,33 +116,75 @@ def _lock_gaps(rows: pd.DataFrame, anchor: str) -> list[dict[str, str]]:
     for codec in (c for c in dict.fromkeys(rows["codec"]) if c != anchor):
         locks = rows.loc[rows["codec"].isin([codec, anchor]), "lock"].dropna().unique()
         if len(locks) > 1:
-            gaps.append({"kind": "different locks", "codec": codec, "sequence": "", "rate_point": "",
-                         "detail": f"its rows and anchor {anchor}'s were made under {len(locks)} lock files "
-                                   f"({', '.join(sorted(lock[:12] for lock in locks))}): the packages that "
-                                   "made them may differ; rerun the older ones to compare like with like"})
+            gaps.append(
+                {
+                    "kind": "different locks",
+                    "codec": codec,
+                    "sequence": "",
+                    "rate_point": "",
+                    "detail": f"its rows and anchor {anchor}'s were made under {len(locks)} lock files "
+                    f"({', '.join(sorted(lock[:12] for lock in locks))}): the packages that "
+                    "made them may differ; rerun the older ones to compare like with like",
+                }
+            )
     return gaps
 
 
-def _bd_rows(rows: pd.DataFrame, anchor: str, codec: str, order: Sequence[str], classes: Mapping[str, str],
-             metrics: Sequence[str], lower: set[str], method: str) -> list[dict[str, Any]]:
+def _bd_rows(
+    rows: pd.DataFrame,
+    anchor: str,
+    codec: str,
+    order: Sequence[str],
+    classes: Mapping[str, str],
+    metrics: Sequence[str],
+    lower: set[str],
+    method: str,
+) -> list[dict[str, Any]]:
     records = []
     for sequence in order:
         anchor_curve = rows[(rows["codec"] == anchor) & (rows["sequence"] == sequence)]
         test_curve = rows[(rows["codec"] == codec) & (rows["sequence"] == sequence)]
         for metric in metrics:
             if test_curve.empty:
-                result = BDResult(math.nan, math.nan, math.nan, math.nan, NO_TEST,
-                                  f"{codec} has no usable result for this sequence")
+                result = BDResult(
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    NO_TEST,
+                    f"{codec} has no usable result for this sequence",
+                )
             elif anchor_curve.empty:
-                result = BDResult(math.nan, math.nan, math.nan, math.nan, NO_ANCHOR,
-                                  f"anchor {anchor} has no usable result for this sequence")
+                result = BDResult(
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    NO_ANCHOR,
+                    f"anchor {anchor} has no usable result for this sequence",
+                )
             else:
-                result = bd_rate(anchor_curve["kbps"], anchor_curve[metric], test_curve["kbps"],
-                                 test_curve[metric], method=method, lower_is_better=metric in lower)
-            records.append({"codec": codec, "level": "sequence", "seq_class": classes[sequence],
-                            "sequence": sequence, "metric": metric, **vars(result), "sequences": 1,
-                            "rate_sequences": int(not math.isnan(result.bd_rate)),
-                            "quality_sequences": int(not math.isnan(result.bd_quality))})
+                result = bd_rate(
+                    anchor_curve["kbps"],
+                    anchor_curve[metric],
+                    test_curve["kbps"],
+                    test_curve[metric],
+                    method=method,
+                    lower_is_better=metric in lower,
+                )
+            records.append(
+                {
+                    "codec": codec,
+                    "level": "sequence",
+                    "seq_class": classes[sequence],
+                    "sequence": sequence,
+                    "metric": metric,
+                    **vars(result),
+                    "sequences": 1,
+                    "rate_sequences": int(not math.isnan(result.bd_rate)),
+                    "quality_sequences": int(not math.isnan(result.bd_quality)),
+                }
+            )
     return records
 
 
@@ -153,43 +201,72 @@ def _averages(sequence_rows: pd.DataFrame, class_order: Sequence[str]) -> list[d
             count = f"{len(usable)}/{len(cells)} sequences"
             status = COMPLETE if len(usable) == len(cells) else (INCOMPLETE if len(usable) else EMPTY)
             left_out = cells[cells["bd_rate"].isna()]["sequence"].tolist()
-            reason = ("" if status == COMPLETE
-                      else f"BD-rate average of {count}; left out: {', '.join(left_out)}")
-            records.append({"codec": cells["codec"].iloc[0], "level": level, "seq_class": seq_class,
-                            "sequence": name, "metric": metric, "bd_rate": usable["bd_rate"].mean(),
-                            "bd_quality": cells["bd_quality"].mean(), "overlap": usable["overlap"].mean(),
-                            "rate_overlap": cells["rate_overlap"].mean(), "status": status, "reason": reason,
-                            "sequences": len(cells), "rate_sequences": len(usable),
-                            "quality_sequences": int(cells["bd_quality"].notna().sum())})
+            reason = (
+                "" if status == COMPLETE else f"BD-rate average of {count}; left out: {', '.join(left_out)}"
+            )
+            records.append(
+                {
+                    "codec": cells["codec"].iloc[0],
+                    "level": level,
+                    "seq_class": seq_class,
+                    "sequence": name,
+                    "metric": metric,
+                    "bd_rate": usable["bd_rate"].mean(),
+                    "bd_quality": cells["bd_quality"].mean(),
+                    "overlap": usable["overlap"].mean(),
+                    "rate_overlap": cells["rate_overlap"].mean(),
+                    "status": status,
+                    "reason": reason,
+                    "sequences": len(cells),
+                    "rate_sequences": len(usable),
+                    "quality_sequences": int(cells["bd_quality"].notna().sum()),
+                }
+            )
     return records
 
 
 def _time_ratios(rows: pd.DataFrame, bd: pd.DataFrame, anchor: str) -> pd.DataFrame:
     """EncT and DecT: geometric mean of the test's times over its rate points / the anchor's."""
-    means = rows.groupby(["codec", "sequence"]).agg(enc=("enc_seconds", _geomean),
-                                                    dec=("dec_seconds", _geomean))
+    means = rows.groupby(["codec", "sequence"]).agg(
+        enc=("enc_seconds", _geomean), dec=("dec_seconds", _geomean)
+    )
     records = []
-    for (codec, level, seq_class, sequence), _ in bd.groupby(["codec", "level", "seq_class", "sequence"],
-                                                               sort=False):
+    for (codec, level, seq_class, sequence), _ in bd.groupby(
+        ["codec", "level", "seq_class", "sequence"], sort=False
+    ):
         if level == "sequence":
             members = [sequence]
         else:
-            members = bd[(bd["codec"] == codec) & (bd["level"] == "sequence")
-                         & ((bd["seq_class"] == seq_class) | (level == "overall"))]["sequence"].unique()
+            members = bd[
+                (bd["codec"] == codec)
+                & (bd["level"] == "sequence")
+                & ((bd["seq_class"] == seq_class) | (level == "overall"))
+            ]["sequence"].unique()
         ratios = {}
         for column in ("enc", "dec"):
-            per_sequence = [means[column].get((codec, s), math.nan) / means[column].get((anchor, s), math.nan)
-                            for s in members]
+            per_sequence = [
+                means[column].get((codec, s), math.nan) / means[column].get((anchor, s), math.nan)
+                for s in members
+            ]
             ratios[f"{column}_ratio"] = _geomean(pd.Series(per_sequence, dtype=float))
-        records.append({"codec": codec, "level": level, "seq_class": seq_class, "sequence": sequence,
-                        **ratios})
-    return pd.DataFrame.from_records(records, columns=["codec", "level", "seq_class", "sequence",
-                                                       "enc_ratio", "dec_ratio"])
+        records.append(
+            {"codec": codec, "level": level, "seq_class": seq_class, "sequence": sequence, **ratios}
+        )
+    return pd.DataFrame.from_records(
+        records, columns=["codec", "level", "seq_class", "sequence", "enc_ratio", "dec_ratio"]
+    )
 
 
-def build_report(results: pd.DataFrame, directions: Mapping[str, str], anchor: str, *,
-                 metrics: Sequence[str] | None = None, method: str = "pchip",
-                 provenance: Mapping[str, Any] | None = None, run: str = "") -> Report:
+def build_report(
+    results: pd.DataFrame,
+    directions: Mapping[str, str],
+    anchor: str,
+    *,
+    metrics: Sequence[str] | None = None,
+    method: str = "pchip",
+    provenance: Mapping[str, Any] | None = None,
+    run: str = "",
+) -> Report:
     """The report of ``results`` (one row per job, as :func:`read_results` gives) against ``anchor``."""
     if method not in METHODS:
         raise ReportError(f"unknown BD method {method!r}; expected one of {', '.join(METHODS)}")
@@ -197,50 +274,101 @@ def build_report(results: pd.DataFrame, directions: Mapping[str, str], anchor: s
     metrics = list(metrics) if metrics else list(directions)
     unknown = [m for m in metrics if m not in results.columns]
     if unknown:
-        raise ReportError(f"no results for metric(s) {', '.join(unknown)}; "
-                          f"the run has {', '.join(directions)}")
+        raise ReportError(
+            f"no results for metric(s) {', '.join(unknown)}; the run has {', '.join(directions)}"
+        )
     rows, gaps = usable_rows(results, metrics)
     rows, unlike = comparable_rows(rows, anchor)
     gaps += unlike
     testset = _testset_name(provenance)
     order = _sequence_order(results["sequence"].dropna().unique().tolist(), testset)
-    classes = (results.dropna(subset=["seq_class"]).drop_duplicates("sequence")
-               .set_index("sequence")["seq_class"].reindex(order).fillna("unknown").to_dict())
+    classes = (
+        results.dropna(subset=["seq_class"])
+        .drop_duplicates("sequence")
+        .set_index("sequence")["seq_class"]
+        .reindex(order)
+        .fillna("unknown")
+        .to_dict()
+    )
     class_order = list(dict.fromkeys(classes[s] for s in order))
     order = sorted(order, key=lambda s: class_order.index(classes[s]))
     lower = {m for m in metrics if directions.get(m) == LOWER_IS_BETTER}
     codecs = _codec_info(results, rows, anchor)
     gaps += _lock_gaps(rows, anchor)
     if anchor not in codecs:
-        gaps.append({"kind": "no anchor", "codec": anchor, "sequence": "", "rate_point": "",
-                     "detail": f"the run has no result for the anchor; codecs found: {', '.join(codecs)}"})
+        gaps.append(
+            {
+                "kind": "no anchor",
+                "codec": anchor,
+                "sequence": "",
+                "rate_point": "",
+                "detail": f"the run has no result for the anchor; codecs found: {', '.join(codecs)}",
+            }
+        )
     records = []
     for codec in (c for c in codecs if c != anchor):
         sequence_rows = _bd_rows(rows, anchor, codec, order, classes, metrics, lower, method)
         records += sequence_rows + _averages(pd.DataFrame.from_records(sequence_rows), class_order)
-    columns = ["codec", "level", "seq_class", "sequence", "metric", "bd_rate", "bd_quality", "overlap",
-               "rate_overlap", "status", "reason", "sequences", "rate_sequences", "quality_sequences"]
+    columns = [
+        "codec",
+        "level",
+        "seq_class",
+        "sequence",
+        "metric",
+        "bd_rate",
+        "bd_quality",
+        "overlap",
+        "rate_overlap",
+        "status",
+        "reason",
+        "sequences",
+        "rate_sequences",
+        "quality_sequences",
+    ]
     bd = pd.DataFrame.from_records(records, columns=columns)
     level_rank = bd["level"].map({"sequence": 0, "class": 1, "overall": 2})
     bd = bd.assign(_rank=level_rank).sort_values(["codec", "_rank"], kind="stable").drop(columns="_rank")
     bd = bd.reset_index(drop=True)
-    rate_points = rows.assign(_order=rows["sequence"].map({s: i for i, s in enumerate(order)}),
-                              _point=rows["rate_point"].map(natural_key))
-    rate_points = (rate_points.sort_values(["codec", "_order", "_point"]).drop(columns=["_order", "_point"])
-                   .reset_index(drop=True))
+    rate_points = rows.assign(
+        _order=rows["sequence"].map({s: i for i, s in enumerate(order)}),
+        _point=rows["rate_point"].map(natural_key),
+    )
+    rate_points = (
+        rate_points.sort_values(["codec", "_order", "_point"])
+        .drop(columns=["_order", "_point"])
+        .reset_index(drop=True)
+    )
     git = provenance.get("git")
-    info = {"run": run, "anchor": anchor, "method": method, "min_overlap": MIN_OVERLAP, "testset": testset,
-            "git_commit": git.get("commit") if isinstance(git, Mapping) else provenance.get("git_commit"),
-            "codecs": codecs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return Report(anchor=anchor, metrics=metrics, directions={m: directions.get(m, "") for m in metrics},
-                  method=method, bd=bd, times=_time_ratios(rows, bd, anchor), rate_points=rate_points,
-                  gaps=pd.DataFrame.from_records(gaps, columns=["kind", "codec", "sequence", "rate_point",
-                                                                "detail"]),
-                  info={**info, "provenance": dict(provenance)})
+    info = {
+        "run": run,
+        "anchor": anchor,
+        "method": method,
+        "min_overlap": MIN_OVERLAP,
+        "testset": testset,
+        "git_commit": git.get("commit") if isinstance(git, Mapping) else provenance.get("git_commit"),
+        "codecs": codecs,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Report(
+        anchor=anchor,
+        metrics=metrics,
+        directions={m: directions.get(m, "") for m in metrics},
+        method=method,
+        bd=bd,
+        times=_time_ratios(rows, bd, anchor),
+        rate_points=rate_points,
+        gaps=pd.DataFrame.from_records(gaps, columns=["kind", "codec", "sequence", "rate_point", "detail"]),
+        info={**info, "provenance": dict(provenance)},
+    )
 
 
-def load_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequence[str] | None = None,
-                method: str = "pchip") -> Report:
+def load_report(
+    run_dir: str | Path,
+    *,
+    anchor: str | None = None,
+    metrics: Sequence[str] | None = None,
+    method: str = "pchip",
+) -> Report:
     """The report of a run folder, in memory (:func:`write_report` also writes it out).
 
     The anchor defaults to the one the run's provenance names, else to the codec whose results
@@ -254,19 +382,30 @@ def load_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequ
         raise ReportError(f"run folder {run_dir} holds no <codec>/<sequence>/<rate_point>/result.json")
     provenance = read_provenance(run_dir)
     anchor = anchor or provenance.get("anchor") or _anchor_by_role(results, run_dir)
-    return build_report(results, directions, anchor, metrics=metrics, method=method, provenance=provenance,
-                        run=run_dir.name)
+    return build_report(
+        results, directions, anchor, metrics=metrics, method=method, provenance=provenance, run=run_dir.name
+    )
 
 
 def plot_options(report: Report) -> dict[str, Any]:
     """The keyword arguments of :mod:`ctc.plots` for this report: directions and codec labels."""
-    return {"lower_is_better": [m for m in report.metrics if report.lower_is_better(m)],
-            "labels": {codec: report.label(codec) for codec in report.info["codecs"]}}
+    return {
+        "lower_is_better": [m for m in report.metrics if report.lower_is_better(m)],
+        "labels": {codec: report.label(codec) for codec in report.info["codecs"]},
+    }
 
 
-def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Sequence[str] | None = None,
-                 method: str = "pchip", log_rate: bool = False, plots: bool = True,
-                 echo: bool = True, page: Mapping[str, Any] | None = None) -> Report:
+def write_report(
+    run_dir: str | Path,
+    *,
+    anchor: str | None = None,
+    metrics: Sequence[str] | None = None,
+    method: str = "pchip",
+    log_rate: bool = False,
+    plots: bool = True,
+    echo: bool = True,
+    page: Mapping[str, Any] | None = None,
+) -> Report:
     """Write a run's report under ``<run_dir>/report`` (tables, RD curves, the HTML page with its
     visual comparisons: ``page`` settings, default ``ctc/conf/html_report.yaml``); print it when ``echo``."""
     run_dir = Path(run_dir)
@@ -279,8 +418,14 @@ def write_report(run_dir: str | Path, *, anchor: str | None = None, metrics: Seq
     try:
         markdown = write_files(report, building)
         if plots:
-            write_rd_curves(report.rate_points, report.anchor, report.metrics, building / "rd_curves",
-                            log_rate=log_rate, **plot_options(report))
+            write_rd_curves(
+                report.rate_points,
+                report.anchor,
+                report.metrics,
+                building / "rd_curves",
+                log_rate=log_rate,
+                **plot_options(report),
+            )
         built_page = write_page(report, run_dir, building, page)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -310,9 +455,11 @@ def _replace_folder(new: Path, folder: Path) -> None:
 def _anchor_by_role(results: pd.DataFrame, run_dir: Path) -> str:
     anchors = sorted(set(results.loc[results.get("role") == "anchor", "codec"].dropna()))
     if len(anchors) != 1:
-        raise ReportError(f"cannot tell the anchor of {run_dir}: provenance.json names none and the "
-                          f"results have {len(anchors)} codecs with role 'anchor' ({', '.join(anchors)}); "
-                          "pass --anchor")
+        raise ReportError(
+            f"cannot tell the anchor of {run_dir}: provenance.json names none and the "
+            f"results have {len(anchors)} codecs with role 'anchor' ({', '.join(anchors)}); "
+            "pass --anchor"
+        )
     return anchors[0]
 
 
@@ -321,15 +468,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a run folder, e.g. results/demo")
     parser.add_argument("--anchor", help="anchor codec (default: the run's anchor)")
     parser.add_argument("--metrics", nargs="+", help="metrics to report (default: all the run has)")
-    parser.add_argument("--method", choices=METHODS, default="pchip",
-                        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="pchip",
+        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit",
+    )
     parser.add_argument("--log-rate", action="store_true", help="log rate axis in the RD curves")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     add_page_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        write_report(args.run_dir, anchor=args.anchor, metrics=args.metrics, method=args.method,
-                     log_rate=args.log_rate, plots=not args.no_plots, page=settings_from_arguments(args))
+        write_report(
+            args.run_dir,
+            anchor=args.anchor,
+            metrics=args.metrics,
+            method=args.method,
+            log_rate=args.log_rate,
+            plots=not args.no_plots,
+            page=settings_from_arguments(args),
+        )
     except (ReportError, PageSettingsError) as error:
         print(f"ctc-report: error: {error}", file=sys.stderr)
         return 2

@@ -27,9 +27,24 @@ def _sheet_name(text: str, taken: set[str]) -> str:
 
 def _rate_point_columns(report: Report) -> list[str]:
     parts = [c for c in report.rate_points.columns if c.startswith("bits_")]
-    columns = ["codec", "seq_class", "sequence", "rate_point", "kbps", "file_kbps", *report.metrics,
-               "enc_seconds", "dec_seconds", "frames", "bits", *parts, "key_frames", "random_weights",
-               "codec_version", "checkpoint"]
+    columns = [
+        "codec",
+        "seq_class",
+        "sequence",
+        "rate_point",
+        "kbps",
+        "file_kbps",
+        *report.metrics,
+        "enc_seconds",
+        "dec_seconds",
+        "frames",
+        "bits",
+        *parts,
+        "key_frames",
+        "random_weights",
+        "codec_version",
+        "checkpoint",
+    ]
     return [c for c in columns if c in report.rate_points.columns]
 
 
@@ -59,10 +74,14 @@ def _summaries(report: Report) -> pd.DataFrame:
 
 def _write_workbook(report: Report, path: Path) -> None:
     summary = _summaries(report)
-    header = [f"BD-rate report: {report.info['run']}", f"Anchor: {report.label(report.anchor)}",
-              f"Test set: {report.info.get('testset') or 'unknown'}", f"BD method: {report.method}",
-              "Metrics: " + ", ".join(f"{m} ({report.directions[m] or 'direction unknown'})"
-                                      for m in report.metrics)]
+    header = [
+        f"BD-rate report: {report.info['run']}",
+        f"Anchor: {report.label(report.anchor)}",
+        f"Test set: {report.info.get('testset') or 'unknown'}",
+        f"BD method: {report.method}",
+        "Metrics: "
+        + ", ".join(f"{m} ({report.directions[m] or 'direction unknown'})" for m in report.metrics),
+    ]
     if any(c["random_weights"] for c in report.info["codecs"].values()):
         header.append("WARNING: codecs marked [RANDOM WEIGHTS] ran with untrained weights")
     taken = {"Summary", "BD details", "Gaps", "Provenance"}
@@ -75,8 +94,15 @@ def _write_workbook(report: Report, path: Path) -> None:
             points.to_excel(writer, sheet_name=_sheet_name(f"{codec} rate points", taken), index=False)
         report.bd.to_excel(writer, sheet_name="BD details", index=False)
         report.gaps.to_excel(writer, sheet_name="Gaps", index=False)
-        provenance = pd.DataFrame({"key": list(report.info), "value": [
-            json.dumps(v, default=str) if isinstance(v, (dict, list)) else v for v in report.info.values()]})
+        provenance = pd.DataFrame(
+            {
+                "key": list(report.info),
+                "value": [
+                    json.dumps(v, default=str) if isinstance(v, (dict, list)) else v
+                    for v in report.info.values()
+                ],
+            }
+        )
         provenance.to_excel(writer, sheet_name="Provenance", index=False)
 
 
@@ -99,10 +125,16 @@ def write_files(report: Report, out: Path) -> str:
     report.gaps.to_csv(out / "gaps.csv", index=False)
     markdown = report.markdown()
     (out / "summary.md").write_text(markdown, encoding="utf-8")
-    document = {"info": report.info, "metrics": report.directions, "bd": report.bd.to_dict("records"),
-                "times": report.times.to_dict("records"), "gaps": report.gaps.to_dict("records"),
-                "rate_points": report.rate_points[_rate_point_columns(report)].to_dict("records")}
-    (out / "report.json").write_text(json.dumps(_json_ready(document), indent=2, default=str) + "\n",
-                                     encoding="utf-8")
+    document = {
+        "info": report.info,
+        "metrics": report.directions,
+        "bd": report.bd.to_dict("records"),
+        "times": report.times.to_dict("records"),
+        "gaps": report.gaps.to_dict("records"),
+        "rate_points": report.rate_points[_rate_point_columns(report)].to_dict("records"),
+    }
+    (out / "report.json").write_text(
+        json.dumps(_json_ready(document), indent=2, default=str) + "\n", encoding="utf-8"
+    )
     _write_workbook(report, out / "report.xlsx")
     return markdown

@@ -36,8 +36,13 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
         result = read_result(path.parent)
         if result is None:
             codec, sequence, rate_point = path.parent.relative_to(run_dir).parts
-            result = {"codec": codec, "sequence": sequence, "rate_point": rate_point, "status": "failed",
-                      "error": f"{path} is not readable JSON"}
+            result = {
+                "codec": codec,
+                "sequence": sequence,
+                "rate_point": rate_point,
+                "status": "failed",
+                "error": f"{path} is not readable JSON",
+            }
         results.append(result)
     table = results_table(results)
     table["codec_version"] = [result.get("codec_version") for result in results]
@@ -46,8 +51,9 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     table["error"] = [result.get("error") for result in results]
     table["created"] = [result.get("created") for result in results]
     identities = [result.get("identity") or {} for result in results]
-    table["codec_setup"] = [identity_hash(identity["codec"]) if "codec" in identity else None
-                            for identity in identities]
+    table["codec_setup"] = [
+        identity_hash(identity["codec"]) if "codec" in identity else None for identity in identities
+    ]
     table["source_md5"] = [(identity.get("sequence") or {}).get("file_md5") for identity in identities]
     # the bits of each part of the bitstreams (a GFVC codec's key frames, features, base layer...)
     parts = [(result.get("bits") or {}).get("parts") or {} for result in results]
@@ -56,9 +62,11 @@ def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     table["key_frames"] = [(result.get("encode_details") or {}).get("key_frames") for result in results]
     table["lock"] = [(result.get("made_by") or {}).get("lock_sha256") for result in results]
     configured = configured_rate_points(run_dir)
-    table["configured"] = [str(result.get("rate_point")) in configured.get(str(result.get("codec")),
-                                                                          {str(result.get("rate_point"))})
-                           for result in results]
+    table["configured"] = [
+        str(result.get("rate_point"))
+        in configured.get(str(result.get("codec")), {str(result.get("rate_point"))})
+        for result in results
+    ]
     directions: dict[str, str] = {}
     for result in results:
         directions.update(result.get("metric_directions") or {})
@@ -100,29 +108,55 @@ def usable_rows(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataF
     failed = results[results["status"] != "ok"]
     for row in failed.itertuples():
         detail = str(getattr(row, "error", "") or "no error message").strip().splitlines()
-        gaps.append({"kind": "failed job", "codec": row.codec, "sequence": row.sequence,
-                     "rate_point": row.rate_point, "detail": detail[-1] if detail else ""})
+        gaps.append(
+            {
+                "kind": "failed job",
+                "codec": row.codec,
+                "sequence": row.sequence,
+                "rate_point": row.rate_point,
+                "detail": detail[-1] if detail else "",
+            }
+        )
     rows = results[results["status"] == "ok"]
     if "created" in rows:
         rows = rows.sort_values("created", kind="stable", na_position="first")
     key = ["codec", "sequence", "rate_point"]
     duplicated = rows[rows.duplicated(key, keep=False)]
     for (codec, sequence, rate_point), group in duplicated.groupby(key, sort=False):
-        gaps.append({"kind": "duplicate rows", "codec": codec, "sequence": sequence, "rate_point": rate_point,
-                     "detail": f"{len(group)} results for one rate point; kept the newest"})
+        gaps.append(
+            {
+                "kind": "duplicate rows",
+                "codec": codec,
+                "sequence": sequence,
+                "rate_point": rate_point,
+                "detail": f"{len(group)} results for one rate point; kept the newest",
+            }
+        )
     rows = rows.drop_duplicates(key, keep="last")
     expected = results.groupby("codec")["rate_point"].agg(lambda points: set(points.dropna()))
     for (codec, sequence), group in results.groupby(["codec", "sequence"], sort=False):
         missing = sorted(expected[codec] - set(group["rate_point"]), key=natural_key)
         if missing:
-            gaps.append({"kind": "missing rate points", "codec": codec, "sequence": sequence,
-                         "rate_point": "",
-                         "detail": f"no result for {', '.join(map(str, missing))}, "
-                                   f"which {codec} has elsewhere"})
+            gaps.append(
+                {
+                    "kind": "missing rate points",
+                    "codec": codec,
+                    "sequence": sequence,
+                    "rate_point": "",
+                    "detail": f"no result for {', '.join(map(str, missing))}, which {codec} has elsewhere",
+                }
+            )
     for metric in metrics:
         for row in rows[rows[metric].isna()].itertuples():
-            gaps.append({"kind": "missing metric", "codec": row.codec, "sequence": row.sequence,
-                         "rate_point": row.rate_point, "detail": f"no {metric} value"})
+            gaps.append(
+                {
+                    "kind": "missing metric",
+                    "codec": row.codec,
+                    "sequence": row.sequence,
+                    "rate_point": row.rate_point,
+                    "detail": f"no {metric} value",
+                }
+            )
     return rows, gaps
 
 
@@ -137,17 +171,29 @@ def comparable_rows(rows: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list
     newest = rows.groupby("codec", sort=False)["codec_setup"].last()
     stale = rows["codec_setup"].ne(rows["codec"].map(newest)) & rows["codec_setup"].notna()
     for (codec, sequence), group in rows[stale].groupby(["codec", "sequence"], sort=False):
-        gaps.append({"kind": "stale results", "codec": codec, "sequence": sequence,
-                     "rate_point": ", ".join(map(str, group["rate_point"])),
-                     "detail": f"made by another setup of {codec} than its newest results (weights, "
-                               "binaries or config changed); rerun the sweep to redo them"})
+        gaps.append(
+            {
+                "kind": "stale results",
+                "codec": codec,
+                "sequence": sequence,
+                "rate_point": ", ".join(map(str, group["rate_point"])),
+                "detail": f"made by another setup of {codec} than its newest results (weights, "
+                "binaries or config changed); rerun the sweep to redo them",
+            }
+        )
     rows = rows[~stale]
     dropped = ~rows["configured"].astype(bool) if "configured" in rows else pd.Series(False, index=rows.index)
     for (codec, sequence), group in rows[dropped].groupby(["codec", "sequence"], sort=False):
-        gaps.append({"kind": "stale results", "codec": codec, "sequence": sequence,
-                     "rate_point": ", ".join(map(str, group["rate_point"])),
-                     "detail": f"rate points no longer in {codec}'s configuration (its newest sweep's); "
-                               "kept on disk, left out of the tables"})
+        gaps.append(
+            {
+                "kind": "stale results",
+                "codec": codec,
+                "sequence": sequence,
+                "rate_point": ", ".join(map(str, group["rate_point"])),
+                "detail": f"rate points no longer in {codec}'s configuration (its newest sweep's); "
+                "kept on disk, left out of the tables",
+            }
+        )
     rows = rows[~dropped]
     columns = [column for column in SETUP_COLUMNS if column in rows]
     anchor_rows = rows[rows["codec"] == anchor]
@@ -157,17 +203,25 @@ def comparable_rows(rows: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list
         if row["sequence"] not in anchor_setups.index:
             continue
         reference = anchor_setups.loc[row["sequence"]]
-        differences = [f"{column} {row[column]} vs the anchor's {reference[column]}" for column in columns
-                       if not _same(row[column], reference[column])]
+        differences = [
+            f"{column} {row[column]} vs the anchor's {reference[column]}"
+            for column in columns
+            if not _same(row[column], reference[column])
+        ]
         if differences:
             unlike[index] = True
-            gaps.append({"kind": "setup mismatch", "codec": row["codec"], "sequence": row["sequence"],
-                         "rate_point": row["rate_point"],
-                         "detail": f"not comparable with anchor {anchor}: {', '.join(differences)}"})
+            gaps.append(
+                {
+                    "kind": "setup mismatch",
+                    "codec": row["codec"],
+                    "sequence": row["sequence"],
+                    "rate_point": row["rate_point"],
+                    "detail": f"not comparable with anchor {anchor}: {', '.join(differences)}",
+                }
+            )
     return rows[~unlike], gaps
 
 
 def _same(value: Any, reference: Any) -> bool:
     """Equal, where a value the older results do not record (NaN, None) matches anything."""
     return pd.isna(value) or pd.isna(reference) or value == reference
-

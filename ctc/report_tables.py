@@ -16,10 +16,17 @@ LOWER_IS_BETTER = "lower_is_better"
 NO_ANCHOR, NO_TEST = "no_anchor", "no_test_results"
 # Statuses of an average row: all its sequences have a value, some, none.
 COMPLETE, INCOMPLETE, EMPTY = "ok", "incomplete", "no_data"
-STATUS_MARKS = {"partial_overlap": "partial overlap", "no_overlap": "no overlap",
-                "too_few_points": "too few points", "non_monotonic": "not monotonic",
-                "duplicate_rates": "duplicate rates", "invalid_input": "invalid values",
-                NO_ANCHOR: "no anchor", NO_TEST: "no results", EMPTY: "no data"}
+STATUS_MARKS = {
+    "partial_overlap": "partial overlap",
+    "no_overlap": "no overlap",
+    "too_few_points": "too few points",
+    "non_monotonic": "not monotonic",
+    "duplicate_rates": "duplicate rates",
+    "invalid_input": "invalid values",
+    NO_ANCHOR: "no anchor",
+    NO_TEST: "no results",
+    EMPTY: "no data",
+}
 
 
 @dataclass
@@ -57,10 +64,13 @@ class Report:
         cells: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
         for record in bd.to_dict("records"):
             cells.setdefault((record["level"], record["seq_class"], record["sequence"]), {})[
-                record["metric"]] = record
+                record["metric"]
+            ] = record
         times = self.times[self.times["codec"] == codec].set_index(["level", "seq_class", "sequence"])
-        return [(*key, by_metric, times["enc_ratio"].get(key, math.nan),
-                 times["dec_ratio"].get(key, math.nan)) for key, by_metric in cells.items()]
+        return [
+            (*key, by_metric, times["enc_ratio"].get(key, math.nan), times["dec_ratio"].get(key, math.nan))
+            for key, by_metric in cells.items()
+        ]
 
     def summary(self, codec: str) -> pd.DataFrame:
         """The JVET-style table of one tested codec: numbers, with a Notes column for the marks."""
@@ -68,11 +78,19 @@ class Report:
         for level, seq_class, sequence, cells, enc_ratio, dec_ratio in self._rows(codec):
             record = {"Codec": self.label(codec), "Level": level, "Class": seq_class, "Sequence": sequence}
             record |= {f"BD-rate {m} (%)": cells[m]["bd_rate"] for m in self.metrics}
-            record |= {f"BD-quality {quality_label(m, self.lower_is_better(m))}": cells[m]["bd_quality"]
-                       for m in self.metrics}
+            record |= {
+                f"BD-quality {quality_label(m, self.lower_is_better(m))}": cells[m]["bd_quality"]
+                for m in self.metrics
+            }
             notes = (self._note(cells[m]) for m in self.metrics)
-            records.append(record | {"EncT": enc_ratio, "DecT": dec_ratio,
-                                     "Notes": "; ".join(dict.fromkeys(n for n in notes if n))})
+            records.append(
+                record
+                | {
+                    "EncT": enc_ratio,
+                    "DecT": dec_ratio,
+                    "Notes": "; ".join(dict.fromkeys(n for n in notes if n)),
+                }
+            )
         return pd.DataFrame.from_records(records)
 
     @staticmethod
@@ -98,33 +116,51 @@ class Report:
     def markdown(self) -> str:
         """The report as Markdown: provenance, one table per tested codec, the gaps."""
         info = self.info
-        lines = [f"# BD-rate report: {info['run']}", "",
-                 f"- anchor: {self.label(self.anchor)}; BD method: {self.method} (log10 rate over the "
-                 "overlapping quality range); averages are arithmetic for BD, geometric for EncT/DecT",
-                 f"- test set: {info.get('testset') or 'unknown'}; "
-                 f"git commit: {info.get('git_commit') or 'unknown'}"]
+        lines = [
+            f"# BD-rate report: {info['run']}",
+            "",
+            f"- anchor: {self.label(self.anchor)}; BD method: {self.method} (log10 rate over the "
+            "overlapping quality range); averages are arithmetic for BD, geometric for EncT/DecT",
+            f"- test set: {info.get('testset') or 'unknown'}; "
+            f"git commit: {info.get('git_commit') or 'unknown'}",
+        ]
         for codec, codec_info in info["codecs"].items():
-            details = [f"role {codec_info['role']}",
-                       f"version {', '.join(codec_info['versions']) or 'unknown'}"]
+            details = [
+                f"role {codec_info['role']}",
+                f"version {', '.join(codec_info['versions']) or 'unknown'}",
+            ]
             if codec_info["checkpoints"]:
                 details.append(f"checkpoint {', '.join(codec_info['checkpoints'])}")
             if codec_info.get("container_kbps"):
                 container = codec_info["container_kbps"]
                 overhead = ", ".join(f"{seq} {rate:.2f}" for seq, rate in container.items())
-                details.append(f"kbps counts {', '.join(codec_info['rate_counts'])} (as the GFVC common "
-                               f"software counts it); the file's container adds, in kbps: {overhead}")
+                details.append(
+                    f"kbps counts {', '.join(codec_info['rate_counts'])} (as the GFVC common "
+                    f"software counts it); the file's container adds, in kbps: {overhead}"
+                )
             lines.append(f"- {self.label(codec)}: {'; '.join(details)}")
         directions = ", ".join(
             f"{m} ({'lower is better: BD on 1 - ' + m if self.lower_is_better(m) else 'higher is better'})"
-            for m in self.metrics)
-        lines += [f"- metrics: {directions}; BD-quality > 0 means the tested codec is better",
-                  *self._definitions(), ""]
+            for m in self.metrics
+        )
+        lines += [
+            f"- metrics: {directions}; BD-quality > 0 means the tested codec is better",
+            *self._definitions(),
+            "",
+        ]
         if any(c["random_weights"] for c in info["codecs"].values()):
-            lines += ["**WARNING: results marked [RANDOM WEIGHTS] come from untrained models; their "
-                      "numbers say nothing about the codec.**", ""]
+            lines += [
+                "**WARNING: results marked [RANDOM WEIGHTS] come from untrained models; their "
+                "numbers say nothing about the codec.**",
+                "",
+            ]
         for codec in self.test_codecs:
-            lines += [f"## {self.label(codec)} vs anchor {self.label(self.anchor)}", "",
-                      self._markdown_table(codec), ""]
+            lines += [
+                f"## {self.label(codec)} vs anchor {self.label(self.anchor)}",
+                "",
+                self._markdown_table(codec),
+                "",
+            ]
         if not self.test_codecs:
             lines += [f"No tested codec besides the anchor {self.anchor}: no BD table.", ""]
         lines += ["## Gaps", ""]
@@ -132,13 +168,18 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def _markdown_table(self, codec: str) -> str:
-        header = (["Class", "Sequence"] + [f"BD-rate {m}" for m in self.metrics]
-                  + [f"BD-Q {quality_label(m, self.lower_is_better(m))}" for m in self.metrics]
-                  + ["EncT", "DecT"])
+        header = (
+            ["Class", "Sequence"]
+            + [f"BD-rate {m}" for m in self.metrics]
+            + [f"BD-Q {quality_label(m, self.lower_is_better(m))}" for m in self.metrics]
+            + ["EncT", "DecT"]
+        )
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for level, seq_class, sequence, cells, enc_ratio, dec_ratio in self._rows(codec):
-            row = [seq_class if level != "overall" else "all",
-                   {"sequence": sequence, "class": "average", "overall": "overall average"}[level]]
+            row = [
+                seq_class if level != "overall" else "all",
+                {"sequence": sequence, "class": "average", "overall": "overall average"}[level],
+            ]
             row += [_cell(cells[m], "bd_rate", "{:+.2f}%") for m in self.metrics]
             row += [_cell(cells[m], "bd_quality", "{:+.4f}") for m in self.metrics]
             row += ["n/a" if math.isnan(ratio) else f"{ratio:.0%}" for ratio in (enc_ratio, dec_ratio)]
@@ -146,12 +187,17 @@ class Report:
         return "\n".join(lines)
 
     def gap_lines(self) -> list[str]:
-        lines = [" ".join(str(x) for x in (row.kind + ":", row.codec, row.sequence, row.rate_point) if x)
-                 + f": {row.detail}" for row in self.gaps.itertuples()]
+        lines = [
+            " ".join(str(x) for x in (row.kind + ":", row.codec, row.sequence, row.rate_point) if x)
+            + f": {row.detail}"
+            for row in self.gaps.itertuples()
+        ]
         marked = self.bd[(self.bd["level"] == "sequence") & (self.bd["status"] != "ok")]
         for (codec, sequence, status), cells in marked.groupby(["codec", "sequence", "status"], sort=False):
-            lines.append(f"BD {STATUS_MARKS.get(status, status)}: {codec} {sequence} "
-                         f"({', '.join(cells['metric'])}): {'; '.join(dict.fromkeys(cells['reason']))}")
+            lines.append(
+                f"BD {STATUS_MARKS.get(status, status)}: {codec} {sequence} "
+                f"({', '.join(cells['metric'])}): {'; '.join(dict.fromkeys(cells['reason']))}"
+            )
         return lines
 
 

@@ -19,15 +19,36 @@ from ctc.sweep import run_task
 from hydra_plugins.gfvc_ctc_sweeper import register
 
 # Hydra's flags that choose what it does instead of our multirun (help, printing the config, ...).
-MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
-              "-h", "--help", "--hydra-help"}
+MODE_FLAGS = {
+    "-m",
+    "--multirun",
+    "-r",
+    "--run",
+    "-c",
+    "--cfg",
+    "-i",
+    "--info",
+    "-sc",
+    "--shell-completion",
+    "-h",
+    "--help",
+    "--hydra-help",
+}
 CFG_FLAGS = {"-c", "--cfg"}  # print the config: shown as the run would compose it (its anchor, each codec)
 
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # followed by a folder added to the config search path
 PLAN_FLAG = "--plan"  # print what the sweep would run and why, run and write nothing
 # Hydra's flags followed by a value (``--cfg job``, ``-p codec``), which is not an override
-VALUE_FLAGS = {*CONFIG_DIR_FLAGS, *CFG_FLAGS, "-p", "--package", "-cn", "--config-name", "-cp",
-               "--config-path"}
+VALUE_FLAGS = {
+    *CONFIG_DIR_FLAGS,
+    *CFG_FLAGS,
+    "-p",
+    "--package",
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+}
 
 hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
 
@@ -96,8 +117,10 @@ def _check_early(args: Sequence[str]) -> None:
     for arg in args:
         key, _, value = arg.lstrip("+").partition("=")
         if key == "jobs" and value != "auto" and not (value.isdigit() and int(value) > 0):
-            print(f"ctc-run: error: jobs={value!r}: expected a positive number of parallel workers (or auto)",
-                  file=sys.stderr)
+            print(
+                f"ctc-run: error: jobs={value!r}: expected a positive number of parallel workers (or auto)",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
 
 
@@ -111,8 +134,10 @@ def _plan(args: list[str]) -> int:
     config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
     anchor = _default_anchor(args)
     try:
-        configs = [compose([*variant, *anchor], config_dirs=config_dirs, multirun=True)
-                   for variant in codec_variants(overrides)]
+        configs = [
+            compose([*variant, *anchor], config_dirs=config_dirs, multirun=True)
+            for variant in codec_variants(overrides)
+        ]
         plans = [plan_sweep(without_hydra(config)) for config in configs]
         check_variants(plans)
     except (SweepConfigError, ConfigCompositionException) as exc:
@@ -174,20 +199,26 @@ def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
             return []
     anchor = testset.get("default_anchor") or "vvenc"
     try:
-        section = without_hydra(compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs,
-                                        multirun=True))["anchor"]
+        section = without_hydra(
+            compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs, multirun=True)
+        )["anchor"]
         missing = codec_class(section).missing(section)
     except (ConfigNotFound, ConfigCompositionException, KeyError):
         return []  # Hydra (or the sweep's check) names what is wrong
     if missing:
         about = "VTM, the CTC's anchor" if anchor == "vtm" else anchor
         build = "Build it with `make vtm`, or choose" if anchor == "vtm" else "Choose"
-        print(f"ctc-run: {'error' if required else 'warning'}: the anchor of test set {testset['name']} is "
-              f"{about}. {missing}\n{build} another anchor on purpose (anchor=vvenc).", file=sys.stderr)
+        print(
+            f"ctc-run: {'error' if required else 'warning'}: the anchor of test set {testset['name']} is "
+            f"{about}. {missing}\n{build} another anchor on purpose (anchor=vvenc).",
+            file=sys.stderr,
+        )
         if required:
             raise SystemExit(2)
-    print(f"ctc-run: anchor {anchor} (the default of test set {testset['name']}; anchor=NAME for another)",
-          file=sys.stderr)
+    print(
+        f"ctc-run: anchor {anchor} (the default of test set {testset['name']}; anchor=NAME for another)",
+        file=sys.stderr,
+    )
     return [f"anchor={anchor}"]
 
 

@@ -52,14 +52,25 @@ class ScoreTask:
     def overrides(self) -> list[str]:
         """The Hydra overrides that select this task in a sweep's configuration."""
         # job.codec and job.rate_point name its Hydra output folder (HYDRA_DIR)
-        return [f"job.role={SCORE_ROLE}", f"job.codec={HYDRA_DIR}", f"job.sequence={self.sequence}",
-                "job.rate_point=all", f"job.device={self.device}",
-                f"job.threads={self.threads}",
-                f"job.identity={quote(encode_identity({'jobs': [list(entry) for entry in self.entries]}))}"]
+        return [
+            f"job.role={SCORE_ROLE}",
+            f"job.codec={HYDRA_DIR}",
+            f"job.sequence={self.sequence}",
+            "job.rate_point=all",
+            f"job.device={self.device}",
+            f"job.threads={self.threads}",
+            f"job.identity={quote(encode_identity({'jobs': [list(entry) for entry in self.entries]}))}",
+        ]
 
 
-def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics: Mapping[str, Any],
-                   run_dir: Path, keep_decoded: bool, device: str) -> list[dict[str, Any]]:
+def score_sequence(
+    spec: SequenceSpec,
+    entries: Sequence[Sequence[Any]],
+    metrics: Mapping[str, Any],
+    run_dir: Path,
+    keep_decoded: bool,
+    device: str,
+) -> list[dict[str, Any]]:
     """Score the decoded versions of ``spec`` that the jobs ``entries`` left; returns their results.
 
     Entries without a decoded result of their hash (their coding failed, or another process scored
@@ -86,11 +97,20 @@ def score_sequence(spec: SequenceSpec, entries: Sequence[Sequence[Any]], metrics
         started = time.perf_counter()
         try:
             versions = [read_rgb444(path, spec.width, spec.height, spec.frames) for _, _, path in ready]
-            tables = score_versions(spec.read(), versions, list(metrics["names"]), device,
-                                    batch_size_for(metrics, device), labels=labels)
+            tables = score_versions(
+                spec.read(),
+                versions,
+                list(metrics["names"]),
+                device,
+                batch_size_for(metrics, device),
+                labels=labels,
+            )
         except Exception as exc:  # the whole task failed (weights, memory): each job says so
-            tables = [RuntimeError(f"scoring {spec.name} failed: {type(exc).__name__}: {exc}\n"
-                                   f"{traceback.format_exc()}")] * len(ready)
+            tables = [
+                RuntimeError(
+                    f"scoring {spec.name} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+                )
+            ] * len(ready)
         share = round((time.perf_counter() - started) / len(ready), 3)  # the task's seconds per version
         results = []
         for (directory, result, _), table in zip(ready, tables, strict=True):
@@ -116,8 +136,9 @@ def remove_hydra_folders(run_dir: Path) -> None:
 
 def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:
     """Record a decoded job that was not scored as failed, keeping its coding's record (and bitstream)."""
-    result.update(status="failed", error=error.splitlines()[0], log_tail=error, created=now_iso(),
-                  unscored=True)
+    result.update(
+        status="failed", error=error.splitlines()[0], log_tail=error, created=now_iso(), unscored=True
+    )
     write_json_atomic(directory / RESULT_FILE, result)
 
 

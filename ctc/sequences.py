@@ -71,9 +71,17 @@ class SequenceSpec:
 
     def entry(self) -> dict[str, Any]:
         """The spec as a ``sequences.yaml`` entry (file name and all fields spelled out)."""
-        fields = {"name": self.name, "class": self.seq_class, "file": self.file, "width": self.width,
-                  "height": self.height, "frames": self.frames, "fps": self.fps,
-                  "color_format": self.color_format, "bit_depth": self.bit_depth}
+        fields = {
+            "name": self.name,
+            "class": self.seq_class,
+            "file": self.file,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "fps": self.fps,
+            "color_format": self.color_format,
+            "bit_depth": self.bit_depth,
+        }
         if self.md5:
             fields["md5"] = self.md5
         return {**fields, **self.extra}
@@ -91,8 +99,10 @@ def read_test_sets(sequences_file: str | Path | None = None) -> dict[str, dict[s
     for name, definition in sets.items():
         unknown = set(definition or {}) - SET_KEYS
         if unknown:
-            raise SequenceError(f"test set {name} in {path} has unknown keys {sorted(unknown)} "
-                                f"(expected some of {sorted(SET_KEYS)})")
+            raise SequenceError(
+                f"test set {name} in {path} has unknown keys {sorted(unknown)} "
+                f"(expected some of {sorted(SET_KEYS)})"
+            )
         sets[name] = {"file": document.get("file_template"), **(definition or {})}
     return sets
 
@@ -125,12 +135,14 @@ def _file_name(template: str, fields: Mapping[str, Any], where: str) -> str:
     try:
         return template.format(**fields)
     except KeyError as exc:
-        raise SequenceError(f"{where}: file template {template!r} needs field {exc}, which entry "
-                            f"{fields.get('name')!r} lacks") from None
+        raise SequenceError(
+            f"{where}: file template {template!r} needs field {exc}, which entry {fields.get('name')!r} lacks"
+        ) from None
 
 
-def declared_specs(name: str, sequences_file: str | Path | None = None,
-                   root: str | Path | None = None) -> list[SequenceSpec]:
+def declared_specs(
+    name: str, sequences_file: str | Path | None = None, root: str | Path | None = None
+) -> list[SequenceSpec]:
     """The specs of test set ``name`` as declared, without building or checking any file."""
     sets = read_test_sets(sequences_file)
     if name not in sets:
@@ -150,8 +162,9 @@ def load_test_set(config: Mapping[str, Any]) -> list[SequenceSpec]:
     """
     name = config["name"]
     sets = read_test_sets(config.get("sequences_file"))
-    specs = _select(declared_specs(name, config.get("sequences_file"), config.get("root")),
-                    config.get("sequences"), name)
+    specs = _select(
+        declared_specs(name, config.get("sequences_file"), config.get("root")), config.get("sequences"), name
+    )
     limit = config.get("frames")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise SequenceError(f"testset.frames must be a positive whole number of frames, not {limit!r}")
@@ -175,16 +188,22 @@ def validate_sequence(spec: SequenceSpec, frames: int | None = None) -> None:
     except FileNotFoundError:
         raise SequenceError(f"sequence {spec.name}: file {spec.path} does not exist; {expected}") from None
     if size % spec.frame_bytes:
-        raise SequenceError(f"sequence {spec.name}: file {spec.path} is {size} bytes, not a whole number of "
-                            f"{spec.frame_bytes}-byte frames ({spec.description}); {expected}")
+        raise SequenceError(
+            f"sequence {spec.name}: file {spec.path} is {size} bytes, not a whole number of "
+            f"{spec.frame_bytes}-byte frames ({spec.description}); {expected}"
+        )
     if size // spec.frame_bytes < needed:
-        raise SequenceError(f"sequence {spec.name}: file {spec.path} holds {size // spec.frame_bytes} "
-                            f"frames, fewer than the {needed} needed; {expected}")
+        raise SequenceError(
+            f"sequence {spec.name}: file {spec.path} holds {size // spec.frame_bytes} "
+            f"frames, fewer than the {needed} needed; {expected}"
+        )
     if spec.md5:
         actual = file_digest(spec.path)
         if actual != spec.md5.lower():
-            raise SequenceError(f"sequence {spec.name}: file {spec.path} has md5 {actual}, expected "
-                                f"{spec.md5} (sequences.yaml); the file is not the declared sequence")
+            raise SequenceError(
+                f"sequence {spec.name}: file {spec.path} has md5 {actual}, expected "
+                f"{spec.md5} (sequences.yaml); the file is not the declared sequence"
+            )
 
 
 def _set_root(name: str, definition: Mapping[str, Any], root: str | Path | None) -> Path:
@@ -195,8 +214,10 @@ def _set_root(name: str, definition: Mapping[str, Any], root: str | Path | None)
         return cache_dir() / "testsets" / name
     if os.environ.get(SEQUENCES_ENV):
         return Path(os.environ[SEQUENCES_ENV]).expanduser()
-    raise SequenceError(f"test set {name} needs the folder that holds its files: set testset.root=FOLDER "
-                        f"or the environment variable {SEQUENCES_ENV}")
+    raise SequenceError(
+        f"test set {name} needs the folder that holds its files: set testset.root=FOLDER "
+        f"or the environment variable {SEQUENCES_ENV}"
+    )
 
 
 def _spec(set_name: str, definition: Mapping[str, Any], entry: Mapping[str, Any], root: Path) -> SequenceSpec:
@@ -208,29 +229,44 @@ def _spec(set_name: str, definition: Mapping[str, Any], entry: Mapping[str, Any]
         raise SequenceError(f"test set {set_name}: entry {entry.get('name')!r} lacks {', '.join(missing)}")
     color_format = fields["color_format"]
     if color_format not in COLOR_FORMATS:
-        raise SequenceError(f"sequence {fields['name']}: color format {color_format!r} is not supported "
-                            f"(expected one of {', '.join(COLOR_FORMATS)})")
+        raise SequenceError(
+            f"sequence {fields['name']}: color format {color_format!r} is not supported "
+            f"(expected one of {', '.join(COLOR_FORMATS)})"
+        )
     return SequenceSpec(
-        name=str(fields["name"]), seq_class=str(fields["class"]), file=str(fields["file"]),
-        width=int(fields["width"]), height=int(fields["height"]), frames=int(fields["frames"]),
-        fps=float(fields["fps"]), color_format=color_format, bit_depth=int(fields["bit_depth"]),
-        md5=fields.get("md5") or None, root=root,
-        extra={key: value for key, value in entry.items() if key not in SPEC_KEYS})
+        name=str(fields["name"]),
+        seq_class=str(fields["class"]),
+        file=str(fields["file"]),
+        width=int(fields["width"]),
+        height=int(fields["height"]),
+        frames=int(fields["frames"]),
+        fps=float(fields["fps"]),
+        color_format=color_format,
+        bit_depth=int(fields["bit_depth"]),
+        md5=fields.get("md5") or None,
+        root=root,
+        extra={key: value for key, value in entry.items() if key not in SPEC_KEYS},
+    )
 
 
-def _select(specs: list[SequenceSpec], names: str | Iterable[str] | None,
-            set_name: str) -> list[SequenceSpec]:
+def _select(
+    specs: list[SequenceSpec], names: str | Iterable[str] | None, set_name: str
+) -> list[SequenceSpec]:
     if names is None:
         return specs
     wanted = [part.strip() for part in names.split(",")] if isinstance(names, str) else list(names)
     by_name = {spec.name: spec for spec in specs}
     if not wanted:
-        raise SequenceError(f"testset.sequences selects no sequence of test set {set_name}; "
-                            f"known sequences: {', '.join(by_name)}")
+        raise SequenceError(
+            f"testset.sequences selects no sequence of test set {set_name}; "
+            f"known sequences: {', '.join(by_name)}"
+        )
     unknown = [name for name in wanted if name not in by_name]
     if unknown:
-        raise SequenceError(f"unknown sequence {', '.join(map(str, unknown))} in test set {set_name}; "
-                            f"known sequences: {', '.join(by_name)}")
+        raise SequenceError(
+            f"unknown sequence {', '.join(map(str, unknown))} in test set {set_name}; "
+            f"known sequences: {', '.join(by_name)}"
+        )
     return [by_name[name] for name in wanted]
 
 

@@ -74,12 +74,15 @@ def panel_title(panel: Panel, flag_random: bool = True) -> str:
 
 def panel_label(panel: Panel, metrics: Sequence[str]) -> Label:
     values = " · ".join(f"{m} {value_text(m, panel.metrics[m])}" for m in metrics if m in panel.metrics)
-    return Label((f"{panel.codec} {rate_point_text(panel.rate_point)}", f"{panel.kbps:.2f} kbps", values),
-                 (RANDOM_LABEL,) if panel.random_weights else ())
+    return Label(
+        (f"{panel.codec} {rate_point_text(panel.rate_point)}", f"{panel.kbps:.2f} kbps", values),
+        (RANDOM_LABEL,) if panel.random_weights else (),
+    )
 
 
-def grid_rows(count: int, reference: JobFrames, metric: str, lower_is_better: bool,
-              reference_title: str) -> list[tuple[int, str, str]]:
+def grid_rows(
+    count: int, reference: JobFrames, metric: str, lower_is_better: bool, reference_title: str
+) -> list[tuple[int, str, str]]:
     """``(frame, name, row title)`` of the first, middle and worst frame (worst by ``metric`` of the
     reference; the last frame when the reference has no per-frame values)."""
     rows = [(0, "first", "frame 0 (first)"), (count // 2, "middle", f"frame {count // 2} (middle)")]
@@ -87,8 +90,14 @@ def grid_rows(count: int, reference: JobFrames, metric: str, lower_is_better: bo
     if per_frame is not None and metric in per_frame and len(per_frame) == count:
         values = per_frame[metric].to_numpy()
         worst = int(np.nanargmax(values) if lower_is_better else np.nanargmin(values))
-        rows.append((worst, "worst", f"frame {worst} (worst {metric} of {reference_title}: "
-                                     f"{value_text(metric, float(values[worst]))})"))
+        rows.append(
+            (
+                worst,
+                "worst",
+                f"frame {worst} (worst {metric} of {reference_title}: "
+                f"{value_text(metric, float(values[worst]))})",
+            )
+        )
     else:
         rows.append((count - 1, "last", f"frame {count - 1} (last)"))
     return rows
@@ -115,19 +124,22 @@ def make_showcase(report: Report, run_dir: Path, out_dir: Path, settings: Mappin
     order = list(dict.fromkeys(points["sequence"]))
     classes = dict(zip(points["sequence"], points["seq_class"], strict=True))
     sequences = choose_sequences(order, classes, chosen.get("sequences"), int(chosen["max_sequences"]))
-    comparisons = build_comparisons(points, report.anchor, reference, metric, sequences, report.metrics,
-                                    chosen.get("rate_points"))
+    comparisons = build_comparisons(
+        points, report.anchor, reference, metric, sequences, report.metrics, chosen.get("rate_points")
+    )
     shutil.rmtree(out_dir / VISUALS_DIR, ignore_errors=True)  # no picture of an earlier report stays
-    drawer = _Drawer(report, RunFrames(run_dir, str(chosen["device"])), out_dir, plot_metric,
-                     settings)
+    drawer = _Drawer(report, RunFrames(run_dir, str(chosen["device"])), out_dir, plot_metric, settings)
     shown: list[Shown] = []
     for sequence in sequences:
-        shown += drawer.sequence([c for c in comparisons if c.sequence == sequence],
-                                 points[points["sequence"] == sequence])
+        shown += drawer.sequence(
+            [c for c in comparisons if c.sequence == sequence], points[points["sequence"] == sequence]
+        )
     again = decoded_again(shown)
     if again:
-        note = (f"decoded again from the bitstream (no decoded file was kept), {len(again)} version(s): "
-                f"{', '.join(again)}")
+        note = (
+            f"decoded again from the bitstream (no decoded file was kept), {len(again)} version(s): "
+            f"{', '.join(again)}"
+        )
         print(f"ctc-report: {note}", file=sys.stderr)
         notes.append(note)
     return Showcase(shown, metric, plot_metric, reference, notes)
@@ -135,8 +147,14 @@ def make_showcase(report: Report, run_dir: Path, out_dir: Path, settings: Mappin
 
 def decoded_again(shown: Sequence[Shown]) -> list[str]:
     """The versions (``sequence: panel``) whose frames the page decoded again from their bitstreams."""
-    return sorted({f"{item.comparison.sequence}: {label}" for item in shown
-                   for label, source in item.sources.items() if source == DECODED_AGAIN})
+    return sorted(
+        {
+            f"{item.comparison.sequence}: {label}"
+            for item in shown
+            for label, source in item.sources.items()
+            if source == DECODED_AGAIN
+        }
+    )
 
 
 @dataclass
@@ -184,35 +202,56 @@ class _Drawer:
             shown.append(item)
         return shown
 
-    def draw(self, comparison: Comparison, original: np.ndarray, jobs: Mapping[tuple[str, str], Any],
-             stem: Path, fps: float) -> Shown:
+    def draw(
+        self,
+        comparison: Comparison,
+        original: np.ndarray,
+        jobs: Mapping[tuple[str, str], Any],
+        stem: Path,
+        fps: float,
+    ) -> Shown:
         """The video, frame grid and per-frame plot of one comparison, as ``<stem>.mp4``,
         ``<stem>_grid.png`` and ``<stem>_frames.png``."""
         panels, metric = comparison.panels, self.metric
         sequences = [original] + [jobs[p.job].frames for p in panels]
-        labels = [Label(("original", comparison.sequence)),
-                  *(panel_label(p, self.report.metrics) for p in panels)]
+        labels = [
+            Label(("original", comparison.sequence)),
+            *(panel_label(p, self.report.metrics) for p in panels),
+        ]
         lower = self.report.lower_is_better(metric)
-        rows = grid_rows(len(original), jobs[comparison.reference.job], metric, lower,
-                         panel_title(comparison.reference))
+        rows = grid_rows(
+            len(original), jobs[comparison.reference.job], metric, lower, panel_title(comparison.reference)
+        )
         video, grid, plot = (stem.with_name(stem.name + end) for end in (".mp4", "_grid.png", "_frames.png"))
-        curves = {panel_title(p): jobs[p.job].per_frame[metric].to_numpy() for p in panels
-                  if jobs[p.job].per_frame is not None and metric in jobs[p.job].per_frame}
+        curves = {
+            panel_title(p): jobs[p.job].per_frame[metric].to_numpy()
+            for p in panels
+            if jobs[p.job].per_frame is not None and metric in jobs[p.job].per_frame
+        }
         title = f"{comparison.sequence}: {metric} per frame"
         if any(p.random_weights for p in panels):
             title += f" ({RANDOM_LABEL}: untrained model)"
         # FFmpeg encodes the video in its own process while this one draws the grid and the plot
         with ThreadPoolExecutor(max_workers=1) as background:
             encoding = background.submit(write_video, sequences, labels, fps, video, self.settings["video"])
-            write_grid(sequences, labels, [(index, heading) for index, _, heading in rows], grid,
-                       self.settings["grid"].get("panel_width") or original.shape[3])
+            write_grid(
+                sequences,
+                labels,
+                [(index, heading) for index, _, heading in rows],
+                grid,
+                self.settings["grid"].get("panel_width") or original.shape[3],
+            )
             if curves:
                 marks = [(index, name) for index, name, _ in rows]
                 write_per_frame_plot(curves, metric, lower, marks, title, plot, self.settings["plot"])
             encoding.result()
-        return Shown(comparison, video=self._relative(video), grid=self._relative(grid),
-                     plot=self._relative(plot) if curves else None,
-                     sources={panel_title(p): jobs[p.job].source for p in panels})
+        return Shown(
+            comparison,
+            video=self._relative(video),
+            grid=self._relative(grid),
+            plot=self._relative(plot) if curves else None,
+            sources={panel_title(p): jobs[p.job].source for p in panels},
+        )
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.out_dir).as_posix()

@@ -15,8 +15,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # The states in which a job has ended, as squeue and sacct name them (sacct adds "by <uid>" to CANCELLED).
-ENDED_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                          "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
+ENDED_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+        "SPECIAL_EXIT",
+    }
+)
 # sacct writes the tasks of an array that have no record of their own as one row: 1234_[0-7,9%4]
 _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
 
@@ -59,8 +72,9 @@ def job_states(job_ids: Iterable[str], timeout_s: float) -> Listing:
     wanted = set(job_ids)
     states: dict[str, JobState] = {}
     try:
-        listing = run_command(["squeue", "--me", "--states=all", "--array", "--noheader",
-                               "--format=%i|%T|%r"], timeout_s)
+        listing = run_command(
+            ["squeue", "--me", "--states=all", "--array", "--noheader", "--format=%i|%T|%r"], timeout_s
+        )
     except SlurmCommandError as exc:
         return Listing({}, str(exc))
     for line in listing.splitlines():
@@ -87,8 +101,10 @@ def _accounted_ends(job_ids: set[str], timeout_s: float) -> dict[str, JobState]:
     """How ``job_ids`` ended, according to accounting (only jobs that did end), their steps' cause
     (:data:`STEP_CAUSES`) before their allocation's own state."""
     arrays = sorted({array_of(job_id) for job_id in job_ids}, key=int)
-    listing = run_command(["sacct", "--noheader", "--parsable2", "--format=JobID,State",
-                    f"--jobs={','.join(arrays)}"], timeout_s)
+    listing = run_command(
+        ["sacct", "--noheader", "--parsable2", "--format=JobID,State", f"--jobs={','.join(arrays)}"],
+        timeout_s,
+    )
     ended: dict[str, str] = {}
     causes: dict[str, set[str]] = {}
     for line in listing.splitlines():

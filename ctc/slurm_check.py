@@ -38,8 +38,10 @@ class Node:
 def check_commands() -> None:
     missing = [command for command in COMMANDS if shutil.which(command) is None]
     if missing:
-        raise SlurmSettingError(f"launcher=slurm needs SLURM's commands, and {', '.join(missing)} "
-                                "is not on PATH (run ctc-run where sbatch works: a login node)")
+        raise SlurmSettingError(
+            f"launcher=slurm needs SLURM's commands, and {', '.join(missing)} "
+            "is not on PATH (run ctc-run where sbatch works: a login node)"
+        )
 
 
 def cluster_nodes(timeout_s: float) -> list[Node]:
@@ -51,8 +53,15 @@ def cluster_nodes(timeout_s: float) -> list[Node]:
     nodes = []
     for line in listing.splitlines():
         partition, cpus, memory, gres = line.strip().split("|")
-        nodes.append(Node(partition.rstrip("*"), partition.endswith("*"), int(cpus.rstrip("+")),
-                          int(memory.rstrip("+")), _gpus(gres)))
+        nodes.append(
+            Node(
+                partition.rstrip("*"),
+                partition.endswith("*"),
+                int(cpus.rstrip("+")),
+                int(memory.rstrip("+")),
+                _gpus(gres),
+            )
+        )
     return nodes
 
 
@@ -68,13 +77,15 @@ def _gpus(gres: str) -> int:
 
 def check_qos(qos: str, timeout_s: float) -> None:
     try:
-        known = run_command(["sacctmgr", "--noheader", "--parsable2", "list", "qos", "format=name"],
-                            timeout_s).split()
+        known = run_command(
+            ["sacctmgr", "--noheader", "--parsable2", "list", "qos", "format=name"], timeout_s
+        ).split()
     except SlurmCommandError as exc:
         raise SlurmSettingError(f"hydra.launcher.qos={qos}: cannot list the cluster's QOS: {exc}") from None
     if qos not in known:
-        raise SlurmSettingError(f"hydra.launcher.qos={qos}: the cluster has no such QOS "
-                                f"(it has {', '.join(known) or 'none'})")
+        raise SlurmSettingError(
+            f"hydra.launcher.qos={qos}: the cluster has no such QOS (it has {', '.join(known) or 'none'})"
+        )
 
 
 def partition_nodes(nodes: list[Node], partition: str | None) -> list[Node]:
@@ -84,18 +95,22 @@ def partition_nodes(nodes: list[Node], partition: str | None) -> list[Node]:
         known = sorted({node.partition for node in nodes})
         raise SlurmSettingError(
             f"hydra.launcher.partition={partition}: the cluster has no such partition (sinfo lists "
-            f"{', '.join(known) or 'none'})" if partition else
-            "the cluster has no default partition: set hydra.launcher.partition "
-            f"(sinfo lists {', '.join(known) or 'none'})")
+            f"{', '.join(known) or 'none'})"
+            if partition
+            else "the cluster has no default partition: set hydra.launcher.partition "
+            f"(sinfo lists {', '.join(known) or 'none'})"
+        )
     return chosen
 
 
 def checked_resources(what: str, resources: Mapping[str, Any]) -> dict[str, Any]:
     """``resources`` (cpus_per_task, mem_gb, timeout_min, gpus_per_node) when each is a number in range."""
-    rules = {"cpus_per_task": (int, 1, "a whole number of CPUs, at least 1"),
-             "mem_gb": ((int, float), 0, "a memory size in GB, more than 0"),
-             "timeout_min": (int, 1, "a time limit in whole minutes, at least 1"),
-             "gpus_per_node": (int, 0, "a whole number of GPUs, 0 or more")}
+    rules = {
+        "cpus_per_task": (int, 1, "a whole number of CPUs, at least 1"),
+        "mem_gb": ((int, float), 0, "a memory size in GB, more than 0"),
+        "timeout_min": (int, 1, "a time limit in whole minutes, at least 1"),
+        "gpus_per_node": (int, 0, "a whole number of GPUs, 0 or more"),
+    }
     for key, (kind, least, expected) in rules.items():
         value = resources.get(key)
         wrong = isinstance(value, bool) or not isinstance(value, kind)
@@ -104,8 +119,9 @@ def checked_resources(what: str, resources: Mapping[str, Any]) -> dict[str, Any]
     return dict(resources)
 
 
-def fitted_resources(what: str, resources: Mapping[str, Any], nodes: list[Node],
-                     explicit: Collection[str]) -> dict[str, Any]:
+def fitted_resources(
+    what: str, resources: Mapping[str, Any], nodes: list[Node], explicit: Collection[str]
+) -> dict[str, Any]:
     """``resources`` within the largest of ``nodes``: a default CPU count larger than any node's is cut
     to the largest; anything else that no node offers is an error with the numbers. ``explicit``: the
     keys set on the command line (never cut)."""
@@ -113,15 +129,22 @@ def fitted_resources(what: str, resources: Mapping[str, Any], nodes: list[Node],
     most_cpus = max(node.cpus for node in nodes)
     if fitted["cpus_per_task"] > most_cpus:
         if "cpus_per_task" in explicit:
-            raise SlurmSettingError(f"{what}: cpus_per_task={fitted['cpus_per_task']} but the largest node "
-                                    f"of the partition has {most_cpus} CPUs")
+            raise SlurmSettingError(
+                f"{what}: cpus_per_task={fitted['cpus_per_task']} but the largest node "
+                f"of the partition has {most_cpus} CPUs"
+            )
         fitted["cpus_per_task"] = most_cpus
     wanted_mb = fitted["mem_gb"] * 1024
-    if not any(node.memory_mb >= wanted_mb and node.cpus >= fitted["cpus_per_task"]
-               and node.gpus >= fitted["gpus_per_node"] for node in nodes):
+    if not any(
+        node.memory_mb >= wanted_mb
+        and node.cpus >= fitted["cpus_per_task"]
+        and node.gpus >= fitted["gpus_per_node"]
+        for node in nodes
+    ):
         largest = max(nodes, key=lambda node: (node.gpus >= fitted["gpus_per_node"], node.memory_mb))
         raise SlurmSettingError(
             f"{what}: {fitted['cpus_per_task']} CPUs, mem_gb={fitted['mem_gb']} ({wanted_mb:.0f} MB) and "
             f"{fitted['gpus_per_node']} GPUs, but no node of the partition has as much (the largest: "
-            f"{largest.cpus} CPUs, {largest.memory_mb} MB, {largest.gpus} GPUs)")
+            f"{largest.cpus} CPUs, {largest.memory_mb} MB, {largest.gpus} GPUs)"
+        )
     return fitted

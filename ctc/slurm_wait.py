@@ -39,14 +39,21 @@ class WaitPolicy:
     def from_settings(cls, settings: Mapping[str, Any]) -> WaitPolicy:
         missing = [key for key in cls.__dataclass_fields__ if settings.get(key) is None]
         if missing:
-            raise ValueError(f"the SLURM launcher settings lack {', '.join(missing)} "
-                             "(ctc/conf/launcher/slurm.yaml sets them: use launcher=slurm)")
+            raise ValueError(
+                f"the SLURM launcher settings lack {', '.join(missing)} "
+                "(ctc/conf/launcher/slurm.yaml sets them: use launcher=slurm)"
+            )
         try:
-            numbers = {key: float(settings[key]) for key in cls.__dataclass_fields__
-                       if key != "unschedulable_reasons"}
+            numbers = {
+                key: float(settings[key])
+                for key in cls.__dataclass_fields__
+                if key != "unschedulable_reasons"
+            }
         except (TypeError, ValueError):
-            raise ValueError(f"the SLURM launcher's waiting settings must be numbers of seconds: "
-                             f"{ {key: settings[key] for key in cls.__dataclass_fields__} }") from None
+            raise ValueError(
+                f"the SLURM launcher's waiting settings must be numbers of seconds: "
+                f"{ {key: settings[key] for key in cls.__dataclass_fields__} }"
+            ) from None
         return cls(unschedulable_reasons=tuple(settings["unschedulable_reasons"]), **numbers)
 
     def unschedulable(self, state: JobState) -> bool:
@@ -60,9 +67,13 @@ class Outcome:
     detail: str  # what SLURM said, for the user
 
 
-def wait_for_jobs(job_ids: Sequence[str], policy: WaitPolicy, say: Callable[[str], None],
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Outcome]:
+def wait_for_jobs(
+    job_ids: Sequence[str],
+    policy: WaitPolicy,
+    say: Callable[[str], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Outcome]:
     """Wait until every job of ``job_ids`` ended or was given up; returns each job's outcome.
 
     ``say`` gets a line whenever the picture changes (how many jobs run, wait and why, ended).
@@ -92,9 +103,13 @@ def wait_for_jobs(job_ids: Sequence[str], policy: WaitPolicy, say: Callable[[str
                         continue
                     since = unknown_since.setdefault(job_id, now)
                     if now - since >= policy.unknown_after_s:
-                        outcomes[job_id] = Outcome(UNKNOWN, (
-                            f"SLURM has had no record of it for {now - since:.0f} s (neither squeue nor "
-                            "sacct lists it: cancelled before it started, or purged)"))
+                        outcomes[job_id] = Outcome(
+                            UNKNOWN,
+                            (
+                                f"SLURM has had no record of it for {now - since:.0f} s (neither squeue nor "
+                                "sacct lists it: cancelled before it started, or purged)"
+                            ),
+                        )
                     continue
                 unknown_since.pop(job_id, None)
                 last_known[job_id] = state
@@ -104,14 +119,21 @@ def wait_for_jobs(job_ids: Sequence[str], policy: WaitPolicy, say: Callable[[str
                     reason, since = pending_since.setdefault(job_id, (state.reason, now))
                     if now - since >= policy.unschedulable_after_s:
                         give_up.append(job_id)
-                        outcomes[job_id] = Outcome(NOT_RUN, (
-                            f"pending ({state.reason}) for {now - since:.0f} s; cancelled it"))
+                        outcomes[job_id] = Outcome(
+                            NOT_RUN, (f"pending ({state.reason}) for {now - since:.0f} s; cancelled it")
+                        )
                 else:
                     pending_since.pop(job_id, None)
             if give_up:
                 _cancel_quietly(give_up, policy, say)
-            trouble = (f"no answer since {away[1]}, counts as of then (stale): {listing.trouble}; waiting "
-                       f"for SLURM (at most {policy.outage_limit_s:.0f} s)") if away else ""
+            trouble = (
+                (
+                    f"no answer since {away[1]}, counts as of then (stale): {listing.trouble}; waiting "
+                    f"for SLURM (at most {policy.outage_limit_s:.0f} s)"
+                )
+                if away
+                else ""
+            )
             line = _picture(job_ids, last_known, outcomes, trouble)
             if line != shown:
                 say(line)
@@ -127,8 +149,14 @@ def wait_for_jobs(job_ids: Sequence[str], policy: WaitPolicy, say: Callable[[str
     return outcomes
 
 
-def _give_up_unanswered(going: Sequence[str], waited_s: float, trouble: str, policy: WaitPolicy,
-                        outcomes: dict[str, Outcome], say: Callable[[str], None]) -> None:
+def _give_up_unanswered(
+    going: Sequence[str],
+    waited_s: float,
+    trouble: str,
+    policy: WaitPolicy,
+    outcomes: dict[str, Outcome],
+    say: Callable[[str], None],
+) -> None:
     """SLURM did not answer for ``outage_limit_s``: every job still going is given up and cancelled,
     or, when scancel fails too, reported as left to the cluster (for the user to cancel)."""
     arrays = sorted({array_of(job_id) for job_id in going}, key=int)
@@ -149,15 +177,19 @@ def _cancel_quietly(job_ids: Sequence[str], policy: WaitPolicy, say: Callable[[s
         say(f"could not cancel {', '.join(job_ids)}: {exc}")
 
 
-def _picture(job_ids: Sequence[str], states: Mapping[str, JobState], outcomes: Mapping[str, Outcome],
-             trouble: str) -> str:
+def _picture(
+    job_ids: Sequence[str], states: Mapping[str, JobState], outcomes: Mapping[str, Outcome], trouble: str
+) -> str:
     """One line: how many jobs ended, run and wait (with SLURM's reasons)."""
     going = [states[job_id] for job_id in job_ids if job_id not in outcomes and job_id in states]
     running = sum(state.state != "PENDING" for state in going)
     reasons = Counter(state.reason or "no reason given" for state in going if state.state == "PENDING")
     waiting = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-    parts = [f"{len(outcomes)}/{len(job_ids)} ended", f"{running} running",
-             f"{sum(reasons.values())} pending" + (f" ({waiting})" if waiting else "")]
+    parts = [
+        f"{len(outcomes)}/{len(job_ids)} ended",
+        f"{running} running",
+        f"{sum(reasons.values())} pending" + (f" ({waiting})" if waiting else ""),
+    ]
     if trouble:
         parts.append(trouble)
     return "SLURM: " + ", ".join(parts)

@@ -41,14 +41,34 @@ def check_name(kind: str, name: object) -> str:
     """``name`` when it is safe as one folder name; :class:`UnsafeName` saying which ``kind`` it is."""
     text = str(name)
     if not SAFE_NAME.fullmatch(text):
-        raise UnsafeName(f"{kind} {text!r} cannot name a results folder: use letters, digits, '_', '-' "
-                         "and '.' only (no path separator, no '..')")
+        raise UnsafeName(
+            f"{kind} {text!r} cannot name a results folder: use letters, digits, '_', '-' "
+            "and '.' only (no path separator, no '..')"
+        )
     return text
 
+
 # Columns of load_results before the per-metric ones, in this order.
-COLUMNS = ["codec", "role", "seq_class", "sequence", "rate_point", "kbps", "file_kbps", "rate_counts", "bits",
-           "frames", "fps", "width", "height", "enc_seconds", "dec_seconds", "status", "random_weights",
-           "config_hash"]
+COLUMNS = [
+    "codec",
+    "role",
+    "seq_class",
+    "sequence",
+    "rate_point",
+    "kbps",
+    "file_kbps",
+    "rate_counts",
+    "bits",
+    "frames",
+    "fps",
+    "width",
+    "height",
+    "enc_seconds",
+    "dec_seconds",
+    "status",
+    "random_weights",
+    "config_hash",
+]
 
 
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
@@ -115,12 +135,17 @@ def read_result(directory: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_complete(result: Mapping[str, Any] | None, expected_hash: str,
-                metric_code: Mapping[str, Any] | None = None) -> bool:
+def is_complete(
+    result: Mapping[str, Any] | None, expected_hash: str, metric_code: Mapping[str, Any] | None = None
+) -> bool:
     """Whether a job's result stands for the configuration hashed as ``expected_hash`` and holds every
     metric of ``metric_code`` (name -> the metric's code fingerprint) scored by that code."""
-    return (bool(result) and result.get("status") == "ok" and result.get("config_hash") == expected_hash
-            and not unscored_metrics(result, metric_code or {}))
+    return (
+        bool(result)
+        and result.get("status") == "ok"
+        and result.get("config_hash") == expected_hash
+        and not unscored_metrics(result, metric_code or {})
+    )
 
 
 def unscored_metrics(result: Mapping[str, Any], metric_code: Mapping[str, Any]) -> list[str]:
@@ -150,5 +175,6 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     """Every job result under ``run_dir`` (all codecs), sorted by codec, sequence and rate point."""
     results = [read_result(path.parent) for path in sorted(Path(run_dir).glob(f"*/*/*/{RESULT_FILE}"))]
     table = results_table(result for result in results if result is not None)
-    return table.sort_values(["codec", "seq_class", "sequence", "rate_point"], kind="stable",
-                             ignore_index=True)
+    return table.sort_values(
+        ["codec", "seq_class", "sequence", "rate_point"], kind="stable", ignore_index=True
+    )

@@ -48,8 +48,12 @@ Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
 Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
 
 
-def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | None,
-              preflight: Callable[[Sequence[SweepPlan]], None] | None = None) -> None:
+def run_sweep(
+    variants: Sequence[Variant],
+    launch: Launch,
+    batch_size: int | None,
+    preflight: Callable[[Sequence[SweepPlan]], None] | None = None,
+) -> None:
     """Run the sweep of each variant (one per configuration of the codec under test: ``codec=a,b``)
     into one run folder, one after another (the anchor's jobs run once), then report them together;
     ``batch_size`` jobs are launched at once (None: all). ``preflight``: the launcher's own check of the
@@ -80,16 +84,24 @@ def run_sweep(variants: Sequence[Variant], launch: Launch, batch_size: int | Non
     plan = plans[-1]
     summarise(plan.run_dir, results)
     if plan.settings.get("report", True) and "anchor" in plan.sections:
-        report(plan.run_dir, plan.sections["anchor"]["name"], refresh=ran,
-               page=plan.settings.get("report_page"))
+        report(
+            plan.run_dir, plan.sections["anchor"]["name"], refresh=ran, page=plan.settings.get("report_page")
+        )
     release_page_frames(decoded, plan.run_dir, page_sequences(plan))
     if any(result.get("status") != "ok" for result in results):
         print_failures(results, plan.run_dir)
         raise SystemExit(1)
 
 
-def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: Sequence[str], launch: Launch,
-           batch_size: int | None, started: str) -> None:
+def _sweep(
+    plan: SweepPlan,
+    config: DictConfig,
+    pending: list[Job],
+    arguments: Sequence[str],
+    launch: Launch,
+    batch_size: int | None,
+    started: str,
+) -> None:
     """Launch one variant's pending jobs in batches."""
     if pending:
         _prepare_metrics(plan.metric_names)
@@ -101,23 +113,41 @@ def _sweep(plan: SweepPlan, config: DictConfig, pending: list[Job], arguments: S
     common += [f"results_dir={quote(str(plan.run_dir.parent))}", f"run={plan.run_dir.name}"]
     by_sequence = _by_sequence(plan)
     # decoded by an earlier sweep whose scoring did not finish: scored, not coded again
-    scoring_only = {job.label for job in pending if by_sequence
-                    and restore_unscored(job.directory(plan.run_dir), job.config_hash, job.sequence)}
+    scoring_only = {
+        job.label
+        for job in pending
+        if by_sequence and restore_unscored(job.directory(plan.run_dir), job.config_hash, job.sequence)
+    }
     for_page = page_sequences(plan)
-    with tqdm(total=len(plan.jobs), initial=len(plan.jobs) - len(pending), unit="job", file=sys.stderr,
-              desc=f"ctc-run {plan.run_dir.name}", dynamic_ncols=True) as progress:
+    with tqdm(
+        total=len(plan.jobs),
+        initial=len(plan.jobs) - len(pending),
+        unit="job",
+        file=sys.stderr,
+        desc=f"ctc-run {plan.run_dir.name}",
+        dynamic_ncols=True,
+    ) as progress:
         first = 0
         for planned in _waves(plan, pending, batch_size, by_sequence):
             coding = [job for job in planned.coding if job.label not in scoring_only]
             wave = _decoded_only(replace(planned, coding=coding), plan.run_dir)
             if wave.coding or wave.scoring:
                 tasks = zip(wave.overrides(), wave.sequences(), strict=True)
-                _launch_wave(wave, [common + overrides + _keep_for_page(sequence, for_page)
-                                    for overrides, sequence in tasks], first, launch, plan.run_dir)
+                _launch_wave(
+                    wave,
+                    [
+                        common + overrides + _keep_for_page(sequence, for_page)
+                        for overrides, sequence in tasks
+                    ],
+                    first,
+                    launch,
+                    plan.run_dir,
+                )
                 first += len(wave.coding) + len(wave.scoring)
             # a job is done once its sequence's scoring task had its turn (it may have failed before)
-            progress.update(sum(len(task.entries) for task in planned.scoring) if by_sequence
-                            else len(wave.coding))
+            progress.update(
+                sum(len(task.entries) for task in planned.scoring) if by_sequence else len(wave.coding)
+            )
     remove_hydra_folders(plan.run_dir)
 
 
@@ -141,13 +171,16 @@ def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_seque
         return []
     if not by_sequence:
         size = batch_size or max(len(pending), 1)
-        batches = [pending[start:start + size] for start in range(0, len(pending), size)]
+        batches = [pending[start : start + size] for start in range(0, len(pending), size)]
         return [Wave(batch, threads=threads_per_task(cores, workers, len(batch))) for batch in batches]
     import torch  # loaded already to prepare the metrics' weights
 
     try:
-        devices = scoring_devices(str(plan.settings["metrics"].get("device", "auto")),
-                                  str(plan.settings["device"]), torch.cuda.device_count())
+        devices = scoring_devices(
+            str(plan.settings["metrics"].get("device", "auto")),
+            str(plan.settings["device"]),
+            torch.cuda.device_count(),
+        )
     except ValueError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -189,8 +222,10 @@ def run_task(config: DictConfig) -> dict[str, Any]:
     choice = config.job
     roles = [*ROLES, SCORE_ROLE]
     if choice.role not in roles or not choice.identity:
-        raise SweepConfigError("ctc-run jobs are chosen by its sweeper (hydra/sweeper=ctc): job.role="
-                               f"{choice.role!r} is not one of {sorted(roles)}, or job.identity is unset")
+        raise SweepConfigError(
+            "ctc-run jobs are chosen by its sweeper (hydra/sweeper=ctc): job.role="
+            f"{choice.role!r} is not one of {sorted(roles)}, or job.identity is unset"
+        )
     if choice.get("threads"):
         limit_threads(int(choice.threads))
     settings = without_hydra(config)
@@ -199,24 +234,40 @@ def run_task(config: DictConfig) -> dict[str, Any]:
     run_dir = Path(settings["results_dir"]) / str(settings["run"])
     keep = bool(settings["keep_decoded"] or choice.get("keep_decoded"))
     if choice.role == SCORE_ROLE:
-        results = score_sequence(spec, identity["jobs"], settings["metrics"], run_dir, keep,
-                                 str(choice.device))
+        results = score_sequence(
+            spec, identity["jobs"], settings["metrics"], run_dir, keep, str(choice.device)
+        )
         release_freed_memory()
-        return {"scored": {f"{result['codec']}/{result['rate_point']}": result["status"]
-                           for result in results}}
+        return {
+            "scored": {f"{result['codec']}/{result['rate_point']}": result["status"] for result in results}
+        }
     section = settings[ROLES[choice.role]]
     from ctc.metrics import metric_code, use_metric_modules
 
     use_metric_modules(settings["metrics"].get("modules"))
-    job = Job(choice.role, section["name"], spec, int(choice.rate_point), identity, str(choice.device),
-              metric_code(list(settings["metrics"]["names"])))
+    job = Job(
+        choice.role,
+        section["name"],
+        spec,
+        int(choice.rate_point),
+        identity,
+        str(choice.device),
+        metric_code(list(settings["metrics"]["names"])),
+    )
     codec_settings = {"timeout_s": settings["timeout_s"], **section}
-    return run_job(job, codec_settings, settings["metrics"], run_dir, keep,
-                   score=settings.get("scoring", "sequence") == "job")
+    return run_job(
+        job,
+        codec_settings,
+        settings["metrics"],
+        run_dir,
+        keep,
+        score=settings.get("scoring", "sequence") == "job",
+    )
 
 
-def _launch_wave(wave: Wave, overrides: list[list[str]], first_index: int, launch: Launch,
-                 run_dir: Path) -> None:
+def _launch_wave(
+    wave: Wave, overrides: list[list[str]], first_index: int, launch: Launch, run_dir: Path
+) -> None:
     """Launch one wave; a job that could not even run (or a lost worker) is recorded as failed with
     the launcher's reason, unless it wrote a result in this launch or has a complete one of its own
     (an earlier failure of the same job is replaced: the reason shown is this run's). A job left
@@ -232,7 +283,7 @@ def _launch_wave(wave: Wave, overrides: list[list[str]], first_index: int, launc
         own = result.get("config_hash") == job.config_hash and result.get("status") in ("ok", "decoded")
         if error and result == (earlier or {}) and not own:
             record_failure(job, error, run_dir, overwrite=True)
-    for task, error in zip(wave.scoring, errors[len(wave.coding):], strict=True):
+    for task, error in zip(wave.scoring, errors[len(wave.coding) :], strict=True):
         for codec, rate_point, digest in task.entries:
             directory = job_dir(run_dir, codec, task.sequence, rate_point)
             result = read_result(directory)

@@ -37,8 +37,13 @@ PERCEPTUAL = ("dists", "lpips")
 def bench_sweep_scoring(frames: int = BENCH_FRAMES) -> list[Figure]:
     names = metric_set("ctc")
     with tempfile.TemporaryDirectory() as folder:
-        common = ["codec=x265", "testset=demo", f"testset.frames={frames}", f"results_dir={folder}",
-                  "report=false"]
+        common = [
+            "codec=x265",
+            "testset=demo",
+            f"testset.frames={frames}",
+            f"results_dir={folder}",
+            "report=false",
+        ]
         before_s = _run_ctc([*common, "run=job", "scoring=job", "keep_decoded=true"])
         after_s = _run_ctc([*common, "run=sequence", "scoring=sequence"])
         runs = {run: load_results(Path(folder, run)) for run in ("job", "sequence")}
@@ -49,8 +54,13 @@ def bench_sweep_scoring(frames: int = BENCH_FRAMES) -> list[Figure]:
         Figure("demo sweep, scoring in each job (before)", before_s, "s", note=f"{setting}; whole ctc-run"),
         Figure("demo sweep, scoring per sequence (now)", after_s, "s", note=f"{setting}; whole ctc-run"),
         Figure("demo sweep time, now / before", after_s / before_s, "x", "<= 0.5", setting),
-        Figure("per-frame values, largest |now - before|", difference, "", "<= 1e-6",
-               "every metric, frame and job"),
+        Figure(
+            "per-frame values, largest |now - before|",
+            difference,
+            "",
+            "<= 1e-6",
+            "every metric, frame and job",
+        ),
         *scoring,
         *_convolution_floor(names),
         *_oversubscription(),
@@ -59,8 +69,10 @@ def bench_sweep_scoring(frames: int = BENCH_FRAMES) -> list[Figure]:
 
 
 def _per_frame_difference(folder: Path, row: object, names: list[str]) -> float:
-    tables = [pd.read_csv(folder / run / row.codec / row.sequence / str(row.rate_point) / PER_FRAME_FILE)
-              for run in ("job", "sequence")]
+    tables = [
+        pd.read_csv(folder / run / row.codec / row.sequence / str(row.rate_point) / PER_FRAME_FILE)
+        for run in ("job", "sequence")
+    ]
     return float(np.abs(tables[0][names].to_numpy() - tables[1][names].to_numpy()).max())
 
 
@@ -71,8 +83,10 @@ def _scoring_alone(run_dir: Path, results: pd.DataFrame, frames: int, names: lis
     for spec in load_test_set({"name": "demo", "frames": frames}):
         rows = results[results.sequence == spec.name]
         folders = [run_dir / row.codec / spec.name / str(row.rate_point) for row in rows.itertuples()]
-        decoded = [read_rgb444(next(folder.glob("*_decoded.rgb")), spec.width, spec.height, frames)
-                   for folder in folders]
+        decoded = [
+            read_rgb444(next(folder.glob("*_decoded.rgb")), spec.width, spec.height, frames)
+            for folder in folders
+        ]
         by_sequence[spec.name] = (spec.read(), decoded)
     scored = sum(len(decoded) * frames for _, decoded in by_sequence.values())
     figures, seconds = [], {}
@@ -87,13 +101,31 @@ def _scoring_alone(run_dir: Path, results: pd.DataFrame, frames: int, names: lis
                 score_versions(reference, decoded, names, "cpu", 2)
         seconds[method] = time.perf_counter() - start
         passes = sum(metric.backbone_frames for metric in perceptual) - passes
-        figures.append(Figure(f"VGG passes per scored frame, {method}", passes / scored, "",
-                              "<= 2.25" if method != "a job at a time" else "",
-                              f"DISTS + LPIPS backbone passes / {scored} scored frames"))
-        figures.append(Figure(f"scoring the sweep's decoded files {method}", seconds[method], "s",
-                              note=f"one process, {cpu_threads()} threads, networks built beforehand"))
-    figures.append(Figure("scoring time, a sequence / a job at a time",
-                          seconds["a sequence at a time"] / seconds["a job at a time"], "x", "<= 0.5625"))
+        figures.append(
+            Figure(
+                f"VGG passes per scored frame, {method}",
+                passes / scored,
+                "",
+                "<= 2.25" if method != "a job at a time" else "",
+                f"DISTS + LPIPS backbone passes / {scored} scored frames",
+            )
+        )
+        figures.append(
+            Figure(
+                f"scoring the sweep's decoded files {method}",
+                seconds[method],
+                "s",
+                note=f"one process, {cpu_threads()} threads, networks built beforehand",
+            )
+        )
+    figures.append(
+        Figure(
+            "scoring time, a sequence / a job at a time",
+            seconds["a sequence at a time"] / seconds["a job at a time"],
+            "x",
+            "<= 0.5625",
+        )
+    )
     return figures
 
 
@@ -113,11 +145,21 @@ def _convolution_floor(names: list[str], versions: int = 8) -> list[Figure]:
     demo = load_test_set({"name": "demo"})
     scored = versions * sum(spec.frames for spec in demo)
     note = f"{'+'.join(names)}, 256x256, {cpu_threads()} threads"
-    return [Figure("GFLOP per scored frame, a sequence's 8 versions together", per_frame, "GFLOP",
-                   note=f"{note}; a job at a time: 4 VGG16 passes = 160 GFLOP"),
-            Figure("this machine's speed on them (a job's frames, best of 3)", speed, "GFLOP/s", note=note),
-            Figure("floor of the demo sweep's metric stage at that speed", per_frame * scored / speed, "s",
-                   note=f"{scored} scored frames; the main command's time cannot be less")]
+    return [
+        Figure(
+            "GFLOP per scored frame, a sequence's 8 versions together",
+            per_frame,
+            "GFLOP",
+            note=f"{note}; a job at a time: 4 VGG16 passes = 160 GFLOP",
+        ),
+        Figure("this machine's speed on them (a job's frames, best of 3)", speed, "GFLOP/s", note=note),
+        Figure(
+            "floor of the demo sweep's metric stage at that speed",
+            per_frame * scored / speed,
+            "s",
+            note=f"{scored} scored frames; the main command's time cannot be less",
+        ),
+    ]
 
 
 def _score_in_worker(threads: int | None, barrier: object, frames: int) -> float:
@@ -145,11 +187,16 @@ def _oversubscription(frames: int = 4) -> list[Figure]:
             seconds[label] = max(pool.starmap(_score_in_worker, [(threads, barrier, frames)] * 2))
     note = f"2 workers x {frames} frames 256x256 DISTS + LPIPS on {cores} cores"
     oversubscribed, shared = seconds["default threads"], seconds["cores shared"]
-    return [Figure("2 workers, torch's default threads each (oversubscribed)", oversubscribed, "s",
-                   note=note),
-            Figure(f"2 workers, {max(1, cores // 2)} thread(s) each (workers x threads <= cores)", shared,
-                   "s", note=note),
-            Figure("oversubscribed / shared", oversubscribed / shared, "x", "> 1", note)]
+    return [
+        Figure("2 workers, torch's default threads each (oversubscribed)", oversubscribed, "s", note=note),
+        Figure(
+            f"2 workers, {max(1, cores // 2)} thread(s) each (workers x threads <= cores)",
+            shared,
+            "s",
+            note=note,
+        ),
+        Figure("oversubscribed / shared", oversubscribed / shared, "x", "> 1", note),
+    ]
 
 
 def _gpu_figures(versions: int = 8, frames: int = 64) -> list[Figure]:
@@ -157,8 +204,15 @@ def _gpu_figures(versions: int = 8, frames: int = 64) -> list[Figure]:
     import torch
 
     if not torch.cuda.is_available():
-        return [Figure("GPU DISTS + LPIPS, a sequence at a time", 0.0, "frames/s", ">= 2000 (H100/H200)",
-                       "no GPU on this machine: not measured")]
+        return [
+            Figure(
+                "GPU DISTS + LPIPS, a sequence at a time",
+                0.0,
+                "frames/s",
+                ">= 2000 (H100/H200)",
+                "no GPU on this machine: not measured",
+            )
+        ]
     reference, distorted = synthetic_pair(frames, 256)
     names = list(PERCEPTUAL)
     score_versions(reference[:16], [distorted[:16]], names, "cuda", 16)  # build and warm up
@@ -167,6 +221,12 @@ def _gpu_figures(versions: int = 8, frames: int = 64) -> list[Figure]:
     score_versions(reference, [distorted] * versions, names, "cuda", 16)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return [Figure("GPU DISTS + LPIPS, a sequence at a time", versions * frames / seconds, "frames/s",
-                   ">= 2000 (H100/H200)", f"{torch.cuda.get_device_name()}, {versions} versions x {frames} "
-                   "frames 256x256, batches of 16")]
+    return [
+        Figure(
+            "GPU DISTS + LPIPS, a sequence at a time",
+            versions * frames / seconds,
+            "frames/s",
+            ">= 2000 (H100/H200)",
+            f"{torch.cuda.get_device_name()}, {versions} versions x {frames} frames 256x256, batches of 16",
+        )
+    ]

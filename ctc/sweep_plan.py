@@ -86,8 +86,10 @@ def codec_variants(arguments: Sequence[str]) -> list[list[str]]:
             continue
         key = override.get_key_element()
         if key != "codec" and not key.split("@")[-1].startswith("codec."):
-            raise SweepConfigError(f"{override.input_line}: ctc-run sweeps configurations of the codec under "
-                                   "test into one run (codec=a,b or codec.KEY=x,y); run other settings apart")
+            raise SweepConfigError(
+                f"{override.input_line}: ctc-run sweeps configurations of the codec under "
+                "test into one run (codec=a,b or codec.KEY=x,y); run other settings apart"
+            )
         choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
     return [list(combination) for combination in itertools.product(*choices)]
 
@@ -98,14 +100,18 @@ def check_variants(plans: Sequence[SweepPlan]) -> None:
     identities: dict[str, dict[str, Any]] = {}
     for plan in plans:
         if plan.run_dir != plans[0].run_dir:
-            raise SweepConfigError(f"the codec configurations of one sweep go to one run folder, not "
-                                   f"{plans[0].run_dir} and {plan.run_dir}")
+            raise SweepConfigError(
+                f"the codec configurations of one sweep go to one run folder, not "
+                f"{plans[0].run_dir} and {plan.run_dir}"
+            )
         label, identity = plan.sections["test"]["name"], plan.identities["test"]
         if identities.setdefault(label, identity) != identity:
             found = changes(identities[label], identity, "codec")
-            raise SweepConfigError(f"two codec configurations are both named {label!r} but differ ("
-                                   f"{'; '.join(found[:2])}); their results would share one folder: give "
-                                   "each its own name (codec.name=...)")
+            raise SweepConfigError(
+                f"two codec configurations are both named {label!r} but differ ("
+                f"{'; '.join(found[:2])}); their results would share one folder: give "
+                "each its own name (codec.name=...)"
+            )
 
 
 def _check_workers(jobs: Any) -> None:
@@ -135,8 +141,10 @@ def codec_sections(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for role, section in sections.items():
         for key in ("name", "module", "rate_points"):
             if not section.get(key):
-                raise SweepConfigError(f"the {ROLES[role]} config lacks '{key}' ({ROLES[role]}/<name>.yaml "
-                                       "must give name, module (with class or type) and rate_points)")
+                raise SweepConfigError(
+                    f"the {ROLES[role]} config lacks '{key}' ({ROLES[role]}/<name>.yaml "
+                    "must give name, module (with class or type) and rate_points)"
+                )
         check_name(f"{ROLES[role]} name", section["name"])
         try:
             codec_class(section).check_config(section)
@@ -144,13 +152,17 @@ def codec_sections(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             raise SweepConfigError(exc.args[0]) from None
     anchor = sections.get("anchor")
     if anchor and settings.get("report", True) and len(anchor["rate_points"]) < MIN_BD_RATE_POINTS:
-        raise SweepConfigError(f"anchor {anchor['name']} has {len(anchor['rate_points'])} rate points "
-                               f"({anchor['rate_points']}); BD-rate needs at least {MIN_BD_RATE_POINTS} "
-                               "(or report=false)")
+        raise SweepConfigError(
+            f"anchor {anchor['name']} has {len(anchor['rate_points'])} rate points "
+            f"({anchor['rate_points']}); BD-rate needs at least {MIN_BD_RATE_POINTS} "
+            "(or report=false)"
+        )
     if anchor and anchor["name"] == sections["test"]["name"]:
         if anchor != sections["test"]:
-            raise SweepConfigError(f"codec and anchor are both named {anchor['name']!r} but are configured "
-                                   "differently; their results would share one folder")
+            raise SweepConfigError(
+                f"codec and anchor are both named {anchor['name']!r} but are configured "
+                "differently; their results would share one folder"
+            )
         del sections["anchor"]  # the same codec: its jobs are the anchor's
     return sections
 
@@ -202,17 +214,23 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
         if is_complete(result, job.config_hash, job.metric_code):
             reused.append(job)
             continue
-        coded = bool(result) and result.get("config_hash") == job.config_hash and \
-            result.get("status") in ("ok", "decoded")
-        pending.append(PendingJob(job, "score" if coded else "code",
-                                  redo_reason(result, job.identity, job.metric_code)))
+        coded = (
+            bool(result)
+            and result.get("config_hash") == job.config_hash
+            and result.get("status") in ("ok", "decoded")
+        )
+        pending.append(
+            PendingJob(job, "score" if coded else "code", redo_reason(result, job.identity, job.metric_code))
+        )
     return pending, reused
 
 
 def has_pending(plan: SweepPlan) -> bool:
     """Whether a job of ``plan`` lacks a complete result of its identity (says nothing)."""
-    return any(not is_complete(read_result(job.directory(plan.run_dir)), job.config_hash, job.metric_code)
-               for job in plan.jobs)
+    return any(
+        not is_complete(read_result(job.directory(plan.run_dir)), job.config_hash, job.metric_code)
+        for job in plan.jobs
+    )
 
 
 def pending_jobs(plan: SweepPlan) -> list[Job]:

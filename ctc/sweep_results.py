@@ -47,9 +47,12 @@ def sweep_results(jobs: Sequence[Job], run_dir: Path) -> list[dict[str, Any]]:
         if result and result.get("config_hash") == job.config_hash:
             results.append(result)
             continue
-        error = ("no result of this sweep: the job did not run (a lost worker?)" if result is None else
-                 "no result of this sweep: the job did not run, and its folder holds a result made by "
-                 "another setup (stale)")
+        error = (
+            "no result of this sweep: the job did not run (a lost worker?)"
+            if result is None
+            else "no result of this sweep: the job did not run, and its folder holds a result made by "
+            "another setup (stale)"
+        )
         results.append(record_failure(job, error, run_dir, overwrite=result is not None))
     return results
 
@@ -59,10 +62,23 @@ def record_failure(job: Job, error: str, run_dir: Path, overwrite: bool = False)
     off) or another process is doing the job now."""
     spec = job.sequence
     directory = job.directory(run_dir)
-    result = {"status": "failed", "codec": job.codec, "role": job.role, "sequence": spec.name,
-              "seq_class": spec.seq_class, "rate_point": job.rate_point, "frames": spec.frames,
-              "fps": spec.fps, "width": spec.width, "height": spec.height, "config_hash": job.config_hash,
-              "identity": job.identity, "error": error, "log_tail": error, "created": now_iso()}
+    result = {
+        "status": "failed",
+        "codec": job.codec,
+        "role": job.role,
+        "sequence": spec.name,
+        "seq_class": spec.seq_class,
+        "rate_point": job.rate_point,
+        "frames": spec.frames,
+        "fps": spec.fps,
+        "width": spec.width,
+        "height": spec.height,
+        "config_hash": job.config_hash,
+        "identity": job.identity,
+        "error": error,
+        "log_tail": error,
+        "created": now_iso(),
+    }
     exists = (directory / RESULT_FILE).is_file()
     if (overwrite or not exists) and not job_busy(directory):
         directory.mkdir(parents=True, exist_ok=True)
@@ -76,19 +92,23 @@ def summarise(run_dir: Path, results: list[dict[str, Any]]) -> None:
     metric_columns = [column for column in table.columns if column not in COLUMNS]
     random = sorted(set(table.codec[table.random_weights]))
     shown = table[SUMMARY_COLUMNS + metric_columns + TIME_COLUMNS + (["random_weights"] if random else [])]
-    with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format",
-                           "{:.4f}".format):
+    with pd.option_context(
+        "display.max_rows", None, "display.width", 200, "display.float_format", "{:.4f}".format
+    ):
         print(shown.to_string(index=False))
     if random:
-        print(f"\nWARNING: {', '.join(random)} ran with RANDOM weights: their scores are not those of the "
-              "published models")
+        print(
+            f"\nWARNING: {', '.join(random)} ran with RANDOM weights: their scores are not those of the "
+            "published models"
+        )
     summary = load_results(run_dir).to_csv(index=False)
     write_atomically(run_dir / SUMMARY_FILE, summary.encode("utf-8"))
     print(f"\nresults: {run_dir} (summary: {run_dir / SUMMARY_FILE})")
 
 
-def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapping[str, Any]] = (),
-                     started: str | None = None) -> Path:
+def write_provenance(
+    plan: SweepPlan, config: DictConfig, results: Sequence[Mapping[str, Any]] = (), started: str | None = None
+) -> Path:
     """This sweep's provenance: ``<run>/provenance/<start>-<host>-<pid>.json`` (kept per sweep),
     ``<run>/provenance.json`` (the newest sweep's) and ``<run>/<codec>/provenance.json``."""
     settings, sections = plan.settings, plan.sections
@@ -99,15 +119,22 @@ def write_provenance(plan: SweepPlan, config: DictConfig, results: Sequence[Mapp
     choices = OmegaConf.to_container(config.hydra.runtime.choices) if "hydra" in config else {}
     anchor = sections.get("anchor", sections["test"] if settings.get("anchor") else None)
     started = started or now_iso()
-    record = collect(dict(settings), run=settings["run"], codec=sections["test"]["name"],
-                     anchor=anchor["name"] if anchor else None,
-                     codec_versions={name: sorted(found) for name, found in versions.items()},
-                     codec_identities={section["name"]: plan.identities[role]
-                                       for role, section in sections.items()},
-                     choices=choices, started=started,
-                     plugin_paths=plugin_paths([*(module for section in sections.values()
-                                                  for module in config_modules(section)),
-                                                *(settings["metrics"].get("modules") or [])]))
+    record = collect(
+        dict(settings),
+        run=settings["run"],
+        codec=sections["test"]["name"],
+        anchor=anchor["name"] if anchor else None,
+        codec_versions={name: sorted(found) for name, found in versions.items()},
+        codec_identities={section["name"]: plan.identities[role] for role, section in sections.items()},
+        choices=choices,
+        started=started,
+        plugin_paths=plugin_paths(
+            [
+                *(module for section in sections.values() for module in config_modules(section)),
+                *(settings["metrics"].get("modules") or []),
+            ]
+        ),
+    )
     stamp = started.replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
     label = sections["test"]["name"]  # a sweep of several codec configurations writes one file each
     path = plan.run_dir / PROVENANCE_DIR / f"{stamp}-{socket.gethostname()}-{os.getpid()}-{label}.json"
@@ -141,6 +168,8 @@ def print_failures(results: Sequence[Mapping[str, Any]], run_dir: Path) -> None:
     print(f"\n{len(failures)} of {len(results)} jobs failed:", file=sys.stderr)
     for result in failures:
         error = (result.get("error") or "no result").splitlines()[0]
-        print(f"  {result.get('codec')}/{result.get('sequence')}/{result.get('rate_point')}: {error}",
-              file=sys.stderr)
+        print(
+            f"  {result.get('codec')}/{result.get('sequence')}/{result.get('rate_point')}: {error}",
+            file=sys.stderr,
+        )
     print(f"logs: {run_dir}/<codec>/<sequence>/<rate point>/job.log", file=sys.stderr)

@@ -69,8 +69,9 @@ def plan_all_at_once(pending: Sequence[Job], devices: Sequence[str], cores: int,
     turn; a cluster's launcher gives each task its node's device and threads)."""
     groups = _by_sequence(pending)
     threads = threads_per_task(cores, workers, len(groups))
-    tasks = [ScoreTask.of(group, devices[index % len(devices)], threads)
-             for index, group in enumerate(groups)]
+    tasks = [
+        ScoreTask.of(group, devices[index % len(devices)], threads) for index, group in enumerate(groups)
+    ]
     return [Wave(list(pending), [], threads_per_task(cores, workers, len(pending))), Wave([], tasks, threads)]
 
 
@@ -82,7 +83,7 @@ def plan_waves(pending: Sequence[Job], devices: Sequence[str], cores: int, worke
     pipelined = all(device.startswith("cuda") for device in devices)
     waves: list[tuple[list[Job], list[tuple[list[Job], str]]]] = []
     for start in range(0, len(groups), len(devices)):
-        chunk = groups[start:start + len(devices)]
+        chunk = groups[start : start + len(devices)]
         coding = [job for group in chunk for job in group]
         if pipelined and waves:
             waves[-1][0].extend(coding)  # coded while the previous group is scored on the GPUs

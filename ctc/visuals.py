@@ -124,8 +124,13 @@ def _even(picture: np.ndarray) -> np.ndarray:
     return np.pad(picture, ((0, height % 2), (0, width % 2), (0, 0)))
 
 
-def write_video(sequences: Sequence[np.ndarray], labels: Sequence[Label], fps: float, path: Path,
-                settings: Mapping[str, Any]) -> None:
+def write_video(
+    sequences: Sequence[np.ndarray],
+    labels: Sequence[Label],
+    fps: float,
+    path: Path,
+    settings: Mapping[str, Any],
+) -> None:
     """The ``(N, 3, H, W)`` ``sequences`` played side by side under their banners, as an MP4 at ``path``.
 
     ``settings``: ``encoder`` (an FFmpeg video encoder), ``crf``, ``preset``, ``max_frames``.
@@ -137,17 +142,53 @@ def write_video(sequences: Sequence[np.ndarray], labels: Sequence[Label], fps: f
     banners = [banner(label, width, height) for label in labels]
 
     def row(index: int) -> np.ndarray:
-        return _even(side_by_side([np.concatenate([top, stamped(to_hwc(frames[index]), label)])
-                                   for top, frames, label in zip(banners, sequences, labels, strict=True)]))
+        return _even(
+            side_by_side(
+                [
+                    np.concatenate([top, stamped(to_hwc(frames[index]), label)])
+                    for top, frames, label in zip(banners, sequences, labels, strict=True)
+                ]
+            )
+        )
 
     size = row(0).shape
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
-               "-pix_fmt", "rgb24", "-s", f"{size[1]}x{size[0]}", "-r", f"{fps:g}", "-i", "-",
-               "-c:v", str(settings["encoder"]), "-preset", str(settings["preset"]),
-               "-crf", str(settings["crf"]),
-               "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p", "-colorspace", "bt709",
-               "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
-               "-movflags", "+faststart", str(path)]
+    command = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{size[1]}x{size[0]}",
+        "-r",
+        f"{fps:g}",
+        "-i",
+        "-",
+        "-c:v",
+        str(settings["encoder"]),
+        "-preset",
+        str(settings["preset"]),
+        "-crf",
+        str(settings["crf"]),
+        "-vf",
+        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "tv",
+        "-movflags",
+        "+faststart",
+        str(path),
+    ]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         for index in range(count):
@@ -160,8 +201,13 @@ def write_video(sequences: Sequence[np.ndarray], labels: Sequence[Label], fps: f
         raise VisualError(f"ffmpeg could not write {path}:\n{log_tail(errors)}")
 
 
-def write_grid(sequences: Sequence[np.ndarray], labels: Sequence[Label], rows: Sequence[tuple[int, str]],
-               path: Path, panel_width: int) -> None:
+def write_grid(
+    sequences: Sequence[np.ndarray],
+    labels: Sequence[Label],
+    rows: Sequence[tuple[int, str]],
+    path: Path,
+    panel_width: int,
+) -> None:
     """A PNG grid: one row per ``(frame index, row title)``, one column per sequence, scaled to
     ``panel_width`` pixels a panel; the column banners on top, each row's title above it."""
     height = banner_height(labels, panel_width)
@@ -170,8 +216,14 @@ def write_grid(sequences: Sequence[np.ndarray], labels: Sequence[Label], rows: S
     for index, title in rows:
         title_label = Label((title,))
         parts.append(banner(title_label, width, banner_height([title_label], width)))
-        parts.append(side_by_side([stamped(_scaled(frames[index], panel_width), label)
-                                   for frames, label in zip(sequences, labels, strict=True)]))
+        parts.append(
+            side_by_side(
+                [
+                    stamped(_scaled(frames[index], panel_width), label)
+                    for frames, label in zip(sequences, labels, strict=True)
+                ]
+            )
+        )
     # zlib level 6 (Pillow's default): 2 % larger than level 9 on the demo's grids, 3 times faster
     Image.fromarray(np.concatenate(parts)).save(path, compress_level=6)
 
@@ -184,9 +236,15 @@ def _scaled(frame: np.ndarray, width: int) -> np.ndarray:
     return np.asarray(picture)
 
 
-def write_per_frame_plot(curves: Mapping[str, Sequence[float]], metric: str, lower_is_better: bool,
-                         marks: Sequence[tuple[int, str]], title: str, path: Path,
-                         settings: Mapping[str, Any]) -> None:
+def write_per_frame_plot(
+    curves: Mapping[str, Sequence[float]],
+    metric: str,
+    lower_is_better: bool,
+    marks: Sequence[tuple[int, str]],
+    title: str,
+    path: Path,
+    settings: Mapping[str, Any],
+) -> None:
     """A PNG of ``metric`` over the frames, one line per label in ``curves``; ``marks`` are the
     frames the grid shows (dotted, titled)."""
     figure = Figure(figsize=(float(settings["width_in"]), float(settings["height_in"])), layout="constrained")
@@ -195,8 +253,15 @@ def write_per_frame_plot(curves: Mapping[str, Sequence[float]], metric: str, low
         axes.plot(np.arange(len(values)), values, label=label, linewidth=1.2)
     for index, name in marks:
         axes.axvline(index, color="grey", linestyle=":", linewidth=1)
-        axes.annotate(f" {name}", (index, 1), xycoords=("data", "axes fraction"), fontsize=7, color="grey",
-                      ha="left", va="top")
+        axes.annotate(
+            f" {name}",
+            (index, 1),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            color="grey",
+            ha="left",
+            va="top",
+        )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("frame")
     axes.set_ylabel(f"{metric} ({'lower' if lower_is_better else 'higher'} is better)")

@@ -67,8 +67,9 @@ class GenerativeModel(ABC):
         its features. Models whose encoder also reconstructs (RDAC) say so by overriding this."""
         return self.extract_features(frame)
 
-    def decoder_pass(self, key_frame: torch.Tensor, reference: Any, features: torch.Tensor,
-                     frame: torch.Tensor) -> Any:
+    def decoder_pass(
+        self, key_frame: torch.Tensor, reference: Any, features: torch.Tensor, frame: torch.Tensor
+    ) -> Any:
         """The decoder's network work for one inter frame (counted by ``ctc-complexity``); ``frame``
         stands for any per-frame picture the model takes (HDAC's base layer)."""
         return self.generate(key_frame, reference, features)

@@ -58,13 +58,23 @@ def bench_model(
     driving = pictures[1:]  # also the per-frame pictures a model may take (HDAC's base layer)
 
     def per_frame() -> torch.Tensor:
-        return torch.cat([model.decoder_pass(key_frame, reference, features[i:i + 1], driving[i:i + 1])
-                          for i in range(frames)])
+        return torch.cat(
+            [
+                model.decoder_pass(key_frame, reference, features[i : i + 1], driving[i : i + 1])
+                for i in range(frames)
+            ]
+        )
 
     def batched() -> torch.Tensor:
         starts = range(0, frames, batch_size)
-        return torch.cat([model.decoder_pass(key_frame, reference, features[i:i + batch_size],
-                                             driving[i:i + batch_size]) for i in starts])
+        return torch.cat(
+            [
+                model.decoder_pass(
+                    key_frame, reference, features[i : i + batch_size], driving[i : i + batch_size]
+                )
+                for i in starts
+            ]
+        )
 
     batched()  # warm-up (allocations, kernel selection)
     label = f"{name} ({model.weights} weights) {dev.type}"

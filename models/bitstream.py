@@ -85,19 +85,28 @@ def _check(stream: GfvcBitstream) -> None:
     if len(stream.config_hash) != HASH_BYTES:
         raise ValueError(f"configuration hash must be {HASH_BYTES} bytes, got {len(stream.config_hash)}")
     if 0 not in stream.key_frames or not all(0 <= i < stream.frame_count for i in stream.key_frames):
-        raise ValueError(f"key frames at {stream.key_frame_positions}: frame 0 must be one, and every "
-                         f"position inside the {stream.frame_count} frames")
+        raise ValueError(
+            f"key frames at {stream.key_frame_positions}: frame 0 must be one, and every "
+            f"position inside the {stream.frame_count} frames"
+        )
     for name, payloads in stream.frame_layers.items():
         if len(payloads) != stream.frame_count:
-            raise ValueError(f"frame layer {name!r} has {len(payloads)} entries for "
-                             f"{stream.frame_count} frames")
+            raise ValueError(
+                f"frame layer {name!r} has {len(payloads)} entries for {stream.frame_count} frames"
+            )
 
 
 def pack(stream: GfvcBitstream) -> bytes:
     """Serialise ``stream`` (see the module docstring for the layout)."""
     _check(stream)
-    parts = [MAGIC, bytes([FORMAT_VERSION]), _name(stream.model), stream.config_hash,
-             _FIXED.pack(stream.frame_count, stream.width, stream.height), _varint(len(stream.key_frames))]
+    parts = [
+        MAGIC,
+        bytes([FORMAT_VERSION]),
+        _name(stream.model),
+        stream.config_hash,
+        _FIXED.pack(stream.frame_count, stream.width, stream.height),
+        _varint(len(stream.key_frames)),
+    ]
     for index in stream.key_frame_positions:
         parts += [_varint(index), _U32.pack(len(stream.key_frames[index])), stream.key_frames[index]]
     for payload in stream.payloads:
@@ -116,8 +125,10 @@ def pack(stream: GfvcBitstream) -> bytes:
 
 def bit_parts(stream: GfvcBitstream) -> dict[str, int]:
     """Bits per part (header, key_frame, features, then each layer); they add up to the file's bits."""
-    parts = {"key_frame": 8 * sum(map(len, stream.key_frames.values())),
-             "features": 8 * sum(map(len, stream.payloads))}
+    parts = {
+        "key_frame": 8 * sum(map(len, stream.key_frames.values())),
+        "features": 8 * sum(map(len, stream.payloads)),
+    }
     parts.update({name: 8 * len(data) for name, data in stream.layers.items()})
     parts.update({name: 8 * sum(map(len, payloads)) for name, payloads in stream.frame_layers.items()})
     return {"header": 8 * len(pack(stream)) - sum(parts.values()), **parts}
@@ -130,7 +141,7 @@ class _Reader:
     def take(self, count: int, what: str) -> bytes:
         if self.pos + count > len(self.data):
             raise BitstreamError(f"{self.source}: truncated (ends inside the {what})")
-        chunk = self.data[self.pos:self.pos + count]
+        chunk = self.data[self.pos : self.pos + count]
         self.pos += count
         return chunk
 
@@ -154,42 +165,49 @@ def header_model(data: bytes) -> str | None:
     """The model name in the header of an intact GFVC bitstream (None where there is none: then
     :func:`unpack` says what is wrong)."""
     start = len(MAGIC) + 1
-    if (data[:len(MAGIC)] != MAGIC or len(data) < start + 1 + _U32.size
-            or zlib.crc32(data[:-_U32.size]) != _U32.unpack(data[-_U32.size:])[0]
-            or len(data) < start + 1 + data[start]):
+    if (
+        data[: len(MAGIC)] != MAGIC
+        or len(data) < start + 1 + _U32.size
+        or zlib.crc32(data[: -_U32.size]) != _U32.unpack(data[-_U32.size :])[0]
+        or len(data) < start + 1 + data[start]
+    ):
         return None
-    return data[start + 1:start + 1 + data[start]].decode("ascii", errors="replace")
+    return data[start + 1 : start + 1 + data[start]].decode("ascii", errors="replace")
 
 
-def unpack(data: bytes, source: str = "bitstream", expect_model: str | None = None,
-           expect_hash: bytes | None = None) -> GfvcBitstream:
+def unpack(
+    data: bytes, source: str = "bitstream", expect_model: str | None = None, expect_hash: bytes | None = None
+) -> GfvcBitstream:
     """Parse and verify a GFVC bitstream; ``source`` names it in error messages.
 
     Refused: wrong magic or version, a cut or altered file (CRC-32 and lengths), and, when given,
     a model name or configuration hash other than the decoder's.
     """
-    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise BitstreamError(f"{source}: not a GFVC bitstream (expected magic {MAGIC!r})")
     if len(data) < len(MAGIC) + 2 + _U32.size:
         raise BitstreamError(f"{source}: truncated ({len(data)} bytes)")
-    body, stored_crc = data[:-_U32.size], _U32.unpack(data[-_U32.size:])[0]
+    body, stored_crc = data[: -_U32.size], _U32.unpack(data[-_U32.size :])[0]
     if zlib.crc32(body) != stored_crc:
         raise BitstreamError(f"{source}: checksum mismatch: the file is truncated or corrupted")
     reader = _Reader(body, source)
     reader.take(len(MAGIC), "magic")
     version = reader.take(1, "header")[0]
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"{source}: format version {version}, "
-                             f"this decoder reads version {FORMAT_VERSION}")
+        raise BitstreamError(
+            f"{source}: format version {version}, this decoder reads version {FORMAT_VERSION}"
+        )
     model = reader.name("header")
     config_hash = reader.take(HASH_BYTES, "header")
     frame_count, width, height = _FIXED.unpack(reader.take(_FIXED.size, "header"))
     if expect_model is not None and model != expect_model:
         raise BitstreamError(f"{source}: made by model {model!r}, this decoder is {expect_model!r}")
     if expect_hash is not None and config_hash != expect_hash:
-        raise BitstreamError(f"{source}: made with configuration {config_hash.hex()}, "
-                             f"this decoder's is {expect_hash.hex()} "
-                             "(other q_step, feature coding, intra codec, model or weights)")
+        raise BitstreamError(
+            f"{source}: made with configuration {config_hash.hex()}, "
+            f"this decoder's is {expect_hash.hex()} "
+            "(other q_step, feature coding, intra codec, model or weights)"
+        )
     if frame_count < 1:
         raise BitstreamError(f"{source}: declares {frame_count} frames")
     key_frames: dict[int, bytes] = {}
@@ -201,8 +219,10 @@ def unpack(data: bytes, source: str = "bitstream", expect_model: str | None = No
         key_frames[index] = reader.take(length, f"key frame {index}")
     if 0 not in key_frames:
         raise BitstreamError(f"{source}: frame 0 is not a key frame")
-    payloads = [reader.take(reader.varint(f"length of frame {i}"), f"feature payload of frame {i}")
-                for i in range(frame_count)]
+    payloads = [
+        reader.take(reader.varint(f"length of frame {i}"), f"feature payload of frame {i}")
+        for i in range(frame_count)
+    ]
     layers = {}
     for _ in range(reader.take(1, "layer count")[0]):
         name = reader.name("layer name")
@@ -210,9 +230,10 @@ def unpack(data: bytes, source: str = "bitstream", expect_model: str | None = No
     frame_layers = {}
     for _ in range(reader.take(1, "frame-layer count")[0]):
         name = reader.name("frame-layer name")
-        frame_layers[name] = [reader.take(reader.varint(f"{name} length of frame {i}"),
-                                          f"{name} of frame {i}")
-                              for i in range(frame_count)]
+        frame_layers[name] = [
+            reader.take(reader.varint(f"{name} length of frame {i}"), f"{name} of frame {i}")
+            for i in range(frame_count)
+        ]
     if reader.pos != len(body):
         raise BitstreamError(f"{source}: {len(body) - reader.pos} unexpected bytes at the end")
     return GfvcBitstream(model, config_hash, width, height, key_frames, payloads, layers, frame_layers)

@@ -77,8 +77,15 @@ class UpBlock2d(_ConvNormBlock):
     """x2 upsampling, conv, BN, ReLU. Nearest (first-order-model), or bilinear with
     ``align_corners=True`` (``bilinear=True``, the DAC family)."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple = 3,
-                 padding: int | tuple = 1, groups: int = 1, bilinear: bool = False):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple = 3,
+        padding: int | tuple = 1,
+        groups: int = 1,
+        bilinear: bool = False,
+    ):
         super().__init__(in_features, out_features, kernel_size, padding, groups)
         self.bilinear = bilinear
 
@@ -139,8 +146,14 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Hourglass decoder: UpBlock2d from the deepest level, concatenating each skip connection."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256,
-                 bilinear: bool = False):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int = 3,
+        max_features: int = 256,
+        bilinear: bool = False,
+    ):
         super().__init__()
         self.up_blocks = nn.ModuleList(
             UpBlock2d(
@@ -163,8 +176,14 @@ class Hourglass(nn.Module):
     """U-Net style hourglass; output has ``out_filters = block_expansion + in_features`` channels.
     ``bilinear``: the decoder upsamples bilinearly (the DAC family), else nearest."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256,
-                 bilinear: bool = False):
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int = 3,
+        max_features: int = 256,
+        bilinear: bool = False,
+    ):
         super().__init__()
         self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
         self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features, bilinear)
@@ -279,8 +298,9 @@ class AutoencoderLayers(nn.Module):
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         downs = nn.ModuleList(DownBlock2d(width[i], width[i + 1]) for i in range(num_down_blocks))
         setattr(self, self.down_name, downs)
-        ups = nn.ModuleList(UpBlock2d(width[i + 1], width[i], bilinear=bilinear)
-                            for i in reversed(range(num_down_blocks)))
+        ups = nn.ModuleList(
+            UpBlock2d(width[i + 1], width[i], bilinear=bilinear) for i in reversed(range(num_down_blocks))
+        )
         setattr(self, self.up_name, ups)
         self.bottleneck = nn.Sequential()
         for i in range(num_bottleneck_blocks):

@@ -75,8 +75,9 @@ def resolve_weights(model: str, model_config: Mapping[str, Any], weights: str | 
     if not configured and not model_config.get("checkpoint_files"):
         return NONE
     try:
-        return find_checkpoint(model, checkpoint_file_names(model_config),
-                               model_config.get("where_to_get", ""), configured)
+        return find_checkpoint(
+            model, checkpoint_file_names(model_config), model_config.get("where_to_get", ""), configured
+        )
     except CheckpointError:
         if weights == "auto" and not configured:
             return RANDOM
@@ -127,8 +128,12 @@ def state_dict_mismatch(module: nn.Module, state: Mapping[str, Any]) -> str | No
     return "; ".join(parts)
 
 
-def load_subnetworks(path: str | Path, networks: Mapping[str, nn.Module], model: str,
-                     unused_prefixes: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+def load_subnetworks(
+    path: str | Path,
+    networks: Mapping[str, nn.Module],
+    model: str,
+    unused_prefixes: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """Load each of ``networks`` (top-level key -> module) from the checkpoint at ``path``, strictly.
 
     Every sub-network is checked before any is loaded, so a refused checkpoint leaves the modules

@@ -32,55 +32,76 @@ from torch.utils.flop_counter import FlopCounterMode
 from ctc.conf import ConfigNotFound, load_section
 from models.registry import available_models, create_model
 
-NOT_COUNTED = ("element-wise activations and arithmetic, OpenCV's Farneback, the entropy coders, the "
-               "conventional codecs")
+NOT_COUNTED = (
+    "element-wise activations and arithmetic, OpenCV's Farneback, the entropy coders, the conventional codecs"
+)
 SAMPLE_TAPS = {0: 4, 1: 0, 2: 16}  # grid_sample's interpolation_mode: bilinear, nearest, bicubic
 
 
 def _output_values(out_shape: Any) -> int:
-    shape = out_shape[0] if isinstance(out_shape, tuple | list) and out_shape and \
-        isinstance(out_shape[0], torch.Size | tuple | list) else out_shape
+    shape = (
+        out_shape[0]
+        if isinstance(out_shape, tuple | list)
+        and out_shape
+        and isinstance(out_shape[0], torch.Size | tuple | list)
+        else out_shape
+    )
     return int(torch.Size(shape).numel())
 
 
 def _per_output(macs: int) -> Callable[..., int]:
     def flops(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
         return 2 * macs * _output_values(out_shape)
+
     return flops
 
 
 def _grid_sample(dims: int) -> Callable[..., int]:
-    def flops(input_shape: Any, grid_shape: Any, mode: int = 0, *args: Any, out_shape: Any = None,
-              **kwargs: Any) -> int:
+    def flops(
+        input_shape: Any, grid_shape: Any, mode: int = 0, *args: Any, out_shape: Any = None, **kwargs: Any
+    ) -> int:
         taps = SAMPLE_TAPS.get(int(mode), 4) * (2 if dims == 3 and int(mode) == 0 else 1)
         return 2 * taps * _output_values(out_shape)
+
     return flops
 
 
 def _pooling(input_shape: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    window = int(torch.tensor(list(kernel_size)).prod()) if isinstance(kernel_size, tuple | list) else \
-        int(kernel_size) ** (len(input_shape) - 2)
+    window = (
+        int(torch.tensor(list(kernel_size)).prod())
+        if isinstance(kernel_size, tuple | list)
+        else int(kernel_size) ** (len(input_shape) - 2)
+    )
     return 2 * window * _output_values(out_shape)
 
 
 def _per_input(macs: int) -> Callable[..., int]:
     def flops(input_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
         return 2 * macs * int(torch.Size(input_shape).numel())
+
     return flops
 
 
 aten = torch.ops.aten
 # What PyTorch's flop counter does not count, as MACs (see the module's docstring).
 SAMPLING_OPS = {
-    aten.grid_sampler_2d: _grid_sample(2), aten.grid_sampler_3d: _grid_sample(3),
-    aten.upsample_bilinear2d: _per_output(4), aten.upsample_trilinear3d: _per_output(8),
-    aten.upsample_bicubic2d: _per_output(16), aten.upsample_nearest2d: _per_output(0),
+    aten.grid_sampler_2d: _grid_sample(2),
+    aten.grid_sampler_3d: _grid_sample(3),
+    aten.upsample_bilinear2d: _per_output(4),
+    aten.upsample_trilinear3d: _per_output(8),
+    aten.upsample_bicubic2d: _per_output(16),
+    aten.upsample_nearest2d: _per_output(0),
     aten.upsample_nearest3d: _per_output(0),
-    aten.avg_pool2d: _pooling, aten.avg_pool3d: _pooling, aten.max_pool2d_with_indices: _pooling,
-    aten.max_pool3d_with_indices: _pooling, aten._adaptive_avg_pool2d: _per_input(1),
+    aten.avg_pool2d: _pooling,
+    aten.avg_pool3d: _pooling,
+    aten.max_pool2d_with_indices: _pooling,
+    aten.max_pool3d_with_indices: _pooling,
+    aten._adaptive_avg_pool2d: _per_input(1),
     aten._adaptive_avg_pool3d: _per_input(1),
-    aten.native_batch_norm: _per_input(2), aten._native_batch_norm_legit_no_training: _per_input(2),
-    aten._native_batch_norm_legit: _per_input(2), aten.native_group_norm: _per_input(4),
+    aten.native_batch_norm: _per_input(2),
+    aten._native_batch_norm_legit_no_training: _per_input(2),
+    aten._native_batch_norm_legit: _per_input(2),
+    aten.native_group_norm: _per_input(4),
     aten.native_layer_norm: _per_input(4),
 }
 
@@ -147,16 +168,23 @@ def _kilo(macs: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-complexity", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*",
-                        help=f"model configs (default: all of {', '.join(available_models())})")
-    parser.add_argument("--config-dir", action="append", default=[],
-                        help="a folder with model/<name>.yaml of your own (as ctc-run's --config-dir)")
+    parser.add_argument(
+        "models", nargs="*", help=f"model configs (default: all of {', '.join(available_models())})"
+    )
+    parser.add_argument(
+        "--config-dir",
+        action="append",
+        default=[],
+        help="a folder with model/<name>.yaml of your own (as ctc-run's --config-dir)",
+    )
     parser.add_argument("--size", type=int, default=256, help="frame width and height (default 256)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     try:
-        configs = {name: load_section("model", name, config_dirs=args.config_dir)
-                   for name in args.models or available_models()}
+        configs = {
+            name: load_section("model", name, config_dirs=args.config_dir)
+            for name in args.models or available_models()
+        }
     except ConfigNotFound as exc:
         parser.error(str(exc))
     results = []

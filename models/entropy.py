@@ -67,7 +67,7 @@ def debinarise(bits: Sequence[int]) -> list[int]:
         if pos + zeros + 1 > end:
             raise EntropyError("feature payload ends inside an exp-Golomb code")
         code = 0
-        for bit in bits[pos:pos + zeros + 1]:
+        for bit in bits[pos : pos + zeros + 1]:
             code = (code << 1) | bit
         pos += zeros + 1
         values.append(sign_unmap(code - 1))
@@ -165,7 +165,7 @@ class ArithmeticDecoder:
 def pack_bits(bits: Sequence[int]) -> bytes:
     """MSB-first packing; the last byte is padded with 0 bits."""
     padded = list(bits) + [0] * (-len(bits) % 8)
-    return bytes(int("".join(map(str, padded[i:i + 8])), 2) for i in range(0, len(padded), 8))
+    return bytes(int("".join(map(str, padded[i : i + 8])), 2) for i in range(0, len(padded), 8))
 
 
 def encode_bits(bits: Sequence[int]) -> tuple[bytes, int]:
@@ -200,8 +200,10 @@ def decode_bits(data: bytes, max_bits: int | None = None) -> list[int]:
         bits.append(symbol)
         freqs[symbol] += 1
         if len(bits) > limit:
-            raise EntropyError(f"feature payload of {len(data)} bytes decodes to more than {limit} bits "
-                               "without an end marker (corrupt)")
+            raise EntropyError(
+                f"feature payload of {len(data)} bytes decodes to more than {limit} bits "
+                "without an end marker (corrupt)"
+            )
 
 
 def encode_values(values: Sequence[int]) -> bytes:

@@ -35,8 +35,9 @@ def code_ae(reference: np.ndarray, driving: np.ndarray, q_step: float) -> tuple[
     return payloads, np.asarray(recon, np.float64).reshape(len(driving), reference.size)
 
 
-def code_sei(reference: np.ndarray, driving: np.ndarray,
-             layout: sei.SeiLayout) -> tuple[list[bytes], np.ndarray]:
+def code_sei(
+    reference: np.ndarray, driving: np.ndarray, layout: sei.SeiLayout
+) -> tuple[list[bytes], np.ndarray]:
     """``sei`` mode: a GFV SEI NAL unit per frame (the key frame's: the base picture), the reconstruction."""
     writer = sei.GfvSeiWriter(layout)
     payloads, recon = [writer.write(reference, 0)[0]], []
@@ -47,8 +48,15 @@ def code_sei(reference: np.ndarray, driving: np.ndarray,
     return payloads, np.asarray(recon, np.float64).reshape(len(driving), reference.size)
 
 
-def decode(payloads: list[bytes], reference: np.ndarray, mode: str, q_step: float,
-           layout: sei.SeiLayout | None, source: str, start: int = 0) -> np.ndarray:
+def decode(
+    payloads: list[bytes],
+    reference: np.ndarray,
+    mode: str,
+    q_step: float,
+    layout: sei.SeiLayout | None,
+    source: str,
+    start: int = 0,
+) -> np.ndarray:
     """The inter frames' reconstructed features ``(n-1, D)`` float64 of a GOP whose payloads (key
     frame first, at frame ``start``) are ``payloads``; ``reference``: the decoded key frame's features."""
     size = reference.size

@@ -90,8 +90,11 @@ def vtm_inputs(gop: list[tuple[GfvMessage, list]]) -> list[tuple[np.ndarray | No
             scale = 1 << matrix_precision
             values = iter(coded_elements)
             for index, matrix in enumerate(message.matrices):
-                reference = ((base if message.cnt == 0 else previous)[1][index] if message.matrix_pred
-                             else np.zeros_like(matrix.values))
+                reference = (
+                    (base if message.cnt == 0 else previous)[1][index]
+                    if message.matrix_pred
+                    else np.zeros_like(matrix.values)
+                )
                 inputs = np.empty_like(matrix.values)
                 for position in np.ndindex(inputs.shape):
                     integer, fraction, negative = next(values)
@@ -115,26 +118,52 @@ def gfv_cfg(gop: list[tuple[GfvMessage, list]]) -> str:
     messages = [message for message, _ in gop]
     inputs = vtm_inputs(gop)
     first = messages[0]
-    keys: dict[str, str] = {"Enabled": "1", "Number": str(len(messages)),
-                            "BasePicFlag": str(int(first.base))}
+    keys: dict[str, str] = {"Enabled": "1", "Number": str(len(messages)), "BasePicFlag": str(int(first.base))}
     if first.nn is not None:
-        keys.update(NNPresentFlag="1", NNModeIdc=str(first.nn.mode_idc), NNTagURI=first.nn.uri_tag,
-                    NNURI=first.nn.uri)
+        keys.update(
+            NNPresentFlag="1", NNModeIdc=str(first.nn.mode_idc), NNTagURI=first.nn.uri_tag, NNURI=first.nn.uri
+        )
     if first.chroma_key is not None:
         key = first.chroma_key
-        keys.update(ChromaKeyInfoPresentFlag="1", ChromaKeyPurposeIdc=str(key.purpose_idc),
-                    ChromaKeyValuePresentFlag=_join(v is not None for v in key.values),
-                    ChromaKeyValue=_join(v or 0 for v in key.values),
-                    ChromaKeyThrPresentFlag=str(int(key.thr_lower is not None)),
-                    ChromaKeyThrLower=str(key.thr_lower or 0),
-                    ChromaKeyThrUpperDeltaMinus1=str(key.thr_upper_delta_minus1 or 0))
-    per_message = {name: [] for name in (
-        "Id", "Cnt", "FusionPicFlag", "LowConfidenceFaceParameterFlag", "CoordinatePresentFlag",
-        "CoordinatePredFlag", "CoordinateQuantizationFactor", "3DCoordinateFlag", "CoordinatePointNum",
-        "ZCoordinateMaxValue", "XCoordinate", "YCoordinate", "ZCoordinate", "MatrixPresentFlag",
-        "MatrixPredFlag", "MatrixElementPrecisionFactor", "NumMatrixType", "MatrixTypeIdx",
-        "Matrix3DSpaceFlag", "NumMatrices", "MatrixWidth", "MatrixHeight", "NumMatricestoNumKpsFlag",
-        "NumMatricesInfo", "MatrixElement")}
+        keys.update(
+            ChromaKeyInfoPresentFlag="1",
+            ChromaKeyPurposeIdc=str(key.purpose_idc),
+            ChromaKeyValuePresentFlag=_join(v is not None for v in key.values),
+            ChromaKeyValue=_join(v or 0 for v in key.values),
+            ChromaKeyThrPresentFlag=str(int(key.thr_lower is not None)),
+            ChromaKeyThrLower=str(key.thr_lower or 0),
+            ChromaKeyThrUpperDeltaMinus1=str(key.thr_upper_delta_minus1 or 0),
+        )
+    per_message = {
+        name: []
+        for name in (
+            "Id",
+            "Cnt",
+            "FusionPicFlag",
+            "LowConfidenceFaceParameterFlag",
+            "CoordinatePresentFlag",
+            "CoordinatePredFlag",
+            "CoordinateQuantizationFactor",
+            "3DCoordinateFlag",
+            "CoordinatePointNum",
+            "ZCoordinateMaxValue",
+            "XCoordinate",
+            "YCoordinate",
+            "ZCoordinate",
+            "MatrixPresentFlag",
+            "MatrixPredFlag",
+            "MatrixElementPrecisionFactor",
+            "NumMatrixType",
+            "MatrixTypeIdx",
+            "Matrix3DSpaceFlag",
+            "NumMatrices",
+            "MatrixWidth",
+            "MatrixHeight",
+            "NumMatricestoNumKpsFlag",
+            "NumMatricesInfo",
+            "MatrixElement",
+        )
+    }
     base_coordinates = (first.coordinate_precision, first.coordinates)
     base_types = first.matrices
     for message, (coordinates, matrices) in zip(messages, inputs, strict=True):
@@ -168,8 +197,9 @@ def gfv_cfg(gop: list[tuple[GfvMessage, list]]) -> str:
             add["MatrixWidth"](width)
             add["MatrixHeight"](height)
             add["NumMatricestoNumKpsFlag"](int(matrix is None or matrix.num_matrices_info is None))
-            add["NumMatricesInfo"](0 if matrix is None or matrix.num_matrices_info is None
-                                   else matrix.num_matrices_info)
+            add["NumMatricesInfo"](
+                0 if matrix is None or matrix.num_matrices_info is None else matrix.num_matrices_info
+            )
         for values in matrices:
             per_message["MatrixElement"] += list(values.ravel())
     keys.update({name: _join(values) for name, values in per_message.items() if values})
@@ -193,10 +223,12 @@ def write_cfgs(stream: Path, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-gfv-cfg", description=__doc__.split("\n")[0])
-    parser.add_argument("source", type=Path,
-                        help=f"a {SUFFIX} stream of feature_coding sei, or a folder of them")
-    parser.add_argument("--out", type=Path,
-                        help="where to write the .cfg files (default: beside each stream)")
+    parser.add_argument(
+        "source", type=Path, help=f"a {SUFFIX} stream of feature_coding sei, or a folder of them"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="where to write the .cfg files (default: beside each stream)"
+    )
     args = parser.parse_args(argv)
     streams = sorted(args.source.rglob(f"*{SUFFIX}")) if args.source.is_dir() else [args.source]
     if not streams or not all(path.is_file() for path in streams):

@@ -28,9 +28,17 @@ GFVE_TITLE = "Generative face video enhancement"
 _TITLE = re.compile(r"^(.+) SEI message \((\d+) bytes\)$")
 # printed by VTM's reader besides the elements it reads: the reconstructed tensors, and the chroma key
 # values and thresholds it infers (printed after the ones read, when any are read)
-DERIVED = ("gfv_coordinate_Xtensor", "gfv_coordinate_Ytensor", "gfv_coordinate_Ztensor", "gfv_MatrixElement",
-           "gfv_chroma_key_value", "gfveMatrixNumber", "gfveMatrixWidthXHeight", "gfveMatrixElement",
-           "gfve_PupilCoordinate")
+DERIVED = (
+    "gfv_coordinate_Xtensor",
+    "gfv_coordinate_Ytensor",
+    "gfv_coordinate_Ztensor",
+    "gfv_MatrixElement",
+    "gfv_chroma_key_value",
+    "gfveMatrixNumber",
+    "gfveMatrixWidthXHeight",
+    "gfveMatrixElement",
+    "gfve_PupilCoordinate",
+)
 DERIVED_THRESHOLDS = ("gfv_chroma_key_thr_lower", "gfv_chroma_key_thr_upper_delta_minus1")
 
 
@@ -70,14 +78,16 @@ def syntax_elements(message: DumpedMessage) -> list[tuple[str, str]]:
     lines = [(name, value) for name, value in message.lines if name not in DERIVED]
     for derived in DERIVED_THRESHOLDS:  # the inferred thresholds come last
         positions = [i for i, (name, _) in enumerate(lines) if name == derived]
-        if positions and any(name == "gfv_chroma_key_info_present_flag" and value == "1"
-                             for name, value in lines):
+        if positions and any(
+            name == "gfv_chroma_key_info_present_flag" and value == "1" for name, value in lines
+        ):
             del lines[positions[-1]]
     return [(_bare(name), value) for name, value in lines]
 
 
-def our_syntax_elements(stream: bytes, source: str,
-                        payload_type: int = GFV_PAYLOAD) -> list[list[tuple[str, str]]]:
+def our_syntax_elements(
+    stream: bytes, source: str, payload_type: int = GFV_PAYLOAD
+) -> list[list[tuple[str, str]]]:
     """Per GFV (or, payload type 224, GFVE) message of a ``.266`` stream, the elements our reader reads,
     as :func:`syntax_elements`."""
     parse, state = (parse_gfv, GfvState()) if payload_type == GFV_PAYLOAD else (parse_gfve, GfveState())
@@ -93,13 +103,26 @@ def our_syntax_elements(stream: bytes, source: str,
     return out
 
 
-def vtm_sei_dump(stream: Path, workdir: Path, decoder: Path | None = None,
-                 timeout_s: float = 600) -> tuple[str, Path]:
+def vtm_sei_dump(
+    stream: Path, workdir: Path, decoder: Path | None = None, timeout_s: float = 600
+) -> tuple[str, Path]:
     """Decode ``stream`` with VTM >= 23.7 (found by version, :data:`anchors.vtm_tools.SEI_VTM`); returns
     (the SEI dump's text, the decoded YUV file). VTM exits non-zero on a stream it cannot decode."""
     decoder = decoder or find_program({}, "decoder", DECODER_NAMES, SEI_VTM)
     workdir.mkdir(parents=True, exist_ok=True)
     dump, output = workdir / f"{stream.stem}_sei.txt", workdir / f"{stream.stem}_vtm.yuv"
-    run_tool([str(decoder), "-b", str(stream), "-o", str(output), "-d", "8",
-              f"--OutputDecodedSEIMessagesFilename={dump}"], timeout_s, cwd=workdir)
+    run_tool(
+        [
+            str(decoder),
+            "-b",
+            str(stream),
+            "-o",
+            str(output),
+            "-d",
+            "8",
+            f"--OutputDecodedSEIMessagesFilename={dump}",
+        ],
+        timeout_s,
+        cwd=workdir,
+    )
     return dump.read_text(errors="replace"), output

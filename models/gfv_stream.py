@@ -35,15 +35,18 @@ SEI_START_CODE_BITS = 8 * len(START_CODE)
 
 
 def _is_gfv(unit: bytes) -> bool:
-    return nal_type(unit) == SUFFIX_SEI_NUT and any(m.payload_type == PAYLOAD_TYPE
-                                                     for m in parse_sei_nal(unit))
+    return nal_type(unit) == SUFFIX_SEI_NUT and any(
+        m.payload_type == PAYLOAD_TYPE for m in parse_sei_nal(unit)
+    )
 
 
 def pack(stream: GfvcBitstream) -> bytes:
     """The ``.266`` file: per GOP the key picture, its GFV suffix SEI NAL units after its slices."""
     if stream.layers or stream.frame_layers:
-        raise ValueError(f"a GFV SEI stream carries key pictures and features only, not {stream.model}'s "
-                         f"layers {sorted(stream.layers) + sorted(stream.frame_layers)}")
+        raise ValueError(
+            f"a GFV SEI stream carries key pictures and features only, not {stream.model}'s "
+            f"layers {sorted(stream.layers) + sorted(stream.frame_layers)}"
+        )
     out = []
     for start, end in stream.gops():
         picture = stream.key_frames[start]
@@ -55,8 +58,12 @@ def pack(stream: GfvcBitstream) -> bytes:
         cut = len(units)
         while cut > last_vcl + 1 and nal_type(units[cut - 1]) in (21, 22):
             cut -= 1
-        head = picture[:_offset_of(picture, units, cut)]
-        out += [head, b"".join(START_CODE + unit for unit in stream.payloads[start:end]), picture[len(head):]]
+        head = picture[: _offset_of(picture, units, cut)]
+        out += [
+            head,
+            b"".join(START_CODE + unit for unit in stream.payloads[start:end]),
+            picture[len(head) :],
+        ]
     return b"".join(out)
 
 
@@ -68,7 +75,7 @@ def _offset_of(data: bytes, units: list[bytes], index: int) -> int:
     if index == len(units):
         return len(data)
     start = data.index(units[index], pos)
-    return start - (4 if data[start - 4:start] == b"\x00\x00\x00\x01" else 3)
+    return start - (4 if data[start - 4 : start] == b"\x00\x00\x00\x01" else 3)
 
 
 def bit_parts(stream: GfvcBitstream) -> dict[str, int]:
@@ -77,8 +84,9 @@ def bit_parts(stream: GfvcBitstream) -> dict[str, int]:
     return {"header": 0, "key_frame": 8 * sum(map(len, stream.key_frames.values())), "features": features}
 
 
-def unpack(data: bytes, source: str, model: str, config_hash: bytes, width: int,
-           height: int) -> GfvcBitstream:
+def unpack(
+    data: bytes, source: str, model: str, config_hash: bytes, width: int, height: int
+) -> GfvcBitstream:
     """The key pictures and GFV messages of a ``.266`` file; refuses what cannot be decoded, saying why."""
     try:
         units = split_annexb(data, source)
@@ -95,8 +103,10 @@ def unpack(data: bytes, source: str, model: str, config_hash: bytes, width: int,
         if not seen_vcl:
             return
         if not gop_messages:
-            raise BitstreamError(f"{source}: key picture {len(key_frames)} (access unit of frame "
-                                 f"{len(payloads)}) carries no GFV SEI message")
+            raise BitstreamError(
+                f"{source}: key picture {len(key_frames)} (access unit of frame "
+                f"{len(payloads)}) carries no GFV SEI message"
+            )
         key_frames[len(payloads)] = annexb(picture)
         payloads.extend(gop_messages)
 
@@ -109,8 +119,10 @@ def unpack(data: bytes, source: str, model: str, config_hash: bytes, width: int,
         except SeiError as exc:
             raise BitstreamError(f"{source}: NAL unit {index}: {exc}") from None
         if kind in VCL_TYPES and seen_vcl and gop_messages:
-            raise BitstreamError(f"{source}: NAL unit {index}: a coded slice after the GFV SEI messages of "
-                                 "its access unit (one key picture per access unit expected)")
+            raise BitstreamError(
+                f"{source}: NAL unit {index}: a coded slice after the GFV SEI messages of "
+                "its access unit (one key picture per access unit expected)"
+            )
         if not gfv and kind not in VCL_TYPES and kind != SUFFIX_SEI_NUT and seen_vcl:
             close_access_unit()  # a parameter set, AUD, picture header or prefix SEI: a new access unit
             picture, seen_vcl, gop_messages = [], False, []
@@ -128,12 +140,16 @@ def unpack(data: bytes, source: str, model: str, config_hash: bytes, width: int,
 def _check_message(unit: bytes, state: GfvState, seen_vcl: bool, place: int) -> None:
     """A GFV message follows its key picture's slices: the base picture first, then ``gfv_cnt`` 1, 2 ..."""
     if not seen_vcl:
-        raise SeiError("a GFV SEI message before any key picture (the base picture's access unit must "
-                       "begin with its coded picture)")
+        raise SeiError(
+            "a GFV SEI message before any key picture (the base picture's access unit must "
+            "begin with its coded picture)"
+        )
     (message,) = [m for m in parse_sei_nal(unit) if m.payload_type == PAYLOAD_TYPE]
     parsed = parse_gfv(message.payload, state)
     if place == 0 and not parsed.base:
-        raise SeiError(f"the first GFV SEI message of a key picture has gfv_cnt {parsed.cnt}, "
-                       f"gfv_base_picture_flag {int(parsed.base)}: a base picture is expected")
+        raise SeiError(
+            f"the first GFV SEI message of a key picture has gfv_cnt {parsed.cnt}, "
+            f"gfv_base_picture_flag {int(parsed.base)}: a base picture is expected"
+        )
     if parsed.cnt != place:
         raise SeiError(f"GFV SEI message {place} of its access unit has gfv_cnt {parsed.cnt}")

@@ -72,17 +72,24 @@ class GfvcCodec(Codec):
     extra_layers: str | None = None
     resolved_sections = frozenset({"intra"})  # the identity's key_frame_codec
 
-    def __init__(self, config: Mapping[str, Any], device: str = "cpu",
-                 model: GenerativeModel | None = None, intra_codec: IntraCodec | None = None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        device: str = "cpu",
+        model: GenerativeModel | None = None,
+        intra_codec: IntraCodec | None = None,
+    ) -> None:
         super().__init__(config, device)
         self.clock = Stopwatch()  # the split of each encode's and decode's seconds (in their details)
         cfg = self.config
         self.check_config(cfg)
         self.feature_coding = self._choice("feature_coding", "ae", features.FEATURE_CODINGS)
         if self.feature_coding == "sei" and self.extra_layers:
-            raise ValueError(f"{self.name}: feature_coding sei writes one VVC stream of key pictures and "
-                             f"GFV SEI messages, which has no place for {self.extra_layers}; use "
-                             "feature_coding ae")
+            raise ValueError(
+                f"{self.name}: feature_coding sei writes one VVC stream of key pictures and "
+                f"GFV SEI messages, which has no place for {self.extra_layers}; use "
+                "feature_coding ae"
+            )
         self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
         self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
@@ -95,13 +102,18 @@ class GfvcCodec(Codec):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
             torch.backends.cudnn.benchmark = False
         self.model_config = model_config_of(self.name, cfg.get("model"), cfg.get("num_kp"))
-        self.model = (model if model is not None else
-                      load_model(self.name, self.model_config, str(cfg.get("weights", "auto")), device))
-        self.intra_name, self.intra = ((type(intra_codec).__name__, intra_codec) if intra_codec is not None
-                                       else self._make_intra_codec())
+        self.model = (
+            model
+            if model is not None
+            else load_model(self.name, self.model_config, str(cfg.get("weights", "auto")), device)
+        )
+        self.intra_name, self.intra = (
+            (type(intra_codec).__name__, intra_codec) if intra_codec is not None else self._make_intra_codec()
+        )
         # the SEI layout also serves ae mode: its rate is reported next to the ae one
-        self.sei_layout = (sei.SeiLayout.from_config(self._sei_config(), self.model.feature_size)
-                           if cfg.get("sei") else None)
+        self.sei_layout = (
+            sei.SeiLayout.from_config(self._sei_config(), self.model.feature_size) if cfg.get("sei") else None
+        )
         if self.feature_coding == "sei":
             self._check_sei_stream()
         self.config_hash = self._config_hash()
@@ -111,10 +123,12 @@ class GfvcCodec(Codec):
         if self.sei_layout is None:
             raise ValueError(f"{self.name}: feature_coding sei needs a 'sei' section (the GFV SEI layout)")
         if self.intra_name not in gfv_stream.VVC_KEY_FRAME_CODECS:
-            raise ValueError(f"{self.name}: feature_coding sei puts the GFV SEI messages in the key "
-                             f"pictures' VVC stream; the key-frame codec {self.intra_name!r} is not VVC (use "
-                             f"one of "
-                             f"{gfv_stream.VVC_KEY_FRAME_CODECS})")
+            raise ValueError(
+                f"{self.name}: feature_coding sei puts the GFV SEI messages in the key "
+                f"pictures' VVC stream; the key-frame codec {self.intra_name!r} is not VVC (use "
+                f"one of "
+                f"{gfv_stream.VVC_KEY_FRAME_CODECS})"
+            )
 
     def _choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
         value = str(self.config.get(key, default)).lower()
@@ -137,10 +151,15 @@ class GfvcCodec(Codec):
         except CheckpointError as exc:
             raise CodecError(str(exc)) from None
         intra = cls.intra_section(config)
-        return {"weights": f"{RANDOM} (seed {RANDOM_SEED})" if weights == RANDOM else NONE if weights == NONE
-                else f"{Path(weights).name} sha256 {file_digest(weights, 'sha256')}",
-                "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)},
-                "code": code_fingerprint(cls.code_modules(config))}
+        return {
+            "weights": f"{RANDOM} (seed {RANDOM_SEED})"
+            if weights == RANDOM
+            else NONE
+            if weights == NONE
+            else f"{Path(weights).name} sha256 {file_digest(weights, 'sha256')}",
+            "key_frame_codec": {"config": intra, **codec_class(intra).identity(intra)},
+            "code": code_fingerprint(cls.code_modules(config)),
+        }
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> None:
@@ -148,15 +167,19 @@ class GfvcCodec(Codec):
         each other: the SEI coordinates carry ``q_step = 2^precision``."""
         missing = [key for key in REQUIRED_KEYS if config.get(key) is None]
         if missing:
-            raise CodecError(f"{config.get('name')}: the codec config lacks {', '.join(missing)}; compose "
-                             "the GFVC base config first (defaults: [/gfvc@_here_: base, ...]), which sets "
-                             "every GFVC default")
+            raise CodecError(
+                f"{config.get('name')}: the codec config lacks {', '.join(missing)}; compose "
+                "the GFVC base config first (defaults: [/gfvc@_here_: base, ...]), which sets "
+                "every GFVC default"
+            )
         layout = config.get("sei") or {}
         precision = layout.get("coordinate_precision")
         if precision is not None and 2 ** int(precision) != float(config["q_step"]):
-            raise CodecError(f"{config['name']}: q_step {config['q_step']} disagrees with the SEI layout's "
-                             f"coordinate_precision {precision} (2^{precision} = {2 ** int(precision)}); "
-                             "set q_step to 2^coordinate_precision")
+            raise CodecError(
+                f"{config['name']}: q_step {config['q_step']} disagrees with the SEI layout's "
+                f"coordinate_precision {precision} (2^{precision} = {2 ** int(precision)}); "
+                "set q_step to 2^coordinate_precision"
+            )
 
     @classmethod
     def intra_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,16 +213,19 @@ class GfvcCodec(Codec):
     def _config_hash(self) -> bytes:
         """Hash of everything that makes a bitstream decodable by this configuration."""
         relevant = {
-            "format": bitstream.FORMAT_VERSION, "codec": self.bitstream_model(),
+            "format": bitstream.FORMAT_VERSION,
+            "codec": self.bitstream_model(),
             "model_params": self.model_config.get("model_params", self.model_config),
             "weights": self._weights_id(),
-            "q_step": self.q_step, "feature_coding": self.feature_coding,
+            "q_step": self.q_step,
+            "feature_coding": self.feature_coding,
             "sei": self.config.get("sei") if self.feature_coding == "sei" else None,
-            "intra": type(self.intra).__name__, "key_frame_format": self.key_frame_format,
+            "intra": type(self.intra).__name__,
+            "key_frame_format": self.key_frame_format,
             **self.hashed_settings(),
         }
         text = json.dumps(relevant, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).digest()[:bitstream.HASH_BYTES]
+        return hashlib.sha256(text.encode()).digest()[: bitstream.HASH_BYTES]
 
     # -- the Codec interface ------------------------------------------------------------------
     @property
@@ -207,23 +233,39 @@ class GfvcCodec(Codec):
         return bool(getattr(self.model, "random_weights", False))
 
     def version(self) -> str:
-        weights = ("RANDOM weights" if self.random_weights else "no learned weights"
-                   if self._weights_id() == NONE else self._weights_id())
+        weights = (
+            "RANDOM weights"
+            if self.random_weights
+            else "no learned weights"
+            if self._weights_id() == NONE
+            else self._weights_id()
+        )
         intra = self.intra.version() if isinstance(self.intra, Codec) else self.intra_name
-        return (f"gfvc {self.name} (bitstream v{bitstream.FORMAT_VERSION}, {self.feature_coding} features, "
-                f"{weights}; key frame: {intra})")
+        return (
+            f"gfvc {self.name} (bitstream v{bitstream.FORMAT_VERSION}, {self.feature_coding} features, "
+            f"{weights}; key frame: {intra})"
+        )
 
     def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "random_weights": self.random_weights,
-                "weights": self._weights_id(),
-                "checkpoint": str(self.model.weights) if Path(str(self.model.weights)).is_file() else None,
-                "feature_coding": self.feature_coding, "q_step": self.q_step,
-                "intra_codec": self.intra_name, "key_frame_format": self.key_frame_format,
-                "gop_size": self.key_frames.gop_size,
-                "refresh": {"metric": self.key_frames.refresh_metric,
-                            "threshold": self.key_frames.refresh_threshold},
-                "config_hash": self.config_hash.hex(), "output_rounding": self.output_rounding,
-                "batch_size": self.batch_size, "threads": self.threads}
+        return {
+            **super().provenance(),
+            "random_weights": self.random_weights,
+            "weights": self._weights_id(),
+            "checkpoint": str(self.model.weights) if Path(str(self.model.weights)).is_file() else None,
+            "feature_coding": self.feature_coding,
+            "q_step": self.q_step,
+            "intra_codec": self.intra_name,
+            "key_frame_format": self.key_frame_format,
+            "gop_size": self.key_frames.gop_size,
+            "refresh": {
+                "metric": self.key_frames.refresh_metric,
+                "threshold": self.key_frames.refresh_threshold,
+            },
+            "config_hash": self.config_hash.hex(),
+            "output_rounding": self.output_rounding,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+        }
 
     def key_frame_qp(self, rate_point: int) -> int:
         """The key frames' QP at ``rate_point`` (the rate point itself, for the models whose rate
@@ -247,9 +289,13 @@ class GfvcCodec(Codec):
         seconds = encoded.seconds
         parts = self.bit_parts(encoded.stream)
         positions = encoded.stream.key_frame_positions
-        details: dict[str, Any] = {"feature_bits_by_mode": dict(encoded.feature_bits_by_mode),
-                                   "key_frames": len(positions), "key_frame_positions": positions,
-                                   "key_frame_qp": self.key_frame_qp(rate_point), **encoded.details}
+        details: dict[str, Any] = {
+            "feature_bits_by_mode": dict(encoded.feature_bits_by_mode),
+            "key_frames": len(positions),
+            "key_frame_positions": positions,
+            "key_frame_qp": self.key_frame_qp(rate_point),
+            **encoded.details,
+        }
         if self.encoder_reconstruction:  # the job then checks the decoder's output against it
             start = time.perf_counter()
             reconstruction = workdir / f"{stem}_recon.rgb"
@@ -259,8 +305,13 @@ class GfvcCodec(Codec):
         if encoded.sei_payload_bits is not None:
             details["sei_payload_bits"] = encoded.sei_payload_bits
         details["seconds"] = self.clock.take()
-        return EncodeResult(bitstream=path, bits=parts, seconds=seconds, details=details,
-                            log=f"{self.version()}\nbits per part: {parts}\n{details}")
+        return EncodeResult(
+            bitstream=path,
+            bits=parts,
+            seconds=seconds,
+            details=details,
+            log=f"{self.version()}\nbits per part: {parts}\n{details}",
+        )
 
     def decode(self, bitstream_path: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
         workdir = Path(workdir)
@@ -273,15 +324,20 @@ class GfvcCodec(Codec):
         stream = self.parse(data, source, sequence.width, sequence.height)
         declared = (stream.frame_count, stream.height, stream.width)
         if declared != (sequence.frames, sequence.height, sequence.width):
-            raise CodecError(f"{bitstream_path}: holds {stream.frame_count} frames of {stream.width}x"
-                             f"{stream.height}, sequence {sequence.name} has {sequence.frames} of "
-                             f"{sequence.width}x{sequence.height}")
+            raise CodecError(
+                f"{bitstream_path}: holds {stream.frame_count} frames of {stream.width}x"
+                f"{stream.height}, sequence {sequence.name} has {sequence.frames} of "
+                f"{sequence.width}x{sequence.height}"
+            )
         frames = self.decode_stream(stream, workdir, source)
         out = workdir / f"{sequence.name}_decoded.rgb"
         with self.clock("io"):
             write_rgb444(out, frames)
-        return DecodeResult(frames_file=out, seconds=time.perf_counter() - start,
-                            details={"output_md5": compute_digest(out), "seconds": self.clock.take()})
+        return DecodeResult(
+            frames_file=out,
+            seconds=time.perf_counter() - start,
+            details={"output_md5": compute_digest(out), "seconds": self.clock.take()},
+        )
 
     # -- the pipeline -------------------------------------------------------------------------
     def encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float = 25.0) -> Encoded:
@@ -312,18 +368,28 @@ class GfvcCodec(Codec):
                 gop = gop if cut is None else gop.truncate(cut)
             gops.append(gop)
             start += len(gop)
-        payloads = {mode: [p for gop in gops for p in gop.payloads_by_mode[mode]]
-                    for mode in gops[0].payloads_by_mode}
+        payloads = {
+            mode: [p for gop in gops for p in gop.payloads_by_mode[mode]] for mode in gops[0].payloads_by_mode
+        }
         frame_layers = {name: [p for gop in gops for p in gop.layers[name]] for name in gops[0].layers}
-        stream = bitstream.GfvcBitstream(self.bitstream_model(), self.config_hash, width, height, key_frames,
-                                         payloads[self.feature_coding], layers, frame_layers)
+        stream = bitstream.GfvcBitstream(
+            self.bitstream_model(),
+            self.config_hash,
+            width,
+            height,
+            key_frames,
+            payloads[self.feature_coding],
+            layers,
+            frame_layers,
+        )
         by_mode = {mode: 8 * sum(map(len, units)) for mode, units in payloads.items()}
         by_mode["sei"] = by_mode.get("sei", 0) + gfv_stream.SEI_START_CODE_BITS * len(payloads.get("sei", []))
         sei_bits = sum(map(sei.gfv_payload_bits, payloads["sei"])) if "sei" in payloads else None
         return Encoded(stream, gops, context, time.perf_counter() - start_time, by_mode, sei_bits, details)
 
-    def encode_context(self, frames: np.ndarray, rate_point: int, workdir: Path,
-                       fps: float) -> tuple[dict[str, bytes], Any, dict[str, Any]]:
+    def encode_context(
+        self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float
+    ) -> tuple[dict[str, bytes], Any, dict[str, Any]]:
         """Sequence-level layers a model codes besides key frames and features, what the decoder
         rebuilds from them, and figures for result.json (none here; HDAC: its base layer)."""
         return {}, None, {}
@@ -339,8 +405,11 @@ class GfvcCodec(Codec):
         coded = {"ae": features.code_ae(reference, driving, self.q_step)}
         if self.sei_layout is not None:  # both modes are cheap: the other one's rate is reported too
             coded["sei"] = features.code_sei(reference, driving, self.sei_layout)
-        return GopCode(key_frame, {mode: payloads for mode, (payloads, _) in coded.items()},
-                       coded[self.feature_coding][1])
+        return GopCode(
+            key_frame,
+            {mode: payloads for mode, (payloads, _) in coded.items()},
+            coded[self.feature_coding][1],
+        )
 
     def pack(self, stream: bitstream.GfvcBitstream) -> bytes:
         """The bitstream file's bytes: the GFVC container, or with ``sei`` features one VVC stream."""
@@ -361,8 +430,9 @@ class GfvcCodec(Codec):
     def bit_parts(self, stream: bitstream.GfvcBitstream) -> dict[str, int]:
         return gfv_stream.bit_parts(stream) if self.feature_coding == "sei" else bitstream.bit_parts(stream)
 
-    def parse(self, data: bytes, source: str = "bitstream", width: int | None = None,
-              height: int | None = None) -> bitstream.GfvcBitstream:
+    def parse(
+        self, data: bytes, source: str = "bitstream", width: int | None = None, height: int | None = None
+    ) -> bitstream.GfvcBitstream:
         """Parse and verify a bitstream file made for this model and configuration (a VVC stream with
         ``sei`` features: it holds no frame size, ``width`` and ``height`` give it); another model's is
         refused with the name of the translator that lets this model's generator decode it."""
@@ -371,25 +441,35 @@ class GfvcCodec(Codec):
             made_by = bitstream.header_model(data)
             if made_by is not None and made_by != expected:
                 hint = translator_hint(made_by, self.generator_model())
-                raise bitstream.BitstreamError(f"{source}: made by model {made_by!r}, this decoder is "
-                                               f"{expected!r}; {hint}")
+                raise bitstream.BitstreamError(
+                    f"{source}: made by model {made_by!r}, this decoder is {expected!r}; {hint}"
+                )
             return bitstream.unpack(data, source, expect_model=expected, expect_hash=self.config_hash)
         if width is None or height is None:
             raise ValueError("a GFV SEI stream holds no frame size: give width and height")
         return gfv_stream.unpack(data, source, expected, self.config_hash, width, height)
 
-    def decode_stream(self, stream: bitstream.GfvcBitstream, workdir: Path,
-                      source: str = "bitstream") -> np.ndarray:
+    def decode_stream(
+        self, stream: bitstream.GfvcBitstream, workdir: Path, source: str = "bitstream"
+    ) -> np.ndarray:
         """Per GOP: the key frame, the features, then the frames (:meth:`render_gop`)."""
         with torch_threads(self.threads):
             context = self.decode_context(stream, Path(workdir), source)
             out = np.empty((stream.frame_count, 3, stream.height, stream.width), np.uint8)
             for start, end in stream.gops():
                 with self.clock("key_frame"):
-                    key_frame = self.intra.decode_picture(stream.key_frames[start], stream.width,
-                                                          stream.height, Path(workdir))
-                recon = features.decode(stream.payloads[start:end], self.reference_features(key_frame),
-                                        self.feature_coding, self.q_step, self.sei_layout, source, start)
+                    key_frame = self.intra.decode_picture(
+                        stream.key_frames[start], stream.width, stream.height, Path(workdir)
+                    )
+                recon = features.decode(
+                    stream.payloads[start:end],
+                    self.reference_features(key_frame),
+                    self.feature_coding,
+                    self.q_step,
+                    self.sei_layout,
+                    source,
+                    start,
+                )
                 layers = {name: payloads[start:end] for name, payloads in stream.frame_layers.items()}
                 gop = GopCode(key_frame, {self.feature_coding: stream.payloads[start:end]}, recon, layers)
                 out[start:end] = self.render_gop(gop, start, context)
@@ -399,8 +479,12 @@ class GfvcCodec(Codec):
         """The encoder's reconstruction of every frame: the decoder's own path on the encoder's data."""
         with torch_threads(self.threads):
             starts = encoded.stream.key_frame_positions
-            return np.concatenate([self.render_gop(gop, start, encoded.context)
-                                   for gop, start in zip(encoded.gops, starts, strict=True)])
+            return np.concatenate(
+                [
+                    self.render_gop(gop, start, encoded.context)
+                    for gop, start in zip(encoded.gops, starts, strict=True)
+                ]
+            )
 
     def render_gop(self, gop: GopCode, start: int, context: Any) -> np.ndarray:
         """One GOP's frames ``(n, 3, H, W)`` uint8: the key frame, then the generator's frames.
@@ -416,15 +500,18 @@ class GfvcCodec(Codec):
             key = self._to_tensor(gop.key_frame[None])
             reference = self.prepare_reference(key)
             for first in range(0, len(gop.features), self.batch_size):
-                chunk = torch.from_numpy(gop.features[first:first + self.batch_size]).float().to(self.device)
+                chunk = (
+                    torch.from_numpy(gop.features[first : first + self.batch_size]).float().to(self.device)
+                )
                 indices = range(start + 1 + first, start + 1 + first + len(chunk))
                 with self.clock("generation"):
                     frames = self.generate(key, reference, chunk, indices, context)
-                out[1 + first:1 + first + len(chunk)] = to_uint8(frames, self.output_rounding)
+                out[1 + first : 1 + first + len(chunk)] = to_uint8(frames, self.output_rounding)
         return out
 
-    def generate(self, key: torch.Tensor, reference: Any, chunk: torch.Tensor, indices: range,
-                 context: Any) -> torch.Tensor:
+    def generate(
+        self, key: torch.Tensor, reference: Any, chunk: torch.Tensor, indices: range, context: Any
+    ) -> torch.Tensor:
         """The generator's frames ``indices`` of the sequence from their features ``chunk``."""
         return self.model.generate(key, reference, chunk)
 
@@ -440,6 +527,6 @@ class GfvcCodec(Codec):
         chunks = [np.zeros((0, self.model.feature_size))]
         with torch.inference_mode(), self.clock("features"):
             for start in range(0, len(frames), self.batch_size):
-                chunk = self.model.extract_features(self._to_tensor(frames[start:start + self.batch_size]))
+                chunk = self.model.extract_features(self._to_tensor(frames[start : start + self.batch_size]))
                 chunks.append(chunk.detach().float().cpu().numpy().astype(np.float64))
         return np.concatenate(chunks)

@@ -44,8 +44,10 @@ def model_config_of(owner: str, section: Any, num_kp: int | None = None) -> dict
     """The codec's composed model config; ``num_kp`` (DAC's 10/20/40 keypoint models) overrides its
     ``common_params.num_kp``."""
     if not isinstance(section, Mapping):
-        raise CodecError(f"{owner}: model {section!r}: expected a model config; compose one into the codec "
-                         "config with `defaults: [/model@model: NAME]`")
+        raise CodecError(
+            f"{owner}: model {section!r}: expected a model config; compose one into the codec "
+            "config with `defaults: [/model@model: NAME]`"
+        )
     config = copy.deepcopy(dict(section))
     if num_kp is not None:
         config["model_params"]["common_params"]["num_kp"] = int(num_kp)
@@ -69,8 +71,12 @@ def load_model(owner: str, model_config: Mapping[str, Any], weights: str, device
         none_found = weights == "auto" and resolved == RANDOM
         reason = f"no checkpoint found: set {ENV_VAR}" if none_found else f"weights={weights}"
         # one line on stderr whatever the logging setup (the sweep's summary prints its warning alike)
-        print(f"WARNING: {owner} runs with RANDOM weights, so its pictures and scores are not those "
-              f"of the published model ({reason})", file=sys.stderr, flush=True)
+        print(
+            f"WARNING: {owner} runs with RANDOM weights, so its pictures and scores are not those "
+            f"of the published model ({reason})",
+            file=sys.stderr,
+            flush=True,
+        )
     return model
 
 
@@ -80,9 +86,11 @@ def conventional_section(owner: str, section: Any, picture_format: str, role: st
     what the section needs (``auto``: VTM when its binaries are found, else vvenc); its picture format
     set to ``picture_format``."""
     if not isinstance(section, Mapping):
-        raise CodecError(f"{owner}: {role} codec {section!r}: expected a codec config, composed from "
-                         "picture_codec/ (on the command line: picture_codec@codec.intra=vvenc; in a codec "
-                         "config: `defaults: [/picture_codec@intra: auto]`)")
+        raise CodecError(
+            f"{owner}: {role} codec {section!r}: expected a codec config, composed from "
+            "picture_codec/ (on the command line: picture_codec@codec.intra=vvenc; in a codec "
+            "config: `defaults: [/picture_codec@intra: auto]`)"
+        )
     chosen = {key: value for key, value in section.items() if key != "fallback"}
     fallback = section.get("fallback")
     try:

@@ -27,9 +27,13 @@ class GopCode:
 
     def truncate(self, length: int) -> GopCode:
         """The first ``length`` frames (coding is sequential, so a prefix is coded alike)."""
-        return GopCode(self.key_frame, {m: p[:length] for m, p in self.payloads_by_mode.items()},
-                       self.features[:length - 1], {n: p[:length] for n, p in self.layers.items()},
-                       None if self.decoded is None else self.decoded[:length])
+        return GopCode(
+            self.key_frame,
+            {m: p[:length] for m, p in self.payloads_by_mode.items()},
+            self.features[: length - 1],
+            {n: p[:length] for n, p in self.layers.items()},
+            None if self.decoded is None else self.decoded[:length],
+        )
 
 
 @dataclass

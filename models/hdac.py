@@ -31,12 +31,30 @@ def _down_blocks(block_expansion: int, max_features: int, count: int) -> nn.Modu
 class GeneratorHDAC(GeneratorDAC):
     """DAC's generator with a base-layer encoder and a fusion bottleneck (upstream ``GeneratorHDAC``)."""
 
-    def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
-                 num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: Mapping[str, Any] | None = None, **_unused: Any):
-        super().__init__(num_channels, num_kp, block_expansion, max_features, num_down_blocks,
-                         num_bottleneck_blocks, estimate_occlusion_map, dense_motion_params,
-                         bilinear_downscale=True, autoencoder=False)
+    def __init__(
+        self,
+        num_channels: int,
+        num_kp: int,
+        block_expansion: int,
+        max_features: int,
+        num_down_blocks: int,
+        num_bottleneck_blocks: int,
+        estimate_occlusion_map: bool = False,
+        dense_motion_params: Mapping[str, Any] | None = None,
+        **_unused: Any,
+    ):
+        super().__init__(
+            num_channels,
+            num_kp,
+            block_expansion,
+            max_features,
+            num_down_blocks,
+            num_bottleneck_blocks,
+            estimate_occlusion_map,
+            dense_motion_params,
+            bilinear_downscale=True,
+            autoencoder=False,
+        )
         # registered in upstream's order, which is the checkpoint's key order
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         self.down_blocks = _down_blocks(block_expansion, max_features, num_down_blocks)
@@ -46,8 +64,9 @@ class GeneratorHDAC(GeneratorDAC):
         self.main_bottleneck = nn.ModuleList(ResBlock2d(fused) for _ in range(num_bottleneck_blocks))
         self.bt_output_layer = SameBlock2d(fused, fused // 2)
         widths = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
-        self.up_blocks = nn.ModuleList(UpBlock2d(widths[i + 1], widths[i], bilinear=True)
-                                       for i in reversed(range(num_down_blocks)))
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(widths[i + 1], widths[i], bilinear=True) for i in reversed(range(num_down_blocks))
+        )
         self.final = ConvHead(block_expansion, num_channels, "sigmoid")
 
     def base_layer_features(self, base_layer: torch.Tensor) -> torch.Tensor:
@@ -56,9 +75,14 @@ class GeneratorHDAC(GeneratorDAC):
             out = block(out)
         return out
 
-    def forward(self, reference_frame: torch.Tensor, kp_reference: Keypoints, kp_target: Keypoints,
-                base_layer: torch.Tensor,
-                reference_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        reference_frame: torch.Tensor,
+        kp_reference: Keypoints,
+        kp_target: Keypoints,
+        base_layer: torch.Tensor,
+        reference_features: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """``predict`` of upstream with its intermediates; ``base_layer`` ``(B, 3, H, W)`` in [0, 1]
         (upstream's decoder passes a zero image when the base layer is off)."""
         ref_fts = self.encode(reference_frame) if reference_features is None else reference_features
@@ -68,9 +92,15 @@ class GeneratorHDAC(GeneratorDAC):
         for block in self.main_bottleneck:
             fused = block(fused)
         bt_output = self.bt_output_layer(fused)
-        return {**motion, "ref_fts": ref_fts, "bl_fts": bl_fts, "def_ref_fts": def_ref_fts,
-                "main_bottleneck_out": fused, "bt_output": bt_output,
-                "prediction": self.animated_frame_decoder(bt_output)}
+        return {
+            **motion,
+            "ref_fts": ref_fts,
+            "bl_fts": bl_fts,
+            "def_ref_fts": def_ref_fts,
+            "main_bottleneck_out": fused,
+            "bt_output": bt_output,
+            "prediction": self.animated_frame_decoder(bt_output),
+        }
 
 
 @register_model("hdac")
@@ -80,19 +110,32 @@ class HDAC(KeypointModel):
     @classmethod
     def build_networks(cls, model_params: Mapping[str, Any]) -> dict[str, nn.Module]:
         common = model_params["common_params"]
-        return {"kp_detector": KPD(**model_params["kp_detector_params"], **common, bilinear_downscale=True),
-                "generator": GeneratorHDAC(**model_params["generator_params"], **common)}
+        return {
+            "kp_detector": KPD(**model_params["kp_detector_params"], **common, bilinear_downscale=True),
+            "generator": GeneratorHDAC(**model_params["generator_params"], **common),
+        }
 
     @torch.no_grad()
-    def generate(self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor,
-                 base_layer: torch.Tensor | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        key_frame: torch.Tensor,
+        reference: dict[str, Any],
+        features: torch.Tensor,
+        base_layer: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if base_layer is None:
             raise ValueError("HDAC animates from keypoints and base-layer frames: base_layer is missing")
         kp_target = self.features_to_kp(features)
-        out = self.networks["generator"](self._input(key_frame), reference["kp"], kp_target,
-                                         self._input(base_layer), reference_features=reference["features"])
+        out = self.networks["generator"](
+            self._input(key_frame),
+            reference["kp"],
+            kp_target,
+            self._input(base_layer),
+            reference_features=reference["features"],
+        )
         return out["prediction"]
 
-    def decoder_pass(self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor,
-                     frame: torch.Tensor) -> torch.Tensor:
+    def decoder_pass(
+        self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
         return self.generate(key_frame, reference, features, base_layer=frame)

@@ -32,17 +32,23 @@ from models.gfvc import GfvcCodec
 from models.gfvc_build import conventional_codec, conventional_section
 
 BASE_LAYER = "base_layer"
-UPSTREAM_DIFFERENCE = ("base layer coded by the harness's conventional codec directly from the sequence at "
-                       "the rate point's QP; upstream HDAC passes it through two extra lossy x264 mp4 round "
-                       "trips")
+UPSTREAM_DIFFERENCE = (
+    "base layer coded by the harness's conventional codec directly from the sequence at "
+    "the rate point's QP; upstream HDAC passes it through two extra lossy x264 mp4 round "
+    "trips"
+)
 
 
 def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     """``(N, 3, h, w)`` uint8 frames resized to ``width`` x ``height`` with OpenCV's Lanczos filter."""
     if frames.shape[2:] == (height, width):
         return frames
-    pictures = [cv2.resize(np.ascontiguousarray(f.transpose(1, 2, 0)), (width, height),
-                           interpolation=cv2.INTER_LANCZOS4) for f in frames]
+    pictures = [
+        cv2.resize(
+            np.ascontiguousarray(f.transpose(1, 2, 0)), (width, height), interpolation=cv2.INTER_LANCZOS4
+        )
+        for f in frames
+    ]
     return np.stack(pictures).transpose(0, 3, 1, 2).copy()
 
 
@@ -58,8 +64,9 @@ class HdacCodec(GfvcCodec):
         self.base_scale = float(config.get("base_layer_scale", 1))
         if not 0 < self.base_scale <= 1:
             raise ValueError(f"{config['name']}: base_layer_scale {self.base_scale}: expected 0 < scale <= 1")
-        self.base_name, self.base_codec = conventional_codec(config["name"], self.base_section(config),
-                                                             "base layer")
+        self.base_name, self.base_codec = conventional_codec(
+            config["name"], self.base_section(config), "base layer"
+        )
         super().__init__(config, *args, **kwargs)
 
     @classmethod
@@ -70,8 +77,10 @@ class HdacCodec(GfvcCodec):
     @classmethod
     def identity(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         base = cls.base_section(config)
-        return {**super().identity(config), "base_layer_codec": {"config": base,
-                                                                 **codec_class(base).identity(base)}}
+        return {
+            **super().identity(config),
+            "base_layer_codec": {"config": base, **codec_class(base).identity(base)},
+        }
 
     def hashed_settings(self) -> dict[str, Any]:
         return {"base_codec": self.base_name, "base_layer_scale": self.base_scale}
@@ -83,21 +92,29 @@ class HdacCodec(GfvcCodec):
         return f"{super().version()}; base layer: {self.base_codec.version()}"
 
     def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "base_codec": self.base_name, "base_layer_scale": self.base_scale,
-                "key_frame_qp": int(self.config["key_frame_qp"]), "upstream_difference": UPSTREAM_DIFFERENCE}
+        return {
+            **super().provenance(),
+            "base_codec": self.base_name,
+            "base_layer_scale": self.base_scale,
+            "key_frame_qp": int(self.config["key_frame_qp"]),
+            "upstream_difference": UPSTREAM_DIFFERENCE,
+        }
 
     def _base_size(self, width: int, height: int) -> tuple[int, int]:
         size = (round(width * self.base_scale), round(height * self.base_scale))
         if size[0] % 2 or size[1] % 2:
-            raise CodecError(f"{self.name}: base_layer_scale {self.base_scale} gives {size[0]}x{size[1]}; "
-                             "YUV 4:2:0 needs even sizes")
+            raise CodecError(
+                f"{self.name}: base_layer_scale {self.base_scale} gives {size[0]}x{size[1]}; "
+                "YUV 4:2:0 needs even sizes"
+            )
         return size
 
     def _base_sequence(self, folder: Path, count: int, width: int, height: int, fps: float) -> SequenceSpec:
         return SequenceSpec("base_layer", "HDAC", "base_layer.rgb", width, height, count, fps, root=folder)
 
-    def encode_context(self, frames: np.ndarray, rate_point: int, workdir: Path,
-                       fps: float) -> tuple[dict[str, bytes], Any, dict[str, Any]]:
+    def encode_context(
+        self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float
+    ) -> tuple[dict[str, bytes], Any, dict[str, Any]]:
         count, _, height, width = frames.shape
         base_width, base_height = self._base_size(width, height)
         folder = workdir / "base_layer"
@@ -110,9 +127,16 @@ class HdacCodec(GfvcCodec):
         finally:
             sequence.path.unlink(missing_ok=True)
         coded.bitstream.unlink()
-        details = {"base_layer": {"codec": self.base_name, "qp": int(rate_point), "scale": self.base_scale,
-                                  "size": [base_width, base_height], "bits": 8 * len(data),
-                                  "upstream_difference": UPSTREAM_DIFFERENCE}}
+        details = {
+            "base_layer": {
+                "codec": self.base_name,
+                "qp": int(rate_point),
+                "scale": self.base_scale,
+                "size": [base_width, base_height],
+                "bits": 8 * len(data),
+                "upstream_difference": UPSTREAM_DIFFERENCE,
+            }
+        }
         return {BASE_LAYER: data}, self._decode_base_layer(data, count, width, height, folder), details
 
     def decode_context(self, stream: bitstream.GfvcBitstream, workdir: Path, source: str) -> np.ndarray:
@@ -120,11 +144,13 @@ class HdacCodec(GfvcCodec):
             raise bitstream.BitstreamError(f"{source}: no base layer")
         folder = workdir / "base_layer"
         folder.mkdir(parents=True, exist_ok=True)
-        return self._decode_base_layer(stream.layers[BASE_LAYER], stream.frame_count, stream.width,
-                                       stream.height, folder)
+        return self._decode_base_layer(
+            stream.layers[BASE_LAYER], stream.frame_count, stream.width, stream.height, folder
+        )
 
-    def _decode_base_layer(self, data: bytes, count: int, width: int, height: int,
-                           folder: Path) -> np.ndarray:
+    def _decode_base_layer(
+        self, data: bytes, count: int, width: int, height: int, folder: Path
+    ) -> np.ndarray:
         """The decoded base layer at the sequence's size, ``(N, 3, H, W)`` uint8."""
         base_width, base_height = self._base_size(width, height)
         path = folder / f"base_layer{getattr(self.base_codec, 'suffix', '.bin')}"
@@ -138,7 +164,8 @@ class HdacCodec(GfvcCodec):
             path.unlink(missing_ok=True)
         return resize_frames(frames, width, height)
 
-    def generate(self, key: torch.Tensor, reference: Any, chunk: torch.Tensor, indices: range,
-                 context: Any) -> torch.Tensor:
-        base_layer = self._to_tensor(context[indices.start:indices.stop])
+    def generate(
+        self, key: torch.Tensor, reference: Any, chunk: torch.Tensor, indices: range, context: Any
+    ) -> torch.Tensor:
+        base_layer = self._to_tensor(context[indices.start : indices.stop])
         return self.model.generate(key, reference, chunk, base_layer=base_layer)

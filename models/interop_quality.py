@@ -37,7 +37,7 @@ def features_of(model: GenerativeModel, clips: Sequence[np.ndarray]) -> torch.Te
     with torch.inference_mode():
         for frames in clips:
             for start in range(0, len(frames), BATCH):
-                chunk = torch.from_numpy(np.array(frames[start:start + BATCH], np.uint8)).float() / 255
+                chunk = torch.from_numpy(np.array(frames[start : start + BATCH], np.uint8)).float() / 255
                 rows.append(model.extract_features(chunk).float().cpu())
     return torch.cat(rows)
 
@@ -47,12 +47,19 @@ def translation_error(translated: torch.Tensor, target: torch.Tensor) -> dict[st
     difference = (translated - target).double()
     rmse = difference.pow(2).mean().sqrt().item()
     spread = (target.double() - target.double().mean(0)).pow(2).mean().sqrt().item()
-    return {"rmse": rmse, "mae": difference.abs().mean().item(),
-            "relative_rmse": rmse / spread if spread > 0 else math.nan}
+    return {
+        "rmse": rmse,
+        "mae": difference.abs().mean().item(),
+        "relative_rmse": rmse / spread if spread > 0 else math.nan,
+    }
 
 
-def pair_quality(translator_name: str, clips: Sequence[np.ndarray],
-                 analyses: dict[str, tuple[bool, torch.Tensor]], device: str = "cpu") -> dict[str, Any]:
+def pair_quality(
+    translator_name: str,
+    clips: Sequence[np.ndarray],
+    analyses: dict[str, tuple[bool, torch.Tensor]],
+    device: str = "cpu",
+) -> dict[str, Any]:
     """The figures of one translator on the frames of ``clips``; ``analyses`` keeps each model's
     (random weights?, features of the frames) by name, for the next pairs."""
     config = load_section("translator", translator_name)
@@ -67,23 +74,37 @@ def pair_quality(translator_name: str, clips: Sequence[np.ndarray],
     random = [name for name in (source, target) if analyses[name][0]]
     if translator.random_weights:
         random.append(f"translator {translator_name}")
-    return {"translator": translator_name, "source": source, "target": target, "frames": sum(map(len, clips)),
-            "translator_weights": Path(translator.weights).name, **figures, "random_weights": random}
+    return {
+        "translator": translator_name,
+        "source": source,
+        "target": target,
+        "frames": sum(map(len, clips)),
+        "translator_weights": Path(translator.weights).name,
+        **figures,
+        "random_weights": random,
+    }
 
 
 def format_row(row: dict[str, Any]) -> str:
-    line = (f"{row['source']}→{row['target']}: RMSE {row['rmse']:.4f}, MAE {row['mae']:.4f}, "
-            f"relative RMSE {row['relative_rmse']:.3f} over {row['frames']} frames")
+    line = (
+        f"{row['source']}→{row['target']}: RMSE {row['rmse']:.4f}, MAE {row['mae']:.4f}, "
+        f"relative RMSE {row['relative_rmse']:.3f} over {row['frames']} frames"
+    )
     if row["random_weights"]:
-        line += (f"  [RANDOM weights: {', '.join(row['random_weights'])}; this measures the plumbing only, "
-                 "not the translator's quality]")
+        line += (
+            f"  [RANDOM weights: {', '.join(row['random_weights'])}; this measures the plumbing only, "
+            "not the translator's quality]"
+        )
     return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-interop", description=__doc__.splitlines()[0])
-    parser.add_argument("translators", nargs="*",
-                        help=f"translator configs (default: all of {', '.join(available('translator'))})")
+    parser.add_argument(
+        "translators",
+        nargs="*",
+        help=f"translator configs (default: all of {', '.join(available('translator'))})",
+    )
     parser.add_argument("--testset", default="faces", help="test set of the frames (default faces)")
     parser.add_argument("--frames", type=int, default=8, help="first frames of each sequence (default 8)")
     parser.add_argument("--device", default="cpu")

@@ -30,10 +30,27 @@ class KpdMRDAC(KPD):
     """DAC's keypoint detector whose head ``kp`` is a plain conv (key ``kp.weight``) and whose
     downscaling is bilinear."""
 
-    def __init__(self, block_expansion: int, num_kp: int, num_channels: int, max_features: int,
-                 num_blocks: int, temperature: float, scale_factor: float = 1, **_unused: Any):
-        super().__init__(block_expansion, num_kp, num_channels, max_features, num_blocks, temperature,
-                         scale_factor, bilinear_downscale=True)
+    def __init__(
+        self,
+        block_expansion: int,
+        num_kp: int,
+        num_channels: int,
+        max_features: int,
+        num_blocks: int,
+        temperature: float,
+        scale_factor: float = 1,
+        **_unused: Any,
+    ):
+        super().__init__(
+            block_expansion,
+            num_kp,
+            num_channels,
+            max_features,
+            num_blocks,
+            temperature,
+            scale_factor,
+            bilinear_downscale=True,
+        )
         self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=7, padding=3)
 
 
@@ -49,14 +66,33 @@ def reference_weights(reference_indices: Sequence[int], target_index: int) -> to
 class GeneratorMRDAC(GeneratorDAC):
     """DAC's dense motion and autoencoder, the ``aggregation`` blocks and the max fusion."""
 
-    def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
-                 num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: Mapping[str, Any] | None = None, **_unused: Any):
-        super().__init__(num_channels, num_kp, block_expansion, max_features, num_down_blocks,
-                         num_bottleneck_blocks, estimate_occlusion_map, dense_motion_params,
-                         bilinear_downscale=True, autoencoder=False)
-        self.add_autoencoder_layers(num_channels, block_expansion, max_features, num_down_blocks,
-                                    num_bottleneck_blocks, bilinear=True)
+    def __init__(
+        self,
+        num_channels: int,
+        num_kp: int,
+        block_expansion: int,
+        max_features: int,
+        num_down_blocks: int,
+        num_bottleneck_blocks: int,
+        estimate_occlusion_map: bool = False,
+        dense_motion_params: Mapping[str, Any] | None = None,
+        **_unused: Any,
+    ):
+        super().__init__(
+            num_channels,
+            num_kp,
+            block_expansion,
+            max_features,
+            num_down_blocks,
+            num_bottleneck_blocks,
+            estimate_occlusion_map,
+            dense_motion_params,
+            bilinear_downscale=True,
+            autoencoder=False,
+        )
+        self.add_autoencoder_layers(
+            num_channels, block_expansion, max_features, num_down_blocks, num_bottleneck_blocks, bilinear=True
+        )
         width = block_expansion * 2**num_down_blocks
         self.bottleneck.add_module("out", SameBlock2d(width, width, kernel_size=3, padding=1))
         self.aggregation = nn.Sequential()
@@ -71,12 +107,17 @@ class GeneratorMRDAC(GeneratorDAC):
 
     def deform_reference(self, reference: Mapping[str, Any], kp_target: Keypoints) -> dict[str, torch.Tensor]:
         """One reference's features warped to the target, occluded and aggregated, with the motion."""
-        deformed, motion = self.motion_compensation(reference["frame"], reference["features"], kp_target,
-                                                    reference["kp"])
+        deformed, motion = self.motion_compensation(
+            reference["frame"], reference["features"], kp_target, reference["kp"]
+        )
         return {**motion, "deformed_features": deformed, "aggregation_out": self.aggregation(deformed)}
 
-    def fuse(self, references: Sequence[Mapping[str, Any]], kp_target: Keypoints,
-             weights: torch.Tensor | None = None) -> dict[str, Any]:
+    def fuse(
+        self,
+        references: Sequence[Mapping[str, Any]],
+        kp_target: Keypoints,
+        weights: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
         """The frame animated from every reference (upstream ``generate_animation``), with its
         intermediates; ``weights`` ``(B, K)`` multiply each reference's aggregated features.
 
@@ -86,8 +127,9 @@ class GeneratorMRDAC(GeneratorDAC):
         per_reference = [self.deform_reference(reference, kp_target) for reference in references]
         return self.combine(per_reference, weights)
 
-    def combine(self, per_reference: Sequence[Mapping[str, torch.Tensor]],
-                weights: torch.Tensor | None = None) -> dict[str, Any]:
+    def combine(
+        self, per_reference: Sequence[Mapping[str, torch.Tensor]], weights: torch.Tensor | None = None
+    ) -> dict[str, Any]:
         """The weighted maximum of the references' aggregated features, bottleneck and decoder."""
         fused = None
         for index, out in enumerate(per_reference):
@@ -96,8 +138,12 @@ class GeneratorMRDAC(GeneratorDAC):
                 features = features * weights[:, index].to(features.dtype).view(-1, 1, 1, 1)
             fused = features if fused is None else torch.max(fused, features)
         bottleneck_out = self.bottleneck(fused)
-        return {"references": per_reference, "max_aggregated": fused, "bottleneck_out": bottleneck_out,
-                "prediction": self.animated_frame_decoder(bottleneck_out)}
+        return {
+            "references": per_reference,
+            "max_aggregated": fused,
+            "bottleneck_out": bottleneck_out,
+            "prediction": self.animated_frame_decoder(bottleneck_out),
+        }
 
 
 @register_model("mrdac")
@@ -110,8 +156,10 @@ class MRDAC(KeypointModel):
     @classmethod
     def build_networks(cls, model_params: Mapping[str, Any]) -> dict[str, nn.Module]:
         common = model_params["common_params"]
-        return {"kp_detector": KpdMRDAC(**model_params["kp_detector_params"], **common),
-                "generator": GeneratorMRDAC(**model_params["generator_params"], **common)}
+        return {
+            "kp_detector": KpdMRDAC(**model_params["kp_detector_params"], **common),
+            "generator": GeneratorMRDAC(**model_params["generator_params"], **common),
+        }
 
     @property
     def generator(self) -> GeneratorMRDAC:
@@ -121,25 +169,38 @@ class MRDAC(KeypointModel):
     def prepare_reference(self, key_frame: torch.Tensor) -> dict[str, Any]:
         """A decoded reference frame with its features and keypoints (from the decoded frame)."""
         frame = self._input(key_frame)
-        return {"frame": frame, "kp": self.networks["kp_detector"](frame),
-                "features": self.generator.encode(frame)}
+        return {
+            "frame": frame,
+            "kp": self.networks["kp_detector"](frame),
+            "features": self.generator.encode(frame),
+        }
 
     @torch.no_grad()
-    def animate(self, references: Sequence[Mapping[str, Any]], features: torch.Tensor,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+    def animate(
+        self,
+        references: Sequence[Mapping[str, Any]],
+        features: torch.Tensor,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Frames ``(B, 3, H, W)`` from the references and the targets' keypoint features ``(B, D)``."""
         return self.generator.fuse(references, self.features_to_kp(features), weights)["prediction"]
 
-    def generate(self, key_frame: torch.Tensor, reference: Mapping[str, Any],
-                 features: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self, key_frame: torch.Tensor, reference: Mapping[str, Any], features: torch.Tensor
+    ) -> torch.Tensor:
         """One reference (weight 1, as upstream gives a single reference)."""
         return self.animate([reference], features)
 
-    def complexity_cases(self, frame: torch.Tensor, reference: Mapping[str, Any],
-                         features: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    def complexity_cases(
+        self, frame: torch.Tensor, reference: Mapping[str, Any], features: torch.Tensor
+    ) -> dict[str, Callable[[], Any]]:
         """The decoder's work for one inter frame with 2, 3 and 4 references (``ctc-complexity``; its
         ``decoder`` is one reference)."""
-        return {f"decoder, {count} references": (
-                    lambda count=count: self.animate([reference] * count, features,
-                                                     reference_weights(range(count), count)[None]))
-                for count in (2, 3, 4)}
+        return {
+            f"decoder, {count} references": (
+                lambda count=count: self.animate(
+                    [reference] * count, features, reference_weights(range(count), count)[None]
+                )
+            )
+            for count in (2, 3, 4)
+        }

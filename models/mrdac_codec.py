@@ -43,31 +43,39 @@ class MrdacCodec(GfvcCodec):
         name = config["name"]
         self.references = ReferencePolicy.from_config(config, name)
         if str(config.get("feature_coding", "ae")) != "ae" or config.get("sei"):
-            raise ValueError(f"{name}: feature_coding must be ae (MRDAC's keypoint coder); "
-                             "it has no SEI layout")
+            raise ValueError(
+                f"{name}: feature_coding must be ae (MRDAC's keypoint coder); it has no SEI layout"
+            )
         if (config.get("refresh") or {}).get("threshold") is not None:
-            raise ValueError(f"{name}: refresh is not used: references follow references.* "
-                             "(models/mrdac_policy.py)")
+            raise ValueError(
+                f"{name}: refresh is not used: references follow references.* (models/mrdac_policy.py)"
+            )
         super().__init__(config, *args, **kwargs)
 
     def hashed_settings(self) -> dict[str, Any]:
         return {"references": asdict(self.references), "kp_coder": KP_CODER_VERSION}
 
     def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "references": asdict(self.references),
-                "upstream_difference": "references by the harness's picture codec, keypoints of the decoded "
-                                       "references, no int8 wrap-around, bounded reference buffer "
-                                       "(docs/mrdac.md)"}
+        return {
+            **super().provenance(),
+            "references": asdict(self.references),
+            "upstream_difference": "references by the harness's picture codec, keypoints of the decoded "
+            "references, no int8 wrap-around, bounded reference buffer "
+            "(docs/mrdac.md)",
+        }
 
     def _encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float) -> Encoded:
         start_time = time.perf_counter()
         count, _, height, width = frames.shape
         plan = self.references.plan(count)
         qp = self.key_frame_qp(rate_point)
-        key_frames = {p: self.intra.encode_picture(np.ascontiguousarray(frames[p]), qp, workdir)
-                      for p in plan.references}
-        decoded = {p: self.intra.decode_picture(data, width, height, workdir)
-                   for p, data in key_frames.items()}
+        key_frames = {
+            p: self.intra.encode_picture(np.ascontiguousarray(frames[p]), qp, workdir)
+            for p in plan.references
+        }
+        decoded = {
+            p: self.intra.decode_picture(data, width, height, workdir) for p, data in key_frames.items()
+        }
         coder = mrdac_kp.KeypointEncoder()
         payloads = [b""] * count
         kp_hat: dict[int, torch.Tensor] = {}
@@ -78,16 +86,25 @@ class MrdacCodec(GfvcCodec):
                 if not plan.in_use[index]:
                     predictor = reference_kp[index]
                     continue
-                kp = self.model.extract_features(self._to_tensor(frames[index:index + 1]))
+                kp = self.model.extract_features(self._to_tensor(frames[index : index + 1]))
                 kp = kp.view(predictor.shape)
                 residual = mrdac_kp.residuals(predictor, kp, self.q_step)
                 payloads[index] = coder.encode(residual)
                 predictor = kp_hat[index] = mrdac_kp.reconstruct(predictor, residual, self.q_step)
         stream = bitstream.GfvcBitstream(self.name, self.config_hash, width, height, key_frames, payloads)
-        details = {"references_in_use": plan.in_use,
-                   "reference_coded_at": {str(p): at for p, at in plan.coded_at.items()}}
-        return Encoded(stream, [], (plan, decoded, kp_hat), time.perf_counter() - start_time,
-                       {"ae": 8 * sum(map(len, payloads))}, None, details)
+        details = {
+            "references_in_use": plan.in_use,
+            "reference_coded_at": {str(p): at for p, at in plan.coded_at.items()},
+        }
+        return Encoded(
+            stream,
+            [],
+            (plan, decoded, kp_hat),
+            time.perf_counter() - start_time,
+            {"ae": 8 * sum(map(len, payloads))},
+            None,
+            details,
+        )
 
     def _reference_kp(self, decoded: np.ndarray) -> torch.Tensor:
         """A decoded reference's keypoints ``(1, K, 2)`` float32 on the CPU (the predictor's reset)."""
@@ -98,15 +115,20 @@ class MrdacCodec(GfvcCodec):
         with torch_threads(self.threads):
             return self.render_frames(*encoded.context)
 
-    def decode_stream(self, stream: bitstream.GfvcBitstream, workdir: Path,
-                      source: str = "bitstream") -> np.ndarray:
+    def decode_stream(
+        self, stream: bitstream.GfvcBitstream, workdir: Path, source: str = "bitstream"
+    ) -> np.ndarray:
         plan = self.references.plan(stream.frame_count)
         if stream.key_frame_positions != sorted(plan.references):
-            raise BitstreamError(f"{source}: references at {stream.key_frame_positions}, the reference "
-                                 f"policy of this configuration places them at {sorted(plan.references)}")
+            raise BitstreamError(
+                f"{source}: references at {stream.key_frame_positions}, the reference "
+                f"policy of this configuration places them at {sorted(plan.references)}"
+            )
         with torch_threads(self.threads):
-            decoded = {p: self.intra.decode_picture(data, stream.width, stream.height, Path(workdir))
-                       for p, data in stream.key_frames.items()}
+            decoded = {
+                p: self.intra.decode_picture(data, stream.width, stream.height, Path(workdir))
+                for p, data in stream.key_frames.items()
+            }
             coder = mrdac_kp.KeypointDecoder()
             kp_hat: dict[int, torch.Tensor] = {}
             with torch.inference_mode():
@@ -125,21 +147,26 @@ class MrdacCodec(GfvcCodec):
                     predictor = kp_hat[index] = mrdac_kp.reconstruct(predictor, residual, self.q_step)
             return self.render_frames(plan, decoded, kp_hat)
 
-    def render_frames(self, plan: ReferencePlan, decoded: dict[int, np.ndarray],
-                      kp_hat: dict[int, torch.Tensor]) -> np.ndarray:
+    def render_frames(
+        self, plan: ReferencePlan, decoded: dict[int, np.ndarray], kp_hat: dict[int, torch.Tensor]
+    ) -> np.ndarray:
         """Every frame ``(N, 3, H, W)`` uint8: a reference as decoded, any other frame animated from the
         references in use, one frame per generator call."""
         first = next(iter(decoded.values()))
         out = np.empty((len(plan.in_use), *first.shape), np.uint8)
         with torch.inference_mode():
-            prepared = {p: self.model.prepare_reference(self._to_tensor(frame[None]))
-                        for p, frame in decoded.items()}
+            prepared = {
+                p: self.model.prepare_reference(self._to_tensor(frame[None])) for p, frame in decoded.items()
+            }
             for index, in_use in enumerate(plan.in_use):
                 if not in_use:
                     out[index] = decoded[index]
                     continue
-                weights = (reference_weights(in_use, index)[None].to(self.device)
-                           if self.references.use_weights else None)
+                weights = (
+                    reference_weights(in_use, index)[None].to(self.device)
+                    if self.references.use_weights
+                    else None
+                )
                 features = kp_hat[index].flatten(1).to(self.device)
                 frame = self.model.animate([prepared[p] for p in in_use], features, weights)
                 out[index] = to_uint8(frame, self.output_rounding)[0]

@@ -127,8 +127,9 @@ class KeypointDecoder:
             symbols.append(symbol)
             self.model.freqs[symbol] += 1
             if len(symbols) > 3 * count:
-                raise EntropyError(f"keypoint payload of {len(payload)} bytes holds more than {count} "
-                                   "residuals (corrupt)")
+                raise EntropyError(
+                    f"keypoint payload of {len(payload)} bytes holds more than {count} residuals (corrupt)"
+                )
         values = from_symbols(symbols)
         if len(values) != count:
             raise EntropyError(f"keypoint payload holds {len(values)} residuals, expected {count}")

@@ -57,12 +57,19 @@ class ReferencePolicy:
         if window < 0:
             raise ValueError(f"{owner}: references.search_window {window}: expected 0 or more frames")
         if limit is not None and int(limit) < 2:
-            raise ValueError(f"{owner}: references.max_references {limit}: expected 2 or more (the "
-                             "current and the look-ahead reference) or null (never evict)")
+            raise ValueError(
+                f"{owner}: references.max_references {limit}: expected 2 or more (the "
+                "current and the look-ahead reference) or null (never evict)"
+            )
         if eviction not in EVICTIONS:
             raise ValueError(f"{owner}: references.eviction {eviction!r}: expected one of {EVICTIONS}")
-        return cls(gop, window, None if limit is None else int(limit), eviction,
-                   bool(section.get("use_weights", True)))
+        return cls(
+            gop,
+            window,
+            None if limit is None else int(limit),
+            eviction,
+            bool(section.get("use_weights", True)),
+        )
 
     def _evict(self, buffer: list[int]) -> None:
         if self.max_references is None or len(buffer) <= self.max_references:

@@ -24,23 +24,51 @@ from models.residual_coder import ResidualCoder
 class GeneratorRDAC(GeneratorDAC):
     """DAC's generator followed by the spatial (``sdc``) and temporal (``tdc``) residual coders."""
 
-    def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
-                 num_down_blocks: int, num_bottleneck_blocks: int, estimate_occlusion_map: bool = False,
-                 dense_motion_params: Mapping[str, Any] | None = None,
-                 residual_coder_params: Mapping[str, Any] | None = None, **_unused: Any):
-        super().__init__(num_channels, num_kp, block_expansion, max_features, num_down_blocks,
-                         num_bottleneck_blocks, estimate_occlusion_map, dense_motion_params)
+    def __init__(
+        self,
+        num_channels: int,
+        num_kp: int,
+        block_expansion: int,
+        max_features: int,
+        num_down_blocks: int,
+        num_bottleneck_blocks: int,
+        estimate_occlusion_map: bool = False,
+        dense_motion_params: Mapping[str, Any] | None = None,
+        residual_coder_params: Mapping[str, Any] | None = None,
+        **_unused: Any,
+    ):
+        super().__init__(
+            num_channels,
+            num_kp,
+            block_expansion,
+            max_features,
+            num_down_blocks,
+            num_bottleneck_blocks,
+            estimate_occlusion_map,
+            dense_motion_params,
+        )
         params = dict(residual_coder_params or {})
         if not params.get("variable_bitrate", True):
             raise ValueError("RDAC without variable_bitrate is not supported (the public model has it)")
         n = int(params["residual_features"])
         for name in ("sdc", "tdc"):
-            coder = ResidualCoder(num_channels, num_channels, n, int(1.5 * n), int(params["levels"]),
-                                  int(params["num_intermediate_layers"]))
+            coder = ResidualCoder(
+                num_channels,
+                num_channels,
+                n,
+                int(1.5 * n),
+                int(params["levels"]),
+                int(params["num_intermediate_layers"]),
+            )
             setattr(self, name, coder)
 
-    def deform_residual(self, previous_frame: torch.Tensor, kp_previous: Keypoints, kp_current: Keypoints,
-                        previous_residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def deform_residual(
+        self,
+        previous_frame: torch.Tensor,
+        kp_previous: Keypoints,
+        kp_current: Keypoints,
+        previous_residual: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The previous decoded residual warped to the current frame, and the deformation used."""
         motion = self.dense_motion_network(previous_frame, kp_current, kp_previous)
         return deform_input(previous_residual, motion["deformation"]), motion["deformation"]
@@ -55,8 +83,10 @@ class RDAC(KeypointModel):
     @classmethod
     def build_networks(cls, model_params: Mapping[str, Any]) -> dict[str, nn.Module]:
         common = model_params["common_params"]
-        return {"kp_detector": KPD(**model_params["kp_detector_params"], **common),
-                "generator": GeneratorRDAC(**model_params["generator_params"], **common)}
+        return {
+            "kp_detector": KPD(**model_params["kp_detector_params"], **common),
+            "generator": GeneratorRDAC(**model_params["generator_params"], **common),
+        }
 
     def __init__(self, networks: Mapping[str, nn.Module], *args: Any, **kwargs: Any):
         for coder in (networks["generator"].sdc, networks["generator"].tdc):
@@ -68,17 +98,20 @@ class RDAC(KeypointModel):
         return self.networks["generator"]
 
     @torch.no_grad()
-    def generate(self, key_frame: torch.Tensor, reference: dict[str, Any],
-                 features: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor
+    ) -> torch.Tensor:
         """The animation alone (the prediction the residual corrects)."""
         kp_target = self.features_to_kp(features)
-        out = self.generator(self._input(key_frame), reference["kp"], kp_target,
-                             reference_features=reference["features"])
+        out = self.generator(
+            self._input(key_frame), reference["kp"], kp_target, reference_features=reference["features"]
+        )
         return out["prediction"]
 
     @torch.no_grad()
-    def decoder_pass(self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor,
-                     frame: torch.Tensor) -> torch.Tensor:
+    def decoder_pass(
+        self, key_frame: torch.Tensor, reference: dict[str, Any], features: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
         """A temporal frame: animation, residual warp, and the residual's hyper-synthesis and synthesis."""
         coder = self.generator.tdc
         animation = self.generate(key_frame, reference, features)

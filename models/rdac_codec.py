@@ -58,16 +58,21 @@ class RdacCodec(GfvcCodec):
         return {"residual_rate_idx": self.rate_idx, "residual_q_value": self.q_value}
 
     def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "residual": {"rate_idx": self.rate_idx, "q_value": self.q_value},
-                "skip": {"enabled": self.use_skip, "threshold": self.skip_threshold},
-                "upstream_difference": "closed loop: the decoder reads each frame's own residual, key frames "
-                                       "from the bitstream restart the residual chain (models/rdac_codec.py)"}
+        return {
+            **super().provenance(),
+            "residual": {"rate_idx": self.rate_idx, "q_value": self.q_value},
+            "skip": {"enabled": self.use_skip, "threshold": self.skip_threshold},
+            "upstream_difference": "closed loop: the decoder reads each frame's own residual, key frames "
+            "from the bitstream restart the residual chain (models/rdac_codec.py)",
+        }
 
     def code_gop(self, frames: np.ndarray, key_frame: np.ndarray, start: int, context: Any) -> GopCode:
         height, width = frames.shape[2:]
         if height % HYPER_STRIDE or width % HYPER_STRIDE:
-            raise ValueError(f"{self.name}: frames of {width}x{height}: the residual coder needs multiples "
-                             f"of {HYPER_STRIDE}")
+            raise ValueError(
+                f"{self.name}: frames of {width}x{height}: the residual coder needs multiples "
+                f"of {HYPER_STRIDE}"
+            )
         gop = super().code_gop(frames, key_frame, start, context)
         gop.decoded, gop.layers = self.residual_loop(gop, frames)
         return gop
@@ -77,8 +82,9 @@ class RdacCodec(GfvcCodec):
             raise BitstreamError(f"frames {start}..: the residual layers are missing")
         return self.residual_loop(gop)[0]
 
-    def residual_loop(self, gop: GopCode, originals: np.ndarray | None = None,
-                      trace: dict[str, list] | None = None) -> tuple[np.ndarray, dict[str, list[bytes]]]:
+    def residual_loop(
+        self, gop: GopCode, originals: np.ndarray | None = None, trace: dict[str, list] | None = None
+    ) -> tuple[np.ndarray, dict[str, list[bytes]]]:
         """One GOP's output frames and residual strings: coded from ``originals`` (encoder), or read
         from ``gop.layers`` (decoder). ``trace`` collects each frame's tensors (tests)."""
         model, generator = self.model, self.model.generator
@@ -91,7 +97,7 @@ class RdacCodec(GfvcCodec):
             reference = model.prepare_reference(key)
             residual = latent = previous_frame = previous_kp = None
             for index in range(1, len(gop)):
-                features = torch.from_numpy(gop.features[index - 1:index]).float().to(self.device)
+                features = torch.from_numpy(gop.features[index - 1 : index]).float().to(self.device)
                 kp = model.features_to_kp(features)
                 animation = model.generate(key, reference, features)
                 warped = None
@@ -100,7 +106,7 @@ class RdacCodec(GfvcCodec):
                 coder = generator.sdc if warped is None else generator.tdc
                 similarity = 0.0
                 if originals is not None:
-                    frame = model._input(self._to_tensor(originals[index:index + 1]))
+                    frame = model._input(self._to_tensor(originals[index : index + 1]))
                     target = frame - animation if warped is None else (frame - animation - warped) / 2
                     y = coder.analysis(target)
                     if latent is not None:
@@ -114,20 +120,29 @@ class RdacCodec(GfvcCodec):
                 layers[Y_LAYER].append(strings[0])
                 layers[Z_LAYER].append(strings[1])
                 if strings[0]:
-                    x_hat, latent = (coder.decompress(*strings, latent_size, self.rate_idx, self.q_value)
-                                     if originals is None else (coded.x_hat, coded.y_hat))
+                    x_hat, latent = (
+                        coder.decompress(*strings, latent_size, self.rate_idx, self.q_value)
+                        if originals is None
+                        else (coded.x_hat, coded.y_hat)
+                    )
                     residual = x_hat if warped is None else warped + 2 * x_hat
                     current = residual
                 elif warped is None:
-                    raise BitstreamError(f"frame {index} of a GOP: the first inter frame's residual is "
-                                         "missing")
+                    raise BitstreamError(
+                        f"frame {index} of a GOP: the first inter frame's residual is missing"
+                    )
                 else:
                     current = warped  # skipped: the chain keeps the last coded residual
                 prediction = (animation + current).clamp(0, 1)
                 out[index] = to_uint8(prediction, self.output_rounding)
                 previous_frame, previous_kp = prediction, kp
                 if trace is not None:
-                    for name, value in (("animation", animation), ("res_hat", current), ("warped", warped),
-                                        ("enhanced_prediction", prediction), ("similarity", similarity)):
+                    for name, value in (
+                        ("animation", animation),
+                        ("res_hat", current),
+                        ("warped", warped),
+                        ("enhanced_prediction", prediction),
+                        ("similarity", similarity),
+                    ):
                         trace.setdefault(name, []).append(value)
         return out, layers

@@ -25,8 +25,9 @@ from torch import nn
 class ConvBlock(nn.Module):
     """Strided convolution (key ``conv``), ReLU unless ``act`` is False."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 5, stride: int = 2,
-                 act: bool = True):
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int = 5, stride: int = 2, act: bool = True
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, stride=stride, padding=kernel_size // 2)
         self.act = act
@@ -39,11 +40,18 @@ class ConvBlock(nn.Module):
 class DeconvBlock(nn.Module):
     """Strided transposed convolution (key ``deconv``), ReLU unless ``act`` is False."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 5, stride: int = 2,
-                 act: bool = True):
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int = 5, stride: int = 2, act: bool = True
+    ):
         super().__init__()
-        self.deconv = nn.ConvTranspose2d(in_features, out_features, kernel_size, stride=stride,
-                                         output_padding=stride - 1, padding=kernel_size // 2)
+        self.deconv = nn.ConvTranspose2d(
+            in_features,
+            out_features,
+            kernel_size,
+            stride=stride,
+            output_padding=stride - 1,
+            padding=kernel_size // 2,
+        )
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,8 +73,15 @@ class Coded:
 class ResidualCoder(CompressionModel):
     """Upstream's ``ResidualCoder(3, 3, N, M)`` with variable bitrate (``levels`` gain vectors)."""
 
-    def __init__(self, in_features: int, out_features: int, N: int, M: int,  # noqa: N803 (upstream's names)
-                 levels: int, num_intermediate_layers: int):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        N: int,
+        M: int,  # noqa: N803 (upstream's names)
+        levels: int,
+        num_intermediate_layers: int,
+    ):
         super().__init__()
         self.g_a = nn.Sequential()
         self.g_a.add_module("inp", ConvBlock(in_features, N))
@@ -79,13 +94,19 @@ class ResidualCoder(CompressionModel):
             self.g_s.add_module(f"deconv_{index}", DeconvBlock(N, N))
         self.g_s.add_module("out", DeconvBlock(N, out_features, act=False))
         self.h_a = nn.Sequential(
-            ConvBlock(M, N, kernel_size=3, stride=1, act=False), nn.LeakyReLU(),
-            ConvBlock(N, N, act=False), nn.LeakyReLU(),
-            ConvBlock(N, N, act=False))
+            ConvBlock(M, N, kernel_size=3, stride=1, act=False),
+            nn.LeakyReLU(),
+            ConvBlock(N, N, act=False),
+            nn.LeakyReLU(),
+            ConvBlock(N, N, act=False),
+        )
         self.h_s = nn.Sequential(
-            DeconvBlock(N, M, act=False), nn.LeakyReLU(),
-            DeconvBlock(M, M * 3 // 2, act=False), nn.LeakyReLU(),
-            DeconvBlock(M * 3 // 2, M * 2, kernel_size=3, stride=1, act=False))
+            DeconvBlock(N, M, act=False),
+            nn.LeakyReLU(),
+            DeconvBlock(M, M * 3 // 2, act=False),
+            nn.LeakyReLU(),
+            DeconvBlock(M * 3 // 2, M * 2, kernel_size=3, stride=1, act=False),
+        )
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
         self.levels = levels
@@ -100,8 +121,10 @@ class ResidualCoder(CompressionModel):
 
     def check_rate(self, rate_idx: int, q_value: float) -> None:
         if not 0 <= rate_idx <= self.levels - 2 or not 0 <= q_value <= 1:
-            raise ValueError(f"residual rate_idx {rate_idx} and q_value {q_value}: expected 0 <= rate_idx <= "
-                             f"{self.levels - 2} (levels - 2) and 0 <= q_value <= 1")
+            raise ValueError(
+                f"residual rate_idx {rate_idx} and q_value {q_value}: expected 0 <= rate_idx <= "
+                f"{self.levels - 2} (levels - 2) and 0 <= q_value <= 1"
+            )
 
     @staticmethod
     def _gain(table: torch.Tensor, rate_idx: int, q_value: float) -> torch.Tensor:
@@ -122,14 +145,25 @@ class ResidualCoder(CompressionModel):
         y_string = self.gaussian_conditional.compress(y_gained, indexes, means=means)[0]
         x_hat, y_hat, y_hat_decoded = self._decode_latent(y_string, indexes, means, rate_idx, q_value)
         medians = self.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
-        steps = {"y": y, "y_gained": y_gained, "z": z, "z_symbols": torch.round(z - medians).int(),
-                 "z_hat_decoded": z_hat_decoded, "z_hat": z_hat, "scales_hat": scales, "means_hat": means,
-                 "indexes": indexes, "y_symbols": torch.round(y_gained - means).int(),
-                 "y_hat_decoded": y_hat_decoded, "y_hat": y_hat}
+        steps = {
+            "y": y,
+            "y_gained": y_gained,
+            "z": z,
+            "z_symbols": torch.round(z - medians).int(),
+            "z_hat_decoded": z_hat_decoded,
+            "z_hat": z_hat,
+            "scales_hat": scales,
+            "means_hat": means,
+            "indexes": indexes,
+            "y_symbols": torch.round(y_gained - means).int(),
+            "y_hat_decoded": y_hat_decoded,
+            "y_hat": y_hat,
+        }
         return Coded(y_string, z_string, x_hat, y_hat, steps)
 
-    def decompress(self, y_string: bytes, z_string: bytes, latent_size: tuple[int, int], rate_idx: int,
-                   q_value: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def decompress(
+        self, y_string: bytes, z_string: bytes, latent_size: tuple[int, int], rate_idx: int, q_value: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The residual ``x_hat`` and the latent ``y_hat`` from the strings; z is ``latent_size`` / 4."""
         z_size = (latent_size[0] // 4, latent_size[1] // 4)
         *_, means, indexes = self._hyper_decode(z_string, z_size, rate_idx, q_value)
@@ -142,8 +176,9 @@ class ResidualCoder(CompressionModel):
         scales, means = self.h_s(z_hat).chunk(2, 1)
         return z_hat_decoded, z_hat, scales, means, self.gaussian_conditional.build_indexes(scales)
 
-    def _decode_latent(self, y_string: bytes, indexes: torch.Tensor, means: torch.Tensor, rate_idx: int,
-                       q_value: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _decode_latent(
+        self, y_string: bytes, indexes: torch.Tensor, means: torch.Tensor, rate_idx: int, q_value: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y_hat_decoded = self.gaussian_conditional.decompress([y_string], indexes, means=means)
         y_hat = y_hat_decoded * self._gain(self.inverse_gain, rate_idx, q_value)
         return self.g_s(y_hat), y_hat, y_hat_decoded

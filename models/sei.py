@@ -120,9 +120,16 @@ def _coordinate_reference(message: GfvMessage, state: GfvState, rec: np.ndarray,
     return float(source[i, axis])
 
 
-def _matrix_size(type_idx: int, dims: int, space_3d: int | None, num_kps: int,
-                 num_matrices_info: int | None, count: int = 1, height: int = 0,
-                 width: int = 0) -> tuple[int, int, int]:
+def _matrix_size(
+    type_idx: int,
+    dims: int,
+    space_3d: int | None,
+    num_kps: int,
+    num_matrices_info: int | None,
+    count: int = 1,
+    height: int = 0,
+    width: int = 0,
+) -> tuple[int, int, int]:
     """(count, height, width) of a matrix type as VTM's reader derives it."""
     if type_idx in (0, 1):
         if num_matrices_info is None:
@@ -204,8 +211,9 @@ def _write_coordinates(out: BitWriter, message: GfvMessage, base: bool, state: G
     else:
         precision, base_num, base_dims, _ = state.coordinate_params
         if (base_num, base_dims) != (num, dims):
-            raise ValueError(f"predicted coordinates {(num, dims)} differ from the base picture's "
-                             f"{(base_num, base_dims)}")
+            raise ValueError(
+                f"predicted coordinates {(num, dims)} differ from the base picture's {(base_num, base_dims)}"
+            )
     scale = 1 << precision
     rec = np.empty_like(values)
     for i in range(num):
@@ -271,11 +279,13 @@ def _write_matrix_size(out: BitWriter, matrix: MatrixSet, message: GfvMessage) -
     out.code(matrix.type_idx, 6)
     count, height, width = np.shape(matrix.values)
     num_kps, dims = (0, 2) if message.coordinates is None else np.shape(message.coordinates)
-    derived = _matrix_size(matrix.type_idx, dims, matrix.space_3d, num_kps, matrix.num_matrices_info,
-                           count, height, width)
+    derived = _matrix_size(
+        matrix.type_idx, dims, matrix.space_3d, num_kps, matrix.num_matrices_info, count, height, width
+    )
     if derived != (count, height, width):
-        raise ValueError(f"matrix type {matrix.type_idx} of shape {(count, height, width)}: its syntax gives "
-                         f"{derived}")
+        raise ValueError(
+            f"matrix type {matrix.type_idx} of shape {(count, height, width)}: its syntax gives {derived}"
+        )
     if matrix.type_idx in (0, 1):
         out.flag(matrix.num_matrices_info is None)
         if matrix.num_matrices_info is not None:

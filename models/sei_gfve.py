@@ -75,8 +75,10 @@ def _read_matrices(reader: BitReader, message: GfveMessage, state: GfveState) ->
         precision, sizes = state.precision, state.sizes
     else:
         precision = reader.ue("gfve_matrix_element_precision_factor_minus1") + 1
-        sizes = [(reader.ue("gfve_matrix_height_minus1") + 1, reader.ue("gfve_matrix_width_minus1") + 1)
-                 for _ in range(reader.ue("gfve_num_matrices_minus1") + 1)]
+        sizes = [
+            (reader.ue("gfve_matrix_height_minus1") + 1, reader.ue("gfve_matrix_width_minus1") + 1)
+            for _ in range(reader.ue("gfve_num_matrices_minus1") + 1)
+        ]
     reference = state.base_matrices if message.gfv_cnt == 0 else state.previous_matrices
     if message.matrix_pred and (reference is None or [m.shape for m in reference] != sizes):
         raise SeiError("GFVE SEI: predicted matrices without a picture of the same sizes to predict from")
@@ -99,8 +101,9 @@ def _read_matrices(reader: BitReader, message: GfveMessage, state: GfveState) ->
     return matrices
 
 
-def _read_pupils(reader: BitReader, message: GfveMessage,
-                 state: GfveState) -> tuple[float, float, float, float]:
+def _read_pupils(
+    reader: BitReader, message: GfveMessage, state: GfveState
+) -> tuple[float, float, float, float]:
     scale = 1 << state.pupil_precision
     if message.gfv_cnt != 0:
         reference = state.previous_pupils
@@ -141,6 +144,7 @@ def enhancements(stream: bytes, source: str) -> list[GfveMessage]:
     state, out = GfveState(), []
     for unit in split_annexb(stream, source):
         if nal_type(unit) == SUFFIX_SEI_NUT or nal_type(unit) == 23:
-            out += [parse_gfve(m.payload, state) for m in parse_sei_nal(unit)
-                    if m.payload_type == PAYLOAD_TYPE]
+            out += [
+                parse_gfve(m.payload, state) for m in parse_sei_nal(unit) if m.payload_type == PAYLOAD_TYPE
+            ]
     return out

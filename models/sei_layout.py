@@ -67,18 +67,36 @@ class SeiLayout:
             space = dims if num_kps else (3 if entry.get("space_3d") else 2)
             if type_idx in (0, 1) and not num_kps:
                 raise ValueError(f"sei matrix type {type_idx} needs coordinates (one matrix per keypoint)")
-            shape = ((num_kps, dims, dims) if type_idx in (0, 1) else (1, space, space) if type_idx == 4
-                     else (1, space, 1) if type_idx in (5, 6)
-                     else (int(entry.get("count", 1)) if type_idx >= 7 else 1, int(entry["height"]),
-                           int(entry["width"])))
+            shape = (
+                (num_kps, dims, dims)
+                if type_idx in (0, 1)
+                else (1, space, space)
+                if type_idx == 4
+                else (1, space, 1)
+                if type_idx in (5, 6)
+                else (
+                    int(entry.get("count", 1)) if type_idx >= 7 else 1,
+                    int(entry["height"]),
+                    int(entry["width"]),
+                )
+            )
             matrices.append(MatrixLayout(type_idx, int(entry["offset"]), *shape))
-        layout = cls(int(config["coordinate_precision"]), int(config["matrix_precision"]), num_kps, dims,
-                     int(coordinates.get("offset", 0)), tuple(matrices), int(config.get("id", 0)),
-                     bool(config.get("base_kps_pred", False)))
+        layout = cls(
+            int(config["coordinate_precision"]),
+            int(config["matrix_precision"]),
+            num_kps,
+            dims,
+            int(coordinates.get("offset", 0)),
+            tuple(matrices),
+            int(config.get("id", 0)),
+            bool(config.get("base_kps_pred", False)),
+        )
         flat = sorted(i for indices in layout._index_lists() for i in indices)
         if flat != list(range(feature_size)):
-            raise ValueError(f"sei layout covers feature indices {flat[:5]}… ({len(flat)} values); "
-                             f"the model has {feature_size} features, each must be covered once")
+            raise ValueError(
+                f"sei layout covers feature indices {flat[:5]}… ({len(flat)} values); "
+                f"the model has {feature_size} features, each must be covered once"
+            )
         for precision in (layout.coordinate_precision, layout.matrix_precision):
             if not 1 <= precision <= 32:
                 raise ValueError(f"sei precision factor {precision} is outside 1..32")
@@ -95,39 +113,52 @@ class SeiLayout:
         coordinates = None
         if self.num_kps:
             start = self.coordinate_offset
-            coordinates = features[start:start + self.num_kps * self.dims].reshape(self.num_kps, self.dims)
-        matrices = [MatrixSet(m.type_idx, features[m.offset:m.offset + m.size].reshape(m.count, m.height,
-                                                                                         m.width))
-                    for m in self.matrices]
-        return GfvMessage(gfv_id=self.gfv_id, cnt=cnt, base=base,
-                          kps_pred=int(self.base_kps_pred if base else 1),
-                          coordinate_precision=self.coordinate_precision,
-                          z_max_value=1 if self.dims == 3 else None,
-                          coordinates=coordinates, matrix_pred=int(not base),
-                          matrix_precision=self.matrix_precision, matrices=matrices)
+            coordinates = features[start : start + self.num_kps * self.dims].reshape(self.num_kps, self.dims)
+        matrices = [
+            MatrixSet(m.type_idx, features[m.offset : m.offset + m.size].reshape(m.count, m.height, m.width))
+            for m in self.matrices
+        ]
+        return GfvMessage(
+            gfv_id=self.gfv_id,
+            cnt=cnt,
+            base=base,
+            kps_pred=int(self.base_kps_pred if base else 1),
+            coordinate_precision=self.coordinate_precision,
+            z_max_value=1 if self.dims == 3 else None,
+            coordinates=coordinates,
+            matrix_pred=int(not base),
+            matrix_precision=self.matrix_precision,
+            matrices=matrices,
+        )
 
     def features(self, message: GfvMessage, size: int) -> np.ndarray:
         """The flat feature vector of a parsed message; refuses one whose shape the model cannot use."""
         out = np.empty(size, np.float64)
         if (message.coordinates is not None) != bool(self.num_kps):
-            raise SeiError(f"GFV SEI gfv_coordinate_present_flag {int(message.coordinates is not None)}: the "
-                           f"model's layout has {self.num_kps} keypoints")
+            raise SeiError(
+                f"GFV SEI gfv_coordinate_present_flag {int(message.coordinates is not None)}: the "
+                f"model's layout has {self.num_kps} keypoints"
+            )
         if self.num_kps:
             found = message.coordinates.shape
             if found != (self.num_kps, self.dims):
-                raise SeiError(f"GFV SEI gfv_num_kps_minus1 + 1 = {found[0]} with "
-                               f"gfv_coordinate_z_present_flag {int(found[1] == 3)}: the model's layout has "
-                               f"{self.num_kps} keypoints in "
-                               f"{self.dims}-D")
+                raise SeiError(
+                    f"GFV SEI gfv_num_kps_minus1 + 1 = {found[0]} with "
+                    f"gfv_coordinate_z_present_flag {int(found[1] == 3)}: the model's layout has "
+                    f"{self.num_kps} keypoints in "
+                    f"{self.dims}-D"
+                )
             start = self.coordinate_offset
-            out[start:start + message.coordinates.size] = message.coordinates.ravel()
+            out[start : start + message.coordinates.size] = message.coordinates.ravel()
         found = [(m.type_idx, *m.values.shape) for m in message.matrices]
         expected = [(m.type_idx, m.count, m.height, m.width) for m in self.matrices]
         if found != expected:
-            raise SeiError(f"GFV SEI matrices (gfv_matrix_type_idx, count, height, width) {found}: the "
-                           f"model's layout has {expected}")
+            raise SeiError(
+                f"GFV SEI matrices (gfv_matrix_type_idx, count, height, width) {found}: the "
+                f"model's layout has {expected}"
+            )
         for matrix, values in zip(self.matrices, message.matrices, strict=True):
-            out[matrix.offset:matrix.offset + matrix.size] = values.values.ravel()
+            out[matrix.offset : matrix.offset + matrix.size] = values.values.ravel()
         return out
 
 
@@ -163,11 +194,14 @@ class GfvSeiParser:
             raise SeiError(f"picture {count}'s SEI NAL unit holds {len(gfv)} GFV messages, expected 1")
         message = parse_gfv(gfv[0].payload, self.state)
         if count == 0 and not message.base:
-            raise SeiError("the first GFV SEI message of a GOP is not a base picture (gfv_cnt 0, "
-                           "gfv_base_picture_flag 1)")
+            raise SeiError(
+                "the first GFV SEI message of a GOP is not a base picture (gfv_cnt 0, "
+                "gfv_base_picture_flag 1)"
+            )
         if message.cnt != count:
-            raise SeiError(f"GFV SEI gfv_cnt {message.cnt}, expected {count} (the message's place in its "
-                           "GOP)")
+            raise SeiError(
+                f"GFV SEI gfv_cnt {message.cnt}, expected {count} (the message's place in its GOP)"
+            )
         self.messages.append(message)
         return self.layout.features(message, self.feature_size)
 

@@ -15,8 +15,15 @@ from models.entropy import exp_golomb
 PREFIX_SEI_NUT = 23
 SUFFIX_SEI_NUT = 24
 VCL_TYPES = range(0, 12)  # nal_unit_type 0..11: coded slices
-NAL_TYPE_NAMES = {14: "VPS", 15: "SPS", 16: "PPS", 19: "picture header", 20: "AUD", 23: "prefix SEI",
-                  24: "suffix SEI"}
+NAL_TYPE_NAMES = {
+    14: "VPS",
+    15: "SPS",
+    16: "PPS",
+    19: "picture header",
+    20: "AUD",
+    23: "prefix SEI",
+    24: "suffix SEI",
+}
 START_CODE = b"\x00\x00\x01"
 
 
@@ -49,7 +56,7 @@ class BitWriter:
 
     def to_bytes(self) -> bytes:
         bits = self.bits + [0] * (-len(self.bits) % 8)
-        return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+        return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8))
 
 
 class BitReader:
@@ -107,7 +114,7 @@ class BitReader:
 
     def rest(self) -> bytes:
         """The remaining whole bytes (the reader must be byte-aligned)."""
-        data = self.data[self.pos // 8:]
+        data = self.data[self.pos // 8 :]
         self.pos = self.limit
         return data
 
@@ -117,8 +124,10 @@ class BitReader:
         if left == 0:
             return
         if left >= 8 or self._bits(left, "the payload alignment bits") != 1 << (left - 1):
-            raise SeiError(f"{self.what}: {left} bits left after the last syntax element that are not the "
-                           "payload alignment bits (wrong payload size, or syntax this reader does not know)")
+            raise SeiError(
+                f"{self.what}: {left} bits left after the last syntax element that are not the "
+                "payload alignment bits (wrong payload size, or syntax this reader does not know)"
+            )
 
 
 @dataclass(frozen=True)
@@ -127,8 +136,9 @@ class SeiMessage:
     payload: bytes  # payload_size bytes, alignment bits included
 
 
-def sei_nal_unit(messages: list[tuple[int, BitWriter]], nal_type: int = SUFFIX_SEI_NUT,
-                 temporal_id: int = 0) -> bytes:
+def sei_nal_unit(
+    messages: list[tuple[int, BitWriter]], nal_type: int = SUFFIX_SEI_NUT, temporal_id: int = 0
+) -> bytes:
     """An SEI NAL unit (no start code) holding ``(payload type, payload bits)`` messages."""
     rbsp = bytearray()
     for payload_type, payload in messages:
@@ -200,9 +210,11 @@ def parse_sei_nal(nal: bytes) -> list[SeiMessage]:
             pos += 1
         payload_type, size = values
         if pos + size > len(rbsp) - 1:
-            raise SeiError(f"SEI message (payload type {payload_type}) declares {size} bytes, the NAL unit "
-                           f"holds {len(rbsp) - 1 - pos} before its trailing bits (truncated or corrupted)")
-        messages.append(SeiMessage(payload_type, rbsp[pos:pos + size]))
+            raise SeiError(
+                f"SEI message (payload type {payload_type}) declares {size} bytes, the NAL unit "
+                f"holds {len(rbsp) - 1 - pos} before its trailing bits (truncated or corrupted)"
+            )
+        messages.append(SeiMessage(payload_type, rbsp[pos : pos + size]))
         pos += size
 
 
@@ -224,5 +236,6 @@ def split_annexb(data: bytes, source: str) -> list[bytes]:
 
 def annexb(units: list[bytes]) -> bytes:
     """Units with start codes: 4 bytes before parameter sets and AUDs, 3 before the others (as VTM)."""
-    return b"".join((b"\x00" if nal_type(unit) in (14, 15, 16, 20) else b"") + START_CODE + unit
-                    for unit in units)
+    return b"".join(
+        (b"\x00" if nal_type(unit) in (14, 15, 16, 20) else b"") + START_CODE + unit for unit in units
+    )

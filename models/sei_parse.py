@@ -55,8 +55,12 @@ def _read_chroma_key(reader: BitReader) -> ChromaKey:
     purpose = reader.ue("gfv_chroma_key_purpose_idc")
     if purpose > 2:
         raise SeiError(f"GFV SEI: gfv_chroma_key_purpose_idc {purpose} is outside 0..2")
-    values = tuple(reader.code(8, "gfv_chroma_key_value[chromac]")
-                   if reader.flag("gfv_chroma_key_value_present_flag[c]") else None for _ in range(3))
+    values = tuple(
+        reader.code(8, "gfv_chroma_key_value[chromac]")
+        if reader.flag("gfv_chroma_key_value_present_flag[c]")
+        else None
+        for _ in range(3)
+    )
     if not reader.flag("gfv_chroma_key_thr_present_flag"):
         return ChromaKey(purpose, values)
     lower = reader.code(8, "gfv_chroma_key_thr_lower")
@@ -71,8 +75,9 @@ def _read_coordinates(reader: BitReader, message: GfvMessage, state: GfvState) -
     if message.base or not message.kps_pred:
         precision = reader.ue("gfv_coordinate_precision_factor_minus1") + 1
         if precision > 32:
-            raise SeiError(f"GFV SEI: gfv_coordinate_precision_factor_minus1 {precision - 1} is outside "
-                           "0..31")
+            raise SeiError(
+                f"GFV SEI: gfv_coordinate_precision_factor_minus1 {precision - 1} is outside 0..31"
+            )
         num = reader.ue("gfv_num_kps_minus1") + 1
         dims = 3 if reader.flag("gfv_coordinate_z_present_flag") else 2
         if dims == 3:
@@ -121,8 +126,9 @@ def _read_matrices(reader: BitReader, message: GfvMessage, state: GfvState) -> l
     else:
         precision = reader.ue("gfv_matrix_element_precision_factor_minus1") + 1
         if precision > 32:
-            raise SeiError(f"GFV SEI: gfv_matrix_element_precision_factor_minus1 {precision - 1} is "
-                           "outside 0..31")
+            raise SeiError(
+                f"GFV SEI: gfv_matrix_element_precision_factor_minus1 {precision - 1} is outside 0..31"
+            )
         message.matrix_precision = precision
         sizes, infos = [], []
         for _ in range(reader.ue("gfv_num_matrix_types_minus1") + 1):
@@ -131,8 +137,9 @@ def _read_matrices(reader: BitReader, message: GfvMessage, state: GfvState) -> l
             infos.append(info)
     scale = 1 << precision
     reference_set = state.base_matrices if message.cnt == 0 else state.previous_matrices
-    if message.matrix_pred and (reference_set is None or [m.shape for m in reference_set] !=
-                                [size[1:] for size in sizes]):
+    if message.matrix_pred and (
+        reference_set is None or [m.shape for m in reference_set] != [size[1:] for size in sizes]
+    ):
         raise SeiError("GFV SEI: predicted matrices without a picture of the same sizes to predict from")
     matrices = []
     for index, (type_idx, count, height, width) in enumerate(sizes):
@@ -140,8 +147,9 @@ def _read_matrices(reader: BitReader, message: GfvMessage, state: GfvState) -> l
         for position in np.ndindex(values.shape):
             prefix = "gfv_matrix_delta_element" if message.matrix_pred else "gfv_matrix_element"
             integer = reader.ue(f"{prefix}_int")
-            fraction = (reader.ue(f"{prefix}_dec") if message.matrix_pred
-                        else reader.code(precision, f"{prefix}_dec"))
+            fraction = (
+                reader.ue(f"{prefix}_dec") if message.matrix_pred else reader.code(precision, f"{prefix}_dec")
+            )
             magnitude = fraction / scale + integer
             if (integer or fraction) and reader.flag(f"{prefix}_sign_flag"):
                 magnitude = -magnitude
@@ -155,8 +163,9 @@ def _read_matrices(reader: BitReader, message: GfvMessage, state: GfvState) -> l
     return matrices
 
 
-def _read_matrix_size(reader: BitReader,
-                      message: GfvMessage) -> tuple[tuple[int, int, int, int], tuple[int | None, int | None]]:
+def _read_matrix_size(
+    reader: BitReader, message: GfvMessage
+) -> tuple[tuple[int, int, int, int], tuple[int | None, int | None]]:
     type_idx = reader.code(6, "gfv_matrix_type_idx")
     num_kps, dims = (0, 2) if message.coordinates is None else message.coordinates.shape
     space_3d = info = None
@@ -172,8 +181,9 @@ def _read_matrix_size(reader: BitReader,
         width = reader.ue("gfv_matrix_width_minus1") + 1
         height = reader.ue("gfv_matrix_height_minus1") + 1
         if max(count, width, height) > 1 << 10:
-            raise SeiError(f"GFV SEI: matrix type {type_idx} of {count} x {height} x {width}: each must be "
-                           "at most 2^10")
+            raise SeiError(
+                f"GFV SEI: matrix type {type_idx} of {count} x {height} x {width}: each must be at most 2^10"
+            )
     elif message.coordinates is None:
         space_3d = reader.flag("gfv_Matrix3DSpaceFlag")
     size = _matrix_size(type_idx, dims, space_3d, num_kps, info, count, height, width)

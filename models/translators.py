@@ -49,8 +49,9 @@ class FeatureTranslator(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: Mapping[str, Any], weights: str, device: str = "cpu",
-                    dtype: torch.dtype = torch.float32) -> FeatureTranslator:
+    def from_config(
+        cls, config: Mapping[str, Any], weights: str, device: str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> FeatureTranslator:
         """The translator its config describes; ``weights``: a checkpoint path or ``random``."""
 
     @abstractmethod
@@ -78,8 +79,10 @@ def feature_order(layout: Mapping[str, Any]) -> torch.Tensor | None:
         return None
     index = torch.cat([torch.arange(int(start), int(stop)) for start, stop in slices])
     if sorted(index.tolist()) != list(range(int(layout["size"]))):
-        raise ValueError(f"translator features of {layout['model']}: order {slices} is not a permutation "
-                         f"of the {layout['size']} values")
+        raise ValueError(
+            f"translator features of {layout['model']}: order {slices} is not a permutation "
+            f"of the {layout['size']} values"
+        )
     return index
 
 
@@ -111,9 +114,16 @@ class MlpTranslator(FeatureTranslator):
 
     LAYERS = 4  # linear layers per half
 
-    def __init__(self, config: Mapping[str, Any], encoder: _Half, decoder: _Half, weights: str,
-                 random_weights: bool, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        encoder: _Half,
+        decoder: _Half,
+        weights: str,
+        random_weights: bool,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         source, target = config["source"], config["target"]
         self.source, self.target = str(source["model"]), str(target["model"])
         self.source_size, self.target_size = int(source["size"]), int(target["size"])
@@ -130,30 +140,39 @@ class MlpTranslator(FeatureTranslator):
         """The two halves keyed as in the checkpoint (``<A>_Enc``, ``<B>_Dec``)."""
         source, target, width = config["source"], config["target"], int(config["latent"])
         hidden = [width] * (MlpTranslator.LAYERS - 1)
-        return {f"{source['network']}_Enc": _Half(source["network"], [int(source["size"]), *hidden, width]),
-                f"{target['network']}_Dec": _Half(target["network"], [width, *hidden, int(target["size"])])}
+        return {
+            f"{source['network']}_Enc": _Half(source["network"], [int(source["size"]), *hidden, width]),
+            f"{target['network']}_Dec": _Half(target["network"], [width, *hidden, int(target["size"])]),
+        }
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], weights: str, device: str = "cpu",
-                    dtype: torch.dtype = torch.float32) -> MlpTranslator:
+    def from_config(
+        cls, config: Mapping[str, Any], weights: str, device: str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> MlpTranslator:
         with seeded(RANDOM_SEED):
             halves = cls.halves(config)
         if str(weights) == RANDOM:
             return cls(config, *halves.values(), f"{RANDOM} (seed {RANDOM_SEED})", True, device, dtype)
         state = read_checkpoint(weights).get("state_dict")
         if not isinstance(state, Mapping):
-            raise CheckpointError(f"{weights}: no 'state_dict' (a translator checkpoint holds "
-                                  f"{{'state_dict': {{{', '.join(halves)}}}}})")
+            raise CheckpointError(
+                f"{weights}: no 'state_dict' (a translator checkpoint holds "
+                f"{{'state_dict': {{{', '.join(halves)}}}}})"
+            )
         problems = []
         for key, half in halves.items():
-            mismatch = (f"absent (the file holds {', '.join(state) or 'nothing'})" if key not in state
-                        else state_dict_mismatch(half, state[key]))
+            mismatch = (
+                f"absent (the file holds {', '.join(state) or 'nothing'})"
+                if key not in state
+                else state_dict_mismatch(half, state[key])
+            )
             if mismatch:
                 problems.append(f"{key}: {mismatch}")
         if problems:
-            raise CheckpointError(f"{weights} is not the {config['source']['model']}->"
-                                  f"{config['target']['model']} translator of this configuration: "
-                                  + " | ".join(problems))
+            raise CheckpointError(
+                f"{weights} is not the {config['source']['model']}->"
+                f"{config['target']['model']} translator of this configuration: " + " | ".join(problems)
+            )
         for key, half in halves.items():
             half.load_state_dict(state[key], strict=True)
         return cls(config, *halves.values(), str(weights), False, device, dtype)
@@ -186,18 +205,20 @@ def translator_weights(config: Mapping[str, Any], weights: str = "auto") -> Path
     if isinstance(resolved, Path) and expected:
         digest = file_digest(resolved, "sha256")
         if digest != expected:
-            raise CheckpointError(f"{resolved}: sha256 {digest}, the translator config expects {expected}: "
-                                  "not the published file (download it again), or set sha256: null for "
-                                  "your own retrained one")
+            raise CheckpointError(
+                f"{resolved}: sha256 {digest}, the translator config expects {expected}: "
+                "not the published file (download it again), or set sha256: null for "
+                "your own retrained one"
+            )
     return resolved
 
 
-def load_translator(config: Mapping[str, Any], weights: str = "auto", device: str = "cpu",
-                    dtype: torch.dtype = torch.float32) -> FeatureTranslator:
+def load_translator(
+    config: Mapping[str, Any], weights: str = "auto", device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> FeatureTranslator:
     """The translator of ``config`` with its resolved weights (a checkpoint must load strictly)."""
     resolved = translator_weights(config, weights)
     return translator_class(config).from_config(config, weights=str(resolved), device=device, dtype=dtype)
-
 
 
 def translators_between(source: str, target: str) -> list[str]:
@@ -217,8 +238,12 @@ def translator_hint(bitstream_model: str, generator_model: str) -> str:
         return f"decode it with {bitstream_model}'s own decoder (codec={bitstream_model})"
     names = translators_between(bitstream_model, generator_model)
     if not names:
-        return (f"no translator from {bitstream_model} features to {generator_model} features is configured "
-                f"(ctc/conf/translator/): decode it with codec={bitstream_model}")
-    return (f"decode it with {bitstream_model}'s decoder (codec={bitstream_model}), or with "
-            f"{generator_model}'s generator through the translator {names[0]} (codec={names[0]}, "
-            "docs/interop.md)")
+        return (
+            f"no translator from {bitstream_model} features to {generator_model} features is configured "
+            f"(ctc/conf/translator/): decode it with codec={bitstream_model}"
+        )
+    return (
+        f"decode it with {bitstream_model}'s decoder (codec={bitstream_model}), or with "
+        f"{generator_model}'s generator through the translator {names[0]} (codec={names[0]}, "
+        "docs/interop.md)"
+    )

@@ -28,14 +28,40 @@ def face_clip(shared: Path, folder: Path) -> tuple[SequenceSpec, np.ndarray]:
     manifest = json.loads((shared / "data" / "faces" / "manifest.json").read_text())
     fps = next(entry["fps"] for entry in manifest["clips"] if entry["file"] == CLIP)
     source = shared / "data" / "faces" / CLIP
-    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(source),
-                          "-frames:v", str(FRAMES), "-vf", f"crop={WIDTH}:{HEIGHT}:32:64",
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            str(source),
+            "-frames:v",
+            str(FRAMES),
+            "-vf",
+            f"crop={WIDTH}:{HEIGHT}:32:64",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     packed = np.frombuffer(raw, np.uint8).reshape(FRAMES, HEIGHT, WIDTH, 3)
     frames = np.ascontiguousarray(packed.transpose(0, 3, 1, 2))
     frames.tofile(folder / "face.rgb")
-    spec = SequenceSpec(name="face", seq_class="FACES", file="face.rgb", width=WIDTH, height=HEIGHT,
-                        frames=FRAMES, fps=float(fps), root=folder)
+    spec = SequenceSpec(
+        name="face",
+        seq_class="FACES",
+        file="face.rgb",
+        width=WIDTH,
+        height=HEIGHT,
+        frames=FRAMES,
+        fps=float(fps),
+        root=folder,
+    )
     return spec, frames
 
 
@@ -43,14 +69,18 @@ def rgb_psnr(decoded: np.ndarray, original: np.ndarray) -> float:
     """Mean over frames of the mean over R, G, B of the plane PSNR (as the GFVC software)."""
     error = (decoded.astype(np.float64) - original.astype(np.float64)) ** 2
     mse = error.reshape(*error.shape[:2], -1).mean(axis=2)
-    return float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))))
+    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
 
 
 FAKE_VTM = Path(__file__).parent / "fake_vtm"
 
 
-def install_fake_vtm(root: Path, version: str = "22.2", bin_dir: str = "bin",
-                     names: tuple[str, str] = ("EncoderAppStatic", "DecoderAppStatic")) -> Path:
+def install_fake_vtm(
+    root: Path,
+    version: str = "22.2",
+    bin_dir: str = "bin",
+    names: tuple[str, str] = ("EncoderAppStatic", "DecoderAppStatic"),
+) -> Path:
     """A VTM folder at ``root``: ``cfg/encoder_lowdelay_vtm.cfg`` and the fake apps in ``bin_dir``."""
     (root / "cfg").mkdir(parents=True, exist_ok=True)
     (root / "cfg" / "encoder_lowdelay_vtm.cfg").write_text("IntraPeriod : -1\nGOPSize : 8\n")

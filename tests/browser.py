@@ -41,12 +41,15 @@ def chromium() -> str:
         return found
     apt = shutil.which("apt-get")
     if not apt or os.geteuid() != 0:
-        pytest.skip("no chromium on PATH and no way to install it here (needs apt-get as root): "
-                    "apt-get install chromium")
+        pytest.skip(
+            "no chromium on PATH and no way to install it here (needs apt-get as root): "
+            "apt-get install chromium"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=APT_TIMEOUT_S,
-                              check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=APT_TIMEOUT_S, check=False
+        )
         if done.returncode != 0:
             output = (done.stdout + done.stderr)[-800:]
             pytest.skip(f"could not install chromium ({' '.join(command)}): {output}")
@@ -65,18 +68,28 @@ def load_page(page_file: Path, screenshot: Path, width: int = 1280, height: int 
         browser = playwright.chromium.launch(executable_path=chromium())
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.on("console", lambda message: loaded.errors.append(f"console: {message.text}")
-                    if message.type == "error" else None)
+            page.on(
+                "console",
+                lambda message: (
+                    loaded.errors.append(f"console: {message.text}") if message.type == "error" else None
+                ),
+            )
             page.on("pageerror", lambda error: loaded.errors.append(f"page: {error}"))
-            page.on("requestfailed", lambda request: loaded.errors.append(
-                f"request: {request.url}: {request.failure}"))
+            page.on(
+                "requestfailed",
+                lambda request: loaded.errors.append(f"request: {request.url}: {request.failure}"),
+            )
             page.goto(page_file.resolve().as_uri(), wait_until="load")
             page.evaluate(LOAD_EVERYTHING)
-            loaded.images = page.evaluate("[...document.images].map(i => ({src: i.getAttribute('src'), "
-                                          "width: i.naturalWidth, height: i.naturalHeight}))")
-            loaded.videos = page.evaluate("[...document.querySelectorAll('video')].map(v => ({src: "
-                                          "v.getAttribute('src'), duration: v.duration, width: v.videoWidth, "
-                                          "error: v.error && v.error.code}))")
+            loaded.images = page.evaluate(
+                "[...document.images].map(i => ({src: i.getAttribute('src'), "
+                "width: i.naturalWidth, height: i.naturalHeight}))"
+            )
+            loaded.videos = page.evaluate(
+                "[...document.querySelectorAll('video')].map(v => ({src: "
+                "v.getAttribute('src'), duration: v.duration, width: v.videoWidth, "
+                "error: v.error && v.error.code}))"
+            )
             loaded.tables = page.evaluate("[...document.querySelectorAll('table')].map(t => t.innerText)")
             loaded.text = page.evaluate("document.body.innerText")
             page.evaluate("window.scrollTo(0, 0)")

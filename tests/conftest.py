@@ -13,9 +13,11 @@ from ctc.paths import shared_dir
 def shared() -> Path:
     path = shared_dir()
     if not path.is_dir():
-        pytest.skip(f"shared data folder {path} is absent: put the project's shared data (real clips, metric "
-                    "calibration, upstream golden outputs, VTM source) beside the clone as ../shared, or set "
-                    "GFVC_SHARED to it (README: Before you start)")
+        pytest.skip(
+            f"shared data folder {path} is absent: put the project's shared data (real clips, metric "
+            "calibration, upstream golden outputs, VTM source) beside the clone as ../shared, or set "
+            "GFVC_SHARED to it (README: Before you start)"
+        )
     return path
 
 
@@ -40,11 +42,15 @@ def _vtm_or_skip(config: dict, wanted, archive_name: str) -> None:
     if missing:
         archive = shared_dir() / "vtm" / archive_name
         if archive.is_file():
-            pytest.fail(f"the VTM source {archive} is here but {wanted} is not built ({missing}); "
-                        f"`make test` builds it, or: make vtm VTM_SRC={archive}")
+            pytest.fail(
+                f"the VTM source {archive} is here but {wanted} is not built ({missing}); "
+                f"`make test` builds it, or: make vtm VTM_SRC={archive}"
+            )
         tag = archive_name.removeprefix("VVCSoftware_").removesuffix(".tar.gz")
-        pytest.skip(f"no {wanted} build and no VTM source at {archive}: {missing}; `make vtm VTM_TAG={tag}` "
-                    "builds it from JVET's GitLab")
+        pytest.skip(
+            f"no {wanted} build and no VTM source at {archive}: {missing}; `make vtm VTM_TAG={tag}` "
+            "builds it from JVET's GitLab"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -67,5 +73,8 @@ def sei_vtm() -> dict[str, Path]:
 
     _vtm_or_skip({}, SEI_VTM, "VVCSoftware_VTM-23.13.tar.gz")
     encoder = find_program({}, "encoder", ENCODER_NAMES, SEI_VTM)
-    return {"encoder": encoder, "decoder": find_program({}, "decoder", DECODER_NAMES, SEI_VTM),
-            "cfg": encoder.resolve().parents[1] / "cfg"}
+    return {
+        "encoder": encoder,
+        "decoder": find_program({}, "decoder", DECODER_NAMES, SEI_VTM),
+        "cfg": encoder.resolve().parents[1] / "cfg",
+    }

@@ -52,16 +52,21 @@ class FakeCodec(Codec):
             (workdir / "hanging").write_text("_".join(array_task) if all(array_task) else "")
             time.sleep(600)
         bitstream.write_bytes(payload)
-        return EncodeResult(bitstream, {"header": 8, "video": 8 * (len(payload) - 1)},
-                            time.perf_counter() - start, [["fake-enc", f"--shift={rate_point}"]],
-                            log=f"fake encoder: {job}, {len(payload)} bytes")
+        return EncodeResult(
+            bitstream,
+            {"header": 8, "video": 8 * (len(payload) - 1)},
+            time.perf_counter() - start,
+            [["fake-enc", f"--shift={rate_point}"]],
+            log=f"fake encoder: {job}, {len(payload)} bytes",
+        )
 
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
         start = time.perf_counter()
         payload = bitstream.read_bytes()
         shift = payload[0]
         frames = np.frombuffer(zlib.decompress(payload[1:]), np.uint8).reshape(
-            -1, 3, sequence.height, sequence.width)
+            -1, 3, sequence.height, sequence.width
+        )
         decoded = (frames << shift) + ((1 << shift) >> 1)  # the middle of each quantisation step
         if self.config.get("short_decode"):
             decoded = decoded[:-1]

@@ -29,6 +29,7 @@ def imagenet_vgg16_features() -> nn.Sequential:
 def package_lpips_vgg_and_dists() -> tuple[lpips.LPIPS, DISTS_pytorch.DISTS]:
     """``lpips.LPIPS(net="vgg")`` and ``DISTS_pytorch.DISTS()``, in eval mode."""
     features = imagenet_vgg16_features()
+
     def vgg16(*args: object, **kwargs: object) -> SimpleNamespace:
         return SimpleNamespace(features=features)
 

@@ -111,12 +111,14 @@ class ThreeConvModel(GenerativeModel):
     def prepare_reference(self, key_frame: torch.Tensor) -> torch.Tensor:
         return self.reference(key_frame)
 
-    def generate(self, key_frame: torch.Tensor, reference: torch.Tensor,
-                 features: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
         return self.generator(reference).clamp(0, 1)
 
-    def decoder_pass(self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor,
-                     frame: torch.Tensor) -> torch.Tensor:
+    def decoder_pass(
+        self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
         return self.generate(key_frame, reference, features + self.extract_features(frame))
 
 

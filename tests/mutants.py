@@ -35,8 +35,16 @@ def scratch_copy(module: str) -> Path:
     """The tracked files of the worktree (as they are now, edits included) in a fresh folder."""
     work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
     shutil.rmtree(work, ignore_errors=True)
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file() and not name.startswith(("notebooks/", "docs/", "examples/")):
@@ -49,11 +57,17 @@ def configure(work: Path, module: str, tests: list[str], skip_lines: list[str]) 
     """mutmut's settings in the copy's pyproject.toml: this module only, these tests only, no mutants in
     the statements whose first line matches one of ``skip_lines``."""
     package = module.split("/")[0]
-    others = sorted(p.name for p in work.iterdir() if p.name not in (package, "pyproject.toml", "setup.cfg",
-                                                                      "tests"))
-    section = {"source_paths": [package], "only_mutate": [module],
-               "pytest_add_cli_args_test_selection": tests, "pytest_add_cli_args": ["-p", "no:cacheprovider"],
-               "also_copy": others, "do_not_mutate_patterns": skip_lines}
+    others = sorted(
+        p.name for p in work.iterdir() if p.name not in (package, "pyproject.toml", "setup.cfg", "tests")
+    )
+    section = {
+        "source_paths": [package],
+        "only_mutate": [module],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        "also_copy": others,
+        "do_not_mutate_patterns": skip_lines,
+    }
     lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in section.items()]
     with open(work / "pyproject.toml", "a", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")
@@ -68,8 +82,14 @@ def environment() -> dict[str, str]:
 
 def mutmut(work: Path, *args: str) -> str:
     env = environment()
-    done = subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env, text=True,
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mutmut", *args],
+        cwd=work,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0 and args[0] != "run":
         raise SystemExit(f"mutmut {' '.join(args)} failed in {work}:\n{done.stdout}{done.stderr}")
     return done.stdout + done.stderr
@@ -91,8 +111,15 @@ print(json.dumps({name: get_diff_for_mutant(name, path=find_mutant(name).path) f
 
 def diffs(work: Path, names: list[str]) -> dict[str, str]:
     env = environment()
-    done = subprocess.run([sys.executable, "-c", DIFFS], cwd=work, env=env, input=json.dumps(names),
-                          text=True, capture_output=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", DIFFS],
+        cwd=work,
+        env=env,
+        input=json.dumps(names),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     if done.returncode == 0:
         return json.loads(done.stdout)
     return {name: mutmut(work, "show", name) for name in names}  # another mutmut version: its command
@@ -114,7 +141,11 @@ def function_of(name: str) -> str:
 
 def is_equivalent(entry: dict[str, str], module: str, function: str, original: str, mutated: str) -> bool:
     return (entry["module"], entry["function"], entry["original"], entry["mutated"]) == (
-        module, function, original, mutated)
+        module,
+        function,
+        original,
+        mutated,
+    )
 
 
 def run_module(module: str, settings: dict, jobs: int, equivalents: list[dict[str, str]]) -> dict:
@@ -124,37 +155,65 @@ def run_module(module: str, settings: dict, jobs: int, equivalents: list[dict[st
     (work / "mutmut-run.log").write_text(log, encoding="utf-8")
     verdicts = statuses(work)
     if not verdicts:
-        raise SystemExit(f"mutmut made no mutants of {module}; its log, {work / 'mutmut-run.log'}, ends:\n"
-                         f"{log[-3000:]}")
+        raise SystemExit(
+            f"mutmut made no mutants of {module}; its log, {work / 'mutmut-run.log'}, ends:\n{log[-3000:]}"
+        )
     survivors, equivalent = [], []
     undetected = sorted(name for name, status in verdicts.items() if status not in DETECTED)
     for name, diff in diffs(work, undetected).items():
         status = verdicts[name]
         original, mutated = changed_lines(diff)
         function = function_of(name)
-        record = {"name": name, "status": status, "function": function, "original": original,
-                  "mutated": mutated, "diff": diff.strip()}
+        record = {
+            "name": name,
+            "status": status,
+            "function": function,
+            "original": original,
+            "mutated": mutated,
+            "diff": diff.strip(),
+        }
         matched = any(is_equivalent(e, module, function, original, mutated) for e in equivalents)
         (equivalent if matched else survivors).append(record)
     counts = Counter(verdicts.values())
     killed = sum(counts[s] for s in DETECTED)
     score = killed / max(len(verdicts) - len(equivalent), 1)
-    return {"module": module, "total": len(verdicts), "killed": killed, "timeouts": counts["timeout"],
-            "equivalent": len(equivalent),
-            "survived": len(survivors), "score": score, "statuses": dict(counts), "survivors": survivors}
+    return {
+        "module": module,
+        "total": len(verdicts),
+        "killed": killed,
+        "timeouts": counts["timeout"],
+        "equivalent": len(equivalent),
+        "survived": len(survivors),
+        "score": score,
+        "statuses": dict(counts),
+        "survivors": survivors,
+    }
 
 
 def write_report(results: list[dict]) -> Path:
-    lines = ["# Mutation testing (`make mutants`)", "",
-             "score = killed / (total - reviewed equivalent); equivalents: tests/mutants_equivalent.toml", "",
-             "| module | mutants | killed (of which timeouts) | equivalent | surviving | score |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['module']} | {r['total']} | {r['killed']} ({r['timeouts']}) | {r['equivalent']} | "
-              f"{r['survived']} | {r['score']:.1%} |" for r in results]
+    lines = [
+        "# Mutation testing (`make mutants`)",
+        "",
+        "score = killed / (total - reviewed equivalent); equivalents: tests/mutants_equivalent.toml",
+        "",
+        "| module | mutants | killed (of which timeouts) | equivalent | surviving | score |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['module']} | {r['total']} | {r['killed']} ({r['timeouts']}) | {r['equivalent']} | "
+        f"{r['survived']} | {r['score']:.1%} |"
+        for r in results
+    ]
     for result in results:
         for survivor in result["survivors"]:
-            lines += ["", f"## {result['module']}: {survivor['name']} ({survivor['status']})", "",
-                      "```diff", survivor["diff"], "```"]
+            lines += [
+                "",
+                f"## {result['module']}: {survivor['name']} ({survivor['status']})",
+                "",
+                "```diff",
+                survivor["diff"],
+                "```",
+            ]
     OUT.mkdir(parents=True, exist_ok=True)
     report = OUT / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -178,8 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutating {module} against {' '.join(modules[module]['tests'])}", flush=True)
         results.append(run_module(module, settings, args.jobs, equivalents))
         r = results[-1]
-        print(f"  {r['total']} mutants: {r['killed']} killed ({r['timeouts']} by timeout), "
-              f"{r['equivalent']} equivalent, {r['survived']} surviving; score {r['score']:.1%}", flush=True)
+        print(
+            f"  {r['total']} mutants: {r['killed']} killed ({r['timeouts']} by timeout), "
+            f"{r['equivalent']} equivalent, {r['survived']} surviving; score {r['score']:.1%}",
+            flush=True,
+        )
     print(f"report: {write_report(results)}")
     return 0
 

@@ -14,8 +14,12 @@ import math
 from pathlib import Path
 
 ANCHOR = "vvenc"
-SEQUENCES = {"VOXCELEB_001": "VOXCELEB", "VOXCELEB_002": "VOXCELEB", "CFVQA_001": "CFVQA",
-             "CFVQA_002": "CFVQA"}
+SEQUENCES = {
+    "VOXCELEB_001": "VOXCELEB",
+    "VOXCELEB_002": "VOXCELEB",
+    "CFVQA_001": "CFVQA",
+    "CFVQA_002": "CFVQA",
+}
 # codec: (rate points -> kbps, rate factor: the anchor's rate for the same quality / this codec's)
 CURVES = {
     "vvenc": ({"qp37": 40.0, "qp42": 20.0, "qp47": 10.0, "qp52": 5.0}, 1.0),
@@ -25,15 +29,21 @@ CURVES = {
 CONTAINER_KBPS = 0.5  # what cfte's file header and length fields add to its kbps
 SECONDS = {"vvenc": (10.0, 1.0), "cfte": (1.0, 4.0), "x265": (2.0, 0.5)}  # encoder, decoder per job
 DIRECTIONS = {"dists": "lower_is_better", "lpips": "lower_is_better", "psnr": "higher_is_better"}
-MISSING = {("cfte", "VOXCELEB_002", "qp52"): "failed", ("x265", "CFVQA_001", "qp47"): "absent",
-           ("vvenc", "CFVQA_002", None): "absent"}
+MISSING = {
+    ("cfte", "VOXCELEB_002", "qp52"): "failed",
+    ("x265", "CFVQA_001", "qp47"): "absent",
+    ("vvenc", "CFVQA_002", None): "absent",
+}
 
 
 def metrics_at(kbps: float, factor: float, offset: float) -> dict[str, float]:
     """Quality of a codec at ``kbps``: a line in log2 of the anchor-equivalent rate."""
     level = math.log2(kbps * factor)
-    return {"dists": 0.30 - 0.02 * level - offset / 100, "lpips": 0.40 - 0.03 * level - offset / 100,
-            "psnr": 30.0 + 2.0 * level + offset}
+    return {
+        "dists": 0.30 - 0.02 * level - offset / 100,
+        "lpips": 0.40 - 0.03 * level - offset / 100,
+        "psnr": 30.0 + 2.0 * level + offset,
+    }
 
 
 def parts(codec: str, bits: float) -> dict[str, float]:
@@ -54,20 +64,32 @@ def write_run(run_dir: Path) -> Path:
                 if gap == "absent":
                     continue
                 result = {
-                    "status": "failed" if gap else "ok", "codec": codec,
-                    "role": "anchor" if codec == ANCHOR else "test", "codec_version": f"{codec} 1.0",
-                    "codec_provenance": {"random_weights": codec == "cfte"} | (
-                        {"checkpoint": "cfte-random.pth"} if codec == "cfte" else {}),
-                    "random_weights": codec == "cfte", "sequence": sequence, "seq_class": seq_class,
-                    "rate_point": rate_point, "frames": 10, "fps": 25, "width": 64, "height": 64,
+                    "status": "failed" if gap else "ok",
+                    "codec": codec,
+                    "role": "anchor" if codec == ANCHOR else "test",
+                    "codec_version": f"{codec} 1.0",
+                    "codec_provenance": {"random_weights": codec == "cfte"}
+                    | ({"checkpoint": "cfte-random.pth"} if codec == "cfte" else {}),
+                    "random_weights": codec == "cfte",
+                    "sequence": sequence,
+                    "seq_class": seq_class,
+                    "rate_point": rate_point,
+                    "frames": 10,
+                    "fps": 25,
+                    "width": 64,
+                    "height": 64,
                     "bits": {"total": kbps * 400, "parts": parts(codec, kbps * 400)},
                     "encode_details": {"key_frames": 1} if codec == "cfte" else {},
                     "kbps": None if gap else kbps,
-                    "enc_seconds": SECONDS[codec][0], "dec_seconds": SECONDS[codec][1], "commands": [],
+                    "enc_seconds": SECONDS[codec][0],
+                    "dec_seconds": SECONDS[codec][1],
+                    "commands": [],
                     "metrics": {} if gap else metrics_at(kbps, factor, offset=index),
-                    "metric_directions": DIRECTIONS, "config_hash": "abc123",
+                    "metric_directions": DIRECTIONS,
+                    "config_hash": "abc123",
                     "error": "decoder crashed\nCodecError: out of memory" if gap else None,
-                    "log_tail": "", "created": "2026-01-01T00:00:00+00:00",
+                    "log_tail": "",
+                    "created": "2026-01-01T00:00:00+00:00",
                 }
                 if codec == "cfte" and not gap:  # a GFVC file: its container is not in kbps
                     result |= {"file_kbps": kbps + CONTAINER_KBPS, "rate_counts": "key_frame+features"}

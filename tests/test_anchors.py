@@ -23,12 +23,30 @@ VCL_TYPES = {"vvenc": range(0, 12), "x265": range(0, 32)}
 
 def stream_structure(bitstream: Path) -> dict[str, list[int]]:
     """NAL unit types, picture order counts (decoding order) and reorder limits from FFmpeg's parser."""
-    trace = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(bitstream), "-c", "copy",
-                            "-bsf:v", "trace_headers", "-f", "null", "-"],
-                           capture_output=True, text=True, check=True).stderr
-    return {"nal_types": [int(v) for v in re.findall(r"\snal_unit_type\s+[01]+ = (\d+)", trace)],
-            "pocs": [int(v) for v in re.findall(r"pic_order_cnt_lsb\s+[01]+ = (\d+)", trace)],
-            "reorder": [int(v) for v in re.findall(r"max_num_reorder_pics\[\d+\]\s+[01]+ = (\d+)", trace)]}
+    trace = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            str(bitstream),
+            "-c",
+            "copy",
+            "-bsf:v",
+            "trace_headers",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    return {
+        "nal_types": [int(v) for v in re.findall(r"\snal_unit_type\s+[01]+ = (\d+)", trace)],
+        "pocs": [int(v) for v in re.findall(r"pic_order_cnt_lsb\s+[01]+ = (\d+)", trace)],
+        "reorder": [int(v) for v in re.findall(r"max_num_reorder_pics\[\d+\]\s+[01]+ = (\d+)", trace)],
+    }
 
 
 @pytest.fixture(scope="module")

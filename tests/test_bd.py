@@ -39,7 +39,7 @@ def test_shifted_curve_gives_the_known_value():
     # Quality rises 3 dB per doubling, so +1.5 dB everywhere is the anchor's quality at sqrt(1/2) of
     # the rate: BD-rate = 2**-0.5 - 1, and BD-quality is the shift itself.
     result = bd_rate(RATES, PSNR, RATES, PSNR + 1.5)
-    assert result.bd_rate == pytest.approx((2 ** -0.5 - 1) * 100, abs=1e-9)
+    assert result.bd_rate == pytest.approx((2**-0.5 - 1) * 100, abs=1e-9)
     assert result.bd_quality == pytest.approx(1.5, abs=1e-9)
     assert result.overlap == pytest.approx(7.5 / 10.5)  # shared 31.5..39 of 30..40.5
     assert result.status == "partial_overlap"
@@ -72,8 +72,10 @@ def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if secant[k - 1] * secant[k] > 0:
             w1, w2 = 2 * h[k] + h[k - 1], h[k] + 2 * h[k - 1]
             slopes[k] = (w1 + w2) / (w1 / secant[k - 1] + w2 / secant[k])
-    for end, (h0, h1, d0, d1) in ((0, (h[0], h[1], secant[0], secant[1])),
-                                  (-1, (h[-1], h[-2], secant[-1], secant[-2]))):
+    for end, (h0, h1, d0, d1) in (
+        (0, (h[0], h[1], secant[0], secant[1])),
+        (-1, (h[-1], h[-2], secant[-1], secant[-2])),
+    ):
         slope = ((2 * h0 + h1) * d0 - h0 * d1) / (h0 + h1)
         if np.sign(slope) != np.sign(d0):
             slope = 0.0
@@ -94,8 +96,12 @@ def _mean_of_curve(x: np.ndarray, y: np.ndarray, low: float, high: float, method
         k = np.clip(np.searchsorted(x, grid, side="right") - 1, 0, len(x) - 2)
         h = x[k + 1] - x[k]
         t = (grid - x[k]) / h
-        values = ((2 * t**3 - 3 * t**2 + 1) * y[k] + (t**3 - 2 * t**2 + t) * h * slopes[k]
-                  + (-2 * t**3 + 3 * t**2) * y[k + 1] + (t**3 - t**2) * h * slopes[k + 1])
+        values = (
+            (2 * t**3 - 3 * t**2 + 1) * y[k]
+            + (t**3 - 2 * t**2 + t) * h * slopes[k]
+            + (-2 * t**3 + 3 * t**2) * y[k + 1]
+            + (t**3 - t**2) * h * slopes[k + 1]
+        )
     return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(grid)) / (high - low))
 
 
@@ -103,17 +109,21 @@ def reference_bd(anchor_rate, anchor_quality, test_rate, test_quality, method="p
     """BD-rate (%) and BD-quality by their definition (Bjontegaard, VCEG-M33; the JVET CTC template's
     piecewise cubic): log10(rate) as a function of quality averaged over the shared quality range, and
     quality as a function of log10(rate) over the shared log-rate range; test minus anchor."""
-    curves = [(np.log10(np.asarray(r, float)), np.asarray(q, float))
-              for r, q in ((anchor_rate, anchor_quality), (test_rate, test_quality))]
+    curves = [
+        (np.log10(np.asarray(r, float)), np.asarray(q, float))
+        for r, q in ((anchor_rate, anchor_quality), (test_rate, test_quality))
+    ]
     curves = [(r[np.argsort(r)], q[np.argsort(r)]) for r, q in curves]
     (log_a, q_a), (log_t, q_t) = curves
     low, high = max(q_a.min(), q_t.min()), min(q_a.max(), q_t.max())
     by_quality = [np.argsort(q) for q in (q_a, q_t)]
-    log_rate_gain = (_mean_of_curve(q_t[by_quality[1]], log_t[by_quality[1]], low, high, method)
-                     - _mean_of_curve(q_a[by_quality[0]], log_a[by_quality[0]], low, high, method))
+    log_rate_gain = _mean_of_curve(
+        q_t[by_quality[1]], log_t[by_quality[1]], low, high, method
+    ) - _mean_of_curve(q_a[by_quality[0]], log_a[by_quality[0]], low, high, method)
     low, high = max(log_a.min(), log_t.min()), min(log_a.max(), log_t.max())
-    quality_gain = (_mean_of_curve(log_t, q_t, low, high, method)
-                    - _mean_of_curve(log_a, q_a, low, high, method))
+    quality_gain = _mean_of_curve(log_t, q_t, low, high, method) - _mean_of_curve(
+        log_a, q_a, low, high, method
+    )
     return (10**log_rate_gain - 1) * 100, quality_gain
 
 
@@ -148,25 +158,29 @@ def test_random_monotonic_curves_match_the_definition(method):
         result = bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method=method, min_overlap=0)
         if result.rate_overlap == 0 or result.overlap == 0:
             continue  # no range to integrate over: the statuses are tested below
-        expected_rate, expected_quality = reference_bd(anchor_rate, anchor_quality, test_rate, test_quality,
-                                                       method=method)
+        expected_rate, expected_quality = reference_bd(
+            anchor_rate, anchor_quality, test_rate, test_quality, method=method
+        )
         assert result.status == "ok"
         # relative: the cubic fit's BD-rate can be huge when curves barely overlap
         assert result.bd_rate == pytest.approx(expected_rate, rel=1e-6, abs=1e-6)
         assert result.bd_quality == pytest.approx(expected_quality, rel=1e-6, abs=1e-6)
 
 
-@pytest.mark.parametrize(("anchor", "test", "status", "words"), [
-    ((RATES, PSNR), (RATES * 100, PSNR + 20), "no_overlap", "do not overlap"),
-    ((RATES, PSNR), (RATES[:3], PSNR[:3]), "too_few_points", "test curve has 3 rate point(s), 4 needed"),
-    ((RATES[:2], PSNR[:2]), (RATES, PSNR), "too_few_points", "anchor curve has 2"),
-    ((RATES, PSNR), (RATES, [30, 34, 33, 39]), "non_monotonic", "test quality does not rise with rate"),
-    ((RATES, [30, 30, 36, 39]), (RATES, PSNR), "non_monotonic", "anchor quality"),
-    ((RATES, PSNR), ([100, 100, 400, 800], PSNR), "duplicate_rates", "same rate"),
-    ((RATES, PSNR), (RATES, [30, np.nan, 36, 39]), "invalid_input", "NaN"),
-    ((RATES, PSNR), ([0, 200, 400, 800], PSNR), "invalid_input", "rate <= 0"),
-    (([], []), (RATES, PSNR), "too_few_points", "anchor curve has 0"),
-])
+@pytest.mark.parametrize(
+    ("anchor", "test", "status", "words"),
+    [
+        ((RATES, PSNR), (RATES * 100, PSNR + 20), "no_overlap", "do not overlap"),
+        ((RATES, PSNR), (RATES[:3], PSNR[:3]), "too_few_points", "test curve has 3 rate point(s), 4 needed"),
+        ((RATES[:2], PSNR[:2]), (RATES, PSNR), "too_few_points", "anchor curve has 2"),
+        ((RATES, PSNR), (RATES, [30, 34, 33, 39]), "non_monotonic", "test quality does not rise with rate"),
+        ((RATES, [30, 30, 36, 39]), (RATES, PSNR), "non_monotonic", "anchor quality"),
+        ((RATES, PSNR), ([100, 100, 400, 800], PSNR), "duplicate_rates", "same rate"),
+        ((RATES, PSNR), (RATES, [30, np.nan, 36, 39]), "invalid_input", "NaN"),
+        ((RATES, PSNR), ([0, 200, 400, 800], PSNR), "invalid_input", "rate <= 0"),
+        (([], []), (RATES, PSNR), "too_few_points", "anchor curve has 0"),
+    ],
+)
 def test_bad_curves_get_a_status_and_reason(anchor, test, status, words):
     result = bd_rate(*anchor, *test)
     assert result.status == status
@@ -183,15 +197,18 @@ def test_bad_curves_get_a_status_and_reason(anchor, test, status, words):
 
 def test_the_first_non_rising_point_is_named():
     result = bd_rate(RATES, PSNR, RATES, [30, 34, 33, 39])
-    assert result.reason == ("test quality does not rise with rate: 34 at 200, 33 at 400; "
-                             "BD-rate needs a rising curve")
+    assert result.reason == (
+        "test quality does not rise with rate: 34 at 200, 33 at 400; BD-rate needs a rising curve"
+    )
 
 
 @pytest.mark.parametrize("which", ["rate", "quality"])
 def test_a_missing_value_as_none_is_invalid_input_not_an_error(which):
     """``bd_rate`` never raises for bad data: None (a missing value from JSON) is NaN."""
-    rates, quality = [100, 200, None, 800] if which == "rate" else RATES, \
-        [30, None, 36, 39] if which == "quality" else PSNR
+    rates, quality = (
+        [100, 200, None, 800] if which == "rate" else RATES,
+        [30, None, 36, 39] if which == "quality" else PSNR,
+    )
     result = bd_rate(RATES, PSNR, rates, quality)
     assert result.status == "invalid_input" and "missing (NaN)" in result.reason
 
@@ -203,8 +220,9 @@ def test_rates_below_one_are_rates():
 
 
 def test_integer_inputs_give_the_float_results():
-    assert bd_rate([100, 200, 400, 800], [30, 33, 36, 39], [50, 100, 200, 400], [30, 33, 36, 39]) == \
-        bd_rate(RATES, PSNR, RATES / 2, PSNR)
+    assert bd_rate([100, 200, 400, 800], [30, 33, 36, 39], [50, 100, 200, 400], [30, 33, 36, 39]) == bd_rate(
+        RATES, PSNR, RATES / 2, PSNR
+    )
 
 
 def test_an_overlap_of_exactly_the_threshold_is_enough():
@@ -275,7 +293,10 @@ def test_cli_takes_directions_from_the_metric_registry(tmp_path, capsys):
     assert main([str(anchor), str(test)]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     assert {name: m["direction"] for name, m in metrics.items()} == {
-        "psnr": "higher_is_better", "dists": "lower_is_better", "vmaf": "higher_is_better"}
+        "psnr": "higher_is_better",
+        "dists": "lower_is_better",
+        "vmaf": "higher_is_better",
+    }
     assert all(m["bd_rate"] == pytest.approx(-50.0) for m in metrics.values())
 
 
@@ -289,12 +310,20 @@ def test_cli_marks_bad_curves_and_takes_the_method(tmp_path, capsys):
     assert report["metrics"]["psnr"]["bd_rate"] is None
 
 
-@pytest.mark.parametrize(("columns", "message"), [
-    ({"rate": RATES, "psnr": PSNR}, "expected a 'kbps' column (one row per rate point); found rate, psnr"),
-    ({"kbps": RATES, "psnr": ["a", "b", "c", "d"]},
-     "column 'psnr' is not numeric; expected kbps and one column per metric"),
-    ({"kbps": RATES, "ssim": PSNR}, "no column for metric 'psnr'"),
-])
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (
+            {"rate": RATES, "psnr": PSNR},
+            "expected a 'kbps' column (one row per rate point); found rate, psnr",
+        ),
+        (
+            {"kbps": RATES, "psnr": ["a", "b", "c", "d"]},
+            "column 'psnr' is not numeric; expected kbps and one column per metric",
+        ),
+        ({"kbps": RATES, "ssim": PSNR}, "no column for metric 'psnr'"),
+    ],
+)
 def test_cli_rejects_bad_files_with_one_message(tmp_path, capsys, columns, message):
     anchor = _write_curve(tmp_path / "anchor.csv", RATES, psnr=PSNR)
     bad = tmp_path / "bad.csv"

@@ -14,8 +14,16 @@ def sample() -> GfvcBitstream:
     # a 140-byte payload needs a 2-byte length field; key frames at 0 and 3 (two GOPs)
     payloads = [b"", b"\x7c", b"\x85\xe0" * 70, b"", b"\x01\x02\x03"]
     key_frames = {0: b"key-frame-bitstream" * 5, 3: b"second key frame"}
-    return GfvcBitstream("cfte", HASH, 256, 192, key_frames, payloads, {"base_layer": b"\x00\x01" * 9},
-                         {"residual": [b"", b"r1", b"", b"", b"r4" * 3]})
+    return GfvcBitstream(
+        "cfte",
+        HASH,
+        256,
+        192,
+        key_frames,
+        payloads,
+        {"base_layer": b"\x00\x01" * 9},
+        {"residual": [b"", b"r1", b"", b"", b"r4" * 3]},
+    )
 
 
 def test_round_trip_and_fields():

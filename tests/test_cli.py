@@ -20,15 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_version_prints_the_release_and_the_commit(capsys):
     main(["--version"])
     line = capsys.readouterr().out.strip()
-    assert re.fullmatch(rf"gfvc-ctc {re.escape(ctc.__version__)} \(commit {git_commit()}"
-                        r"(, with uncommitted changes)?\)", line), line
+    assert re.fullmatch(
+        rf"gfvc-ctc {re.escape(ctc.__version__)} \(commit {git_commit()}"
+        r"(, with uncommitted changes)?\)",
+        line,
+    ), line
 
 
 def test_the_changelog_and_the_citation_name_the_current_version():

@@ -20,16 +20,29 @@ from ctc.paths import PROJECT_ROOT, cache_dir
 
 EXAMPLE = PROJECT_ROOT / "examples" / "my_gfvc_model"
 TREE = ("ctc", "anchors", "models", "hydra_plugins")
-ONE_DEMO_CLIP = ["testset=demo", "testset.sequences=[DEMO_001]", "testset.frames=2", "metrics=psnr",
-                 "report=false", "jobs=1"]
+ONE_DEMO_CLIP = [
+    "testset=demo",
+    "testset.sequences=[DEMO_001]",
+    "testset.frames=2",
+    "metrics=psnr",
+    "report=false",
+    "jobs=1",
+]
 
 
 def ctc_run(args: list[str], cwd: Path, python_path: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "GFVC_CACHE": str(cache_dir()), "PYTHONWARNINGS": "ignore"}
     if python_path:
         env["PYTHONPATH"] = str(python_path)
-    return subprocess.run([sys.executable, "-m", "ctc.runner", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ctc.runner", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -38,13 +51,17 @@ def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 def results(run_dir: Path) -> dict[str, dict]:
-    return {str(path.parent.relative_to(run_dir)): json.loads(path.read_text())
-            for path in sorted(run_dir.glob("*/*/*/result.json"))}
+    return {
+        str(path.parent.relative_to(run_dir)): json.loads(path.read_text())
+        for path in sorted(run_dir.glob("*/*/*/result.json"))
+    }
 
 
 def bitstream_digests(run_dir: Path) -> dict[str, str]:
-    return {label: compute_digest(run_dir / label / result["bitstream"], "sha256")
-            for label, result in results(run_dir).items()}
+    return {
+        label: compute_digest(run_dir / label / result["bitstream"], "sha256")
+        for label, result in results(run_dir).items()
+    }
 
 
 def replace_in(path: Path, old: str, new: str) -> None:
@@ -58,8 +75,10 @@ def test_a_fingerprint_ignores_comments_and_docstrings_but_not_statements(tmp_pa
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "helpers.py").write_text("SCALE = 2\n")
-    (package / "model.py").write_text('"""A model."""\nfrom thumbcodec.helpers import SCALE\n\n'
-                                      'def up(x):\n    return x * SCALE  # bicubic\n')
+    (package / "model.py").write_text(
+        '"""A model."""\nfrom thumbcodec.helpers import SCALE\n\n'
+        "def up(x):\n    return x * SCALE  # bicubic\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     before = code_fingerprint(["thumbcodec.model"])
     assert sorted(before) == ["thumbcodec/__init__.py", "thumbcodec/helpers.py", "thumbcodec/model.py"]
@@ -68,7 +87,8 @@ def test_a_fingerprint_ignores_comments_and_docstrings_but_not_statements(tmp_pa
     assert code_fingerprint(["thumbcodec.model"]) == before
     replace_in(package / "helpers.py", "SCALE = 2", "SCALE = 3")  # a module the model imports
     assert changes({"code": before}, {"code": code_fingerprint(["thumbcodec.model"])}) == [
-        "thumbcodec/helpers.py changed"]
+        "thumbcodec/helpers.py changed"
+    ]
 
 
 def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_command_lines():
@@ -76,8 +96,9 @@ def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_c
     from ctc.conf import load_section
     from ctc.identity import codec_identity
 
-    cfte = codec_identity({**load_section("codec", "cfte"), "weights": "random",
-                           "intra": load_section("picture_codec", "x265")})
+    cfte = codec_identity(
+        {**load_section("codec", "cfte"), "weights": "random", "intra": load_section("picture_codec", "x265")}
+    )
     assert {"models/gfvc.py", "models/cfte.py", "ctc/frames.py"} <= set(cfte["code"])
     assert not [path for path in cfte["code"] if path.startswith("ctc/") and path != "ctc/frames.py"]
     key_frames = cfte["key_frame_codec"]
@@ -93,8 +114,15 @@ def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_c
 def test_editing_a_plug_in_model_outside_the_repository_redoes_its_jobs_and_names_the_file(tmp_path):
     example = tmp_path / "my_gfvc_model"
     shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("__pycache__"))
-    sweep = ["--config-dir", "conf", "codec=mine_q4", "picture_codec@codec.intra=vvenc", "anchor=none",
-             *ONE_DEMO_CLIP, f"results_dir={tmp_path / 'results'}"]
+    sweep = [
+        "--config-dir",
+        "conf",
+        "codec=mine_q4",
+        "picture_codec@codec.intra=vvenc",
+        "anchor=none",
+        *ONE_DEMO_CLIP,
+        f"results_dir={tmp_path / 'results'}",
+    ]
     ok(ctc_run(sweep, example, example))
     run_dir = tmp_path / "results" / "demo-f2"
     first = results(run_dir)
@@ -110,7 +138,8 @@ def test_editing_a_plug_in_model_outside_the_repository_redoes_its_jobs_and_name
     redone = ok(ctc_run(sweep, example, example))
     assert "mine_q4: my_gfvc_model/affine.py changed, 4 jobs to run" in redone.stderr
     assert {label: result["config_hash"] for label, result in results(run_dir).items()} != {
-        label: result["config_hash"] for label, result in first.items()}
+        label: result["config_hash"] for label, result in first.items()
+    }
 
 
 @pytest.fixture
@@ -126,9 +155,16 @@ def tree_copy(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.vtm
 def test_refactoring_the_vtm_wrapper_redoes_nothing_and_a_metric_edit_redoes_only_the_scores(
-        tree_copy, real_vtm, tmp_path):
-    sweep = ["codec=vtm", "codec.rate_points=[37]", "anchor=x265", "anchor.rate_points=[37]", *ONE_DEMO_CLIP,
-             f"results_dir={tmp_path / 'results'}"]
+    tree_copy, real_vtm, tmp_path
+):
+    sweep = [
+        "codec=vtm",
+        "codec.rate_points=[37]",
+        "anchor=x265",
+        "anchor.rate_points=[37]",
+        *ONE_DEMO_CLIP,
+        f"results_dir={tmp_path / 'results'}",
+    ]
     ok(ctc_run(sweep, tmp_path, tree_copy))
     run_dir = tmp_path / "results" / "demo-f2"
     first, bitstreams = results(run_dir), bitstream_digests(run_dir)
@@ -154,7 +190,8 @@ def test_refactoring_the_vtm_wrapper_redoes_nothing_and_a_metric_edit_redoes_onl
     assert bitstream_digests(run_dir) == bitstreams
     assert all(result["reused_bitstream"] for result in after.values())
     assert {label: result["config_hash"] for label, result in after.items()} == {
-        label: result["config_hash"] for label, result in first.items()}
+        label: result["config_hash"] for label, result in first.items()
+    }
     assert after["vtm/DEMO_001/37"]["metrics"] == first["vtm/DEMO_001/37"]["metrics"]
 
 
@@ -163,15 +200,23 @@ def test_refactoring_the_vtm_wrapper_redoes_nothing_and_a_metric_edit_redoes_onl
 def test_a_vtm_binary_whose_bytes_change_under_the_same_version_redoes_its_jobs(real_vtm, tmp_path):
     from anchors.vtm_tools import DECODER_NAMES, ENCODER_NAMES, find_encoder_cfg, find_program, vtm_version
 
-    encoder, decoder = (find_program(real_vtm, role, names)
-                        for role, names in (("encoder", ENCODER_NAMES), ("decoder", DECODER_NAMES)))
+    encoder, decoder = (
+        find_program(real_vtm, role, names)
+        for role, names in (("encoder", ENCODER_NAMES), ("decoder", DECODER_NAMES))
+    )
     copy = tmp_path / "vtm"
     (copy / "bin").mkdir(parents=True)
     for program in (encoder, decoder):
         shutil.copy2(program, copy / "bin" / program.name)
     shutil.copytree(find_encoder_cfg(real_vtm, encoder).parent, copy / "cfg")
-    sweep = ["codec=vtm", "codec.rate_points=[37]", f"codec.vtm_dir={copy}", "anchor=none", *ONE_DEMO_CLIP,
-             f"results_dir={tmp_path / 'results'}"]
+    sweep = [
+        "codec=vtm",
+        "codec.rate_points=[37]",
+        f"codec.vtm_dir={copy}",
+        "anchor=none",
+        *ONE_DEMO_CLIP,
+        f"results_dir={tmp_path / 'results'}",
+    ]
     ok(ctc_run(sweep, tmp_path))
     run_dir = tmp_path / "results" / "demo-f2"
     first = results(run_dir)["vtm/DEMO_001/37"]

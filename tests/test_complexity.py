@@ -105,14 +105,22 @@ def test_command_prints_and_records_the_figures_of_a_users_model(
     assert main(["three", "--config-dir", str(tmp_path / "conf"), "--size", "16", "--json", str(record)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "three: parameters",
-        f"  {'features':<40} {6:>14,}", f"  {'reference':<40} {108:>14,}", f"  {'generator':<40} {12:>14,}",
+        f"  {'features':<40} {6:>14,}",
+        f"  {'reference':<40} {108:>14,}",
+        f"  {'generator':<40} {12:>14,}",
         f"three: kMAC per pixel at 16x16 (not counted: {NOT_COUNTED})",
-        f"  {'encoder':<40} {'0.006':>14}", f"  {'decoder':<40} {'0.018':>14}",
-        f"  {'key_frame':<40} {'0.108':>14}"]
-    assert json.loads(record.read_text()) == [{
-        "model": "three", "frame_size": [16, 16],
-        "parameters": {"features": 6, "reference": 108, "generator": 12},
-        "macs_per_pixel": {"encoder": 6.0, "decoder": 18.0, "key_frame": 108.0}}]
+        f"  {'encoder':<40} {'0.006':>14}",
+        f"  {'decoder':<40} {'0.018':>14}",
+        f"  {'key_frame':<40} {'0.108':>14}",
+    ]
+    assert json.loads(record.read_text()) == [
+        {
+            "model": "three",
+            "frame_size": [16, 16],
+            "parameters": {"features": 6, "reference": 108, "generator": 12},
+            "macs_per_pixel": {"encoder": 6.0, "decoder": 18.0, "key_frame": 108.0},
+        }
+    ]
     assert record.read_text().startswith('[\n {\n  "model": "three",')  # indented by one
     # again into the same folder, now there
     assert main(["three", "--config-dir", str(tmp_path / "conf"), "--size", "16", "--json", str(record)]) == 0
@@ -130,8 +138,16 @@ def test_defaults_and_a_model_without_networks() -> None:
 
 
 def test_format_complexity_indents_sub_networks_and_prints_kmac() -> None:
-    result = {"model": "m", "frame_size": [64, 32], "parameters": {"generator": 1234567, "generator.sdc": 89},
-              "macs_per_pixel": {"decoder": 123456.0}}
+    result = {
+        "model": "m",
+        "frame_size": [64, 32],
+        "parameters": {"generator": 1234567, "generator.sdc": 89},
+        "macs_per_pixel": {"decoder": 123456.0},
+    }
     assert format_complexity(result).splitlines() == [
-        "m: parameters", f"  {'generator':<40} {'1,234,567':>14}", f"    {'generator.sdc':<40} {'89':>14}",
-        "m: kMAC per pixel at 32x64", f"  {'decoder':<40} {'123.46':>14}"]
+        "m: parameters",
+        f"  {'generator':<40} {'1,234,567':>14}",
+        f"    {'generator.sdc':<40} {'89':>14}",
+        "m: kMAC per pixel at 32x64",
+        f"  {'decoder':<40} {'123.46':>14}",
+    ]

@@ -45,8 +45,15 @@ def save_cfte_checkpoint(path: Path, nudge: float = 0.0) -> None:
 def tool(module: str, *args: object, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m module args`` as a separate process in ``cwd`` (the installed command's code)."""
     environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +64,30 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save_cfte_checkpoint(weights / CHECKPOINT)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV_VAR, str(weights))
-        ctc_run(["codec=x265,cfte", "anchor=vvenc", "testset=demo", "testset.frames=4",
-                 "testset.sequences=[DEMO_001]", "metrics=psnr",
-                 "report_page.enabled=false", f"results_dir={root / 'results'}", "jobs=2"])
+        ctc_run(
+            [
+                "codec=x265,cfte",
+                "anchor=vvenc",
+                "testset=demo",
+                "testset.frames=4",
+                "testset.sequences=[DEMO_001]",
+                "metrics=psnr",
+                "report_page.enabled=false",
+                f"results_dir={root / 'results'}",
+                "jobs=2",
+            ]
+        )
     run_dir = root / "results" / "demo-f4"
     package = root / "package"
     made = tool("ctc.package", run_dir, "--out", package, cwd=root)
     assert made.returncode == 0, made.stderr
-    return {"run": run_dir, "package": package, "weights": weights, "root": root,
-            "sequences": declared_specs("demo")[0].root}
+    return {
+        "run": run_dir,
+        "package": package,
+        "weights": weights,
+        "root": root,
+        "sequences": declared_specs("demo")[0].root,
+    }
 
 
 def crosscheck(package: Path, folder: Path, *args: object) -> subprocess.CompletedProcess:
@@ -91,7 +113,10 @@ def test_the_package_holds_bitstreams_and_records_not_decoded_video(made):
     index = json.loads((package / INDEX_FILE).read_text())
     assert len(index["jobs"]) == 12 and not index["left_out"]
     assert {name: codec["role"] for name, codec in index["codecs"].items()} == {
-        "vvenc": "anchor", "x265": "test", "cfte": "test"}
+        "vvenc": "anchor",
+        "x265": "test",
+        "cfte": "test",
+    }
     weights_sha = hashlib.sha256((made["weights"] / CHECKPOINT).read_bytes()).hexdigest()
     assert index["codecs"]["cfte"]["identity"]["weights"] == f"{CHECKPOINT} sha256 {weights_sha}"
     ffmpeg = index["codecs"]["x265"]["binaries"]  # the programs its command lines ran, by sha256
@@ -133,14 +158,16 @@ def test_an_older_result_without_its_decoded_md5_is_decoded_again_for_it(made, t
 @pytest.mark.slow
 def test_every_job_passes_and_the_bd_tables_are_equal(made):
     folder = made["root"] / "checker"
-    checked = crosscheck(made["package"], folder, "--weights", made["weights"],
-                         "--sequences", made["sequences"])
+    checked = crosscheck(
+        made["package"], folder, "--weights", made["weights"], "--sequences", made["sequences"]
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "PASS: 12 of 12 jobs pass, 0 fail, 0 not checked; BD tables equal" in checked.stdout
     assert {verdict for verdict, _ in job_verdicts(folder).values()} == {"pass"}
     report = json.loads((folder / "crosscheck-demo-f4" / "crosscheck.json").read_text())
-    assert {table["codec"]: (table["verdict"], table["largest_bd_rate_difference"])
-            for table in report["tables"]} == {"x265": ("pass", 0.0), "cfte": ("pass", 0.0)}
+    assert {
+        table["codec"]: (table["verdict"], table["largest_bd_rate_difference"]) for table in report["tables"]
+    } == {"x265": ("pass", 0.0), "cfte": ("pass", 0.0)}
     assert report["tolerances"]["metrics_per_frame"]["psnr"] == TOLERANCES["psnr"]
 
 
@@ -168,8 +195,9 @@ def test_other_weights_fail_the_gfvc_jobs_naming_both_sha256(made, tmp_path):
     folder = made["root"] / "checker-other-weights"
     checked = crosscheck(made["package"], folder, "--weights", other, "--sequences", made["sequences"])
     assert checked.returncode == 1
-    ours, theirs = (hashlib.sha256((where / CHECKPOINT).read_bytes()).hexdigest()
-                    for where in (made["weights"], other))
+    ours, theirs = (
+        hashlib.sha256((where / CHECKPOINT).read_bytes()).hexdigest() for where in (made["weights"], other)
+    )
     for name, (verdict, reason) in job_verdicts(folder).items():
         if name.startswith("cfte/"):
             assert verdict == "fail" and ours in reason and theirs in reason
@@ -230,8 +258,9 @@ def test_float32_metrics_vary_far_less_than_their_tolerance_with_batch_size_and_
 
     (spec,) = load_test_set({"name": "demo", "sequences": ["DEMO_001"], "frames": 4})  # built if missing
     reference = np.array(spec.read()[:4])
-    noisy = np.clip(reference.astype(np.int16) + np.random.default_rng(0).integers(-12, 13, reference.shape),
-                    0, 255).astype(np.uint8)
+    noisy = np.clip(
+        reference.astype(np.int16) + np.random.default_rng(0).integers(-12, 13, reference.shape), 0, 255
+    ).astype(np.uint8)
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -246,11 +275,23 @@ def test_float32_metrics_vary_far_less_than_their_tolerance_with_batch_size_and_
 @pytest.mark.slow
 def test_dists_and_lpips_are_computed_again_within_their_tolerance(tmp_path):
     """The CTC metrics on a smaller run (x265 at one rate point against the vvenc anchor, 2 frames)."""
-    ctc_run(["codec=x265", "codec.rate_points=[42]", "anchor=vvenc", "testset=demo", "testset.frames=2",
-             "testset.sequences=[DEMO_002]", "metrics=ctc", "report_page.enabled=false",
-             f"results_dir={tmp_path / 'results'}", "jobs=2"])
-    packaged = tool("ctc.package", tmp_path / "results" / "demo-f2", "--out", tmp_path / "package",
-                    cwd=tmp_path)
+    ctc_run(
+        [
+            "codec=x265",
+            "codec.rate_points=[42]",
+            "anchor=vvenc",
+            "testset=demo",
+            "testset.frames=2",
+            "testset.sequences=[DEMO_002]",
+            "metrics=ctc",
+            "report_page.enabled=false",
+            f"results_dir={tmp_path / 'results'}",
+            "jobs=2",
+        ]
+    )
+    packaged = tool(
+        "ctc.package", tmp_path / "results" / "demo-f2", "--out", tmp_path / "package", cwd=tmp_path
+    )
     assert packaged.returncode == 0, packaged.stderr
     folder = tmp_path / "checker"
     checked = crosscheck(tmp_path / "package", folder)  # the demo set where this harness finds it

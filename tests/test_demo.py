@@ -37,8 +37,15 @@ def test_the_head_moves_smoothly():
 
 
 def test_eyes_blink_and_mouth_opens_where_the_face_is():
-    still = {"rotate_deg": 0, "shift_px": 0, "zoom": 0, "period_s": 1, "blinks_s": [0.0],
-             "mouth_period_s": 0.48, "mirror": False}
+    still = {
+        "rotate_deg": 0,
+        "shift_px": 0,
+        "zoom": 0,
+        "period_s": 1,
+        "blinks_s": [0.0],
+        "mouth_period_s": 0.48,
+        "mirror": False,
+    }
     spec = replace(declared_specs("demo")[0], frames=13, extra={"motion": still})
     frames = render(spec).astype(np.int16)
     # at 0.16 s the eyes are nearly shut and the mouth open; at 0.48 s both are back to rest

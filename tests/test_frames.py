@@ -45,8 +45,10 @@ def test_rgb444_round_trip_and_layout(tmp_path, bit_depth):
 def test_yuv420_round_trip_and_layout(tmp_path, bit_depth):
     rng = np.random.default_rng(1)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
-    planes = [rng.integers(0, 1 << bit_depth, (FRAMES, h, w), dtype=dtype)
-              for h, w in ((HEIGHT, WIDTH), (HEIGHT // 2, WIDTH // 2), (HEIGHT // 2, WIDTH // 2))]
+    planes = [
+        rng.integers(0, 1 << bit_depth, (FRAMES, h, w), dtype=dtype)
+        for h, w in ((HEIGHT, WIDTH), (HEIGHT // 2, WIDTH // 2), (HEIGHT // 2, WIDTH // 2))
+    ]
     path = tmp_path / "seq.yuv"
     write_yuv420(path, Yuv420(*planes), bit_depth)
     assert path.stat().st_size == FRAMES * yuv420_frame_bytes(WIDTH, HEIGHT, bit_depth)
@@ -57,8 +59,8 @@ def test_yuv420_round_trip_and_layout(tmp_path, bit_depth):
     # I420 order within a frame: Y, then U, then V; frame 1 follows
     raw = np.fromfile(path, dtype=dtype)
     luma, chroma = WIDTH * HEIGHT, WIDTH * HEIGHT // 4
-    np.testing.assert_array_equal(raw[luma:luma + chroma], planes[1][0].ravel())
-    np.testing.assert_array_equal(raw[luma + 2 * chroma:2 * luma + 2 * chroma], planes[0][1].ravel())
+    np.testing.assert_array_equal(raw[luma : luma + chroma], planes[1][0].ravel())
+    np.testing.assert_array_equal(raw[luma + 2 * chroma : 2 * luma + 2 * chroma], planes[0][1].ravel())
     assert read_yuv420(path, WIDTH, HEIGHT, 1, bit_depth).num_frames == 1
 
 

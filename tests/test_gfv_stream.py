@@ -19,8 +19,9 @@ from models.gfv_stream import bit_parts, pack, unpack
 from models.sei_layout import GfvSeiWriter, SeiLayout
 from models.sei_nal import START_CODE, SUFFIX_SEI_NUT, nal_type, split_annexb
 
-LAYOUT = SeiLayout.from_config({"coordinate_precision": 6, "matrix_precision": 6,
-                                "coordinates": {"num": 10, "dims": 2}}, 20)
+LAYOUT = SeiLayout.from_config(
+    {"coordinate_precision": 6, "matrix_precision": 6, "coordinates": {"num": 10, "dims": 2}}, 20
+)
 HASH = bytes(16)
 SIZE = 64
 
@@ -44,8 +45,14 @@ def gfv_units(frames: int, seed: int = 0) -> list[bytes]:
 
 def sample(key_pictures: list[bytes]) -> GfvcBitstream:
     """Two GOPs: frames 0..2 and 3..4."""
-    return GfvcBitstream("fomm", HASH, SIZE, SIZE, {0: key_pictures[0], 3: key_pictures[1]},
-                         gfv_units(3) + gfv_units(2, seed=1))
+    return GfvcBitstream(
+        "fomm",
+        HASH,
+        SIZE,
+        SIZE,
+        {0: key_pictures[0], 3: key_pictures[1]},
+        gfv_units(3) + gfv_units(2, seed=1),
+    )
 
 
 def read(data: bytes) -> GfvcBitstream:
@@ -58,12 +65,13 @@ def test_one_vvc_stream_key_pictures_then_their_suffix_sei(key_pictures):
     units = split_annexb(data, "s.266")
     kinds = [nal_type(unit) for unit in units]
     first_gfv = kinds.index(SUFFIX_SEI_NUT)
-    assert kinds[first_gfv:first_gfv + 3] == [SUFFIX_SEI_NUT] * 3 and kinds[-2:] == [SUFFIX_SEI_NUT] * 2
-    assert all(kind < 12 for kind in kinds[first_gfv - 1:first_gfv])  # right after the key picture's slice
+    assert kinds[first_gfv : first_gfv + 3] == [SUFFIX_SEI_NUT] * 3 and kinds[-2:] == [SUFFIX_SEI_NUT] * 2
+    assert all(kind < 12 for kind in kinds[first_gfv - 1 : first_gfv])  # right after the key picture's slice
     back = read(data)
     assert back.key_frame_positions == [0, 3] and back.payloads == stream.payloads
-    assert [split_annexb(back.key_frames[i], "k") for i in (0, 3)] == \
-           [split_annexb(stream.key_frames[i], "k") for i in (0, 3)]
+    assert [split_annexb(back.key_frames[i], "k") for i in (0, 3)] == [
+        split_annexb(stream.key_frames[i], "k") for i in (0, 3)
+    ]
     parts = bit_parts(stream)
     assert sum(parts.values()) == 8 * len(data)
     assert parts["features"] == sum(8 * (len(START_CODE) + len(unit)) for unit in stream.payloads)
@@ -71,16 +79,19 @@ def test_one_vvc_stream_key_pictures_then_their_suffix_sei(key_pictures):
     assert features.shape == (2, 20)
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    ("no_key_picture", "GFV SEI message before any key picture"),
-    ("no_base", "gfv_kps_pred_flag 1 before any base picture"),
-    ("no_messages", "key picture 0 .* carries no GFV SEI message"),
-    ("payload_size", "declares .* bytes|bits left after the last syntax element|ends inside"),
-    ("truncated", "truncated|ends inside"),
-    ("gfvc_container", "not an Annex-B VVC byte stream"),
-    ("empty", "not an Annex-B VVC byte stream"),
-    ("reordered", "gfv_cnt 2"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("no_key_picture", "GFV SEI message before any key picture"),
+        ("no_base", "gfv_kps_pred_flag 1 before any base picture"),
+        ("no_messages", "key picture 0 .* carries no GFV SEI message"),
+        ("payload_size", "declares .* bytes|bits left after the last syntax element|ends inside"),
+        ("truncated", "truncated|ends inside"),
+        ("gfvc_container", "not an Annex-B VVC byte stream"),
+        ("empty", "not an Annex-B VVC byte stream"),
+        ("reordered", "gfv_cnt 2"),
+    ],
+)
 def test_bad_streams_are_refused_saying_what_is_wrong(key_pictures, damage, message):
     stream = sample(key_pictures)
     data = pack(stream)
@@ -117,7 +128,7 @@ def test_random_bytes_and_cut_streams_never_crash(key_pictures):
             candidate[rng.integers(len(candidate))] ^= 1 << int(rng.integers(8))
         try:
             stream = read(bytes(candidate))
-            decode(stream.payloads[:stream.gops()[0][1]], np.zeros(20), "sei", 64.0, LAYOUT, "s.266")
+            decode(stream.payloads[: stream.gops()[0][1]], np.zeros(20), "sei", 64.0, LAYOUT, "s.266")
         except BitstreamError:
             pass
 
@@ -127,8 +138,11 @@ def test_the_codec_refuses_what_the_stream_cannot_carry():
 
     from models.gfvc import GfvcCodec
 
-    config = {**load_section("codec", "cfte"), "feature_coding": "sei",
-              "intra": load_section("picture_codec", "x265")}
+    config = {
+        **load_section("codec", "cfte"),
+        "feature_coding": "sei",
+        "intra": load_section("picture_codec", "x265"),
+    }
     with pytest.raises(ValueError, match="key-frame codec 'x265' is not VVC"):
         GfvcCodec(config, model=StandInModel())
     for name, layer in (("hdac", "HDAC's base layer"), ("rdac", "RDAC's learned residuals")):

@@ -44,10 +44,21 @@ def faces(shared) -> np.ndarray:
 
 
 def sei_codec(name: str, shared: Path, sei_vtm: dict, **overrides) -> tuple[GfvcCodec, int]:
-    intra = {**load_section("picture_codec", "vtm"), "version": None, "encoder": str(sei_vtm["encoder"]),
-             "decoder": str(sei_vtm["decoder"])}
-    config, size = tiny_config(name, shared, weights="random", feature_coding="sei", intra=intra,
-                               encoder_reconstruction=True, **overrides)
+    intra = {
+        **load_section("picture_codec", "vtm"),
+        "version": None,
+        "encoder": str(sei_vtm["encoder"]),
+        "decoder": str(sei_vtm["decoder"]),
+    }
+    config, size = tiny_config(
+        name,
+        shared,
+        weights="random",
+        feature_coding="sei",
+        intra=intra,
+        encoder_reconstruction=True,
+        **overrides,
+    )
     codec = GfvcCodec(config)
     assert "key frame: VTM 23.13" in codec.version()
     return codec, size
@@ -87,9 +98,10 @@ def test_vtm_decodes_our_stream_and_dumps_what_we_coded(name, gop_size, shared, 
             dumped = messages[index]
             message = parser.messages[-1]
             if message.coordinates is not None:
-                for axis, tensor in enumerate("XYZ"[:message.coordinates.shape[1]]):
+                for axis, tensor in enumerate("XYZ"[: message.coordinates.shape[1]]):
                     assert dumped.floats(f"gfv_coordinate_{tensor}tensor") == pytest.approx(
-                        message.coordinates[:, axis], rel=PRINTED, abs=1e-300)
+                        message.coordinates[:, axis], rel=PRINTED, abs=1e-300
+                    )
             if message.matrices:
                 elements = np.concatenate([m.values.ravel() for m in message.matrices])
                 assert dumped.floats("gfv_MatrixElement") == pytest.approx(elements, rel=PRINTED, abs=1e-300)
@@ -109,8 +121,9 @@ def test_vtm_encoder_writes_our_stream_from_ctc_gfv_cfg(shared, faces, sei_vtm, 
     source = tmp_path / "key.yuv"
     write_yuv420(source, rgb_to_yuv420(np.asarray(sequence.read())[:1]))
     theirs = tmp_path / "vtm.266"
-    command = codec.intra.encoder_command(source, theirs, tmp_path / "recon.yuv", size, size, 1,
-                                          INTRA_PICTURE_FPS, QP) + ["-c", str(cfg)]
+    command = codec.intra.encoder_command(
+        source, theirs, tmp_path / "recon.yuv", size, size, 1, INTRA_PICTURE_FPS, QP
+    ) + ["-c", str(cfg)]
     run_tool(command, 600, cwd=tmp_path)
     assert theirs.read_bytes() == ours.read_bytes()
     decoded = codec.decode(theirs, sequence, tmp_path / "dec")
@@ -147,8 +160,14 @@ def test_vtm_example_streams_are_read_as_vtm_reads_them(shared, faces, sei_vtm, 
     source = tmp_path / "key.yuv"
     write_yuv420(source, rgb_to_yuv420(resized(faces[:1], size)))
     stream = tmp_path / "example.266"
-    run_tool(codec.intra.encoder_command(source, stream, tmp_path / "recon.yuv", size, size, 1,
-                                         INTRA_PICTURE_FPS, QP) + configs, 600, cwd=tmp_path)
+    run_tool(
+        codec.intra.encoder_command(
+            source, stream, tmp_path / "recon.yuv", size, size, 1, INTRA_PICTURE_FPS, QP
+        )
+        + configs,
+        600,
+        cwd=tmp_path,
+    )
     dump, _ = vtm_sei_dump(stream, tmp_path / "vtm")
     data = stream.read_bytes()
     gfv, gfve = read_dump(dump), read_dump(dump, GFVE_TITLE)
@@ -156,16 +175,23 @@ def test_vtm_example_streams_are_read_as_vtm_reads_them(shared, faces, sei_vtm, 
     assert [syntax_elements(message) for message in gfv] == our_syntax_elements(data, str(stream))
     assert [syntax_elements(message) for message in gfve] == our_syntax_elements(data, str(stream), 224)
     state, fomm = GfvState(), SeiLayout.from_config(codec.config["sei"], codec.model.feature_size)
-    messages = [parse_gfv(m.payload, state) for unit in split_annexb(data, str(stream))
-                if nal_type(unit) == SUFFIX_SEI_NUT for m in parse_sei_nal(unit) if m.payload_type == 223]
+    messages = [
+        parse_gfv(m.payload, state)
+        for unit in split_annexb(data, str(stream))
+        if nal_type(unit) == SUFFIX_SEI_NUT
+        for m in parse_sei_nal(unit)
+        if m.payload_type == 223
+    ]
     assert messages[0].base and messages[0].kps_pred and messages[0].nn.uri == "gfv_uri"
     assert messages[0].chroma_key.values == (22, 144, 255) and messages[0].gfv_id == 1
     for message, dumped in zip(messages, gfv, strict=True):
         x = message.coordinates[:, 0]
         assert dumped.floats("gfv_coordinate_Xtensor") == pytest.approx(x, rel=PRINTED)
-        assert dumped.floats("gfv_MatrixElement") == pytest.approx(message.matrices[0].values.ravel(),
-                                                                   rel=PRINTED)
+        assert dumped.floats("gfv_MatrixElement") == pytest.approx(
+            message.matrices[0].values.ravel(), rel=PRINTED
+        )
         assert fomm.features(message, codec.model.feature_size).shape == (codec.model.feature_size,)
     pupils = [value for message in enhancements(data, str(stream)) for value in message.pupils]
-    assert pupils == pytest.approx([value for d in gfve for value in d.floats("gfve_PupilCoordinate")],
-                                   rel=PRINTED)
+    assert pupils == pytest.approx(
+        [value for d in gfve for value in d.floats("gfve_PupilCoordinate")], rel=PRINTED
+    )

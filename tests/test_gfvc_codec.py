@@ -57,8 +57,9 @@ class StandInModel(GenerativeModel):
     def prepare_reference(self, key_frame: torch.Tensor) -> torch.Tensor:
         return self.extract_features(key_frame)
 
-    def generate(self, key_frame: torch.Tensor, reference: torch.Tensor,
-                 features: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
         gain = 1 + (features - reference).mean(1).view(-1, 1, 1, 1) + 0.01 * len(features)
         return (key_frame * gain).clamp(0, 1)
 
@@ -121,8 +122,9 @@ def coding_codec(coding: str, **overrides) -> GfvcCodec:
     """The stand-in model; ``sei`` features need a VVC key picture (the real vvenc) to ride in."""
     if coding == "ae":
         return stand_in_codec(feature_coding=coding, **overrides)
-    return stand_in_with_real_intra(feature_coding=coding, intra=load_section("picture_codec", "vvenc"),
-                                    **overrides)
+    return stand_in_with_real_intra(
+        feature_coding=coding, intra=load_section("picture_codec", "vvenc"), **overrides
+    )
 
 
 @pytest.mark.parametrize("coding", ["ae", "sei"])
@@ -153,7 +155,7 @@ def test_ae_payloads_are_the_common_software_coding_of_the_residuals(clip, tmp_p
     previous = codec.reference_features(encoded.gops[0].key_frame)
     assert encoded.stream.payloads[0] == b""
     for index, payload in enumerate(encoded.stream.payloads[1:], start=1):
-        current = codec._features(original[index:index + 1])[0]
+        current = codec._features(original[index : index + 1])[0]
         values = entropy.quantise(current - previous, codec.q_step)
         assert payload == entropy.encode_values(values)
         previous = previous + np.asarray(values, np.float64) / codec.q_step
@@ -182,8 +184,9 @@ def test_bad_bitstreams_are_refused(clip, tmp_path):
         stand_in_codec(q_step=8, sei=None).decode(path, clip, tmp_path / "dec")
     with pytest.raises(ValueError, match="key-frame codec 'StandInIntra' is not VVC"):
         stand_in_codec(feature_coding="sei")
-    fomm = GfvcCodec({**load_section("codec", "cfte"), "name": "fomm"},
-                          model=StandInModel(), intra_codec=StandInIntra())
+    fomm = GfvcCodec(
+        {**load_section("codec", "cfte"), "name": "fomm"}, model=StandInModel(), intra_codec=StandInIntra()
+    )
     with pytest.raises(BitstreamError, match="made by model 'cfte', this decoder is 'fomm'"):
         fomm.decode(path, clip, tmp_path / "dec")
     wrong_length = SequenceSpec("face00", "faces", "face00.rgb", 256, 256, FRAMES + 1, 30.0, root=clip.root)
@@ -215,8 +218,17 @@ def test_config_files_hold_every_number(name):
     assert config["rate_points"] == [22, 32, 42, 52]
     assert config["q_step"] == {"fomm": 64, "cfte": 4, "fv2v": 256, "dac": 64}[name]
     assert 2 ** config["sei"]["coordinate_precision"] == config["q_step"]
-    assert {"weights", "intra", "key_frame_format", "feature_coding", "output_rounding", "batch_size",
-            "encoder_reconstruction", "gop_size", "refresh"} <= set(config)
+    assert {
+        "weights",
+        "intra",
+        "key_frame_format",
+        "feature_coding",
+        "output_rounding",
+        "batch_size",
+        "encoder_reconstruction",
+        "gop_size",
+        "refresh",
+    } <= set(config)
     assert config["gop_size"] is None and config["refresh"]["threshold"] is None  # one key frame, no refresh
 
 
@@ -247,8 +259,14 @@ def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, 
 def test_tiny_model_with_a_real_vtm_key_frame(real_vtm, key_frame_format, shared, faces, tmp_path):
     """A tiny CFTE (golden configuration, random weights) whose key frame goes through the real VTM:
     the encoder's reconstruction equals the decoder's output, the key frame is VTM's picture."""
-    config, size = tiny_config("cfte", shared, weights="random", intra=load_section("picture_codec", "vtm"),
-                               key_frame_format=key_frame_format, encoder_reconstruction=True)
+    config, size = tiny_config(
+        "cfte",
+        shared,
+        weights="random",
+        intra=load_section("picture_codec", "vtm"),
+        key_frame_format=key_frame_format,
+        encoder_reconstruction=True,
+    )
     sequence = as_sequence(resized(faces[:3], size), tmp_path / "seq")
     codec = GfvcCodec(config)
     assert isinstance(codec.intra, VtmCodec) and codec.intra.input_format == key_frame_format
@@ -290,8 +308,9 @@ def test_random_weights_when_no_checkpoint_are_labelled_once(shared, monkeypatch
 def resized(frames: np.ndarray, size: int) -> np.ndarray:
     if frames.shape[2:] == (size, size):
         return frames
-    pictures = [cv2.resize(frame.transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA)
-                for frame in frames]
+    pictures = [
+        cv2.resize(frame.transpose(1, 2, 0), (size, size), interpolation=cv2.INTER_AREA) for frame in frames
+    ]
     return np.stack(pictures).transpose(0, 3, 1, 2).copy()
 
 
@@ -299,8 +318,15 @@ def resized(frames: np.ndarray, size: int) -> np.ndarray:
 @pytest.mark.parametrize("name", ["fomm", "cfte", "fv2v", "dac"])
 def test_real_tiny_models_with_vvenc_key_frame(name, coding, shared, faces, tmp_path):
     """Random-weight tiny models, the real vvenc key frame, real frames: encoder recon == decoder output."""
-    config, size = tiny_config(name, shared, weights="random", feature_coding=coding, cpu_batch_size=2,
-                               encoder_reconstruction=True, intra=load_section("picture_codec", "vvenc"))
+    config, size = tiny_config(
+        name,
+        shared,
+        weights="random",
+        feature_coding=coding,
+        cpu_batch_size=2,
+        encoder_reconstruction=True,
+        intra=load_section("picture_codec", "vvenc"),
+    )
     sequence = as_sequence(resized(faces[:4], size), tmp_path / "seq")
     codec = GfvcCodec(config)
     assert codec.intra_name == "vvenc" and codec.random_weights

@@ -15,8 +15,19 @@ from models.checkpoints import ENV_VAR
 @pytest.mark.slow
 def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, capfd):
     monkeypatch.delenv(ENV_VAR, raising=False)  # no checkpoint: weights auto falls back to random
-    main(["codec=cfte", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
-          "codec.rate_points=[42]", "metrics=psnr", f"results_dir={tmp_path}", "jobs=1"])
+    main(
+        [
+            "codec=cfte",
+            "anchor=none",
+            "testset=demo",
+            "testset.frames=2",
+            "testset.sequences=[DEMO_001]",
+            "codec.rate_points=[42]",
+            "metrics=psnr",
+            f"results_dir={tmp_path}",
+            "jobs=1",
+        ]
+    )
     directory = tmp_path / "demo-f2" / "cfte" / "DEMO_001" / "42"
     result = read_result(directory)
     assert result["status"] == "ok", result.get("error")
@@ -55,9 +66,20 @@ def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, c
 def test_cfte_sweep_with_sei_features_writes_one_vvc_stream(tmp_path, monkeypatch):
     """``make ctc MODEL=cfte ARGS="codec.feature_coding=sei"``: each job's bitstream is one ``.266``."""
     monkeypatch.delenv(ENV_VAR, raising=False)
-    main(["codec=cfte", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
-          "codec.rate_points=[42]", "codec.feature_coding=sei", "metrics=psnr", f"results_dir={tmp_path}",
-          "jobs=1"])
+    main(
+        [
+            "codec=cfte",
+            "anchor=none",
+            "testset=demo",
+            "testset.frames=2",
+            "testset.sequences=[DEMO_001]",
+            "codec.rate_points=[42]",
+            "codec.feature_coding=sei",
+            "metrics=psnr",
+            f"results_dir={tmp_path}",
+            "jobs=1",
+        ]
+    )
     directory = tmp_path / "demo-f2" / "cfte" / "DEMO_001" / "42"
     result = read_result(directory)
     assert result["status"] == "ok", result.get("error")
@@ -66,5 +88,7 @@ def test_cfte_sweep_with_sei_features_writes_one_vvc_stream(tmp_path, monkeypatc
     assert not list(directory.glob("*.gfvc"))
     bits = result["bits"]
     assert bits["total"] == sum(bits["parts"].values()) == 8 * stream.stat().st_size
-    assert bits["parts"]["header"] == 0 and bits["parts"]["features"] == \
-        result["encode_details"]["feature_bits_by_mode"]["sei"]
+    assert (
+        bits["parts"]["header"] == 0
+        and bits["parts"]["features"] == result["encode_details"]["feature_bits_by_mode"]["sei"]
+    )

@@ -28,24 +28,34 @@ def fixture_report(tmp_path_factory):
 
 def _matches(comparisons, kind):
     """reference rate point -> {codec: rate point} of the comparisons of ``kind``."""
-    return {c.reference.rate_point: {p.codec: p.rate_point for p in c.panels[:-1]}
-            for c in comparisons if c.kind == kind}
+    return {
+        c.reference.rate_point: {p.codec: p.rate_point for p in c.panels[:-1]}
+        for c in comparisons
+        if c.kind == kind
+    }
 
 
 def test_similar_bitrate_and_quality_pick_the_closest_rate_points(fixture_report):
     # cfte reaches the anchor's quality at half the rate, x265 needs twice it (tests/rd_fixture.py)
-    comparisons = build_comparisons(fixture_report.rate_points, "vvenc", "cfte", "psnr", ["VOXCELEB_001"],
-                                    fixture_report.metrics)
+    comparisons = build_comparisons(
+        fixture_report.rate_points, "vvenc", "cfte", "psnr", ["VOXCELEB_001"], fixture_report.metrics
+    )
     references = [c.reference.rate_point for c in comparisons if c.kind == BITRATE]
     assert references == ["qp22", "qp32", "qp42", "qp52"]
     # rates 16, 8, 4, 2 kbps: closest in log rate among vvenc's 40/20/10/5 and x265's 320/160/80/40
     assert _matches(comparisons, BITRATE) == {
-        "qp22": {"vvenc": "qp42", "x265": "qp47"}, "qp32": {"vvenc": "qp47", "x265": "qp47"},
-        "qp42": {"vvenc": "qp52", "x265": "qp47"}, "qp52": {"vvenc": "qp52", "x265": "qp47"}}
+        "qp22": {"vvenc": "qp42", "x265": "qp47"},
+        "qp32": {"vvenc": "qp47", "x265": "qp47"},
+        "qp42": {"vvenc": "qp52", "x265": "qp47"},
+        "qp52": {"vvenc": "qp52", "x265": "qp47"},
+    }
     # equal quality is at twice cfte's rate for vvenc, four times for x265
     assert _matches(comparisons, QUALITY) == {
-        "qp22": {"vvenc": "qp37", "x265": "qp42"}, "qp32": {"vvenc": "qp42", "x265": "qp47"},
-        "qp42": {"vvenc": "qp47", "x265": "qp47"}, "qp52": {"vvenc": "qp52", "x265": "qp47"}}
+        "qp22": {"vvenc": "qp37", "x265": "qp42"},
+        "qp32": {"vvenc": "qp42", "x265": "qp47"},
+        "qp42": {"vvenc": "qp47", "x265": "qp47"},
+        "qp52": {"vvenc": "qp52", "x265": "qp47"},
+    }
     first = comparisons[0]
     assert [p.codec for p in first.panels] == ["vvenc", "x265", "cfte"]  # anchor first, the reference last
     assert first.reference.random_weights and not first.panels[0].random_weights
@@ -53,8 +63,15 @@ def test_similar_bitrate_and_quality_pick_the_closest_rate_points(fixture_report
 
 
 def test_only_the_chosen_reference_rate_points(fixture_report):
-    comparisons = build_comparisons(fixture_report.rate_points, "vvenc", "cfte", "psnr", ["VOXCELEB_002"],
-                                    fixture_report.metrics, reference_points=["qp22"])
+    comparisons = build_comparisons(
+        fixture_report.rate_points,
+        "vvenc",
+        "cfte",
+        "psnr",
+        ["VOXCELEB_002"],
+        fixture_report.metrics,
+        reference_points=["qp22"],
+    )
     assert {(c.kind, c.reference.rate_point) for c in comparisons} == {(BITRATE, "qp22"), (QUALITY, "qp22")}
 
 
@@ -89,8 +106,19 @@ def test_random_weights_are_stamped_on_the_picture():
 
 def test_page_of_a_run_without_bitstreams_lists_why_it_shows_no_pictures(tmp_path, capsys):
     run_dir = write_run(tmp_path / "fixture")
-    assert main([str(run_dir), "--metrics", "psnr", "--no-plots", "--page",
-                 "comparisons.sequences=[VOXCELEB_001]"]) == 0
+    assert (
+        main(
+            [
+                str(run_dir),
+                "--metrics",
+                "psnr",
+                "--no-plots",
+                "--page",
+                "comparisons.sequences=[VOXCELEB_001]",
+            ]
+        )
+        == 0
+    )
     assert f"page: file://{run_dir / 'report' / PAGE_FILE}" in capsys.readouterr().out
     page = (run_dir / "report" / PAGE_FILE).read_text()
     assert "RANDOM WEIGHTS: cfte [RANDOM WEIGHTS] ran with untrained weights" in page
@@ -108,8 +136,15 @@ def test_page_of_a_run_without_bitstreams_lists_why_it_shows_no_pictures(tmp_pat
 
 # four rate points for x265 and the anchor (a BD-rate needs them), one for CFTE; the jobs run in this
 # process (the launchers are tested in test_runner_e2e)
-RUN_OVERRIDES = ["anchor=vvenc", "testset=demo", "testset.frames=4", "testset.sequences=[DEMO_001]",
-                 "metrics=psnr", "launcher=basic", "run=page"]
+RUN_OVERRIDES = [
+    "anchor=vvenc",
+    "testset=demo",
+    "testset.frames=4",
+    "testset.sequences=[DEMO_001]",
+    "metrics=psnr",
+    "launcher=basic",
+    "run=page",
+]
 
 
 @pytest.fixture(scope="module")

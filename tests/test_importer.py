@@ -31,13 +31,36 @@ def test_video_import_writes_rgb_and_its_entry(clip, tmp_path, capsys):
     assert main(argv) == 0
     target = tmp_path / "CLIP_08_256x256_35_8bit_444.rgb"
     entry = yaml.safe_load((tmp_path / "CLIP_08_256x256_35_8bit_444.yaml").read_text())[0]
-    assert entry == {"name": "CLIP_08", "class": "FACES", "file": target.name, "width": 256, "height": 256,
-                     "frames": 4, "fps": 35.0, "color_format": "rgb444", "bit_depth": 8,
-                     "md5": compute_digest(target), "source": str(clip)}
+    assert entry == {
+        "name": "CLIP_08",
+        "class": "FACES",
+        "file": target.name,
+        "width": 256,
+        "height": 256,
+        "frames": 4,
+        "fps": 35.0,
+        "color_format": "rgb444",
+        "bit_depth": 8,
+        "md5": compute_digest(target),
+        "source": str(clip),
+    }
     assert "CLIP_08_256x256_35_8bit_444.rgb" in capsys.readouterr().out
     # the frames are FFmpeg's yuv420p decode converted by OpenCV's COLOR_YUV2RGB_I420
-    run_tool([ffmpeg_exe(), "-i", clip, "-frames:v", "4", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-              tmp_path / "ref.yuv"], timeout=60)
+    run_tool(
+        [
+            ffmpeg_exe(),
+            "-i",
+            clip,
+            "-frames:v",
+            "4",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            tmp_path / "ref.yuv",
+        ],
+        timeout=60,
+    )
     expected = yuv420_to_rgb(read_yuv420(tmp_path / "ref.yuv", 256, 256))
     np.testing.assert_array_equal(read_rgb444(target, 256, 256), expected)
 
@@ -89,12 +112,17 @@ def test_faces_set_is_imported_checked_against_the_manifest_and_loaded(shared):
     manifest = json.loads((shared / "data" / "faces" / "manifest.json").read_text())
     declared = {spec.extra["source"]: spec for spec in declared_specs("faces")}
     assert {clip["file"]: (clip["fps"], clip["frames"]) for clip in manifest["clips"]} == {
-        source: (spec.fps, spec.frames) for source, spec in declared.items()}
+        source: (spec.fps, spec.frames) for source, spec in declared.items()
+    }
     # every clip is decoded, its yuv420p md5 checked against the manifest, and the RGB md5 against ours
     specs = load_test_set({"name": "faces", "frames": 6})
     assert [(spec.name, spec.seq_class, spec.fps, spec.frames) for spec in specs] == [
-        ("FACES_00", "FACES", 30, 6), ("FACES_04", "FACES", 30, 6), ("FACES_08", "FACES", 35, 6),
-        ("FACES_10", "FACES", 30, 6), ("FACES_10B", "FACES", 30, 6)]
+        ("FACES_00", "FACES", 30, 6),
+        ("FACES_04", "FACES", 30, 6),
+        ("FACES_08", "FACES", 35, 6),
+        ("FACES_10", "FACES", 30, 6),
+        ("FACES_10B", "FACES", 30, 6),
+    ]
     for spec in specs:
         assert compute_digest(spec.path) == spec.md5
         assert spec.read().shape == (6, 3, 256, 256)
@@ -102,6 +130,9 @@ def test_faces_set_is_imported_checked_against_the_manifest_and_loaded(shared):
 
 def test_faces_set_without_the_shared_folder_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("GFVC_SHARED", str(tmp_path / "nowhere"))
-    with pytest.raises(SequenceError, match=f"{tmp_path}/nowhere/data/faces/manifest.json does not exist "
-                                            r"\(set GFVC_SHARED"):
+    with pytest.raises(
+        SequenceError,
+        match=f"{tmp_path}/nowhere/data/faces/manifest.json does not exist "
+        r"\(set GFVC_SHARED",
+    ):
         load_test_set({"name": "faces", "sequences": ["FACES_00"]})

@@ -47,8 +47,13 @@ def sequence(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Sequence
     (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": FRAMES})
     frames = np.asarray(spec.read())
     if frames.shape[2:] != (SIZE, SIZE):
-        frames = np.stack([cv2.resize(f.transpose(1, 2, 0), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                           for f in frames]).transpose(0, 3, 1, 2).copy()
+        frames = (
+            np.stack(
+                [cv2.resize(f.transpose(1, 2, 0), (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in frames]
+            )
+            .transpose(0, 3, 1, 2)
+            .copy()
+        )
     folder = tmp_path_factory.mktemp("seq")
     write_rgb444(folder / "face00.rgb", frames)
     return SequenceSpec("face00", "FACES", "face00.rgb", SIZE, SIZE, FRAMES, 30.0, root=folder)
@@ -64,12 +69,20 @@ def tiny(model: str, shared: Path) -> dict:
 def tiny_codec_config(name: str, shared: Path, **overrides) -> dict:
     """Codec config ``name`` with tiny random-weight models, vvenc key frames, encoder reconstruction."""
     config = load_section("codec", name)
-    config = {**config, "model": tiny(config["model"]["type"], shared), "weights": "random",
-              "intra": load_section("picture_codec", "vvenc"), "cpu_batch_size": 2,
-              "encoder_reconstruction": True, **overrides}
+    config = {
+        **config,
+        "model": tiny(config["model"]["type"], shared),
+        "weights": "random",
+        "intra": load_section("picture_codec", "vvenc"),
+        "cpu_batch_size": 2,
+        "encoder_reconstruction": True,
+        **overrides,
+    }
     if "decoder_model" in config:
-        config |= {"decoder_model": tiny(config["decoder_model"]["type"], shared),
-                   "decoder_weights": "random"}
+        config |= {
+            "decoder_model": tiny(config["decoder_model"]["type"], shared),
+            "decoder_weights": "random",
+        }
     return config
 
 
@@ -86,17 +99,22 @@ def test_every_translator_has_its_interop_codec_config() -> None:
         codec = load_section("codec", name)
         source, target = translator["source"]["model"], translator["target"]["model"]
         assert (codec["bitstream_of"], codec["model"]["type"], codec["decoder_model"]["type"]) == (
-            source, source, target)
+            source,
+            source,
+            target,
+        )
         assert codec["translator"] == translator and translators_between(source, target) == [name]
         native = load_section("codec", source)
         assert {k: v for k, v in codec.items() if k in native and k not in ("name", "module", "type")} == {
-            k: v for k, v in native.items() if k not in ("name", "module", "type")}
+            k: v for k, v in native.items() if k not in ("name", "module", "type")
+        }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("coding", ["ae", "sei"])
-def test_fomm_bitstream_decoded_by_cfte_through_the_real_translator(shared, checkpoints, sequence, tmp_path,
-                                                                     coding) -> None:
+def test_fomm_bitstream_decoded_by_cfte_through_the_real_translator(
+    shared, checkpoints, sequence, tmp_path, coding
+) -> None:
     interop = InteropCodec(tiny_codec_config("fomm2cfte", shared, feature_coding=coding))
     assert interop.translator.source == "fomm" and not interop.translator.random_weights
     assert interop.random_weights
@@ -119,13 +137,17 @@ def test_fomm_bitstream_decoded_by_cfte_through_the_real_translator(shared, chec
 
 
 @pytest.mark.slow
-def test_a_native_decoder_refuses_another_models_bitstream_naming_the_translator(shared, checkpoints,
-                                                                                 sequence, tmp_path) -> None:
+def test_a_native_decoder_refuses_another_models_bitstream_naming_the_translator(
+    shared, checkpoints, sequence, tmp_path
+) -> None:
     fomm = GfvcCodec(tiny_codec_config("fomm", shared))
     path = fomm.encode(sequence, 52, tmp_path / "enc").bitstream
     cfte = GfvcCodec(tiny_codec_config("cfte", shared))
-    with pytest.raises(BitstreamError, match=r"made by model 'fomm', this decoder is 'cfte'.*translator "
-                                             r"fomm2cfte \(codec=fomm2cfte"):
+    with pytest.raises(
+        BitstreamError,
+        match=r"made by model 'fomm', this decoder is 'cfte'.*translator "
+        r"fomm2cfte \(codec=fomm2cfte",
+    ):
         cfte.decode(path, sequence, tmp_path / "dec")
     # ... and an interop codec refuses a bitstream of a model other than its encoder's
     own = r"made by model 'fomm', this decoder is 'cfte'; decode it with fomm's own decoder \(codec=fomm\)"

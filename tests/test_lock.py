@@ -28,7 +28,8 @@ def test_lock_pins_every_package_with_hashes() -> None:
     unhashed = [block.split()[0] for block in blocks if "--hash=sha256:" not in block]
     assert unhashed == []
     assert {"torch", "lpips", "dists-pytorch", "hydra-core", "compressai"} <= {
-        _normalised(name) for name, _ in PIN.findall(text)}
+        _normalised(name) for name, _ in PIN.findall(text)
+    }
 
 
 def test_made_by_names_the_lock_file_digest() -> None:
@@ -38,12 +39,19 @@ def test_made_by_names_the_lock_file_digest() -> None:
     assert len(lock_digest()) == 64
 
 
-@pytest.mark.skipif(Path(sys.prefix).resolve() != (PROJECT_ROOT / ".venv").resolve(),
-                    reason="runs in the environment `make install` builds (.venv), where it checks the lock")
+@pytest.mark.skipif(
+    Path(sys.prefix).resolve() != (PROJECT_ROOT / ".venv").resolve(),
+    reason="runs in the environment `make install` builds (.venv), where it checks the lock",
+)
 def test_the_environment_is_exactly_the_lock() -> None:
-    locked = {_normalised(name): version for name, version in
-              PIN.findall((PROJECT_ROOT / LOCK_FILE).read_text(encoding="utf-8"))}
+    locked = {
+        _normalised(name): version
+        for name, version in PIN.findall((PROJECT_ROOT / LOCK_FILE).read_text(encoding="utf-8"))
+    }
     installed = {_normalised(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
-    differ = {name: (locked.get(name), installed.get(name)) for name in set(locked) | set(installed)
-              if name not in NOT_LOCKED and locked.get(name) != installed.get(name)}
+    differ = {
+        name: (locked.get(name), installed.get(name))
+        for name in set(locked) | set(installed)
+        if name not in NOT_LOCKED and locked.get(name) != installed.get(name)
+    }
     assert differ == {}, "packages differ from requirements.lock (lock, installed): run `make install`"

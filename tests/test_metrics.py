@@ -25,8 +25,9 @@ from ctc.metrics import (
 from ctc.metrics.cli import main as ctc_score
 
 
-def frames_with_noise(sigma: float, shape: tuple[int, ...] = (4, 3, 64, 64),
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def frames_with_noise(
+    sigma: float, shape: tuple[int, ...] = (4, 3, 64, 64), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Textured frames away from 0 and 255 (no clipping) and a copy with Gaussian noise, rounded."""
     rng = np.random.default_rng(seed)
     reference = rng.integers(60, 196, shape).astype(np.uint8)
@@ -46,7 +47,8 @@ def test_the_ctc_set_and_directions() -> None:
     for plane in "yuv":
         assert info[f"psnr_{plane}"]["description"] == (
             f"PSNR of the {plane.upper()} plane of YUV 4:2:0 (BT.601 as OpenCV's RGB2YUV_I420 converts), "
-            "capped at 100 dB")
+            "capped at 100 dB"
+        )
 
 
 def test_identical_frames_give_the_caps() -> None:
@@ -74,8 +76,9 @@ def test_yuv_psnrs_follow_the_jvet_weighting() -> None:
     reference, noisy = frames_with_noise(5.0)
     table = score_frames(reference, noisy, ["psnr_y", "psnr_u", "psnr_v", "psnr_yuv"])
     ref_yuv, dist_yuv = rgb_to_yuv420(reference), rgb_to_yuv420(noisy)
-    mse = {p: ((getattr(ref_yuv, p).astype(float) - getattr(dist_yuv, p)) ** 2).mean(axis=(1, 2))
-           for p in "yuv"}
+    mse = {
+        p: ((getattr(ref_yuv, p).astype(float) - getattr(dist_yuv, p)) ** 2).mean(axis=(1, 2)) for p in "yuv"
+    }
     for plane in "yuv":
         np.testing.assert_allclose(table[f"psnr_{plane}"], 10 * np.log10(255**2 / mse[plane]))
     combined = (6 * mse["y"] + mse["u"] + mse["v"]) / 8
@@ -84,6 +87,7 @@ def test_yuv_psnrs_follow_the_jvet_weighting() -> None:
 
 def _ssim_numpy(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> tuple[float, float]:
     """SSIM and contrast-structure of two planes over the valid region, written out from Wang et al."""
+
     def blur(x: np.ndarray) -> np.ndarray:
         half = len(window) // 2
         return correlate1d(correlate1d(x, window, axis=0), window, axis=1)[half:-half, half:-half]
@@ -110,13 +114,24 @@ def _msssim_numpy(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_ssim_and_msssim_equal_the_standard_definitions() -> None:
     reference, noisy = frames_with_noise(12.0, (2, 3, 176, 176))
-    blurred = np.stack([cv2.GaussianBlur(f.transpose(1, 2, 0), (5, 5), 1.2).transpose(2, 0, 1)
-                        for f in noisy])
+    blurred = np.stack(
+        [cv2.GaussianBlur(f.transpose(1, 2, 0), (5, 5), 1.2).transpose(2, 0, 1) for f in noisy]
+    )
     table = score_frames(reference, blurred, ["ssim", "msssim"])
     for i in range(2):
-        skimage_ssim = np.mean([structural_similarity(reference[i, c], blurred[i, c], gaussian_weights=True,
-                                                      sigma=1.5, use_sample_covariance=False, data_range=255)
-                                for c in range(3)])
+        skimage_ssim = np.mean(
+            [
+                structural_similarity(
+                    reference[i, c],
+                    blurred[i, c],
+                    gaussian_weights=True,
+                    sigma=1.5,
+                    use_sample_covariance=False,
+                    data_range=255,
+                )
+                for c in range(3)
+            ]
+        )
         assert table["ssim"][i] == pytest.approx(skimage_ssim, abs=2e-5)
         msssim = np.mean([_msssim_numpy(reference[i, c], blurred[i, c]) for c in range(3)])
         assert table["msssim"][i] == pytest.approx(msssim, abs=2e-5)
@@ -126,8 +141,11 @@ def test_ssim_and_msssim_equal_the_standard_definitions() -> None:
 def test_batches_of_any_size_give_the_same_values() -> None:
     reference, noisy = frames_with_noise(6.0, (7, 3, 32, 32))
     names = ["psnr", "psnr_yuv", "ssim"]
-    np.testing.assert_allclose(score_frames(reference, noisy, names, batch_size=3).to_numpy(),
-                               score_frames(reference, noisy, names, batch_size=1).to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        score_frames(reference, noisy, names, batch_size=3).to_numpy(),
+        score_frames(reference, noisy, names, batch_size=1).to_numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_memory_mapped_files_are_scored(tmp_path: Path) -> None:
@@ -135,17 +153,21 @@ def test_memory_mapped_files_are_scored(tmp_path: Path) -> None:
     for name, frames in (("ref.rgb", reference), ("dec.rgb", noisy)):
         write_rgb444(tmp_path / name, frames)
     mapped = [np.memmap(tmp_path / n, np.uint8, "r", shape=reference.shape) for n in ("ref.rgb", "dec.rgb")]
-    np.testing.assert_array_equal(score_frames(*mapped, ["psnr"]).to_numpy(),
-                                  score_frames(reference, noisy, ["psnr"]).to_numpy())
+    np.testing.assert_array_equal(
+        score_frames(*mapped, ["psnr"]).to_numpy(), score_frames(reference, noisy, ["psnr"]).to_numpy()
+    )
 
 
-@pytest.mark.parametrize(("distorted", "message"), [
-    (np.zeros((3, 3, 16, 16), np.uint8), "job 7: reference has 2 frames, decoded has 3"),
-    (np.zeros((2, 3, 16, 18), np.uint8), "job 7: reference frames are 16x16, decoded frames are 18x16"),
-    (np.full((2, 3, 16, 16), np.nan), r"job 7: decoded frames 0-1 contain NaN"),
-    (np.full((2, 3, 16, 16), 256.0), r"values in \[256.0, 256.0\]; expected 8-bit integers"),
-    (np.zeros((2, 16, 16, 3), np.uint8), r"decoded frames have shape \(2, 16, 16, 3\), expected \(N, 3"),
-])
+@pytest.mark.parametrize(
+    ("distorted", "message"),
+    [
+        (np.zeros((3, 3, 16, 16), np.uint8), "job 7: reference has 2 frames, decoded has 3"),
+        (np.zeros((2, 3, 16, 18), np.uint8), "job 7: reference frames are 16x16, decoded frames are 18x16"),
+        (np.full((2, 3, 16, 16), np.nan), r"job 7: decoded frames 0-1 contain NaN"),
+        (np.full((2, 3, 16, 16), 256.0), r"values in \[256.0, 256.0\]; expected 8-bit integers"),
+        (np.zeros((2, 16, 16, 3), np.uint8), r"decoded frames have shape \(2, 16, 16, 3\), expected \(N, 3"),
+    ],
+)
 def test_bad_input_names_the_job_and_the_mismatch(distorted: np.ndarray, message: str) -> None:
     with pytest.raises(MetricError, match=message):
         score_frames(np.zeros((2, 3, 16, 16), np.uint8), distorted, ["psnr"], label="job 7")

@@ -44,8 +44,9 @@ def test_lpips_alex_on_the_lpips_readme_images(calibration: Path, expected: dict
 
 
 def test_dists_on_the_dists_readme_images(calibration: Path, expected: dict) -> None:
-    value = get_metric("dists").score(load_image(calibration / "dists" / "r0.png"),
-                                      load_image(calibration / "dists" / "r1.png"))
+    value = get_metric("dists").score(
+        load_image(calibration / "dists" / "r0.png"), load_image(calibration / "dists" / "r1.png")
+    )
     assert value[0] == pytest.approx(expected["dists"]["r0-r1"], abs=expected["dists"]["tolerance"])
 
 
@@ -61,8 +62,9 @@ def test_lpips_alex_and_dists_on_the_pyiqa_calibration_set(calibration: Path, ex
 
 
 def test_identical_frames_give_zero_perceptual_distance(calibration: Path) -> None:
-    frames = np.concatenate([load_image(calibration / "dists" / f"{name}.png")[:, :, :128, :128]
-                             for name in ("r0", "r1")])
+    frames = np.concatenate(
+        [load_image(calibration / "dists" / f"{name}.png")[:, :, :128, :128] for name in ("r0", "r1")]
+    )
     table = score_frames(frames, frames.copy(), ["dists", "lpips", "lpips_alex"], batch_size=2)
     np.testing.assert_allclose(table.to_numpy(), 0.0, atol=1e-6)
 
@@ -76,8 +78,12 @@ def test_lpips_vgg_on_the_lpips_readme_images_is_the_lpips_packages_value(calibr
     for name in ("ex_p0", "ex_p1"):
         distorted = load_image(calibration / "lpips" / f"{name}.png")
         with torch.inference_mode():
-            expected = float(reference_lpips(*(torch.from_numpy(x.astype(np.float32) / 255)
-                                               for x in (reference, distorted)), normalize=True))
+            expected = float(
+                reference_lpips(
+                    *(torch.from_numpy(x.astype(np.float32) / 255) for x in (reference, distorted)),
+                    normalize=True,
+                )
+            )
         values[name] = get_metric("lpips").score(reference, distorted)[0]
         assert values[name] == pytest.approx(expected, abs=1e-5)
     assert values["ex_p1"] < values["ex_p0"]  # as AlexNet's published values order them

@@ -26,9 +26,15 @@ def real_pair(shared: Path) -> tuple[np.ndarray, np.ndarray]:
     """The first frames of the real clip FACES_00 (256x256) and their JPEG-compressed copies (quality 25)."""
     (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": FRAMES})
     reference = np.asarray(spec.read())
-    distorted = np.stack([cv2.imdecode(cv2.imencode(".jpg", frame.transpose(1, 2, 0),
-                                                    [cv2.IMWRITE_JPEG_QUALITY, 25])[1], cv2.IMREAD_UNCHANGED)
-                          .transpose(2, 0, 1) for frame in reference])
+    distorted = np.stack(
+        [
+            cv2.imdecode(
+                cv2.imencode(".jpg", frame.transpose(1, 2, 0), [cv2.IMWRITE_JPEG_QUALITY, 25])[1],
+                cv2.IMREAD_UNCHANGED,
+            ).transpose(2, 0, 1)
+            for frame in reference
+        ]
+    )
     return reference, distorted
 
 
@@ -71,15 +77,19 @@ def test_psnr_yuv420_gfvc_weights_4_1_1_at_10_bits(real_pair) -> None:
     reference, distorted = real_pair
     mses = []
     for ref, dist in zip(reference, distorted, strict=True):  # multiMetric_yuv420.py calculate_psnr
-        plane_mses = [np.mean((a.astype(np.uint16) * 4.0 - b.astype(np.uint16) * 4.0) ** 2)
-                      for a, b in zip(planes(ref), planes(dist), strict=True)]
+        plane_mses = [
+            np.mean((a.astype(np.uint16) * 4.0 - b.astype(np.uint16) * 4.0) ** 2)
+            for a, b in zip(planes(ref), planes(dist), strict=True)
+        ]
         mses.append((4 * plane_mses[0] + plane_mses[1] + plane_mses[2]) / 6)
     table = score_frames(reference, distorted, ["psnr_yuv420_gfvc"])
-    np.testing.assert_allclose(table["psnr_yuv420_gfvc"], 10 * np.log10(1020.0**2 / np.array(mses)),
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        table["psnr_yuv420_gfvc"], 10 * np.log10(1020.0**2 / np.array(mses)), rtol=0, atol=1e-9
+    )
     # the sequence's value: the PSNR of the mean weighted MSE, as the script averages
     assert sequence_values(table)["psnr_yuv420_gfvc"] == pytest.approx(
-        10 * np.log10(1020.0**2 / np.mean(mses)), abs=1e-9)
+        10 * np.log10(1020.0**2 / np.mean(mses)), abs=1e-9
+    )
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,8 +113,12 @@ def test_ssim_yuv420_gfvc_follows_the_scripts_conversions(real_pair) -> None:
     reference, distorted = real_pair
     expected = []
     for ref, dist in zip(reference, distorted, strict=True):  # multiMetric_yuv420.py calculate_ssim
-        yuv = [cv2.split(cv2.cvtColor(cv2.cvtColor(i420(frame), cv2.COLOR_YUV2RGB_I420)[:, :, ::-1],
-                                      cv2.COLOR_BGR2YUV)) for frame in (ref, dist)]
+        yuv = [
+            cv2.split(
+                cv2.cvtColor(cv2.cvtColor(i420(frame), cv2.COLOR_YUV2RGB_I420)[:, :, ::-1], cv2.COLOR_BGR2YUV)
+            )
+            for frame in (ref, dist)
+        ]
         ssims = [_ssim(a, b) for a, b in zip(*yuv, strict=True)]
         expected.append((4 * ssims[0] + ssims[1] + ssims[2]) / 6)
     values = score_frames(reference, distorted, ["ssim_yuv420_gfvc"])["ssim_yuv420_gfvc"]
@@ -120,9 +134,26 @@ def test_vmaf_equals_ffmpegs_own_libvmaf_on_a_real_clip(real_pair, tmp_path: Pat
         files[role].write_bytes(b"".join(i420(frame).tobytes() for frame in frames))
     raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}"]
     log = tmp_path / "log.json"
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", *raw, "-i", files["distorted"], *raw,
-                    "-i", files["reference"], "-lavfi", f"libvmaf=log_fmt=json:log_path={log}", "-f", "null",
-                    "-"], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            *raw,
+            "-i",
+            files["distorted"],
+            *raw,
+            "-i",
+            files["reference"],
+            "-lavfi",
+            f"libvmaf=log_fmt=json:log_path={log}",
+            "-f",
+            "null",
+            "-",
+        ],
+        check=True,
+    )
     own = json.loads(log.read_text())
     expected = [frame["metrics"]["vmaf"] for frame in own["frames"]]
     table = score_frames(reference, distorted, ["vmaf"], batch_size=2)  # whole sequence, not batches

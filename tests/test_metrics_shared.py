@@ -20,17 +20,29 @@ FRAMES, SIZE, QUALITIES = 5, 96, (10, 30, 60)
 
 
 def jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
-    return np.stack([cv2.imdecode(cv2.imencode(".jpg", frame.transpose(1, 2, 0), [cv2.IMWRITE_JPEG_QUALITY,
-                                                                                   quality])[1],
-                                  cv2.IMREAD_UNCHANGED).transpose(2, 0, 1) for frame in frames])
+    return np.stack(
+        [
+            cv2.imdecode(
+                cv2.imencode(".jpg", frame.transpose(1, 2, 0), [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                cv2.IMREAD_UNCHANGED,
+            ).transpose(2, 0, 1)
+            for frame in frames
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def sequence(shared: Path) -> np.ndarray:
     """The first frames of the real clip FACES_00, resized to 96x96."""
     (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": FRAMES})
-    return np.stack([cv2.resize(frame.transpose(1, 2, 0), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                     .transpose(2, 0, 1) for frame in np.asarray(spec.read())])
+    return np.stack(
+        [
+            cv2.resize(frame.transpose(1, 2, 0), (SIZE, SIZE), interpolation=cv2.INTER_AREA).transpose(
+                2, 0, 1
+            )
+            for frame in np.asarray(spec.read())
+        ]
+    )
 
 
 @pytest.mark.slow  # builds both networks twice on the CPU
@@ -47,10 +59,14 @@ def test_versions_scored_against_shared_reference_features_equal_the_packages_pe
     with torch.inference_mode():
         for table, decoded in zip(tables, versions, strict=True):
             for index in range(FRAMES):
-                ref, dist = (torch.from_numpy(x[index:index + 1].astype(np.float32) / 255)
-                             for x in (sequence, decoded))
-                expected = (float(reference_dists(ref, dist)),
-                            float(reference_lpips(ref, dist, normalize=True)))
+                ref, dist = (
+                    torch.from_numpy(x[index : index + 1].astype(np.float32) / 255)
+                    for x in (sequence, decoded)
+                )
+                expected = (
+                    float(reference_dists(ref, dist)),
+                    float(reference_lpips(ref, dist, normalize=True)),
+                )
                 found = (table["dists"][index], table["lpips"][index])
                 largest = max(largest, *np.abs(np.subtract(found, expected)))
     assert largest <= 1e-6

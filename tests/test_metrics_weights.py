@@ -38,8 +38,10 @@ def fake_alexnet_checkpoint(seed: int = 0) -> dict:
     shapes = BACKBONES["alexnet"].feature_shapes()
     for i, key in enumerate(k for k in shapes if k.endswith("weight")):
         out_channels, in_channels, kh, kw = shapes[key]
-        convs[f"Conv_{i}"] = {"kernel": rng.standard_normal((kh, kw, in_channels, out_channels), np.float32),
-                              "bias": rng.standard_normal(out_channels, np.float32)}
+        convs[f"Conv_{i}"] = {
+            "kernel": rng.standard_normal((kh, kw, in_channels, out_channels), np.float32),
+            "bias": rng.standard_normal(out_channels, np.float32),
+        }
     return {"AlexNet_0": convs}
 
 

@@ -66,14 +66,20 @@ def test_tiny_outputs_equal_golden_float64(golden: Path, inputs: dict, expected:
         kp_source = kpd(source)
         kp_driving = kpd(inputs["driving"].double())
         decoded = expected["kp_decoded.value"].double()
-        frames = [generator(source, kp_source, {"value": decoded[i:i + 1]}) for i in range(len(decoded))]
+        frames = [generator(source, kp_source, {"value": decoded[i : i + 1]}) for i in range(len(decoded))]
     ours = {f"kp_source.{k}": v for k, v in kp_source.items()}
     ours |= {f"kp_driving.{k}": v for k, v in kp_driving.items()}
     ours["generator.ref_fts"] = frames[0]["ref_fts"]
     for key in ("def_ref_fts", "bottleneck_out", "prediction"):
         ours[f"generator.{key}"] = torch.cat([f[key] for f in frames])
-    for key in ("heatmap_sum", "sparse_motion_sum", "sparse_deformed", "mask", "deformation",
-                "occlusion_map"):
+    for key in (
+        "heatmap_sum",
+        "sparse_motion_sum",
+        "sparse_deformed",
+        "mask",
+        "deformation",
+        "occlusion_map",
+    ):
         ours[f"dense_motion.{key}"] = torch.cat([f[key] for f in frames])
     for key, value in ours.items():
         assert value.shape == expected[key].shape, key
@@ -112,10 +118,12 @@ def tiny_config(golden: Path) -> dict:
     return {**load_model_config("dac"), "model_params": tiny_params(golden)}
 
 
-@pytest.mark.parametrize(("dtype", "image_tol", "kp_tol"),
-                         [(torch.float64, 1e-9, 1e-9), (torch.float32, 1e-4, 1e-5)])
-def test_adapter_features_and_batched_frames(golden: Path, tiny_model_file: Path, inputs: dict,
-                                             expected: dict, dtype, image_tol: float, kp_tol: float) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "image_tol", "kp_tol"), [(torch.float64, 1e-9, 1e-9), (torch.float32, 1e-4, 1e-5)]
+)
+def test_adapter_features_and_batched_frames(
+    golden: Path, tiny_model_file: Path, inputs: dict, expected: dict, dtype, image_tol: float, kp_tol: float
+) -> None:
     model = DAC.from_config(tiny_config(golden), weights=tiny_model_file, dtype=dtype)
     assert not model.random_weights and model.feature_size == 20
     features_ = model.extract_features(inputs["driving"])
@@ -127,8 +135,9 @@ def test_adapter_features_and_batched_frames(golden: Path, tiny_model_file: Path
     assert max_abs_diff(frames, expected["generator.prediction"]) <= image_tol
 
 
-def test_checkpoint_by_keypoint_count_from_the_env_folder(golden: Path, tiny_model_file: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_by_keypoint_count_from_the_env_folder(
+    golden: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(ENV_VAR, str(tiny_model_file.parent))
     model = create_model("dac", tiny_config(golden))
     assert model.weights == str(tiny_model_file)
@@ -136,6 +145,9 @@ def test_checkpoint_by_keypoint_count_from_the_env_folder(golden: Path, tiny_mod
     config["model_params"]["common_params"]["num_kp"] = 20
     with pytest.raises(CheckpointError, match="DAC-20-checkpoint.pth.tar"):
         create_model("dac", config)
-    with pytest.raises(CheckpointError, match=r"kp\.conv\.weight \(10, 11, 7, 7\) in the checkpoint vs "
-                                              r"\(20, 11, 7, 7\) in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"kp\.conv\.weight \(10, 11, 7, 7\) in the checkpoint vs "
+        r"\(20, 11, 7, 7\) in the model",
+    ):
         create_model("dac", config, weights=tiny_model_file)

@@ -52,13 +52,17 @@ def test_tiny_outputs_equal_golden_float64(golden: Path, inputs: dict, expected:
         kp_source, kp_driving = kpd(source), kpd(inputs["driving"].double())
         out = generator(source, kp_source, decoded, base_layer)
         off = generator(source, kp_source, {"value": decoded["value"][:1]}, torch.zeros_like(source))
-    ours = {"kp_source.value": kp_source["value"], "kp_driving.value": kp_driving["value"],
-            "kp_source.downsampled_input": kpd.downscale(source),
-            "kp_driving.downsampled_input": kpd.downscale(inputs["driving"].double()),
-            "generator.ref_fts": out["ref_fts"], "generator.prediction": out["prediction"],
-            "generator.frame1.prediction_base_layer_off_decoder": off["prediction"],
-            "generator.bl_fts_of_zero_image": off["bl_fts"],
-            "dense_motion.frame1.sparse_deformed": out["sparse_deformed"][:1]}
+    ours = {
+        "kp_source.value": kp_source["value"],
+        "kp_driving.value": kp_driving["value"],
+        "kp_source.downsampled_input": kpd.downscale(source),
+        "kp_driving.downsampled_input": kpd.downscale(inputs["driving"].double()),
+        "generator.ref_fts": out["ref_fts"],
+        "generator.prediction": out["prediction"],
+        "generator.frame1.prediction_base_layer_off_decoder": off["prediction"],
+        "generator.bl_fts_of_zero_image": off["bl_fts"],
+        "dense_motion.frame1.sparse_deformed": out["sparse_deformed"][:1],
+    }
     for key in ("bl_fts", "def_ref_fts", "main_bottleneck_out", "bt_output"):
         ours[f"generator.frame1.{key}"] = out[key][:1]
     for key in ("heatmap_sum", "sparse_motion_sum", "mask", "deformation", "occlusion_map"):
@@ -78,8 +82,9 @@ def test_keypoint_coding_is_byte_exact(expected: dict) -> None:
     assert np.array_equal(recon, expected["kp_coding.rec_sem"].numpy())
 
 
-def test_float32_model_from_a_training_checkpoint(golden: Path, inputs: dict, expected: dict,
-                                                   tmp_path: Path) -> None:
+def test_float32_model_from_a_training_checkpoint(
+    golden: Path, inputs: dict, expected: dict, tmp_path: Path
+) -> None:
     path = tmp_path / "HDAC-checkpoint.pth.tar"
     networks = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in ("kp_detector", "generator")}
     torch.save(training_checkpoint(networks), path)
@@ -87,8 +92,12 @@ def test_float32_model_from_a_training_checkpoint(golden: Path, inputs: dict, ex
     keypoints = model.extract_features(inputs["driving"])
     assert max_abs_diff(keypoints, expected["kp_driving.value"].flatten(1)) <= 1e-5
     reference = model.prepare_reference(inputs["source"])
-    frames = model.generate(inputs["source"], reference, expected["kp_decoded.value"].flatten(1),
-                            base_layer=inputs["base_layer"][1:])
+    frames = model.generate(
+        inputs["source"],
+        reference,
+        expected["kp_decoded.value"].flatten(1),
+        base_layer=inputs["base_layer"][1:],
+    )
     assert max_abs_diff(frames, expected["generator.prediction"]) <= 1e-4
     with pytest.raises(ValueError, match="base_layer is missing"):
         model.generate(inputs["source"], reference, expected["kp_decoded.value"].flatten(1))
@@ -100,9 +109,15 @@ def test_codec_with_a_vvenc_base_layer(golden: Path, shared: Path, tmp_path: Pat
     size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
     model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
-    config = {**load_section("codec", "hdac"), "model": model, "weights": "random",
-              "base": load_section("picture_codec", "vvenc"), "base_layer_scale": scale,
-              "encoder_reconstruction": True, "cpu_batch_size": 2}
+    config = {
+        **load_section("codec", "hdac"),
+        "model": model,
+        "weights": "random",
+        "base": load_section("picture_codec", "vvenc"),
+        "base_layer_scale": scale,
+        "encoder_reconstruction": True,
+        "cpu_batch_size": 2,
+    }
     codec = create_codec(config)
     result, decoded = encode_and_decode(codec, sequence, 47, tmp_path)
     assert set(result.bits) == {"header", "key_frame", "features", "base_layer"}
@@ -124,9 +139,16 @@ def test_codec_with_a_real_vtm_base_layer(real_vtm, golden: Path, tmp_path: Path
     size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
     model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
-    codec = create_codec({**load_section("codec", "hdac"), "model": model, "weights": "random",
-                          "base": load_section("picture_codec", "vtm"),
-                          "intra": load_section("picture_codec", "vvenc"), "encoder_reconstruction": True})
+    codec = create_codec(
+        {
+            **load_section("codec", "hdac"),
+            "model": model,
+            "weights": "random",
+            "base": load_section("picture_codec", "vtm"),
+            "intra": load_section("picture_codec", "vvenc"),
+            "encoder_reconstruction": True,
+        }
+    )
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     assert result.details["base_layer"]["codec"] == "vtm" and result.bits["base_layer"] > 0
     assert (tmp_path / "enc" / "face00_qp42_recon.rgb").read_bytes() == decoded.tobytes()

@@ -60,8 +60,11 @@ def test_state_dict_layout_equals_the_manifest_without_the_reference_coder(golde
     info = manifest(golden)
     networks = MRDAC.build_networks(info["config"]["model_params"])
     for name, module in networks.items():
-        entries = {e["key"]: (tuple(e["shape"]), e["dtype"]) for e in info["state_dicts"][name]
-                   if not e["key"].startswith("ref_coder.")}
+        entries = {
+            e["key"]: (tuple(e["shape"]), e["dtype"])
+            for e in info["state_dicts"][name]
+            if not e["key"].startswith("ref_coder.")
+        }
         assert {key: (shape, dtype) for key, shape, dtype in layout(module)} == entries, name
     counts = {name: sum(p.numel() for p in module.parameters()) for name, module in networks.items()}
     assert counts["kp_detector"] == info["num_parameters"]["kp_detector"]
@@ -69,8 +72,10 @@ def test_state_dict_layout_equals_the_manifest_without_the_reference_coder(golde
 
 
 def test_checkpoint_loads_strictly_but_for_the_reference_coder(golden: Path, tmp_path: Path) -> None:
-    stand_in = {"ref_coder.entropy_bottleneck._quantized_cdf": torch.zeros(0),
-                "ref_coder.g_a.0.weight": torch.zeros(128, 3, 5, 5)}
+    stand_in = {
+        "ref_coder.entropy_bottleneck._quantized_cdf": torch.zeros(0),
+        "ref_coder.g_a.0.weight": torch.zeros(128, 3, 5, 5),
+    }
     model = tiny_model(golden, tmp_path, torch.float32, stand_in)
     assert not model.random_weights and model.num_kp == 10
     state = load_pt(golden / "tiny" / "generator.pt")
@@ -93,17 +98,23 @@ def references(model: MRDAC, inputs: dict, kp: dict[int, torch.Tensor]) -> dict[
     decoded = frame_tensor(inputs["reference_decoded_uint8"])
     out = {}
     for row, position in enumerate(inputs["reference_indices"].tolist()):
-        out[position] = model.prepare_reference(decoded[row:row + 1])
+        out[position] = model.prepare_reference(decoded[row : row + 1])
         if position in kp:
             out[position]["kp"] = {"value": model._input(kp[position])}
     return out
 
 
-@pytest.mark.parametrize(("dtype", "tolerance", "kp_tolerance"),
-                         [(torch.float64, 1e-9, 1e-9), (torch.float32, 1e-4, 1e-5)])
-def test_every_intermediate_equals_the_golden(tiny_networks: dict, inputs: dict, expected: dict,
-                                              dtype: torch.dtype, tolerance: float,
-                                              kp_tolerance: float) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "tolerance", "kp_tolerance"), [(torch.float64, 1e-9, 1e-9), (torch.float32, 1e-4, 1e-5)]
+)
+def test_every_intermediate_equals_the_golden(
+    tiny_networks: dict,
+    inputs: dict,
+    expected: dict,
+    dtype: torch.dtype,
+    tolerance: float,
+    kp_tolerance: float,
+) -> None:
     """Keypoints, reference features, per reference dense motion, deformed and aggregated features;
     the fusion of 1, 2 and 3 references with weights and of 3 without."""
     model = tiny_networks[dtype]
@@ -111,8 +122,11 @@ def test_every_intermediate_equals_the_golden(tiny_networks: dict, inputs: dict,
         kp_frames = model.networks["kp_detector"](model._input(inputs["video"]))
         refs = references(model, inputs, {3: kp_frames["value"][3:4]})
         kp_target = {"value": model._input(expected["e2e.kp_hat"][INTER.index(TARGET)][None])}
-        ours = {"kp_frames.value": kp_frames["value"], "kp_frames.heatmap": kp_frames["heatmap"],
-                "kp_decoded_refs.value": torch.cat([refs[p]["kp"]["value"] for p in (0, 6)])}
+        ours = {
+            "kp_frames.value": kp_frames["value"],
+            "kp_frames.heatmap": kp_frames["heatmap"],
+            "kp_decoded_refs.value": torch.cat([refs[p]["kp"]["value"] for p in (0, 6)]),
+        }
         deformed = {}
         for position, reference in refs.items():
             ours[f"ref.ref{position}.features"] = reference["features"]
@@ -128,8 +142,10 @@ def test_every_intermediate_equals_the_golden(tiny_networks: dict, inputs: dict,
             for key in ("max_aggregated", "bottleneck_out", "prediction"):
                 ours[f"case_{case}.{key}"] = out[key]
         out = model.generator.fuse([refs[p] for p in CASES["k3"]], kp_target)  # the one-call path
-        ours |= {"case_k3_noweights.max_aggregated": out["max_aggregated"],
-                 "case_k3_noweights.prediction": out["prediction"]}
+        ours |= {
+            "case_k3_noweights.max_aggregated": out["max_aggregated"],
+            "case_k3_noweights.prediction": out["prediction"],
+        }
     golden_decoded = expected["kp_decoded_refs.value"][[0, 2]]
     for key, value in ours.items():
         reference = golden_decoded if key == "kp_decoded_refs.value" else expected[key]
@@ -138,8 +154,9 @@ def test_every_intermediate_equals_the_golden(tiny_networks: dict, inputs: dict,
         assert max_abs_diff(value, reference) <= limit, key
 
 
-def test_upstream_run_predictions_equal_the_golden_float32(tiny_networks: dict, inputs: dict,
-                                                           expected: dict) -> None:
+def test_upstream_run_predictions_equal_the_golden_float32(
+    tiny_networks: dict, inputs: dict, expected: dict
+) -> None:
     """The five inter frames of upstream's coder run, from its references, keypoints and weights."""
     model = tiny_networks[torch.float32]
     keys = expected["e2e.anim_reference_keys"]
@@ -150,10 +167,10 @@ def test_upstream_run_predictions_equal_the_golden_float32(tiny_networks: dict, 
             positions = [p for p in keys[row, 1:].tolist() if p >= 0]
             weights = reference_weights(positions, frame)[None]
             golden_weights = expected["e2e.ref_weights"][row]
-            assert torch.equal(weights[0], golden_weights[:len(positions)])
+            assert torch.equal(weights[0], golden_weights[: len(positions)])
             kp_hat = expected["e2e.kp_hat"][row].flatten()[None]
             prediction = model.animate([refs[p] for p in positions], kp_hat, weights)
-            assert max_abs_diff(prediction, expected["e2e.prediction"][row:row + 1]) <= 1e-4, frame
+            assert max_abs_diff(prediction, expected["e2e.prediction"][row : row + 1]) <= 1e-4, frame
             ours = (prediction[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8).astype(int)
             assert np.abs(ours - expected["e2e.decoded_uint8"][frame].numpy()).max() <= 1, frame
 
@@ -200,14 +217,19 @@ def test_residuals_beyond_int8_are_escaped_not_wrapped(expected: dict) -> None:
 
 def golden_policy(golden: Path, **overrides) -> ReferencePolicy:
     params = tiny_config(golden)["eval_params"]
-    section = {"gop_size": params["gop_size"], "search_window": params["search_window"],
-               "max_references": None, **overrides}
+    section = {
+        "gop_size": params["gop_size"],
+        "search_window": params["search_window"],
+        "max_references": None,
+        **overrides,
+    }
     return ReferencePolicy.from_config({"references": section}, "mrdac")
 
 
 @pytest.mark.parametrize("max_references", [None, 3, 4])
-def test_reference_policy_reproduces_upstream_decisions(golden: Path, expected: dict,
-                                                        max_references: int | None) -> None:
+def test_reference_policy_reproduces_upstream_decisions(
+    golden: Path, expected: dict, max_references: int | None
+) -> None:
     frames = tiny_config(golden)["eval_params"]["num_frames"]
     plan = golden_policy(golden, max_references=max_references).plan(frames)
     coded = expected["e2e.ref_coder_calls"][:, 0].tolist()
@@ -241,11 +263,14 @@ def test_reference_policy_covers_only_the_coded_frames(golden: Path) -> None:
     assert golden_policy(golden).plan(1).in_use == [[]]
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ({"max_references": 1}, "max_references 1: expected 2 or more"),
-    ({"eviction": "newest"}, "eviction 'newest'"),
-    ({"gop_size": 0}, "gop_size 0"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"max_references": 1}, "max_references 1: expected 2 or more"),
+        ({"eviction": "newest"}, "eviction 'newest'"),
+        ({"gop_size": 0}, "gop_size 0"),
+    ],
+)
 def test_bad_policy_is_refused(section: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ReferencePolicy.from_config({"references": section}, "mrdac")
@@ -258,7 +283,9 @@ def test_complexity_per_number_of_references(golden: Path) -> None:
     result = model_complexity("mrdac", config, size=128)
     counts = {k: result["parameters"][k] for k in ("kp_detector", "generator")}
     assert counts == tiny_config(golden)["num_parameters"]
-    macs = [result["macs_per_pixel"][key] for key in ("decoder", "decoder, 2 references",
-                                                      "decoder, 3 references", "decoder, 4 references")]
+    macs = [
+        result["macs_per_pixel"][key]
+        for key in ("decoder", "decoder, 2 references", "decoder, 3 references", "decoder, 4 references")
+    ]
     steps = {round(b - a, 6) for a, b in zip(macs[:-1], macs[1:], strict=True)}
     assert len(steps) == 1 and steps.pop() > 0

@@ -31,8 +31,11 @@ from models.rdac import RDAC
 from models.rdac_codec import RdacCodec
 from models.registry import load_model_config
 
-CDF_KEYS = [f"{part}.{key}" for part in ("entropy_bottleneck", "gaussian_conditional")
-            for key in ("_quantized_cdf", "_offset", "_cdf_length")] + ["gaussian_conditional.scale_table"]
+CDF_KEYS = [
+    f"{part}.{key}"
+    for part in ("entropy_bottleneck", "gaussian_conditional")
+    for key in ("_quantized_cdf", "_offset", "_cdf_length")
+] + ["gaussian_conditional.scale_table"]
 
 
 golden, expected, inputs = golden_fixtures("rdac")
@@ -47,8 +50,9 @@ def tiny_file(golden: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_model(golden: Path, path: Path, dtype: torch.dtype) -> RDAC:
-    return RDAC.from_config({**load_model_config("rdac"), "model_params": tiny_params(golden)}, weights=path,
-                            dtype=dtype)
+    return RDAC.from_config(
+        {**load_model_config("rdac"), "model_params": tiny_params(golden)}, weights=path, dtype=dtype
+    )
 
 
 def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
@@ -70,24 +74,30 @@ def test_cdf_tables_are_rebuilt_after_loading(golden: Path, tiny_file: Path, exp
             if f"cdf_tables.{coder}.{key}" in expected:
                 golden_table = expected[f"cdf_tables.{coder}.{key}"]
                 assert torch.equal(state[f"{coder}.{key}"], golden_table), (coder, key)
-    assert torch.equal(state["tdc.gaussian_conditional._quantized_cdf"],
-                       expected["cdf_tables.sdc.gaussian_conditional._quantized_cdf"])
+    assert torch.equal(
+        state["tdc.gaussian_conditional._quantized_cdf"],
+        expected["cdf_tables.sdc.gaussian_conditional._quantized_cdf"],
+    )
 
 
 def test_checkpoint_with_filled_cdf_buffers_is_refused(golden: Path, tiny_file: Path, tmp_path: Path) -> None:
     model = tiny_model(golden, tiny_file, torch.float32)
     path = tmp_path / "RDAC-checkpoint.pth.tar"
     torch.save({name: net.state_dict() for name, net in model.networks.items()}, path)  # after update()
-    with pytest.raises(CheckpointError, match=r"sdc\.entropy_bottleneck\._offset \(16,\) in the checkpoint "
-                                              r"vs \(0,\) in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"sdc\.entropy_bottleneck\._offset \(16,\) in the checkpoint "
+        r"vs \(0,\) in the model",
+    ):
         tiny_model(golden, path, torch.float32)
 
 
-@pytest.mark.parametrize(("prefix", "rate_idx", "q_value"),
-                         [("frame1", 3, 0.0), ("rate_point_2_q0.3.frame1", 2, 0.3)])
-def test_residual_coding_is_byte_exact_from_the_golden_latent(golden: Path, tiny_file: Path, expected: dict,
-                                                              prefix: str, rate_idx: int,
-                                                              q_value: float) -> None:
+@pytest.mark.parametrize(
+    ("prefix", "rate_idx", "q_value"), [("frame1", 3, 0.0), ("rate_point_2_q0.3.frame1", 2, 0.3)]
+)
+def test_residual_coding_is_byte_exact_from_the_golden_latent(
+    golden: Path, tiny_file: Path, expected: dict, prefix: str, rate_idx: int, q_value: float
+) -> None:
     coder = tiny_model(golden, tiny_file, torch.float64).networks["generator"].sdc
     with torch.no_grad():
         coded = coder.compress(expected[f"{prefix}.sdc.y"], rate_idx, q_value)
@@ -96,8 +106,11 @@ def test_residual_coding_is_byte_exact_from_the_golden_latent(golden: Path, tiny
     assert 8 * (len(coded.y_string) + len(coded.z_string)) == expected[f"{prefix}.sdc.bits"]
     for key, value in coded.steps.items():
         golden_value = expected[f"{prefix}.sdc.{key}"]
-        assert (torch.equal(value, golden_value) if not value.is_floating_point()
-                else max_abs_diff(value, golden_value) <= 1e-9), key
+        assert (
+            torch.equal(value, golden_value)
+            if not value.is_floating_point()
+            else max_abs_diff(value, golden_value) <= 1e-9
+        ), key
 
 
 def test_residual_coder_at_256(golden: Path, tiny_file: Path, inputs: dict) -> None:
@@ -119,13 +132,16 @@ def golden_gop(inputs: dict, expected: dict) -> tuple[GopCode, np.ndarray]:
     return GopCode(frames[0], {}, expected["kp_decoded.value"].flatten(1).double().numpy()), frames
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [pytest.param(torch.float64, 1e-9, marks=pytest.mark.slow),
-                                                  (torch.float32, 1e-4)])
-def test_call_sequence_equals_the_golden(golden: Path, tiny_file: Path, inputs: dict, expected: dict,
-                                         dtype: torch.dtype, tolerance: float) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"), [pytest.param(torch.float64, 1e-9, marks=pytest.mark.slow), (torch.float32, 1e-4)]
+)
+def test_call_sequence_equals_the_golden(
+    golden: Path, tiny_file: Path, inputs: dict, expected: dict, dtype: torch.dtype, tolerance: float
+) -> None:
     """Frame 1 spatial, frame 2 temporal, frame 3 skipped; the decoder reads what the encoder wrote."""
-    codec = RdacCodec(load_section("codec", "rdac"), model=tiny_model(golden, tiny_file, dtype),
-                      intra_codec=StandInIntra())
+    codec = RdacCodec(
+        load_section("codec", "rdac"), model=tiny_model(golden, tiny_file, dtype), intra_codec=StandInIntra()
+    )
     gop, frames = golden_gop(inputs, expected)
     trace: dict[str, list] = {}
     out, layers = codec.residual_loop(gop, frames, trace)
@@ -135,8 +151,9 @@ def test_call_sequence_equals_the_golden(golden: Path, tiny_file: Path, inputs: 
     for index, coder in ((1, "sdc"), (2, "tdc")):
         assert layers["residual"][index] == bytes(expected[f"frame{index}.{coder}.y_string"].tolist())
         assert layers["residual_hyper"][index] == bytes(expected[f"frame{index}.{coder}.z_string"].tolist())
-    assert trace["similarity"][1:] == pytest.approx([expected["frame2.skip_similarity"].item(),
-                                                     expected["frame3.skip_similarity"].item()], abs=1e-6)
+    assert trace["similarity"][1:] == pytest.approx(
+        [expected["frame2.skip_similarity"].item(), expected["frame3.skip_similarity"].item()], abs=1e-6
+    )
     for key in ("res_hat", "enhanced_prediction"):
         assert max_abs_diff(torch.cat(trace[key]), expected[key]) <= tolerance, key
     assert max_abs_diff(torch.cat(trace["animation"]), expected["animation.prediction"]) <= tolerance
@@ -157,8 +174,15 @@ def test_codec_closed_loop_with_vvenc_key_frames(golden: Path, tmp_path: Path) -
     size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
     sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
     model = {**load_model_config("rdac"), "model_params": tiny_params(golden)}
-    codec = create_codec({**load_section("codec", "rdac"), "model": model, "weights": "random",
-                          "gop_size": 3, "encoder_reconstruction": True})
+    codec = create_codec(
+        {
+            **load_section("codec", "rdac"),
+            "model": model,
+            "weights": "random",
+            "gop_size": 3,
+            "encoder_reconstruction": True,
+        }
+    )
     result, decoded = encode_and_decode(codec, sequence, 42, tmp_path)
     assert set(result.bits) == {"header", "key_frame", "features", "residual", "residual_hyper"}
     assert result.total_bits == 8 * result.bitstream.stat().st_size and result.bits["residual"] > 0

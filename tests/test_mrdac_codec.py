@@ -35,9 +35,16 @@ def cut_clip(shared: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def tiny_codec(golden: Path):
     model = {**load_model_config("mrdac"), "model_params": tiny_params(golden)}
-    return create_codec({**load_section("codec", "mrdac"), "model": model, "weights": "random",
-                         "references": REFERENCES, "encoder_reconstruction": True,
-                         "intra": load_section("picture_codec", "vvenc")})
+    return create_codec(
+        {
+            **load_section("codec", "mrdac"),
+            "model": model,
+            "weights": "random",
+            "references": REFERENCES,
+            "encoder_reconstruction": True,
+            "intra": load_section("picture_codec", "vvenc"),
+        }
+    )
 
 
 def test_closed_loop_with_vvenc_references(cut_clip, tmp_path: Path) -> None:
@@ -57,9 +64,12 @@ def test_closed_loop_with_vvenc_references(cut_clip, tmp_path: Path) -> None:
     recon = tmp_path / "enc" / "face00_qp32_recon.rgb"
     assert recon.read_bytes() == decoded.tobytes()
     for position in (0, 3, 6):  # a reference is shown as the picture codec decoded it
-        assert np.array_equal(decoded[position], codec.intra.decode_picture(stream.key_frames[position],
-                                                                            sequence.width, sequence.height,
-                                                                            tmp_path))
+        assert np.array_equal(
+            decoded[position],
+            codec.intra.decode_picture(
+                stream.key_frames[position], sequence.width, sequence.height, tmp_path
+            ),
+        )
 
 
 def test_references_elsewhere_than_the_policy_are_refused(cut_clip, tmp_path: Path) -> None:

@@ -10,8 +10,16 @@ from ctc.report import main as report_main
 from ctc.runner import main as run
 
 # x265 against the vvenc anchor, four rate points each, one demo sequence of four frames, in this process
-SWEEP = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=4", "testset.sequences=[DEMO_001]",
-         "metrics=psnr", "launcher=basic", "run=page"]
+SWEEP = [
+    "codec=x265",
+    "anchor=vvenc",
+    "testset=demo",
+    "testset.frames=4",
+    "testset.sequences=[DEMO_001]",
+    "metrics=psnr",
+    "launcher=basic",
+    "run=page",
+]
 
 
 @pytest.fixture
@@ -29,8 +37,9 @@ def decoder_calls(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_page_decodes_none_of_its_sweeps_versions_and_an_older_runs_again(tmp_path, decoder_calls,
-                                                                                capsys):
+def test_the_page_decodes_none_of_its_sweeps_versions_and_an_older_runs_again(
+    tmp_path, decoder_calls, capsys
+):
     run([*SWEEP, f"results_dir={tmp_path}"])
     run_dir = tmp_path / "page"
     page = (run_dir / "report" / "index.html").read_text()

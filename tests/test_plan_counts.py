@@ -63,16 +63,21 @@ def test_the_plan_writes_nothing_and_counts_what_the_run_does(tiny, capsys):  # 
     assert done(run_dir, before) == {"fake": (0, 6), "fake_anchor": (0, 6)}
 
 
-def test_the_estimate_takes_the_costs_bench_measured_over_the_defaults(tiny, tmp_path, monkeypatch,  # noqa: F811
-                                                                     capsys):
+def test_the_estimate_takes_the_costs_bench_measured_over_the_defaults(
+    tiny,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    capsys,
+):
     monkeypatch.setenv("GFVC_CACHE", str(tmp_path / "cache"))
     sweep = [*tiny, "launcher=basic", "jobs=1"]
     costs = load_costs()  # ctc/conf/costs.yaml's: nothing measured in this cache
     overhead = costs["job_overhead_s"]
     lines = _estimate(sweep, capsys)
     # 6 jobs of 4 frames at the default cost per frame, each with the overhead of a job, one worker
-    assert _cpu_hours(lines["coding fake"]) == round(6 * (4 * costs["coding"]["default"]["cpu_s"] + overhead)
-                                                     / 3600, 3)
+    assert _cpu_hours(lines["coding fake"]) == round(
+        6 * (4 * costs["coding"]["default"]["cpu_s"] + overhead) / 3600, 3
+    )
     assert lines["coding fake"].endswith("(6 jobs, default cost)")
     measured = measured_costs_path()
     measured.parent.mkdir(parents=True)

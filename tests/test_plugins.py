@@ -33,21 +33,27 @@ def test_a_second_class_under_a_taken_name_is_refused_with_both_named():
     class Other(Codec):
         pass
 
-    with pytest.raises(PluginError, match=r"codec name 'vvenc' is registered twice: by anchors\.vvenc\."
-                                          r"VvencCodec and by .*Other; give one of them another name"):
+    with pytest.raises(
+        PluginError,
+        match=r"codec name 'vvenc' is registered twice: by anchors\.vvenc\."
+        r"VvencCodec and by .*Other; give one of them another name",
+    ):
         register_codec("vvenc")(Other)
     registry = Registry("metric")
     registry.add("m", Other)
     assert registry.add("m", Other) is Other  # a module imported twice registers its class again
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ({"module": "no_such_package.codec", "class": "X"}, "cannot import its module 'no_such_package"),
-    ({"module": "ctc.codec", "class": "Nonesuch"}, "module 'ctc.codec' has no class 'Nonesuch'"),
-    ({"module": "ctc.codec", "class": "EncodeResult"}, "ctc.codec.EncodeResult is not a Codec"),
-    ({"module": "ctc.codec"}, "codec 'x' names no implementation: give 'module' and 'class', or a"),
-    ({"type": "nonesuch"}, "unknown codec 'nonesuch'; registered: "),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"module": "no_such_package.codec", "class": "X"}, "cannot import its module 'no_such_package"),
+        ({"module": "ctc.codec", "class": "Nonesuch"}, "module 'ctc.codec' has no class 'Nonesuch'"),
+        ({"module": "ctc.codec", "class": "EncodeResult"}, "ctc.codec.EncodeResult is not a Codec"),
+        ({"module": "ctc.codec"}, "codec 'x' names no implementation: give 'module' and 'class', or a"),
+        ({"type": "nonesuch"}, "unknown codec 'nonesuch'; registered: "),
+    ],
+)
 def test_a_section_naming_no_usable_class_says_why(section, message):
     registry = Registry("codec")
     with pytest.raises(PluginError, match=message):
@@ -137,8 +143,11 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
     frames = decoded.frames_file.read_bytes()
     assert len(frames) == spec.frames * spec.frame_bytes
     use_metric_modules(config["metrics"]["modules"])
-    scores = score_frames(spec.read(), read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames),
-                          config["metrics"]["names"])
+    scores = score_frames(
+        spec.read(),
+        read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames),
+        config["metrics"]["names"],
+    )
     assert list(scores.columns) == ["psnr", "edge_psnr"]
     assert scores.psnr.mean() > 25 and (scores.psnr > 18).all() and (scores.edge_psnr > 25).all()
     assert load_section("metrics", "psnr")["modules"] == []
@@ -148,10 +157,20 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
 @pytest.mark.slow  # about a minute: two configurations of the model and the anchor, each in worker processes
 def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, tmp_path):
     results = tmp_path / "results"
-    command = [str(Path(sys.executable).parent / "ctc-run"), "--config-dir", "conf", "codec=mine_q4,mine_q8",
-               "picture_codec@codec.intra=vvenc", "anchor=vvenc", *FACES_ONE, "metrics=psnr",
-               "metrics.names=[psnr,edge_psnr]", "metrics.modules=[my_gfvc_model.metrics]",
-               f"results_dir={results}", "jobs=2"]
+    command = [
+        str(Path(sys.executable).parent / "ctc-run"),
+        "--config-dir",
+        "conf",
+        "codec=mine_q4,mine_q8",
+        "picture_codec@codec.intra=vvenc",
+        "anchor=vvenc",
+        *FACES_ONE,
+        "metrics=psnr",
+        "metrics.names=[psnr,edge_psnr]",
+        "metrics.modules=[my_gfvc_model.metrics]",
+        f"results_dir={results}",
+        "jobs=2",
+    ]
     env = {**os.environ, "PYTHONPATH": str(example)}
     done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -165,8 +184,10 @@ def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, t
     rates = {codec: rows.set_index("rate_point").kbps for codec, rows in table.groupby("codec")}
     assert (rates["mine_q8"] >= rates["mine_q4"]).all() and rates["mine_q8"].sum() > rates["mine_q4"].sum()
     assert table[table.codec == "mine_q4"].psnr.max() > 25  # the warped key frame is a sensible picture
-    q4, q8 = (json.loads((run_dir / codec / "FACES_00" / "22" / "result.json").read_text())
-              for codec in ("mine_q4", "mine_q8"))
+    q4, q8 = (
+        json.loads((run_dir / codec / "FACES_00" / "22" / "result.json").read_text())
+        for codec in ("mine_q4", "mine_q8")
+    )
     assert [result["identity"]["codec"]["config"]["q_step"] for result in (q4, q8)] == [4, 8]
     assert q4["identity"]["codec"]["weights"] == "none" and q4["random_weights"] is False
     assert q4["config_hash"] != q8["config_hash"]
@@ -176,7 +197,13 @@ def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, t
     bare = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     pictures = run_dir / "report" / "visuals"
     visuals = sorted(path.relative_to(pictures) for path in pictures.rglob("*"))
-    report = subprocess.run([str(Path(sys.executable).parent / "ctc-report"), str(run_dir)], cwd=tmp_path,
-                            env=bare, capture_output=True, text=True, timeout=900)
+    report = subprocess.run(
+        [str(Path(sys.executable).parent / "ctc-report"), str(run_dir)],
+        cwd=tmp_path,
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     assert visuals and sorted(path.relative_to(pictures) for path in pictures.rglob("*")) == visuals

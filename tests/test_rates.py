@@ -12,8 +12,10 @@ def test_kbps_uses_the_sequences_own_frames_and_fps():
     assert kbps(8 * 1234, frames=3, fps=29.97) == pytest.approx(8 * 1234 / 1000 * 29.97 / 3)
 
 
-@pytest.mark.parametrize(("bits", "frames", "fps", "message"), [
-    (100, 0, 25, "at least one frame"), (100, 10, 0, "positive frame rate"), (-1, 10, 25, "negative")])
+@pytest.mark.parametrize(
+    ("bits", "frames", "fps", "message"),
+    [(100, 0, 25, "at least one frame"), (100, 10, 0, "positive frame rate"), (-1, 10, 25, "negative")],
+)
 def test_kbps_rejects_impossible_inputs(bits, frames, fps, message):
     with pytest.raises(ValueError, match=message):
         kbps(bits, frames, fps)

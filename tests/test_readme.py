@@ -19,15 +19,18 @@ from ctc.paths import cache_dir
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # <!-- quick: writes FILE FILE ... --> (or <!-- quick -->), a blank line, then an indented code block
-MARKER = re.compile(r"^<!-- quick(?::\s*writes\s+(?P<files>[^>]*?))?\s*-->\n\n(?P<block>(?:(?: {4}.*)?\n)+)",
-                    re.M)
+MARKER = re.compile(
+    r"^<!-- quick(?::\s*writes\s+(?P<files>[^>]*?))?\s*-->\n\n(?P<block>(?:(?: {4}.*)?\n)+)", re.M
+)
 BLOCK_TIMEOUT_S = 600
 
 
 def quick_blocks(text: str) -> list[tuple[str, list[str]]]:
     """Each quick block's shell text and the files (relative to the clone) it says it writes."""
-    return [(textwrap.dedent(match["block"]).strip() + "\n", (match["files"] or "").split())
-            for match in MARKER.finditer(text)]
+    return [
+        (textwrap.dedent(match["block"]).strip() + "\n", (match["files"] or "").split())
+        for match in MARKER.finditer(text)
+    ]
 
 
 BLOCKS = quick_blocks(README)
@@ -45,12 +48,19 @@ def clone(tmp_path_factory) -> Path:
     from ctc.paths import shared_dir
 
     if not shared_dir().is_dir():
-        pytest.skip(f"shared data folder {shared_dir()} is absent (the README's blocks use ../shared/data); "
-                    "put it beside the clone as ../shared or set GFVC_SHARED")
+        pytest.skip(
+            f"shared data folder {shared_dir()} is absent (the README's blocks use ../shared/data); "
+            "put it beside the clone as ../shared or set GFVC_SHARED"
+        )
     top = tmp_path_factory.mktemp("readme")
     tree = top / "gfvc-ctc"
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in filter(None, listing.split("\0")):
         if (ROOT / name).is_file() and not (ROOT / name).is_symlink():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
@@ -77,14 +87,22 @@ def user_environment(tree: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[block.split()[0] + f"-{number}"
-                                                          for number, (block, _) in enumerate(BLOCKS)])
+@pytest.mark.parametrize(
+    "index",
+    range(len(BLOCKS)),
+    ids=[block.split()[0] + f"-{number}" for number, (block, _) in enumerate(BLOCKS)],
+)
 def test_each_quick_block_runs_and_writes_what_it_says(clone, index):
     block, files = BLOCKS[index]
     assert not [name for name in files if (clone / name).exists()], "written before the block ran"
-    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block], cwd=clone,
-                          env=user_environment(clone), capture_output=True, text=True,
-                          timeout=BLOCK_TIMEOUT_S)
+    proc = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block],
+        cwd=clone,
+        env=user_environment(clone),
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+    )
     output = f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, f"{block}\nexit {proc.returncode}\n{output}"
     missing = [name for name in files if not (clone / name).is_file()]
@@ -106,9 +124,12 @@ def test_the_slurm_resources_table_names_every_codec_with_its_configs_resources(
     shown = {}
     for codecs, gpus, cpus, memory, minutes in readme_table("| codec | GPUs | CPUs | memory | time limit |"):
         for name in re.findall(r"`(\w+)`", codecs):
-            shown[name] = {"gpus_per_node": int(gpus), "cpus_per_task": int(cpus),
-                           "mem_gb": int(memory.removesuffix(" GB")),
-                           "timeout_min": int(minutes.removesuffix(" min"))}
+            shown[name] = {
+                "gpus_per_node": int(gpus),
+                "cpus_per_task": int(cpus),
+                "mem_gb": int(memory.removesuffix(" GB")),
+                "timeout_min": int(minutes.removesuffix(" min")),
+            }
     assert sorted(shown) == available("codec")
     for name, resources in shown.items():
         assert resources == {"gpus_per_node": 0, **load_section("codec", name)["slurm"]}, name

@@ -13,7 +13,8 @@ def shape(name: str) -> Counter:
     """How many sequences of each (frames, width, height, fps), and how many classes."""
     specs = declared_specs(name, root="/unused")  # the declarations only: no file is read
     return Counter((s.frames, s.width, s.height, s.fps) for s in specs) + Counter(
-        {"classes": len({s.seq_class for s in specs})})
+        {"classes": len({s.seq_class for s in specs})}
+    )
 
 
 def test_the_rehearsal_has_the_ctcs_shape():

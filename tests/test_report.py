@@ -24,8 +24,12 @@ def run(tmp_path_factory):
 
 def _bd(report, codec, sequence, metric, seq_class=None):
     bd = report.bd
-    rows = bd[(bd["codec"] == codec) & (bd["sequence"] == sequence) & (bd["metric"] == metric)
-              & ((bd["seq_class"] == seq_class) if seq_class else True)]
+    rows = bd[
+        (bd["codec"] == codec)
+        & (bd["sequence"] == sequence)
+        & (bd["metric"] == metric)
+        & ((bd["seq_class"] == seq_class) if seq_class else True)
+    ]
     assert len(rows) == 1
     return rows.iloc[0]
 
@@ -75,8 +79,15 @@ def test_files_hold_the_expected_rows(run):
     bd = pd.read_csv(out / "bd.csv")
     assert len(bd) == 2 * (4 + 2 + 1) * 3  # codecs x (sequences + classes + overall) x metrics
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary["Sequence"][:7]) == ["CFVQA_001", "CFVQA_002", "VOXCELEB_001", "VOXCELEB_002",
-                                              "average", "average", "overall average"]
+    assert list(summary["Sequence"][:7]) == [
+        "CFVQA_001",
+        "CFVQA_002",
+        "VOXCELEB_001",
+        "VOXCELEB_002",
+        "average",
+        "average",
+        "overall average",
+    ]
     assert set(summary["Codec"]) == {"cfte [RANDOM WEIGHTS]", "x265"}
     assert "BD-rate dists (%)" in summary.columns and "BD-quality 1 - dists" in summary.columns
     points = pd.read_csv(out / "rate_points.csv")
@@ -89,8 +100,11 @@ def test_files_hold_the_expected_rows(run):
     assert document["info"]["anchor"] == "vvenc"
     assert document["info"]["codecs"]["cfte"]["random_weights"] is True
     assert document["info"]["codecs"]["cfte"]["checkpoints"] == ["cfte-random.pth"]
-    assert document["metrics"] == {"dists": "lower_is_better", "lpips": "lower_is_better",
-                                   "psnr": "higher_is_better"}
+    assert document["metrics"] == {
+        "dists": "lower_is_better",
+        "lpips": "lower_is_better",
+        "psnr": "higher_is_better",
+    }
     assert any(row["bd_rate"] is None and row["status"] == "no_anchor" for row in document["bd"])
     markdown = (out / "summary.md").read_text()
     assert "## cfte [RANDOM WEIGHTS] vs anchor vvenc" in markdown
@@ -98,8 +112,10 @@ def test_files_hold_the_expected_rows(run):
     assert "| " + " | ".join(cells) + " |" in markdown
     assert "n/a [no anchor]" in markdown and "[overlap 20%]" in markdown
     assert "test set: fixture; git commit: 0123abc" in markdown
-    assert ("kbps counts key_frame+features (as the GFVC common software counts it); the file's container "
-            "adds, in kbps: CFVQA_001 0.50, CFVQA_002 0.50, VOXCELEB_001 0.50, VOXCELEB_002 0.50") in markdown
+    assert (
+        "kbps counts key_frame+features (as the GFVC common software counts it); the file's container "
+        "adds, in kbps: CFVQA_001 0.50, CFVQA_002 0.50, VOXCELEB_001 0.50, VOXCELEB_002 0.50"
+    ) in markdown
 
 
 def test_workbook_has_a_summary_and_a_rate_point_sheet_per_codec(run):
@@ -137,8 +153,9 @@ def test_duplicate_rows_are_listed_and_the_report_still_comes_out(run):
 
 def test_cli_prints_the_tables_and_the_gaps(tmp_path, capsys):
     run_dir = write_run(tmp_path / "cli")
-    assert main([str(run_dir), "--metrics", "psnr", "--method", "cubic", "--no-plots",
-                 "--anchor", "vvenc"]) == 0
+    assert (
+        main([str(run_dir), "--metrics", "psnr", "--method", "cubic", "--no-plots", "--anchor", "vvenc"]) == 0
+    )
     out = capsys.readouterr().out
     assert "BD method: cubic" in out
     assert "failed job: cfte VOXCELEB_002 qp52" in out
@@ -150,10 +167,20 @@ def test_cli_prints_the_tables_and_the_gaps(tmp_path, capsys):
 @pytest.mark.parametrize("log_rate", [False, True])
 def test_rd_figure_axes_and_lines(run, log_rate):
     _, report = run
-    figures = dict(rd_figures(report.rate_points, report.anchor, ["psnr"], log_rate=log_rate,
-                              **plot_options(report)))
-    assert set(figures) == {f"rd_psnr_{stem}" for stem in (
-        "VOXCELEB_001", "VOXCELEB_002", "CFVQA_001", "CFVQA_002", "VOXCELEB_average", "CFVQA_average")}
+    figures = dict(
+        rd_figures(report.rate_points, report.anchor, ["psnr"], log_rate=log_rate, **plot_options(report))
+    )
+    assert set(figures) == {
+        f"rd_psnr_{stem}"
+        for stem in (
+            "VOXCELEB_001",
+            "VOXCELEB_002",
+            "CFVQA_001",
+            "CFVQA_002",
+            "VOXCELEB_average",
+            "CFVQA_average",
+        )
+    }
     axes = figures["rd_psnr_VOXCELEB_001"].axes[0]
     assert axes.get_xscale() == ("log" if log_rate else "linear")
     anchor, *tested = axes.lines
@@ -165,12 +192,15 @@ def test_rd_figure_axes_and_lines(run, log_rate):
     assert list(average.get_xdata()) == [4.0, 8.0, 16.0]
 
 
-@pytest.mark.parametrize(("make", "args", "message"), [
-    (lambda d: None, [], "does not exist"),
-    (lambda d: d.mkdir(), [], "holds no <codec>/<sequence>/<rate_point>/result.json"),
-    (write_run, ["--metrics", "ssim"], "no results for metric(s) ssim"),
-    (write_run, ["--method", "cubic", "--anchor", "vtm"], None),
-])
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda d: None, [], "does not exist"),
+        (lambda d: d.mkdir(), [], "holds no <codec>/<sequence>/<rate_point>/result.json"),
+        (write_run, ["--metrics", "ssim"], "no results for metric(s) ssim"),
+        (write_run, ["--method", "cubic", "--anchor", "vtm"], None),
+    ],
+)
 def test_cli_bad_runs(tmp_path, capsys, make, args, message):
     run_dir = tmp_path / "bad"
     make(run_dir)

@@ -27,15 +27,37 @@ TEST_ENC, TEST_DEC = (2.0, 2.0, 2.0, 2.0), (1.0, 1.0, 4.0, 4.0)  # geometric mea
 SETUP = {"frames": 4, "fps": 25, "width": 64, "height": 64}
 
 
-def _result(codec: str, sequence: str, rate_point: str, kbps: float, psnr: float, enc: float, dec: float,
-            **setup: object) -> dict:
-    return {"status": "ok", "codec": codec, "role": "anchor" if codec == "anchor" else "test",
-            "sequence": sequence, "seq_class": SEQUENCES[sequence][0], "rate_point": rate_point,
-            **SETUP, "kbps": kbps, "enc_seconds": enc, "dec_seconds": dec, "metrics": {"psnr": psnr},
-            "metric_directions": {"psnr": "higher_is_better"}, "config_hash": f"{codec}-{rate_point}",
-            "identity": {"codec": {"name": codec},
-                         "sequence": {"file_md5": setup.pop("file_md5", f"md5-of-{sequence}")}},
-            "created": "2026-01-01T00:00:00+00:00", **setup}
+def _result(
+    codec: str,
+    sequence: str,
+    rate_point: str,
+    kbps: float,
+    psnr: float,
+    enc: float,
+    dec: float,
+    **setup: object,
+) -> dict:
+    return {
+        "status": "ok",
+        "codec": codec,
+        "role": "anchor" if codec == "anchor" else "test",
+        "sequence": sequence,
+        "seq_class": SEQUENCES[sequence][0],
+        "rate_point": rate_point,
+        **SETUP,
+        "kbps": kbps,
+        "enc_seconds": enc,
+        "dec_seconds": dec,
+        "metrics": {"psnr": psnr},
+        "metric_directions": {"psnr": "higher_is_better"},
+        "config_hash": f"{codec}-{rate_point}",
+        "identity": {
+            "codec": {"name": codec},
+            "sequence": {"file_md5": setup.pop("file_md5", f"md5-of-{sequence}")},
+        },
+        "created": "2026-01-01T00:00:00+00:00",
+        **setup,
+    }
 
 
 def write_run(run_dir: Path, test_setup: dict[str, dict] | None = None) -> Path:
@@ -44,10 +66,19 @@ def write_run(run_dir: Path, test_setup: dict[str, dict] | None = None) -> Path:
     for sequence, (_, factor, enc_scale, dec_scale) in SEQUENCES.items():
         for index, (rate_point, kbps) in enumerate(ANCHOR_KBPS.items()):
             psnr = 30.0 + 2.0 * math.log2(kbps)
-            results = [_result("anchor", sequence, rate_point, kbps, psnr, ANCHOR_ENC[index],
-                               ANCHOR_DEC[index]),
-                       _result("test", sequence, rate_point, kbps / factor, psnr, enc_scale * TEST_ENC[index],
-                               dec_scale * TEST_DEC[index], **(test_setup or {}).get(sequence, {}))]
+            results = [
+                _result("anchor", sequence, rate_point, kbps, psnr, ANCHOR_ENC[index], ANCHOR_DEC[index]),
+                _result(
+                    "test",
+                    sequence,
+                    rate_point,
+                    kbps / factor,
+                    psnr,
+                    enc_scale * TEST_ENC[index],
+                    dec_scale * TEST_DEC[index],
+                    **(test_setup or {}).get(sequence, {}),
+                ),
+            ]
             for result in results:
                 folder = run_dir / result["codec"] / sequence / rate_point
                 folder.mkdir(parents=True, exist_ok=True)
@@ -87,19 +118,25 @@ def test_enct_and_dect_are_geometric_means(tmp_path: Path) -> None:
     for sequence, ratios in expected.items():
         assert _row(times, sequence)[["enc_ratio", "dec_ratio"]].tolist() == pytest.approx(ratios, rel=1e-12)
     assert _row(times, "average", "A")[["enc_ratio", "dec_ratio"]].tolist() == pytest.approx(
-        [math.sqrt(0.25 * 1.0), math.sqrt(2.0 * 4.0)], rel=1e-12)
+        [math.sqrt(0.25 * 1.0), math.sqrt(2.0 * 4.0)], rel=1e-12
+    )
     assert _row(times, "overall average")[["enc_ratio", "dec_ratio"]].tolist() == pytest.approx(
-        [(0.25 * 1.0 * 4.0) ** (1 / 3), (2.0 * 4.0 * 16.0) ** (1 / 3)], rel=1e-12)
+        [(0.25 * 1.0 * 4.0) ** (1 / 3), (2.0 * 4.0 * 16.0) ** (1 / 3)], rel=1e-12
+    )
 
 
-@pytest.mark.parametrize(("field", "value", "named"), [
-    ("fps", 30, "fps 30 vs the anchor's 25"),
-    ("width", 96, "width 96 vs the anchor's 64"),
-    ("height", 48, "height 48 vs the anchor's 64"),
-    ("file_md5", "md5-of-another-file", "source_md5 md5-of-another-file vs the anchor's md5-of-A2"),
-])
-def test_a_setup_mismatch_keeps_the_sequence_out_of_bd(tmp_path: Path, field: str, value: object,
-                                                       named: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("fps", 30, "fps 30 vs the anchor's 25"),
+        ("width", 96, "width 96 vs the anchor's 64"),
+        ("height", 48, "height 48 vs the anchor's 64"),
+        ("file_md5", "md5-of-another-file", "source_md5 md5-of-another-file vs the anchor's md5-of-A2"),
+    ],
+)
+def test_a_setup_mismatch_keeps_the_sequence_out_of_bd(
+    tmp_path: Path, field: str, value: object, named: str
+) -> None:
     """A test result made from another fps, size or source file than the anchor's is a gap, never a BD
     number; the other sequences' BD values and averages are unchanged."""
     report = load_report(write_run(tmp_path / "run", {"A2": {field: value}}))

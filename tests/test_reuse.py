@@ -31,8 +31,16 @@ def stamps(run_dir: Path, codec: str = "*") -> dict[Path, str]:
 @pytest.mark.slow
 def test_a_checkpoint_installed_after_a_random_weight_run_redoes_the_job(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    sweep = ["codec=cfte", "anchor=none", *DEMO_ONE, "testset.frames=2", "codec.rate_points=[42]",
-             "picture_codec@codec.intra=vvenc", f"results_dir={tmp_path / 'results'}", "jobs=1"]
+    sweep = [
+        "codec=cfte",
+        "anchor=none",
+        *DEMO_ONE,
+        "testset.frames=2",
+        "codec.rate_points=[42]",
+        "picture_codec@codec.intra=vvenc",
+        f"results_dir={tmp_path / 'results'}",
+        "jobs=1",
+    ]
     main(sweep)
     job = tmp_path / "results" / "demo-f2" / "cfte" / "DEMO_001" / "42"
     first = read_result(job)
@@ -41,8 +49,9 @@ def test_a_checkpoint_installed_after_a_random_weight_run_redoes_the_job(tmp_pat
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     networks = get_model_class("cfte").build_networks(load_model_config("cfte")["model_params"])
-    torch.save({name: network.state_dict() for name, network in networks.items()},
-               folder / "CFTE-checkpoint.pth.tar")
+    torch.save(
+        {name: network.state_dict() for name, network in networks.items()}, folder / "CFTE-checkpoint.pth.tar"
+    )
     monkeypatch.setenv(ENV_VAR, str(folder))
     capsys.readouterr()
     main(sweep)
@@ -56,23 +65,37 @@ def test_a_checkpoint_installed_after_a_random_weight_run_redoes_the_job(tmp_pat
 
 @pytest.mark.vtm
 @pytest.mark.slow
-def test_a_new_key_frame_codec_or_vtm_cfg_redoes_exactly_the_affected_jobs(real_vtm, tmp_path, monkeypatch,
-                                                                          capsys):
+def test_a_new_key_frame_codec_or_vtm_cfg_redoes_exactly_the_affected_jobs(
+    real_vtm, tmp_path, monkeypatch, capsys
+):
     from anchors.vtm_tools import find_encoder_cfg, find_program
 
     cfg = tmp_path / "encoder_lowdelay_vtm.cfg"
-    cfg.write_text(find_encoder_cfg(real_vtm, find_program(real_vtm, "encoder", ("EncoderAppStatic",)))
-                   .read_text())
+    cfg.write_text(
+        find_encoder_cfg(real_vtm, find_program(real_vtm, "encoder", ("EncoderAppStatic",))).read_text()
+    )
     results = tmp_path / "results"
-    sweep = ["codec=cfte", "codec.weights=random", "anchor=vtm", f"anchor.cfg={cfg}", *DEMO_ONE,
-             "testset.frames=2", "codec.rate_points=[42]", "anchor.rate_points=[42]", "report=false",
-             f"results_dir={results}", "jobs=2"]
+    sweep = [
+        "codec=cfte",
+        "codec.weights=random",
+        "anchor=vtm",
+        f"anchor.cfg={cfg}",
+        *DEMO_ONE,
+        "testset.frames=2",
+        "codec.rate_points=[42]",
+        "anchor.rate_points=[42]",
+        "report=false",
+        f"results_dir={results}",
+        "jobs=2",
+    ]
     run_dir = results / "demo-f2"
     empty = tmp_path / "no-vtm"
     empty.mkdir()
     main([*sweep, "picture_codec@codec.intra=vvenc"])
-    assert read_result(run_dir / "cfte/DEMO_001/42")["identity"]["codec"]["key_frame_codec"]["config"][
-        "name"] == "vvenc"
+    assert (
+        read_result(run_dir / "cfte/DEMO_001/42")["identity"]["codec"]["key_frame_codec"]["config"]["name"]
+        == "vvenc"
+    )
     anchor_jobs, test_jobs = stamps(run_dir, "vtm"), stamps(run_dir, "cfte")
     assert len(anchor_jobs) == 1 and len(test_jobs) == 1
     main([*sweep, "picture_codec@codec.intra=vtm"])  # the key frame through VTM: the cfte job only
@@ -127,13 +150,28 @@ def logging_ffmpeg(folder: Path, log: Path) -> Path:
 def test_two_sweeps_on_one_run_folder_code_each_job_once_and_equal_a_sequential_run(tmp_path, monkeypatch):
     log = tmp_path / "ffmpeg-calls.txt"
     env = {**os.environ, "IMAGEIO_FFMPEG_EXE": str(logging_ffmpeg(tmp_path, log))}
-    common = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=2", "metrics=psnr", "jobs=1",
-              "report_page.enabled=false", "run=shared"]
+    common = [
+        "codec=x265",
+        "anchor=vvenc",
+        "testset=demo",
+        "testset.frames=2",
+        "metrics=psnr",
+        "jobs=1",
+        "report_page.enabled=false",
+        "run=shared",
+    ]
     first = [*common, "testset.sequences=[DEMO_001]", f"results_dir={tmp_path / 'together'}"]
     second = [*common, "testset.sequences=[DEMO_001,DEMO_002]", f"results_dir={tmp_path / 'together'}"]
-    processes = [subprocess.Popen([sys.executable, "-m", "ctc.runner", *args], env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                 for args in (first, second)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ctc.runner", *args],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for args in (first, second)
+    ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
     encodes = [line for line in log.read_text().splitlines() if "_input.yuv" in line]
@@ -143,8 +181,14 @@ def test_two_sweeps_on_one_run_folder_code_each_job_once_and_equal_a_sequential_
     together = tmp_path / "together" / "shared"
     assert len(list((together / "provenance").glob("*.json"))) == 2  # one per sweep, none overwritten
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", env["IMAGEIO_FFMPEG_EXE"])  # the same binary: the same identity
-    main([*common[:-1], "run=alone", "testset.sequences=[DEMO_001,DEMO_002]",
-          f"results_dir={tmp_path / 'sequential'}"])
+    main(
+        [
+            *common[:-1],
+            "run=alone",
+            "testset.sequences=[DEMO_001,DEMO_002]",
+            f"results_dir={tmp_path / 'sequential'}",
+        ]
+    )
     columns = ["codec", "sequence", "rate_point", "kbps", "psnr", "config_hash", "status"]
     expected = load_results(tmp_path / "sequential" / "alone")[columns]
     assert load_results(together)[columns].equals(expected)

@@ -47,20 +47,31 @@ def tiny(tmp_path, monkeypatch):
     entries = "".join(f"      - {{name: {name}, class: T{name[-1]}, fps: {FPS[name]}}}\n" for name in NAMES)
     (tmp_path / "sequences.yaml").write_text(
         "file_template: '{name}.rgb'\ntest_sets:\n  tiny:\n    root: null\n"
-        f"    defaults: {{width: {WIDTH}, height: {HEIGHT}, frames: {FRAMES}}}\n    sequences:\n{entries}")
+        f"    defaults: {{width: {WIDTH}, height: {HEIGHT}, frames: {FRAMES}}}\n    sequences:\n{entries}"
+    )
     conf = tmp_path / "conf"
     for group in ("codec", "anchor", "testset"):
         (conf / group).mkdir(parents=True)
     (conf / "codec" / "fake.yaml").write_text(
-        f"name: fake\nmodule: fake_codec\ntype: fake\nrate_points: {CODEC_RATE_POINTS}\n")
+        f"name: fake\nmodule: fake_codec\ntype: fake\nrate_points: {CODEC_RATE_POINTS}\n"
+    )
     (conf / "anchor" / "fake_anchor.yaml").write_text(
-        f"name: fake_anchor\nmodule: fake_codec\ntype: fake_anchor\nrate_points: {ANCHOR_RATE_POINTS}\n")
+        f"name: fake_anchor\nmodule: fake_codec\ntype: fake_anchor\nrate_points: {ANCHOR_RATE_POINTS}\n"
+    )
     (conf / "testset" / "tiny.yaml").write_text(
         f"name: tiny\nroot: {tmp_path / 'seqs'}\nsequences: null\nframes: null\n"
-        f"sequences_file: {tmp_path / 'sequences.yaml'}\n")
+        f"sequences_file: {tmp_path / 'sequences.yaml'}\n"
+    )
     # report=false: the fake anchor has two rate points, too few for BD-rate
-    return [f"hydra.searchpath=[file://{conf}]", "codec=fake", "anchor=fake_anchor", "testset=tiny",
-            "metrics=psnr", "report=false", f"results_dir={tmp_path / 'results'}"]
+    return [
+        f"hydra.searchpath=[file://{conf}]",
+        "codec=fake",
+        "anchor=fake_anchor",
+        "testset=tiny",
+        "metrics=psnr",
+        "report=false",
+        f"results_dir={tmp_path / 'results'}",
+    ]
 
 
 def run_dir_of(overrides: list[str], run: str = "tiny") -> Path:
@@ -88,8 +99,14 @@ def snapshot(run_dir: Path) -> dict[str, tuple]:
     for path in sorted(run_dir.glob("*/*/*/result.json")):
         result = json.loads(path.read_text())
         jobs[str(path.parent.relative_to(run_dir))] = (
-            (path.parent / "stream.bin").read_bytes(), result["status"], result["bits"], result["kbps"],
-            result["metrics"], result["config_hash"], (path.parent / "per_frame.csv").read_text())
+            (path.parent / "stream.bin").read_bytes(),
+            result["status"],
+            result["bits"],
+            result["kbps"],
+            result["metrics"],
+            result["config_hash"],
+            (path.parent / "per_frame.csv").read_text(),
+        )
     return jobs
 
 
@@ -110,7 +127,8 @@ def test_sweep_runs_every_job_in_parallel_workers_and_writes_results(tiny, tmp_p
         assert result["kbps"] == pytest.approx(result["bits"]["total"] / 1000 * FPS[row.sequence] / FRAMES)
         assert result["fps"] == FPS[row.sequence] and result["frames"] == FRAMES
         assert result["metrics"]["psnr"] == pytest.approx(
-            expected_psnr(tmp_path / "seqs" / f"{row.sequence}.rgb", row.rate_point), abs=1e-9)
+            expected_psnr(tmp_path / "seqs" / f"{row.sequence}.rgb", row.rate_point), abs=1e-9
+        )
         assert result["metric_directions"] == {"psnr": "higher_is_better"}
         assert result["codec_version"] == "fake 1.0" and result["random_weights"] is False
         assert result["commands"]["encode"] == [["fake-enc", f"--shift={row.rate_point}"]]
@@ -178,11 +196,18 @@ def test_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, 
     run_dir = run_dir_of(tiny)
     interrupted = run_dir / "fake/SEQ_B/3"
     assert (interrupted / "stream.bin").exists() and read_result(interrupted) is None
-    status = {str(p.parent.relative_to(run_dir)): read_result(p.parent)["status"]
-              for p in run_dir.glob("*/*/*/result.json")}
+    status = {
+        str(p.parent.relative_to(run_dir)): read_result(p.parent)["status"]
+        for p in run_dir.glob("*/*/*/result.json")
+    }
     # sequence by sequence: SEQ_A coded and scored (both codecs), SEQ_B/1 decoded, waiting for its scoring
-    assert status == {"fake/SEQ_A/1": "ok", "fake/SEQ_A/3": "ok", "fake_anchor/SEQ_A/2": "ok",
-                      "fake_anchor/SEQ_A/4": "ok", "fake/SEQ_B/1": "decoded"}
+    assert status == {
+        "fake/SEQ_A/1": "ok",
+        "fake/SEQ_A/3": "ok",
+        "fake_anchor/SEQ_A/2": "ok",
+        "fake_anchor/SEQ_A/4": "ok",
+        "fake/SEQ_B/1": "decoded",
+    }
     done_before = digests(run_dir.glob("*/SEQ_A/*/result.json"))
     coded_before = read_result(run_dir / "fake/SEQ_B/1")
     monkeypatch.delenv("FAKE_CODEC_INTERRUPT")
@@ -200,8 +225,12 @@ def test_a_killed_sweep_resumes_to_the_results_of_an_uninterrupted_one(tiny, tmp
     main(reference)
     run_dir = run_dir_of(tiny)
     env = {**os.environ, "FAKE_CODEC_HANG": "SEQ_C/1"}
-    process = subprocess.Popen([sys.executable, "-m", "ctc.runner", *tiny, "launcher=basic"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ctc.runner", *tiny, "launcher=basic"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run_dir / "fake/SEQ_C/1/hanging").exists():
@@ -226,7 +255,8 @@ def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero
     table = load_results(run_dir)
     failed = table[table.status == "failed"]
     assert set(zip(failed.codec, failed.sequence, failed.rate_point, strict=True)) == (
-        {("fake", "SEQ_B", 3)} | {("fake_anchor", name, rp) for name in NAMES for rp in ANCHOR_RATE_POINTS})
+        {("fake", "SEQ_B", 3)} | {("fake_anchor", name, rp) for name in NAMES for rp in ANCHOR_RATE_POINTS}
+    )
     assert (table[table.codec == "fake"].status == "ok").sum() == 5
     crash = read_result(run_dir / "fake/SEQ_B/3")
     assert crash["error"] == "CodecError: fake encoder crashed on purpose on SEQ_B/3"
@@ -238,13 +268,16 @@ def test_failing_jobs_are_recorded_the_others_complete_and_the_run_exits_nonzero
     assert (run_dir / "summary.csv").exists()
 
 
-@pytest.mark.parametrize(("override", "code", "message"), [
-    ("codec=no_such_codec", 2, "Could not find 'codec/no_such_codec'"),
-    ("testset=no_such_set", 2, "Could not find 'testset/no_such_set'"),
-    ("testset.sequences=[SEQ_A,SEQ_X]", 2, "unknown sequence SEQ_X in test set tiny"),
-    ("codec.module=no_such_module", 2, "codec 'fake': cannot import its module 'no_such_module'"),
-    ("scoring=later", 2, "scoring='later': expected one of sequence, job"),
-])
+@pytest.mark.parametrize(
+    ("override", "code", "message"),
+    [
+        ("codec=no_such_codec", 2, "Could not find 'codec/no_such_codec'"),
+        ("testset=no_such_set", 2, "Could not find 'testset/no_such_set'"),
+        ("testset.sequences=[SEQ_A,SEQ_X]", 2, "unknown sequence SEQ_X in test set tiny"),
+        ("codec.module=no_such_module", 2, "codec 'fake': cannot import its module 'no_such_module'"),
+        ("scoring=later", 2, "scoring='later': expected one of sequence, job"),
+    ],
+)
 def test_unknown_names_stop_the_run_before_any_job(tiny, capsys, override, code, message):
     with pytest.raises(SystemExit) as exit_info:
         main([*tiny, override])
@@ -265,8 +298,16 @@ def test_a_bad_sequence_file_stops_the_run_with_its_name(tiny, tmp_path, capsys)
 
 
 def test_anchor_none_sweeps_the_codec_alone_and_random_weights_are_labelled(tiny, capsys):
-    main([*tiny, "anchor=none", "launcher=basic", "testset.sequences=[SEQ_A]", "run=alone",
-          "+codec.random_weights=true"])
+    main(
+        [
+            *tiny,
+            "anchor=none",
+            "launcher=basic",
+            "testset.sequences=[SEQ_A]",
+            "run=alone",
+            "+codec.random_weights=true",
+        ]
+    )
     table = load_results(run_dir_of(tiny, "alone"))
     assert list(zip(table.codec, table.rate_point, strict=True)) == [("fake", 1), ("fake", 3)]
     assert table.random_weights.all()
@@ -286,17 +327,22 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
         spec.path.write_bytes(bytes(FRAMES * spec.frame_bytes))
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    sections = {"test": {"name": "fake_gpu", "module": "fake_codec", "type": "fake_gpu",
-                         "rate_points": [1, 3]},
-                "anchor": {"name": "fake_anchor", "module": "fake_codec", "type": "fake_anchor",
-                           "rate_points": [2]}}
+    sections = {
+        "test": {"name": "fake_gpu", "module": "fake_codec", "type": "fake_gpu", "rate_points": [1, 3]},
+        "anchor": {"name": "fake_anchor", "module": "fake_codec", "type": "fake_anchor", "rate_points": [2]},
+    }
     devices = job_devices(sections, "auto")
     assert devices == {"test": ["cuda:0", "cuda:1"], "anchor": ["cpu"]}
     identities = {role: {"config": section} for role, section in sections.items()}
     jobs = plan_jobs(sections, identities, specs, {"psnr": {}}, devices)
     assert [(job.codec, job.device) for job in jobs] == [
-        ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"), ("fake_gpu", "cuda:0"), ("fake_gpu", "cuda:1"),
-        ("fake_anchor", "cpu"), ("fake_anchor", "cpu")]
+        ("fake_gpu", "cuda:0"),
+        ("fake_gpu", "cuda:1"),
+        ("fake_gpu", "cuda:0"),
+        ("fake_gpu", "cuda:1"),
+        ("fake_anchor", "cpu"),
+        ("fake_anchor", "cpu"),
+    ]
     assert job_devices(sections, "cpu") == {"test": ["cpu"], "anchor": ["cpu"]}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert job_devices(sections, "auto")["test"] == ["cpu"]
@@ -324,8 +370,6 @@ def test_job_identity_covers_what_makes_the_bitstream_only(tmp_path):
     assert job().identity["codec"]["version"] == "fake 1.0"  # resolved from the codec itself
 
 
-
-
 def test_results_of_another_setup_never_count_as_this_sweeps(tiny, monkeypatch, capsys):
     main([*tiny, "launcher=basic", "anchor=none"])
     run_dir = run_dir_of(tiny)
@@ -345,8 +389,16 @@ def test_keep_decoded_keeps_the_real_decoders_output_that_was_scored(tiny, tmp_p
     """keep_decoded=true: each job's decoded RGB file stays next to its result, and it is what was scored
     (its PSNR against the source, by the formula, is the recorded one)."""
     overrides = [("codec=x265" if o == "codec=fake" else o) for o in tiny]
-    main([*overrides, "launcher=basic", "anchor=none", "testset.sequences=[SEQ_A]",
-          "codec.rate_points=[30,40]", "keep_decoded=true"])
+    main(
+        [
+            *overrides,
+            "launcher=basic",
+            "anchor=none",
+            "testset.sequences=[SEQ_A]",
+            "codec.rate_points=[30,40]",
+            "keep_decoded=true",
+        ]
+    )
     original = np.fromfile(tmp_path / "seqs" / "SEQ_A.rgb", np.uint8)  # the tiny fixture's
     original = original.reshape(FRAMES, 3, HEIGHT, WIDTH).astype(np.float64)
     for qp in (30, 40):

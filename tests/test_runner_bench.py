@@ -9,7 +9,8 @@ from ctc import bench
 
 def test_bench_rows_are_figures_or_mappings_with_a_name_and_a_value():
     assert bench.as_figure({"case": "fomm cpu", "value": 2, "unit": "frames/s"}) == bench.Figure(
-        "fomm cpu", 2.0, "frames/s")
+        "fomm cpu", 2.0, "frames/s"
+    )
     with pytest.raises(ValueError, match="needs 'name'"):
         bench.as_figure({"method": "batched", "seconds": 1.0})
 

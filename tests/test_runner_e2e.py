@@ -12,15 +12,28 @@ from ctc.store import load_results, read_result
 
 @pytest.mark.slow
 def test_x265_against_the_vvenc_anchor_on_three_demo_frames(tmp_path, capsys):
-    overrides = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=3",
-                 "testset.sequences=[DEMO_001]", "codec.rate_points=[37,51]",
-                 "anchor.rate_points=[37,42,47,52]", f"results_dir={tmp_path}", "jobs=2"]
+    overrides = [
+        "codec=x265",
+        "anchor=vvenc",
+        "testset=demo",
+        "testset.frames=3",
+        "testset.sequences=[DEMO_001]",
+        "codec.rate_points=[37,51]",
+        "anchor.rate_points=[37,42,47,52]",
+        f"results_dir={tmp_path}",
+        "jobs=2",
+    ]
     main(overrides)
     run_dir = tmp_path / "demo-f3"  # a frames-limited run has a folder of its own
     table = load_results(run_dir)
     assert list(zip(table.codec, table.role, table.rate_point, strict=True)) == [
-        ("vvenc", "anchor", 37), ("vvenc", "anchor", 42), ("vvenc", "anchor", 47), ("vvenc", "anchor", 52),
-        ("x265", "test", 37), ("x265", "test", 51)]
+        ("vvenc", "anchor", 37),
+        ("vvenc", "anchor", 42),
+        ("vvenc", "anchor", 47),
+        ("vvenc", "anchor", 52),
+        ("x265", "test", 37),
+        ("x265", "test", 51),
+    ]
     assert (table.status == "ok").all() and (table.frames == 3).all()
     for codec in ("x265", "vvenc"):
         rows = table[table.codec == codec]
@@ -49,8 +62,19 @@ def test_x265_against_the_vvenc_anchor_on_three_demo_frames(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_submitit_launcher_runs_jobs_as_separate_processes(tmp_path):
-    main(["codec=x265", "anchor=none", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_002]",
-          "codec.rate_points=[42]", "metrics=psnr", f"results_dir={tmp_path}", "launcher=submitit_local"])
+    main(
+        [
+            "codec=x265",
+            "anchor=none",
+            "testset=demo",
+            "testset.frames=2",
+            "testset.sequences=[DEMO_002]",
+            "codec.rate_points=[42]",
+            "metrics=psnr",
+            f"results_dir={tmp_path}",
+            "launcher=submitit_local",
+        ]
+    )
     run_dir = tmp_path / "demo-f2"
     result = read_result(run_dir / "x265" / "DEMO_002" / "42")
     assert result["status"] == "ok" and result["frames"] == 2 and result["metrics"]["psnr"] > 20
@@ -59,8 +83,19 @@ def test_the_submitit_launcher_runs_jobs_as_separate_processes(tmp_path):
 
 @pytest.mark.slow
 def test_quick_sets_keep_vvenc_as_their_anchor_where_vtm_is_found(real_vtm, tmp_path, capsys):
-    main(["codec=x265", "testset=demo", "testset.frames=2", "testset.sequences=[DEMO_001]",
-          "codec.rate_points=[42]", "metrics=psnr", "report=false", f"results_dir={tmp_path}", "jobs=1"])
+    main(
+        [
+            "codec=x265",
+            "testset=demo",
+            "testset.frames=2",
+            "testset.sequences=[DEMO_001]",
+            "codec.rate_points=[42]",
+            "metrics=psnr",
+            "report=false",
+            f"results_dir={tmp_path}",
+            "jobs=1",
+        ]
+    )
     assert "anchor vvenc (the default of test set demo; anchor=NAME for another)" in capsys.readouterr().err
     assert read_result(tmp_path / "demo-f2" / "vvenc" / "DEMO_001" / "42")["status"] == "ok"
     assert not (tmp_path / "demo-f2" / "vtm").exists()

@@ -16,13 +16,32 @@ from models.sei_nal import SUFFIX_SEI_NUT, SeiError, parse_sei_nal, sei_nal_unit
 from models.sei_parse import parse_gfv
 
 LAYOUTS = {  # the layouts of ctc/conf/codec/{fomm,cfte,fv2v}.yaml
-    "fomm": ({"coordinate_precision": 6, "matrix_precision": 6, "coordinates": {"num": 10, "dims": 2},
-              "matrices": [{"type_idx": 0, "offset": 20}]}, 60),
-    "cfte": ({"coordinate_precision": 2, "matrix_precision": 2,
-              "matrices": [{"type_idx": 2, "offset": 0, "width": 4, "height": 4}]}, 16),
-    "fv2v": ({"coordinate_precision": 8, "matrix_precision": 8,
-              "coordinates": {"num": 15, "dims": 3, "offset": 12},
-              "matrices": [{"type_idx": 4, "offset": 0}, {"type_idx": 5, "offset": 9}]}, 57),
+    "fomm": (
+        {
+            "coordinate_precision": 6,
+            "matrix_precision": 6,
+            "coordinates": {"num": 10, "dims": 2},
+            "matrices": [{"type_idx": 0, "offset": 20}],
+        },
+        60,
+    ),
+    "cfte": (
+        {
+            "coordinate_precision": 2,
+            "matrix_precision": 2,
+            "matrices": [{"type_idx": 2, "offset": 0, "width": 4, "height": 4}],
+        },
+        16,
+    ),
+    "fv2v": (
+        {
+            "coordinate_precision": 8,
+            "matrix_precision": 8,
+            "coordinates": {"num": 15, "dims": 3, "offset": 12},
+            "matrices": [{"type_idx": 4, "offset": 0}, {"type_idx": 5, "offset": 9}],
+        },
+        57,
+    ),
 }
 
 
@@ -52,20 +71,21 @@ def test_round_trip_is_exact_and_close(model, base_kps_pred):
 
 
 def test_known_syntax_of_a_base_and_a_predicted_message():
-    layout = SeiLayout.from_config({"coordinate_precision": 1, "matrix_precision": 1,
-                                    "coordinates": {"num": 1, "dims": 2}}, 2)
+    layout = SeiLayout.from_config(
+        {"coordinate_precision": 1, "matrix_precision": 1, "coordinates": {"num": 1, "dims": 2}}, 2
+    )
     writer = GfvSeiWriter(layout)
     nal, rec = writer.write([0.5, -1.0], 0)
     # gfv_id ue(0), gfv_cnt ue(0), base 1, nn 0, chroma key 0, low confidence 0, coordinates 1,
     # kps_pred 0, precision_minus1 ue(0), num_kps_minus1 ue(0), z 0, x: ue(1)=010 sign 0,
     # y: int(-2 + 0.5) = -1: ue(1)=010 sign 1, matrix_present 0
-    payload = bits_to_bytes("1" "1" "1" "0" "0" "0" "1" "0" "1" "1" "0" "0100" "0101" "0")
+    payload = bits_to_bytes("11100010110010001010")
     assert nal == b"\x00\xc1" + bytes([223, len(payload)]) + payload + b"\x80"
     assert list(rec) == [0.5, -0.5]
     nal, rec = writer.write([1.0, -0.5], 1)
     # gfv_id ue(0), gfv_cnt ue(1)=010, no base flag, no gfv_fusion_pic_flag (gfv_cnt > 0), low
     # confidence 0, coordinates 1, kps_pred 1, dx = 0.5: ue(1) sign 0, dy = 0: ue(0), matrix_present 0
-    payload = bits_to_bytes("1" "010" "0" "1" "1" "0100" "1" "0")
+    payload = bits_to_bytes("1010011010010")
     assert nal == b"\x00\xc1" + bytes([223, len(payload)]) + payload + b"\x80"
     assert list(rec) == [1.0, -0.5]
 
@@ -74,32 +94,62 @@ def test_every_element_vtm_can_write_is_read():
     """The options our writer does not use for the models, written as VTM's writer does, read back."""
     state = GfvState()
     coordinates = np.array([[0.25, -0.5], [0.75, 0.125], [-1.0, 2.0]])
-    base = GfvMessage(gfv_id=5, cnt=0, base=True, nn=NeuralNetwork(1, "tag", "urn:face"),
-                      chroma_key=ChromaKey(1, (22, None, 255), 21, 22), kps_pred=1, coordinate_precision=3,
-                      coordinates=coordinates, matrix_precision=4,
-                      matrices=[MatrixSet(0, np.full((2, 2, 2), 0.5), num_matrices_info=1),
-                                MatrixSet(7, np.arange(12.0).reshape(2, 2, 3) / 8),
-                                MatrixSet(3, np.array([[[-0.0625, 1.5]]]))])
-    fusion = GfvMessage(gfv_id=5, cnt=0, base=False, fusion_pic_flag=1, kps_pred=1,
-                        coordinates=coordinates + 0.5, matrix_pred=1,
-                        matrices=[MatrixSet(m.type_idx, m.values + 0.25) for m in base.matrices])
-    network = GfvMessage(cnt=0, base=True, nn=NeuralNetwork(0, payload=b"\x01\x02NNR"), kps_pred=0,
-                         coordinate_precision=2, coordinates=None, matrix_precision=2,
-                         matrices=[MatrixSet(4, np.eye(3)[None], space_3d=1), MatrixSet(5, np.ones((1, 2, 1)),
-                                                                                         space_3d=0)])
+    base = GfvMessage(
+        gfv_id=5,
+        cnt=0,
+        base=True,
+        nn=NeuralNetwork(1, "tag", "urn:face"),
+        chroma_key=ChromaKey(1, (22, None, 255), 21, 22),
+        kps_pred=1,
+        coordinate_precision=3,
+        coordinates=coordinates,
+        matrix_precision=4,
+        matrices=[
+            MatrixSet(0, np.full((2, 2, 2), 0.5), num_matrices_info=1),
+            MatrixSet(7, np.arange(12.0).reshape(2, 2, 3) / 8),
+            MatrixSet(3, np.array([[[-0.0625, 1.5]]])),
+        ],
+    )
+    fusion = GfvMessage(
+        gfv_id=5,
+        cnt=0,
+        base=False,
+        fusion_pic_flag=1,
+        kps_pred=1,
+        coordinates=coordinates + 0.5,
+        matrix_pred=1,
+        matrices=[MatrixSet(m.type_idx, m.values + 0.25) for m in base.matrices],
+    )
+    network = GfvMessage(
+        cnt=0,
+        base=True,
+        nn=NeuralNetwork(0, payload=b"\x01\x02NNR"),
+        kps_pred=0,
+        coordinate_precision=2,
+        coordinates=None,
+        matrix_precision=2,
+        matrices=[MatrixSet(4, np.eye(3)[None], space_3d=1), MatrixSet(5, np.ones((1, 2, 1)), space_3d=0)],
+    )
     read_state = GfvState()
     for message in (base, fusion, network):
         payload, rec = write_gfv(message, state)
         nal = sei_nal_unit([(223, payload)])
         (parsed,) = parse_sei_nal(nal)
         got = parse_gfv(parsed.payload, read_state)
-        assert (got.gfv_id, got.cnt, got.base, got.nn, got.chroma_key, got.fusion_pic_flag) == \
-               (rec.gfv_id, rec.cnt, rec.base, rec.nn, rec.chroma_key, rec.fusion_pic_flag)
+        assert (got.gfv_id, got.cnt, got.base, got.nn, got.chroma_key, got.fusion_pic_flag) == (
+            rec.gfv_id,
+            rec.cnt,
+            rec.base,
+            rec.nn,
+            rec.chroma_key,
+            rec.fusion_pic_flag,
+        )
         assert (got.coordinates is None) == (rec.coordinates is None)
         if got.coordinates is not None:
             assert np.array_equal(got.coordinates, rec.coordinates)
-        assert [(m.type_idx, m.space_3d, m.num_matrices_info) for m in got.matrices] == \
-               [(m.type_idx, m.space_3d, m.num_matrices_info) for m in rec.matrices]
+        assert [(m.type_idx, m.space_3d, m.num_matrices_info) for m in got.matrices] == [
+            (m.type_idx, m.space_3d, m.num_matrices_info) for m in rec.matrices
+        ]
         for mine, theirs in zip(got.matrices, rec.matrices, strict=True):
             assert np.array_equal(mine.values, theirs.values)
     assert np.array_equal(base.coordinates, coordinates)  # the base keypoints are exact at precision 3
@@ -110,8 +160,14 @@ def test_every_element_vtm_can_write_is_read():
 
 
 def test_emulation_prevention_round_trips():
-    layout = SeiLayout.from_config({"coordinate_precision": 32, "matrix_precision": 32,
-                                    "matrices": [{"type_idx": 2, "offset": 0, "width": 4, "height": 1}]}, 4)
+    layout = SeiLayout.from_config(
+        {
+            "coordinate_precision": 32,
+            "matrix_precision": 32,
+            "matrices": [{"type_idx": 2, "offset": 0, "width": 4, "height": 1}],
+        },
+        4,
+    )
     writer, parser = GfvSeiWriter(layout), GfvSeiParser(layout, 4)
     nal, rec = writer.write(np.zeros(4), 0)  # u(32) zero fractions: runs of zero bytes
     assert b"\x00\x00\x03" in nal

@@ -36,9 +36,16 @@ def one_sequence_set(folder: Path, content: bytes, md5: str | None = None) -> Pa
     """A sequences file with one 2-frame 256x256 sequence, whose file holds ``content``."""
     (folder / "ONE_001_256x256_25_8bit_444.rgb").write_bytes(content)
     entry = {"name": "ONE_001", "class": "ONE", "frames": 2, "md5": md5}
-    document = {"file_template": "{name}_{width}x{height}_{fps}_{bit_depth}bit_444.rgb",
-                "test_sets": {"one": {"root": str(folder), "sequences": [entry],
-                                      "defaults": {"width": 256, "height": 256, "fps": 25}}}}
+    document = {
+        "file_template": "{name}_{width}x{height}_{fps}_{bit_depth}bit_444.rgb",
+        "test_sets": {
+            "one": {
+                "root": str(folder),
+                "sequences": [entry],
+                "defaults": {"width": 256, "height": 256, "fps": 25},
+            }
+        },
+    }
     path = folder / "sequences.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -49,10 +56,16 @@ def test_the_ctc_set_declares_the_30_ctc_sequences():
     names = [spec.name for spec in specs]
     assert names == [f"VOXCELEB_{i:03d}" for i in range(1, 16)] + [f"CFVQA_{i:03d}" for i in range(1, 16)]
     for spec in specs:
-        assert (spec.frames, spec.seq_class) == ((250, "VOXCELEB") if spec.name.startswith("VOX") else
-                                                 (125, "CFVQA"))
-        assert (spec.width, spec.height, spec.fps, spec.bit_depth, spec.color_format) == (256, 256, 25, 8,
-                                                                                           "rgb444")
+        assert (spec.frames, spec.seq_class) == (
+            (250, "VOXCELEB") if spec.name.startswith("VOX") else (125, "CFVQA")
+        )
+        assert (spec.width, spec.height, spec.fps, spec.bit_depth, spec.color_format) == (
+            256,
+            256,
+            25,
+            8,
+            "rgb444",
+        )
         assert spec.path == Path(f"/ctc/{spec.name}_256x256_25_8bit_444.rgb")
         assert spec.frame_bytes == FRAME_BYTES
 
@@ -71,7 +84,9 @@ def test_ctc_root_comes_from_the_environment_and_the_hydra_config(tmp_path, monk
     config.sequences, config.frames = ["CFVQA_003", "VOXCELEB_002"], 1
     specs = load_test_set(config)
     assert [(spec.name, spec.frames, spec.path.parent) for spec in specs] == [
-        ("CFVQA_003", 1, root), ("VOXCELEB_002", 1, root)]
+        ("CFVQA_003", 1, root),
+        ("VOXCELEB_002", 1, root),
+    ]
 
 
 def test_ctc_without_a_root_says_how_to_give_one():
@@ -84,17 +99,22 @@ def test_missing_file_names_it_and_what_was_expected(tmp_path):
     (root / "CFVQA_007_256x256_25_8bit_444.rgb").unlink()
     with pytest.raises(SequenceError) as error:
         load_test_set({"name": "ctc", "root": str(root), "frames": 1})
-    assert str(error.value) == (f"sequence CFVQA_007: file {root}/CFVQA_007_256x256_25_8bit_444.rgb does "
-                                "not exist; expected 125 frames of 256x256 8-bit planar RGB 4:4:4, 24576000 "
-                                "bytes")
+    assert str(error.value) == (
+        f"sequence CFVQA_007: file {root}/CFVQA_007_256x256_25_8bit_444.rgb does "
+        "not exist; expected 125 frames of 256x256 8-bit planar RGB 4:4:4, 24576000 "
+        "bytes"
+    )
 
 
 def test_file_of_partial_frames_is_rejected(tmp_path):
     root = fake_ctc_root(tmp_path / "ctc")
     with open(root / "VOXCELEB_004_256x256_25_8bit_444.rgb", "ab") as file:
         file.write(b"x")
-    with pytest.raises(SequenceError, match=r"VOXCELEB_004_256x256_25_8bit_444.rgb is 196609 bytes, not a "
-                                            r"whole number of 196608-byte frames"):
+    with pytest.raises(
+        SequenceError,
+        match=r"VOXCELEB_004_256x256_25_8bit_444.rgb is 196609 bytes, not a "
+        r"whole number of 196608-byte frames",
+    ):
         load_test_set({"name": "ctc", "root": str(root), "frames": 1})
 
 
@@ -111,8 +131,11 @@ def test_md5_is_checked_on_the_whole_file(tmp_path):
     good = one_sequence_set(tmp_path, content, hashlib.md5(content).hexdigest())
     assert load_test_set({"name": "one", "sequences_file": str(good), "frames": 1})[0].frames == 1
     bad = one_sequence_set(tmp_path, content, "0" * 32)
-    with pytest.raises(SequenceError, match=rf"ONE_001: file .* has md5 {hashlib.md5(content).hexdigest()}, "
-                                            r"expected 0{32} \(sequences.yaml\)"):
+    with pytest.raises(
+        SequenceError,
+        match=rf"ONE_001: file .* has md5 {hashlib.md5(content).hexdigest()}, "
+        r"expected 0{32} \(sequences.yaml\)",
+    ):
         load_test_set({"name": "one", "sequences_file": str(bad), "frames": 1})
 
 
@@ -128,11 +151,15 @@ def test_md5_is_remembered_by_size_and_mtime(tmp_path):
 
 
 def test_unknown_test_set_and_sequence_list_the_known_ones(tmp_path):
-    with pytest.raises(SequenceError,
-                       match="unknown test set 'nope'; known test sets: ctc, demo, rehearsal, faces"):
+    with pytest.raises(
+        SequenceError, match="unknown test set 'nope'; known test sets: ctc, demo, rehearsal, faces"
+    ):
         load_test_set({"name": "nope"})
-    with pytest.raises(SequenceError, match=r"unknown sequence VOXCELEB_016 in test set ctc; known "
-                                            r"sequences: VOXCELEB_001, .*, CFVQA_015$"):
+    with pytest.raises(
+        SequenceError,
+        match=r"unknown sequence VOXCELEB_016 in test set ctc; known "
+        r"sequences: VOXCELEB_001, .*, CFVQA_015$",
+    ):
         load_test_set({"name": "ctc", "root": str(tmp_path), "sequences": ["VOXCELEB_016"]})
     with pytest.raises(SequenceError, match="testset.sequences selects no sequence of test set ctc; known"):
         load_test_set({"name": "ctc", "root": str(tmp_path), "sequences": []})
@@ -144,8 +171,13 @@ def test_each_set_file_name_fits_the_template_and_the_faces_keep_their_own_rates
     sets = read_test_sets()
     assert set(sets) == {"ctc", "demo", "rehearsal", "faces"}
     faces = {spec.name: (spec.fps, spec.frames) for spec in declared_specs("faces")}
-    assert faces == {"FACES_00": (30, 265), "FACES_04": (30, 211), "FACES_08": (35, 150),
-                     "FACES_10": (30, 444), "FACES_10B": (30, 270)}
+    assert faces == {
+        "FACES_00": (30, 265),
+        "FACES_04": (30, 211),
+        "FACES_08": (35, 150),
+        "FACES_10": (30, 444),
+        "FACES_10B": (30, 270),
+    }
     assert declared_specs("faces")[2].file == "FACES_08_256x256_35_8bit_444.rgb"
     assert [spec.frames for spec in declared_specs("demo")] == [50, 50]
 

@@ -42,17 +42,37 @@ def test_a_gfvc_codec_config_without_the_base_config_is_refused_before_anything_
     conf.mkdir(parents=True)
     (conf / "nobatch.yaml").write_text(GFVC_WITHOUT_BASE)
     results = tmp_path / "results"
-    code, err = run_exit(["--config-dir", str(tmp_path / "conf"), "codec=nobatch", "testset=demo",
-                          "metrics=psnr", f"results_dir={results}"], capsys)
+    code, err = run_exit(
+        [
+            "--config-dir",
+            str(tmp_path / "conf"),
+            "codec=nobatch",
+            "testset=demo",
+            "metrics=psnr",
+            f"results_dir={results}",
+        ],
+        capsys,
+    )
     assert code == 2
-    assert ("ctc-run: error: nobatch: the codec config lacks batch_size; compose the GFVC "
-            "base config first (defaults: [/gfvc@_here_: base, ...])") in err
+    assert (
+        "ctc-run: error: nobatch: the codec config lacks batch_size; compose the GFVC "
+        "base config first (defaults: [/gfvc@_here_: base, ...])"
+    ) in err
     assert not results.exists()
     with_base = GFVC_WITHOUT_BASE.replace("defaults:\n", "defaults:\n  - /gfvc@_here_: base\n")
     (conf / "withbase.yaml").write_text(with_base.replace("nobatch", "withbase"))
     with pytest.raises(SystemExit) as stop:
-        run_main(["--config-dir", str(tmp_path / "conf"), "codec=withbase", "testset=demo", "metrics=psnr",
-                  f"results_dir={results}", "--plan"])
+        run_main(
+            [
+                "--config-dir",
+                str(tmp_path / "conf"),
+                "codec=withbase",
+                "testset=demo",
+                "metrics=psnr",
+                f"results_dir={results}",
+                "--plan",
+            ]
+        )
     assert stop.value.code == 0
     assert "withbase: 8 to code, 0 to score only, 0 reused" in capsys.readouterr().out
     assert not results.exists()  # a plan writes nothing
@@ -60,13 +80,23 @@ def test_a_gfvc_codec_config_without_the_base_config_is_refused_before_anything_
 
 def test_an_out_of_range_rate_point_and_a_bad_worker_count_stop_before_anything_runs(tmp_path, capsys):
     results = tmp_path / "results"
-    code, err = run_exit(["codec=x265", "codec.rate_points=[37,42,47,99]", "anchor=vvenc", "testset=demo",
-                          "metrics=psnr", f"results_dir={results}"], capsys)
+    code, err = run_exit(
+        [
+            "codec=x265",
+            "codec.rate_points=[37,42,47,99]",
+            "anchor=vvenc",
+            "testset=demo",
+            "metrics=psnr",
+            f"results_dir={results}",
+        ],
+        capsys,
+    )
     assert code == 2 and "x265: rate_points [99] are not QPs of 8-bit HEVC (0 to 51)" in err
     code, err = run_exit(["codec=x265", "jobs=abc", "testset=demo", f"results_dir={results}"], capsys)
     assert code == 2
-    assert err.strip().splitlines() == ["ctc-run: error: jobs='abc': expected a positive number of parallel "
-                                        "workers (or auto)"]
+    assert err.strip().splitlines() == [
+        "ctc-run: error: jobs='abc': expected a positive number of parallel workers (or auto)"
+    ]
     assert not results.exists()
 
 
@@ -87,8 +117,11 @@ def test_digests_of_a_users_files_are_remembered_outside_the_clone(tmp_path, mon
 def test_a_failed_report_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
     run_dir = write_run(tmp_path / "run")
     assert report_main([str(run_dir), "--no-plots", "--no-page"]) == 0
-    written = {path.relative_to(run_dir): path.read_bytes() for path in (run_dir / "report").rglob("*")
-               if path.is_file()}
+    written = {
+        path.relative_to(run_dir): path.read_bytes()
+        for path in (run_dir / "report").rglob("*")
+        if path.is_file()
+    }
 
     def broken(*args, **kwargs):
         raise RuntimeError("the page failed half-way")
@@ -96,15 +129,19 @@ def test_a_failed_report_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("ctc.report.write_rd_curves", broken)
     with pytest.raises(RuntimeError, match="half-way"):
         report_main([str(run_dir), "--no-page"])
-    assert {path.relative_to(run_dir): path.read_bytes() for path in (run_dir / "report").rglob("*")
-            if path.is_file()} == written
+    assert {
+        path.relative_to(run_dir): path.read_bytes()
+        for path in (run_dir / "report").rglob("*")
+        if path.is_file()
+    } == written
     assert sorted(path.name for path in run_dir.iterdir() if path.name.startswith(".")) == []
 
 
 def test_rate_points_dropped_from_a_codecs_config_leave_the_tables_and_are_listed_as_stale(tmp_path, capsys):
     run_dir = write_run(tmp_path / "run")
-    (run_dir / "cfte" / "provenance.json").write_text(json.dumps(
-        {"codec_config": {"name": "cfte", "rate_points": ["qp22", "qp32", "qp42"]}}))
+    (run_dir / "cfte" / "provenance.json").write_text(
+        json.dumps({"codec_config": {"name": "cfte", "rate_points": ["qp22", "qp32", "qp42"]}})
+    )
     assert report_main([str(run_dir), "--no-plots", "--no-page"]) == 0
     gaps = (run_dir / "report" / "gaps.csv").read_text()
     assert "rate points no longer in cfte's configuration" in gaps

@@ -32,8 +32,12 @@ tiny = test_runner.tiny  # the fixture: a tiny test set, the fake codec and anch
 TESTS = Path(__file__).resolve().parent
 CLUSTER = TESTS / "slurm_cluster.sh"
 # every job small enough for a shared 2-core machine; the waits short enough for a test
-SMALL = ["launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-         "hydra.launcher.poll_s=1"]
+SMALL = [
+    "launcher=slurm",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.poll_s=1",
+]
 WAIT_S = 120  # the most a test waits for one thing to happen on the cluster
 
 
@@ -43,8 +47,9 @@ def slurm_cluster():
     was_up = subprocess.run([CLUSTER, "status"], capture_output=True).returncode == 0
     if not was_up:
         if not shutil.which("slurmctld") and not shutil.which("apt-get"):
-            pytest.skip("SLURM is not installed and there is no apt-get to install it "
-                        "(tests/slurm_cluster.sh)")
+            pytest.skip(
+                "SLURM is not installed and there is no apt-get to install it (tests/slurm_cluster.sh)"
+            )
         up = subprocess.run([CLUSTER, "up"], capture_output=True, text=True, timeout=1200)
         if up.returncode:
             pytest.fail(f"tests/slurm_cluster.sh up failed:\n{up.stdout}{up.stderr}")
@@ -70,8 +75,9 @@ def slurm(slurm_cluster):
 
 def our_jobs() -> list[str]:
     """The jobs of this user that SLURM still runs or holds (not those that ended)."""
-    listing = subprocess.run(["squeue", "--me", "--array", "--noheader", "--format=%i"], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        ["squeue", "--me", "--array", "--noheader", "--format=%i"], capture_output=True, text=True, check=True
+    ).stdout
     return listing.split()
 
 
@@ -85,11 +91,14 @@ def wait_until(what: str, condition) -> None:
 def assert_the_truth(run_dir: Path, err: str) -> dict[str, dict]:
     """At a sweep's exit: summary.csv, each result.json and the printed tally agree, every failure names
     its SLURM job id and state, and SLURM runs nothing of ours. Returns the results by job folder."""
-    results = {str(path.parent.relative_to(run_dir)): json.loads(path.read_text())
-               for path in sorted(run_dir.glob("*/*/*/result.json"))}
+    results = {
+        str(path.parent.relative_to(run_dir)): json.loads(path.read_text())
+        for path in sorted(run_dir.glob("*/*/*/result.json"))
+    }
     summary = pd.read_csv(run_dir / "summary.csv")
     assert {f"{row.codec}/{row.sequence}/{row.rate_point}": row.status for row in summary.itertuples()} == {
-        job: result["status"] for job, result in results.items()}
+        job: result["status"] for job, result in results.items()
+    }
     failed = {job: result for job, result in results.items() if result["status"] != "ok"}
     tally = re.search(r"(\d+) of (\d+) jobs failed", err)
     assert (int(tally.group(1)) if tally else 0) == len(failed), err
@@ -106,20 +115,39 @@ def outputs(run_dir: Path) -> dict[str, tuple]:
     jobs = {}
     for path in sorted(run_dir.glob("*/*/*/result.json")):
         result = json.loads(path.read_text())
-        files = {p.name: p.read_bytes() for p in path.parent.iterdir()  # not the job's lock file
-                 if p.name not in ("result.json", "job.log") and not p.name.startswith(".")}
+        files = {
+            p.name: p.read_bytes()
+            for p in path.parent.iterdir()  # not the job's lock file
+            if p.name not in ("result.json", "job.log") and not p.name.startswith(".")
+        }
         jobs[str(path.parent.relative_to(run_dir))] = (
-            files, result["status"], result["bits"], result["kbps"], result["metrics"], result["config_hash"],
-            result["frames"], result["codec_version"])
+            files,
+            result["status"],
+            result["bits"],
+            result["kbps"],
+            result["metrics"],
+            result["config_hash"],
+            result["frames"],
+            result["codec_version"],
+        )
     return jobs
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_the_demo_sweep_on_slurm_equals_the_local_run(slurm, tmp_path, capfd):
-    sweep = ["codec=x265", "anchor=vvenc", "testset=demo", "testset.frames=3", "testset.sequences=[DEMO_001]",
-             "codec.rate_points=[37,51]", "anchor.rate_points=[37,52]", "metrics=psnr", "report=false",
-             "run=demo"]
+    sweep = [
+        "codec=x265",
+        "anchor=vvenc",
+        "testset=demo",
+        "testset.frames=3",
+        "testset.sequences=[DEMO_001]",
+        "codec.rate_points=[37,51]",
+        "anchor.rate_points=[37,52]",
+        "metrics=psnr",
+        "report=false",
+        "run=demo",
+    ]
     main([*sweep, f"results_dir={tmp_path / 'local'}", "jobs=2"])
     capfd.readouterr()
     main([*sweep, f"results_dir={tmp_path / 'slurm'}", *SMALL])
@@ -187,23 +215,40 @@ def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tin
 
 @pytest.mark.slow
 @pytest.mark.slurm
-@pytest.mark.parametrize(("setting", "expected"), [
-    ("+anchor.slurm.timeout_min=abc",  # the second codec's: its first codec's array must not go in either
-     "anchor fake_anchor: timeout_min='abc': expected a time limit in whole minutes, at least 1"),
-    ("+codec.slurm.timeout_min=-5", "codec fake: timeout_min=-5: expected a time limit in whole minutes"),
-    ("+anchor.slurm.timeout_min=0", "anchor fake_anchor: timeout_min=0: expected a time limit"),
-    ("hydra.launcher.partition=nowhere",
-     "hydra.launcher.partition=nowhere: the cluster has no such partition (sinfo lists ctc)"),
-    ("hydra.launcher.qos=nobody", "hydra.launcher.qos=nobody: the cluster has no such QOS"),
-    (f"hydra.launcher.cpus_per_task={(os.cpu_count() or 1) + 1}",
-     f"cpus_per_task={(os.cpu_count() or 1) + 1} but the largest node of the partition has"),
-    ("hydra.launcher.mem_gb=100000", "mem_gb=100000 (102400000 MB) and 0 GPUs, but no node of the partition"),
-    ("+codec.slurm.gpus_per_node=1", "codec fake: 1 CPUs, mem_gb=1 (1024 MB) and 1 GPUs, but no node"),
-    ("no SLURM",
-     "launcher=slurm needs SLURM's commands, and sbatch, srun, squeue, sacct, scancel, sinfo is not on PATH"),
-])
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            # the second codec's: its first codec's array must not go in either
+            "+anchor.slurm.timeout_min=abc",
+            "anchor fake_anchor: timeout_min='abc': expected a time limit in whole minutes, at least 1",
+        ),
+        ("+codec.slurm.timeout_min=-5", "codec fake: timeout_min=-5: expected a time limit in whole minutes"),
+        ("+anchor.slurm.timeout_min=0", "anchor fake_anchor: timeout_min=0: expected a time limit"),
+        (
+            "hydra.launcher.partition=nowhere",
+            "hydra.launcher.partition=nowhere: the cluster has no such partition (sinfo lists ctc)",
+        ),
+        ("hydra.launcher.qos=nobody", "hydra.launcher.qos=nobody: the cluster has no such QOS"),
+        (
+            f"hydra.launcher.cpus_per_task={(os.cpu_count() or 1) + 1}",
+            f"cpus_per_task={(os.cpu_count() or 1) + 1} but the largest node of the partition has",
+        ),
+        (
+            "hydra.launcher.mem_gb=100000",
+            "mem_gb=100000 (102400000 MB) and 0 GPUs, but no node of the partition",
+        ),
+        ("+codec.slurm.gpus_per_node=1", "codec fake: 1 CPUs, mem_gb=1 (1024 MB) and 1 GPUs, but no node"),
+        (
+            "no SLURM",
+            "launcher=slurm needs SLURM's commands, and sbatch, srun, squeue, sacct, scancel, sinfo is not "
+            "on PATH",
+        ),
+    ],
+)
 def test_a_wrong_setting_stops_the_sweep_before_anything_is_submitted_or_written(
-        slurm, tiny, capsys, monkeypatch, setting, expected):
+    slurm, tiny, capsys, monkeypatch, setting, expected
+):
     path = os.environ["PATH"]
     if setting == "no SLURM":
         monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
@@ -249,8 +294,9 @@ exec {real} "$@"
 
 
 def node_cpus() -> int:
-    listing = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%c"], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        ["sinfo", "--noheader", "--Node", "--format=%c"], capture_output=True, text=True, check=True
+    ).stdout
     return max(int(cpus) for cpus in listing.split())
 
 
@@ -270,8 +316,15 @@ def test_default_resources_fit_the_node_and_the_sweep_completes(slurm, tiny, cap
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_an_out_of_memory_scoring_task_is_reported_and_a_rerun_only_scores(slurm, tiny, capsys):
-    sweep = [*tiny, "anchor=none", "testset.sequences=[SEQ_A]", "launcher=slurm", "hydra.launcher.poll_s=1",
-             "+codec.slurm.mem_gb=1", "+codec.slurm.cpus_per_task=1"]
+    sweep = [
+        *tiny,
+        "anchor=none",
+        "testset.sequences=[SEQ_A]",
+        "launcher=slurm",
+        "hydra.launcher.poll_s=1",
+        "+codec.slurm.mem_gb=1",
+        "+codec.slurm.cpus_per_task=1",
+    ]
     with pytest.raises(SystemExit) as exit_info:  # a scoring task of 100 MB: python and torch need more
         main([*sweep, "hydra.launcher.scoring_task.mem_gb=0.1"])
     assert exit_info.value.code == 1
@@ -297,10 +350,16 @@ def test_an_out_of_memory_scoring_task_is_reported_and_a_rerun_only_scores(slurm
 def test_a_controller_away_longer_than_unknown_after_s_is_waited_for(slurm, tiny):
     """slurmctld stopped for three times unknown_after_s while the sweep's jobs pend or run: the sweep says
     SLURM does not answer, keeps the last counts (stale), and ends with every job's true state."""
-    sweep = [*tiny, "anchor=none", "testset.sequences=[SEQ_A,SEQ_B]", *SMALL,
-             "hydra.launcher.unknown_after_s=5"]
-    process = subprocess.Popen([sys.executable, "-m", "ctc.runner", *sweep], stderr=subprocess.PIPE,
-                               text=True)
+    sweep = [
+        *tiny,
+        "anchor=none",
+        "testset.sequences=[SEQ_A,SEQ_B]",
+        *SMALL,
+        "hydra.launcher.unknown_after_s=5",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ctc.runner", *sweep], stderr=subprocess.PIPE, text=True
+    )
     lines: list[str] = []
     try:
         for line in process.stderr:  # stop the controller as soon as the coding jobs are in
@@ -329,14 +388,24 @@ def test_a_stopped_slurmd_ends_the_sweep_with_the_reason(slurm, tiny, capsys):
     subprocess.run([CLUSTER, "stop", "slurmd"], check=True, capture_output=True)
 
     def node_down() -> bool:
-        return subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True,
-                              text=True).stdout.strip().startswith("down")
+        return (
+            subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True)
+            .stdout.strip()
+            .startswith("down")
+        )
 
     try:
         wait_until("the node going down", node_down)
         with pytest.raises(SystemExit) as exit_info:
-            main([*tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL,
-                  "hydra.launcher.unschedulable_after_s=3"])
+            main(
+                [
+                    *tiny,
+                    "anchor=none",
+                    "testset.sequences=[SEQ_A]",
+                    *SMALL,
+                    "hydra.launcher.unschedulable_after_s=3",
+                ]
+            )
         assert exit_info.value.code == 1
         err = capsys.readouterr().err
         assert "2 of 2 jobs failed" in err
@@ -377,9 +446,12 @@ def test_a_requeued_job_is_followed_to_its_final_state(slurm, tiny, monkeypatch,
 def test_ctrl_c_cancels_the_sweeps_jobs(slurm, tiny, tmp_path):
     hanging = run_dir_of(tiny) / "fake" / "SEQ_A" / "1" / "hanging"
     env = {**os.environ, "FAKE_CODEC_HANG": "SEQ_A/1"}
-    process = subprocess.Popen([sys.executable, "-m", "ctc.runner", *tiny, "anchor=none",
-                                "testset.sequences=[SEQ_A]", *SMALL], env=env, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ctc.runner", *tiny, "anchor=none", "testset.sequences=[SEQ_A]", *SMALL],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until("the job hanging", lambda: hanging.exists() and process.poll() is None)
         process.send_signal(signal.SIGINT)
@@ -408,13 +480,26 @@ def test_unschedulable_reasons_match_by_prefix_of_squeues_reason():
 
 
 def test_job_resources_come_from_the_launcher_then_the_codec_then_the_defaults():
-    launcher = {"mem_gb": None, "cpus_per_task": None, "timeout_min": None, "gpus_per_node": None,
-                "job_defaults": {"cpus_per_task": 1, "mem_gb": 4, "timeout_min": 120}}
+    launcher = {
+        "mem_gb": None,
+        "cpus_per_task": None,
+        "timeout_min": None,
+        "gpus_per_node": None,
+        "job_defaults": {"cpus_per_task": 1, "mem_gb": 4, "timeout_min": 120},
+    }
     gfvc = {"name": "cfte", "slurm": {"cpus_per_task": 2, "mem_gb": 16}}
     assert job_resources(gfvc, launcher, uses_gpu=True) == {
-        "cpus_per_task": 2, "mem_gb": 16, "timeout_min": 120, "gpus_per_node": 1}
+        "cpus_per_task": 2,
+        "mem_gb": 16,
+        "timeout_min": 120,
+        "gpus_per_node": 1,
+    }
     assert job_resources({"name": "x265"}, launcher, uses_gpu=False) == {
-        "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 120, "gpus_per_node": 0}
+        "cpus_per_task": 1,
+        "mem_gb": 4,
+        "timeout_min": 120,
+        "gpus_per_node": 0,
+    }
     assert job_resources(gfvc, {**launcher, "mem_gb": 2}, uses_gpu=True)["mem_gb"] == 2
     assert job_device("auto", 1) == "cuda:0" and job_device("auto", 0) == "cpu"
     assert job_device("cuda", 1) == "cuda:0" and job_device("cpu", 1) is None
@@ -440,8 +525,15 @@ def test_every_codec_config_sizes_its_slurm_jobs_and_gfvc_codecs_ask_for_a_gpu()
 
 def test_a_sweep_where_every_job_fails_lists_them_and_still_reports(tiny, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([*tiny, "launcher=basic", "testset.sequences=[SEQ_A]", "+codec.fail_on=[SEQ_A/1,SEQ_A/3]",
-              "+anchor.fail_on=[SEQ_A/2,SEQ_A/4]"])
+        main(
+            [
+                *tiny,
+                "launcher=basic",
+                "testset.sequences=[SEQ_A]",
+                "+codec.fail_on=[SEQ_A/1,SEQ_A/3]",
+                "+anchor.fail_on=[SEQ_A/2,SEQ_A/4]",
+            ]
+        )
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "4 of 4 jobs failed" in err and "fake_anchor/SEQ_A/2: CodecError: fake encoder crashed" in err
@@ -469,8 +561,9 @@ def sbatch_partitions(tmp_path: Path, *overrides: str) -> dict[str, str | None]:
         uses_gpu = section["name"] != "scoring" and codec_class(section).uses_gpu
         executor = launcher._executor(job_resources(section, launcher.params, uses_gpu), section["name"], 4)
         script = executor._executor._make_submission_file_text("python -c pass", "uid")
-        found = [line.split("=", 1)[1] for line in script.splitlines()
-                 if line.startswith("#SBATCH --partition=")]
+        found = [
+            line.split("=", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH --partition=")
+        ]
         partitions[section["name"]] = found[0] if found else None
     return partitions
 
@@ -478,15 +571,21 @@ def sbatch_partitions(tmp_path: Path, *overrides: str) -> dict[str, str | None]:
 def test_cpu_only_jobs_go_to_the_cpu_partition_and_gpu_jobs_to_the_gpu_partition(tmp_path):
     by_kind = ("hydra.launcher.partitions.gpu=gpu", "hydra.launcher.partitions.cpu=cpu")
     assert sbatch_partitions(tmp_path, *by_kind) == {
-        "vtm": "cpu", "vvenc": "cpu", "x265": "cpu", "cfte": "gpu", "scoring": "cpu"}
+        "vtm": "cpu",
+        "vvenc": "cpu",
+        "x265": "cpu",
+        "cfte": "gpu",
+        "scoring": "cpu",
+    }
     on_gpus = sbatch_partitions(tmp_path, *by_kind, "hydra.launcher.scoring_task.gpus_per_node=1")
     assert on_gpus["scoring"] == "gpu" and on_gpus["vtm"] == "cpu"
     # one partition for every job, as before; the cluster's default when none is named
     assert set(sbatch_partitions(tmp_path, "hydra.launcher.partition=all").values()) == {"all"}
     assert set(sbatch_partitions(tmp_path).values()) == {None}
     # only the GPU jobs sent elsewhere: the others keep `partition`
-    only_gpu = sbatch_partitions(tmp_path, "hydra.launcher.partition=main",
-                                 "hydra.launcher.partitions.gpu=gpu")
+    only_gpu = sbatch_partitions(
+        tmp_path, "hydra.launcher.partition=main", "hydra.launcher.partitions.gpu=gpu"
+    )
     assert only_gpu == {"vtm": "main", "vvenc": "main", "x265": "main", "cfte": "gpu", "scoring": "main"}
 
 
@@ -507,14 +606,20 @@ def test_a_controller_away_past_outage_limit_s_gives_every_job_up_and_says_it_co
     def scancel(job_ids, timeout_s):
         raise SlurmCommandError("scancel failed: Unable to contact slurm controller (connect failure)")
 
-    monkeypatch.setattr(ctc.slurm_wait, "job_states", lambda job_ids, timeout_s: Listing(
-        {}, "squeue failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure)"))
+    monkeypatch.setattr(
+        ctc.slurm_wait,
+        "job_states",
+        lambda job_ids, timeout_s: Listing(
+            {}, "squeue failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+        ),
+    )
     monkeypatch.setattr(ctc.slurm_wait, "cancel", scancel)
     times = iter(range(0, 1000, 10))
     said: list[str] = []
     policy = WaitPolicy(10, (), 300, 5, 5, outage_limit_s=30)
-    outcomes = ctc.slurm_wait.wait_for_jobs(["12_0", "12_1", "13_0"], policy, said.append,
-                                            clock=lambda: next(times), sleep=lambda s: None)
+    outcomes = ctc.slurm_wait.wait_for_jobs(
+        ["12_0", "12_1", "13_0"], policy, said.append, clock=lambda: next(times), sleep=lambda s: None
+    )
     assert {outcome.state for outcome in outcomes.values()} == {"UNKNOWN"} and len(outcomes) == 3
     for outcome in outcomes.values():
         assert "SLURM did not answer for 30 s (squeue failed" in outcome.detail

@@ -27,30 +27,54 @@ def test_is_complete_needs_status_ok_and_the_same_hash():
     assert not is_complete({"status": "failed", "config_hash": "abc"}, "abc")
     assert not is_complete(None, "abc")
     psnr_code = {"ctc/metrics/psnr.py": "1a"}
-    scored = {"status": "ok", "config_hash": "abc", "metrics": {"psnr": 30.0},
-              "metric_code": {"psnr": psnr_code}}
+    scored = {
+        "status": "ok",
+        "config_hash": "abc",
+        "metrics": {"psnr": 30.0},
+        "metric_code": {"psnr": psnr_code},
+    }
     assert is_complete(scored, "abc", {"psnr": psnr_code})
     assert not is_complete(scored, "abc", {"psnr": psnr_code, "lpips": {}})
 
 
 def test_a_score_made_by_other_metric_code_is_not_complete():
-    scored = {"status": "ok", "config_hash": "abc", "metrics": {"psnr": 30.0},
-              "metric_code": {"psnr": {"ctc/metrics/psnr.py": "1a"}}}
+    scored = {
+        "status": "ok",
+        "config_hash": "abc",
+        "metrics": {"psnr": 30.0},
+        "metric_code": {"psnr": {"ctc/metrics/psnr.py": "1a"}},
+    }
     assert not is_complete(scored, "abc", {"psnr": {"ctc/metrics/psnr.py": "2b"}})
     assert not is_complete({**scored, "metric_code": {}}, "abc", {"psnr": {"ctc/metrics/psnr.py": "1a"}})
 
 
 def _result(codec, sequence, rate_point, **extra):
-    return {"status": "ok", "codec": codec, "role": "test", "seq_class": "C", "sequence": sequence,
-            "rate_point": rate_point, "kbps": 10.0 * rate_point,
-            "bits": {"total": 800, "parts": {"video": 800}},
-            "frames": 3, "fps": 25.0, "enc_seconds": 0.5, "dec_seconds": 0.25, "config_hash": "h",
-            "metrics": {"psnr": 30.0 + rate_point}, **extra}
+    return {
+        "status": "ok",
+        "codec": codec,
+        "role": "test",
+        "seq_class": "C",
+        "sequence": sequence,
+        "rate_point": rate_point,
+        "kbps": 10.0 * rate_point,
+        "bits": {"total": 800, "parts": {"video": 800}},
+        "frames": 3,
+        "fps": 25.0,
+        "enc_seconds": 0.5,
+        "dec_seconds": 0.25,
+        "config_hash": "h",
+        "metrics": {"psnr": 30.0 + rate_point},
+        **extra,
+    }
 
 
 def test_load_results_has_one_row_per_job_and_one_column_per_metric(tmp_path):
-    results = [_result("b", "S1", 2), _result("a", "S2", 1, random_weights=True), _result("a", "S1", 3),
-               _result("a", "S1", 1, status="failed", metrics={})]
+    results = [
+        _result("b", "S1", 2),
+        _result("a", "S2", 1, random_weights=True),
+        _result("a", "S1", 3),
+        _result("a", "S1", 1, status="failed", metrics={}),
+    ]
     for result in results:
         directory = tmp_path / result["codec"] / result["sequence"] / str(result["rate_point"])
         directory.mkdir(parents=True)
@@ -61,7 +85,11 @@ def test_load_results_has_one_row_per_job_and_one_column_per_metric(tmp_path):
     table = load_results(tmp_path)
     assert list(table.columns) == COLUMNS + ["psnr"]
     assert list(zip(table.codec, table.sequence, table.rate_point, strict=True)) == [
-        ("a", "S1", 1), ("a", "S1", 3), ("a", "S2", 1), ("b", "S1", 2)]
+        ("a", "S1", 1),
+        ("a", "S1", 3),
+        ("a", "S2", 1),
+        ("b", "S1", 2),
+    ]
     assert list(table.bits) == [800] * 4
     assert list(table.random_weights) == [False, False, True, False]
     assert table.psnr.isna().tolist() == [True, False, False, False]

@@ -16,12 +16,17 @@ pytestmark = pytest.mark.slow  # real DISTS and LPIPS on 12 jobs
 
 
 def per_frame(run_dir) -> dict[str, pd.DataFrame]:
-    return {str(path.parent.relative_to(run_dir)): pd.read_csv(path, index_col=0)
-            for path in sorted(run_dir.glob("*/*/*/per_frame.csv"))}
+    return {
+        str(path.parent.relative_to(run_dir)): pd.read_csv(path, index_col=0)
+        for path in sorted(run_dir.glob("*/*/*/per_frame.csv"))
+    }
 
 
-def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_a_time(tiny, tmp_path,  # noqa: F811
-                                                                                        monkeypatch):
+def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_a_time(
+    tiny,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     overrides = [*tiny, "launcher=basic", "metrics=ctc"]
     one_at_a_time = [*overrides[:-3], f"results_dir={tmp_path / 'reference'}", *overrides[-2:], "scoring=job"]
     main(one_at_a_time)
@@ -52,8 +57,11 @@ def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_
     assert not (run_dir / ".scoring").exists()  # the scoring tasks' empty Hydra folders are gone
 
 
-def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_time(tiny, monkeypatch,  # noqa: F811
-                                                                                    capsys):
+def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_time(
+    tiny,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
     overrides = [*tiny, "launcher=basic", "anchor=none"]
     run_dir = run_dir_of(tiny)
 
@@ -64,8 +72,10 @@ def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_tim
 
     def one_bad(reference, versions, *args, labels=(), **kwargs):
         tables = real(reference, versions, *args, labels=labels, **kwargs)
-        return [MetricError("broken") if label == "fake/SEQ_A/3" else table
-                for label, table in zip(labels, tables, strict=True)]
+        return [
+            MetricError("broken") if label == "fake/SEQ_A/3" else table
+            for label, table in zip(labels, tables, strict=True)
+        ]
 
     monkeypatch.setattr(ctc.metrics.shared, "score_versions", one_bad)
     with pytest.raises(SystemExit):

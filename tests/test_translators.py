@@ -95,8 +95,13 @@ def test_another_pairs_checkpoint_is_refused_by_name(checkpoints: Path) -> None:
     with pytest.raises(CheckpointError, match="NVIDIA_Dec: absent"):
         MlpTranslator.from_config(config, weights=str(checkpoints / "FOMM2CFTE_checkpoint.pth.tar"))
     with pytest.raises(CheckpointError, match="sha256 .* expects"):
-        load_translator({**config, "sha256": load_section("translator", "fomm2fv2v")["sha256"],
-                         "checkpoint": str(checkpoints / "FOMM2CFTE_checkpoint.pth.tar")})
+        load_translator(
+            {
+                **config,
+                "sha256": load_section("translator", "fomm2fv2v")["sha256"],
+                "checkpoint": str(checkpoints / "FOMM2CFTE_checkpoint.pth.tar"),
+            }
+        )
 
 
 def test_random_weights_when_no_checkpoint_is_found(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,8 +33,9 @@ def clip(shared: Path, tmp_path_factory: pytest.TempPathFactory):
     return face_clip(shared, tmp_path_factory.mktemp("clip"))
 
 
-def test_search_order_config_then_vtm_dir_then_path(tmp_path: Path, no_vtm: None,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_order_config_then_vtm_dir_then_path(
+    tmp_path: Path, no_vtm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     on_path = install_fake_vtm(tmp_path / "on-path", "22.3", names=("EncoderApp", "DecoderApp"))
     monkeypatch.setenv("PATH", str(on_path / "bin"))
     codec = create_codec(codec_config("vtm", version=None))
@@ -48,14 +49,20 @@ def test_search_order_config_then_vtm_dir_then_path(tmp_path: Path, no_vtm: None
     configured = install_fake_vtm(tmp_path / "configured", "22.5")
     assert create_codec(codec_config("vtm", vtm_dir=str(configured), version="22.5")).version() == "VTM 22.5"
     explicit = install_fake_vtm(tmp_path / "explicit", "22.6", bin_dir="build")
-    codec = create_codec(codec_config("vtm", encoder=str(explicit / "build" / "EncoderAppStatic"),
-                                      decoder=str(explicit / "build" / "DecoderAppStatic")))
+    codec = create_codec(
+        codec_config(
+            "vtm",
+            encoder=str(explicit / "build" / "EncoderAppStatic"),
+            decoder=str(explicit / "build" / "DecoderAppStatic"),
+        )
+    )
     assert codec.version() == "VTM 22.6"
     assert codec.cfg == umake / "cfg" / "encoder_lowdelay_vtm.cfg"  # relative cfg: $VTM_DIR first
 
 
-def test_the_build_cache_of_make_vtm_comes_last(tmp_path: Path, no_vtm: None,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_build_cache_of_make_vtm_comes_last(
+    tmp_path: Path, no_vtm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tools = tmp_path / "tools"
     monkeypatch.setenv("GFVC_TOOLS", str(tools))
     install_fake_vtm(tools / "vtm" / "VTM-22.1", "22.1")
@@ -68,16 +75,20 @@ def test_the_build_cache_of_make_vtm_comes_last(tmp_path: Path, no_vtm: None,
     assert create_codec(codec_config("vtm", version=None)).version() == "VTM 22.3"
 
 
-def test_the_anchor_takes_the_ctc_version_not_the_newest(tmp_path: Path, no_vtm: None,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_anchor_takes_the_ctc_version_not_the_newest(
+    tmp_path: Path, no_vtm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """22.2 (the CTC anchor) and 23.13 (the GFV SEI reference) side by side in the cache."""
     from anchors.vtm_tools import DECODER_NAMES, VersionWanted, find_program
 
     tools = tmp_path / "tools"
     monkeypatch.setenv("GFVC_TOOLS", str(tools))
     sei_reference = install_fake_vtm(tools / "vtm" / "VTM-23.13", "23.13")
-    with pytest.raises(CodecError, match=r"VTM 22\.2 not found, only VTM 23\.13 at .*VTM-23\.13.*"
-                                         r"make vtm VTM_TAG=VTM-22\.2.*codec.other_version=true"):
+    with pytest.raises(
+        CodecError,
+        match=r"VTM 22\.2 not found, only VTM 23\.13 at .*VTM-23\.13.*"
+        r"make vtm VTM_TAG=VTM-22\.2.*codec.other_version=true",
+    ):
         create_codec(codec_config("vtm"))
     assert create_codec(codec_config("vtm", other_version=True)).version() == "VTM 23.13"
     anchor = install_fake_vtm(tools / "vtm" / "VTM-22.2", "22.2")
@@ -113,15 +124,22 @@ def test_binary_without_vtm_banner_or_cfg_is_refused(vtm_dir: Path) -> None:
         create_codec(codec_config("vtm"))
 
 
-@pytest.mark.parametrize(("mode", "message"), [
-    ("crash", r"EncoderAppStatic exited with status -6\n.*VVCSoftware: VTM Encoder Version 22\.2"),
-    ("hang", r"EncoderAppStatic timed out after 1 s"),
-    ("empty", r"EncoderAppStatic wrote no bitstream .*face_qp37\.bin"),
-    ("no-summary", r"EncoderAppStatic printed no closing summary \('Total Frames \| Bitrate \.\.\.'\) for "
-                   r".*face_qp37\.bin; its log:\n.*POC"),
-])
-def test_encoder_failures(vtm_dir: Path, clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                          mode: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("crash", r"EncoderAppStatic exited with status -6\n.*VVCSoftware: VTM Encoder Version 22\.2"),
+        ("hang", r"EncoderAppStatic timed out after 1 s"),
+        ("empty", r"EncoderAppStatic wrote no bitstream .*face_qp37\.bin"),
+        (
+            "no-summary",
+            r"EncoderAppStatic printed no closing summary \('Total Frames \| Bitrate \.\.\.'\) for "
+            r".*face_qp37\.bin; its log:\n.*POC",
+        ),
+    ],
+)
+def test_encoder_failures(
+    vtm_dir: Path, clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, message: str
+) -> None:
     codec = create_codec(codec_config("vtm", timeout_s=1))
     monkeypatch.setenv("FAKE_VTM_MODE", mode)
     with pytest.raises(CodecError, match=re.compile(message, re.S)):
@@ -140,7 +158,7 @@ def test_multi_layer_summaries_are_read_layer_by_layer() -> None:
     """VTM prints one closing summary per layer, its all-frames row labelled ``a`` then ``a1``, ``a2``
     (EncGOP::printOutSummary); the rows of the I, P and B slices (``i``, ``p``, ``b``) are not taken."""
     log = RECORDED_LOG.read_text()
-    single = log[log.index("LayerId"):]
+    single = log[log.index("LayerId") :]
     second = single.replace("LayerId  0", "LayerId  1").replace(" a ", " a1", 1)
     slices = "\n".join(line.replace(" a ", " b ", 1) for line in single.splitlines())
     layers = parse_summary(log + "\n" + second + "\n" + slices)

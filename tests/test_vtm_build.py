@@ -35,10 +35,13 @@ def test_an_archive_with_another_checksum_is_refused(archive, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ("/nowhere/VTM.tar.gz", "VTM source archive /nowhere/VTM.tar.gz does not exist"),
-    ("not a source", "VTM source 'not a source' is not a folder, a source archive"),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("/nowhere/VTM.tar.gz", "VTM source archive /nowhere/VTM.tar.gz does not exist"),
+        ("not a source", "VTM source 'not a source' is not a folder, a source archive"),
+    ],
+)
 def test_sources_that_are_not_vtm_are_refused(source, message, tmp_path, capsys):
     assert main([source]) == 2
     assert message in capsys.readouterr().err

@@ -55,14 +55,16 @@ def test_real_vtm_round_trip_matches_its_own_figures(real_vtm, clip, tmp_path, i
         assert reported["frames"] == FRAMES and reported["layer"] == 0
         assert kbps(encoded.total_bits, FRAMES, spec.fps) == pytest.approx(reported["kbps"], abs=PRINTED)
         for plane in "yuv":
-            assert decoded.details["coded_psnr"][f"psnr_{plane}"] == pytest.approx(reported[f"psnr_{plane}"],
-                                                                                   abs=PRINTED)
+            assert decoded.details["coded_psnr"][f"psnr_{plane}"] == pytest.approx(
+                reported[f"psnr_{plane}"], abs=PRINTED
+            )
         frames = read_rgb444(decoded.frames_file, WIDTH, HEIGHT)
         assert 25 < rgb_psnr(frames, original) < 50
         sizes.append(encoded.total_bits)
     assert sizes[0] > sizes[1] > 0
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        name for qp in QPS for name in (f"face_qp{qp}.bin", f"face_qp{qp}_decoded.rgb"))
+        name for qp in QPS for name in (f"face_qp{qp}.bin", f"face_qp{qp}_decoded.rgb")
+    )
 
 
 @pytest.mark.parametrize("input_format", ["yuv420", "rgb444"])
@@ -79,9 +81,25 @@ def test_real_vtm_intra_picture(real_vtm, clip, tmp_path, input_format):
 
 def ctc_sequences(folder: Path, shared: Path) -> Path:
     """VOXCELEB_001 of the CTC set, as its file is named, holding two real 256x256 face frames."""
-    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(shared / "data/faces/00.mp4"),
-                          "-frames:v", "2", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            str(shared / "data/faces/00.mp4"),
+            "-frames:v",
+            "2",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     frames = np.frombuffer(raw, np.uint8).reshape(2, 256, 256, 3).transpose(0, 3, 1, 2)
     folder.mkdir()
     np.ascontiguousarray(frames).tofile(folder / "VOXCELEB_001_256x256_25_8bit_444.rgb")
@@ -90,8 +108,18 @@ def ctc_sequences(folder: Path, shared: Path) -> Path:
 
 def test_the_ctc_set_takes_vtm_as_its_anchor_and_the_report_names_it(real_vtm, shared, tmp_path, capsys):
     root = ctc_sequences(tmp_path / "ctc", shared)
-    main(["codec=x265", "testset=ctc", f"testset.root={root}", "testset.sequences=[VOXCELEB_001]",
-          "testset.frames=2", "metrics=psnr", f"results_dir={tmp_path / 'results'}", "jobs=2"])
+    main(
+        [
+            "codec=x265",
+            "testset=ctc",
+            f"testset.root={root}",
+            "testset.sequences=[VOXCELEB_001]",
+            "testset.frames=2",
+            "metrics=psnr",
+            f"results_dir={tmp_path / 'results'}",
+            "jobs=2",
+        ]
+    )
     captured = capsys.readouterr()
     assert "anchor vtm (the default of test set ctc" in captured.err
     run_dir = tmp_path / "results" / "ctc-f2"

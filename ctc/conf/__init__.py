@@ -40,8 +40,12 @@ def available(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
-def compose(overrides: Sequence[str] = (), config_name: str = "config", config_dirs: Sequence[str] = (),
-            multirun: bool = False) -> Any:
+def compose(
+    overrides: Sequence[str] = (),
+    config_name: str = "config",
+    config_dirs: Sequence[str] = (),
+    multirun: bool = False,
+) -> Any:
     """The config ``config_name`` composed as ``ctc-run`` composes it (a ``DictConfig``, Hydra's node
     included): ``overrides`` may set ``hydra.searchpath``, ``config_dirs`` are ``--config-dir`` folders,
     ``multirun`` accepts sweeps (``codec=a,b``) and leaves them out, as Hydra composes a multirun's
@@ -57,27 +61,36 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", config_d
     register()  # config.yaml's defaults name the ctc sweeper
     search_path = create_config_search_path("pkg://ctc.conf")
     for folder in config_dirs:
-        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(folder)}",
-                            anchor=SearchPathQuery(provider="schema"))
+        search_path.prepend(
+            provider="command-line",
+            path=f"file://{os.path.abspath(folder)}",
+            anchor=SearchPathQuery(provider="schema"),
+        )
     loader = ConfigLoaderImpl(config_search_path=search_path)
     try:
-        return loader.load_configuration(config_name=config_name, overrides=list(overrides),
-                                         run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN,
-                                         from_shell=False)
+        return loader.load_configuration(
+            config_name=config_name,
+            overrides=list(overrides),
+            run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN,
+            from_shell=False,
+        )
     except MissingConfigException as exc:
         raise ConfigNotFound(str(exc).splitlines()[0]) from None
 
 
-def load_section(group: str, name: str, overrides: Sequence[str] = (),
-                 config_dirs: Sequence[str] = ()) -> dict[str, Any]:
+def load_section(
+    group: str, name: str, overrides: Sequence[str] = (), config_dirs: Sequence[str] = ()
+) -> dict[str, Any]:
     """The config ``<group>/<name>`` composed (its defaults list included) and resolved to a plain dict."""
     from omegaconf import OmegaConf
 
     try:
         config = compose(overrides, config_name=f"{group}/{name}", config_dirs=config_dirs)
     except ConfigNotFound:
-        raise ConfigNotFound(f"no {group} config {name!r} in the config search path (this package has "
-                             f"{', '.join(available(group)) or 'none'})") from None
+        raise ConfigNotFound(
+            f"no {group} config {name!r} in the config search path (this package has "
+            f"{', '.join(available(group)) or 'none'})"
+        ) from None
     return OmegaConf.to_container(OmegaConf.select(config, group.replace("/", ".")), resolve=True)
 
 
@@ -85,5 +98,10 @@ def without_hydra(config: Any) -> dict[str, Any]:
     """A composed config resolved to plain containers, without Hydra's own node."""
     from omegaconf import OmegaConf
 
-    return {key: OmegaConf.to_container(config[key], resolve=True) if OmegaConf.is_config(config[key])
-            else config[key] for key in config if key != "hydra"}
+    return {
+        key: OmegaConf.to_container(config[key], resolve=True)
+        if OmegaConf.is_config(config[key])
+        else config[key]
+        for key in config
+        if key != "hydra"
+    }

@@ -70,12 +70,19 @@ class JobCheck:
     recomputed: dict[str, Any] = field(default_factory=dict)  # kbps, bits, metrics, decoded_md5 here
 
     def row(self) -> dict[str, Any]:
-        return {"codec": self.codec, "sequence": self.sequence, "rate_point": self.rate_point,
-                "verdict": self.verdict, "reason": self.reason, "notes": "; ".join(self.notes),
-                "package_md5": self.record.get("decoded_md5"),
-                "local_md5": self.recomputed.get("decoded_md5"),
-                "package_kbps": self.record.get("kbps"), "local_kbps": self.recomputed.get("kbps"),
-                **{f"max_diff_{name}": value for name, value in self.recomputed.get("max_diff", {}).items()}}
+        return {
+            "codec": self.codec,
+            "sequence": self.sequence,
+            "rate_point": self.rate_point,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "notes": "; ".join(self.notes),
+            "package_md5": self.record.get("decoded_md5"),
+            "local_md5": self.recomputed.get("decoded_md5"),
+            "package_kbps": self.record.get("kbps"),
+            "local_kbps": self.recomputed.get("kbps"),
+            **{f"max_diff_{name}": value for name, value in self.recomputed.get("max_diff", {}).items()},
+        }
 
 
 def open_package(path: Path, workdir: Path) -> Path:
@@ -95,26 +102,40 @@ def open_package(path: Path, workdir: Path) -> Path:
     return path
 
 
-def reference_specs(index: Mapping[str, Any], sequences_dir: Path | None, frames: Mapping[str, int]) -> dict[
-        str, SequenceSpec]:
+def reference_specs(
+    index: Mapping[str, Any], sequences_dir: Path | None, frames: Mapping[str, int]
+) -> dict[str, SequenceSpec]:
     """The local reference sequences, each checked against the package's md5 before anything is decoded."""
     if sequences_dir is None:
         try:
             sequences_dir = declared_specs(str(index["testset"]))[0].root
         except (SequenceError, IndexError) as error:
-            raise PackageError(f"where are the reference sequences? pass --sequences FOLDER ({error})") \
-                from None
+            raise PackageError(
+                f"where are the reference sequences? pass --sequences FOLDER ({error})"
+            ) from None
     specs = {}
     for name, about in index["sequences"].items():
-        spec = SequenceSpec(name=name, seq_class=str(about["class"]), file=str(about["file"]),
-                            width=int(about["width"]), height=int(about["height"]), frames=int(frames[name]),
-                            fps=float(about["fps"]), color_format=str(about["color_format"]),
-                            bit_depth=int(about["bit_depth"]), md5=str(about["file_md5"]), root=sequences_dir)
+        spec = SequenceSpec(
+            name=name,
+            seq_class=str(about["class"]),
+            file=str(about["file"]),
+            width=int(about["width"]),
+            height=int(about["height"]),
+            frames=int(frames[name]),
+            fps=float(about["fps"]),
+            color_format=str(about["color_format"]),
+            bit_depth=int(about["bit_depth"]),
+            md5=str(about["file_md5"]),
+            root=sequences_dir,
+        )
         try:
             validate_sequence(spec)
         except SequenceError as error:
-            raise PackageError(f"reference sequence refused before decoding: {error}".replace(
-                "(sequences.yaml)", "(the package)")) from None
+            raise PackageError(
+                f"reference sequence refused before decoding: {error}".replace(
+                    "(sequences.yaml)", "(the package)"
+                )
+            ) from None
         specs[name] = spec
     return specs
 
@@ -140,12 +161,13 @@ def decoder_section(codec: Mapping[str, Any], weights_dir: Path | None) -> tuple
 
 def compare_identity(package: Mapping[str, Any], local: Mapping[str, Any]) -> tuple[str | None, list[str]]:
     """A reason to fail (other weights) and notes (other binaries' versions: the md5 decides)."""
-    found = [change for change in changes(package, local)
-             if not change.startswith(LOCATION_KEYS)]
+    found = [change for change in changes(package, local) if not change.startswith(LOCATION_KEYS)]
     weights = [change for change in found if change.startswith("weights:")]
     if weights:
-        return (f"other weights here: package {package.get('weights')}, local {local.get('weights')}",
-                [change for change in found if change not in weights])
+        return (
+            f"other weights here: package {package.get('weights')}, local {local.get('weights')}",
+            [change for change in found if change not in weights],
+        )
     return None, found
 
 
@@ -161,8 +183,15 @@ def recount_bits(bitstream: Path, package_parts: Mapping[str, int]) -> dict[str,
     return {name: 8 * len(data)}
 
 
-def check_job(check: JobCheck, folder: Path, codec: Any, spec: SequenceSpec, metrics: Sequence[str],
-              device: str, workdir: Path) -> None:
+def check_job(
+    check: JobCheck,
+    folder: Path,
+    codec: Any,
+    spec: SequenceSpec,
+    metrics: Sequence[str],
+    device: str,
+    workdir: Path,
+) -> None:
     """Decode one job's bitstream and compare what it gives with the package's numbers."""
     record = check.record
     bitstream = folder / str(record["bitstream"])
@@ -182,16 +211,23 @@ def check_job(check: JobCheck, folder: Path, codec: Any, spec: SequenceSpec, met
     if md5 != record["decoded_md5"]:
         reasons.append(f"decoded md5 differs: package {record['decoded_md5']}, local {md5}")
     if parts != record["bits"]["parts"] or rate != record["kbps"]:
-        reasons.append(f"rate differs: package {record['kbps']} kbps {record['bits']['parts']}, "
-                       f"local {rate} kbps {parts}")
+        reasons.append(
+            f"rate differs: package {record['kbps']} kbps {record['bits']['parts']}, "
+            f"local {rate} kbps {parts}"
+        )
     from ctc.metrics import MetricError, metric_config, score_frames, sequence_values  # torch: when decoding
     from ctc.metrics.weights import WeightsError
 
     frames = np.array(read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames))
     try:
-        table = score_frames(spec.read(), frames, list(metrics), device,
-                             batch_size_for(metric_config("ctc"), device),
-                             label=f"{check.codec}/{check.sequence}/{check.rate_point}")
+        table = score_frames(
+            spec.read(),
+            frames,
+            list(metrics),
+            device,
+            batch_size_for(metric_config("ctc"), device),
+            label=f"{check.codec}/{check.sequence}/{check.rate_point}",
+        )
     except (MetricError, WeightsError) as error:  # a metric this machine cannot compute: not a failure
         check.verdict = FAIL if reasons else NOT_CHECKED
         check.reason = "; ".join([*reasons, f"metrics not computed here: {error}"])
@@ -204,8 +240,9 @@ def check_job(check: JobCheck, folder: Path, codec: Any, spec: SequenceSpec, met
         difference = float(np.max(np.abs(table[name].to_numpy(np.float64) - expected)))
         check.recomputed["max_diff"][name] = difference
         if not difference <= tolerance(name):
-            reasons.append(f"{name} differs by up to {difference:.3g} in a frame "
-                           f"(tolerance {tolerance(name):g})")
+            reasons.append(
+                f"{name} differs by up to {difference:.3g} in a frame (tolerance {tolerance(name):g})"
+            )
     check.verdict, check.reason = (FAIL, "; ".join(reasons)) if reasons else (PASS, "")
 
 
@@ -217,8 +254,9 @@ def _per_frame(folder: Path, record: Mapping[str, Any], metrics: Sequence[str]) 
     return pd.DataFrame({name: [record["metrics"][name]] * int(record["frames"]) for name in metrics})
 
 
-def local_decoder(codec: Mapping[str, Any], weights_dir: Path | None, device: str | None,
-                  job_device: str) -> tuple[Any, str, str, list[str]]:
+def local_decoder(
+    codec: Mapping[str, Any], weights_dir: Path | None, device: str | None, job_device: str
+) -> tuple[Any, str, str, list[str]]:
     """This machine's decoder of a package's codec: (the codec or None, the verdict of its jobs when
     there is none, why, notes on how it differs from the proposer's)."""
     section, missing = decoder_section(codec, weights_dir)
@@ -241,8 +279,9 @@ def local_decoder(codec: Mapping[str, Any], weights_dir: Path | None, device: st
     return decoder, "", "", notes
 
 
-def check_package(package: Path, weights_dir: Path | None, sequences_dir: Path | None,
-                  device: str | None = None) -> tuple[dict[str, Any], list[JobCheck]]:
+def check_package(
+    package: Path, weights_dir: Path | None, sequences_dir: Path | None, device: str | None = None
+) -> tuple[dict[str, Any], list[JobCheck]]:
     """Every job of the verified package ``package`` checked here; the package's index and the checks.
     ``device``: where GFVC decoders and metrics run (default: a GFVC codec's jobs' own kind of device)."""
     index = json.loads((package / INDEX_FILE).read_text(encoding="utf-8"))
@@ -264,8 +303,18 @@ def check_package(package: Path, weights_dir: Path | None, sequences_dir: Path |
                 check.verdict, check.reason = verdict, reason
                 continue
             with tempfile.TemporaryDirectory(prefix="ctc-crosscheck-") as workdir:
-                check_job(check, package / "jobs" / check.codec / check.sequence / check.rate_point, decoder,
-                          specs[check.sequence], metrics, metrics_device, Path(workdir))
-            print(f"{check.codec}/{check.sequence}/{check.rate_point}: {check.verdict}"
-                  + (f" ({check.reason})" if check.reason else ""), flush=True)
+                check_job(
+                    check,
+                    package / "jobs" / check.codec / check.sequence / check.rate_point,
+                    decoder,
+                    specs[check.sequence],
+                    metrics,
+                    metrics_device,
+                    Path(workdir),
+                )
+            print(
+                f"{check.codec}/{check.sequence}/{check.rate_point}: {check.verdict}"
+                + (f" ({check.reason})" if check.reason else ""),
+                flush=True,
+            )
     return index, checks

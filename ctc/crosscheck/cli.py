@@ -22,12 +22,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-crosscheck", description=__doc__.splitlines()[0])
     parser.add_argument("package", type=Path, help="a package folder or zip made by ctc-package")
     parser.add_argument("--weights", type=Path, help="folder holding the GFVC checkpoints the package names")
-    parser.add_argument("--sequences", type=Path,
-                        help="folder holding the reference sequences (default: where this harness finds the "
-                             "package's test set)")
+    parser.add_argument(
+        "--sequences",
+        type=Path,
+        help="folder holding the reference sequences (default: where this harness finds the "
+        "package's test set)",
+    )
     parser.add_argument("--out", type=Path, help="report folder (default: ./crosscheck-<run>)")
-    parser.add_argument("--device", help="GFVC decoders and metrics: auto, cpu, cuda, cuda:N (default: the "
-                        "device kind each GFVC codec's jobs ran on; metrics: auto)")
+    parser.add_argument(
+        "--device",
+        help="GFVC decoders and metrics: auto, cpu, cuda, cuda:N (default: the "
+        "device kind each GFVC codec's jobs ran on; metrics: auto)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ctc-crosscheck-package-") as workdir:
         try:

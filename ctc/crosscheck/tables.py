@@ -36,14 +36,24 @@ def recomputed_bd(index: Mapping[str, Any], checks: Sequence[JobCheck]) -> pd.Da
         for check in checks:
             result = dict(check.record)
             if check.recomputed.get("metrics"):
-                result.update(kbps=check.recomputed["kbps"], bits=check.recomputed["bits"],
-                              metrics=check.recomputed["metrics"])
-            write_json_atomic(job_dir(run_dir, check.codec, check.sequence, check.rate_point) / RESULT_FILE,
-                              result)
-        write_json_atomic(run_dir / PROVENANCE_FILE,
-                          {"anchor": index["anchor"], "config": {"testset": {"name": index["testset"]}}})
-        report = load_report(run_dir, anchor=index["anchor"], metrics=list(index["metrics"]),
-                             method=index.get("bd_method", "pchip"))
+                result.update(
+                    kbps=check.recomputed["kbps"],
+                    bits=check.recomputed["bits"],
+                    metrics=check.recomputed["metrics"],
+                )
+            write_json_atomic(
+                job_dir(run_dir, check.codec, check.sequence, check.rate_point) / RESULT_FILE, result
+            )
+        write_json_atomic(
+            run_dir / PROVENANCE_FILE,
+            {"anchor": index["anchor"], "config": {"testset": {"name": index["testset"]}}},
+        )
+        report = load_report(
+            run_dir,
+            anchor=index["anchor"],
+            metrics=list(index["metrics"]),
+            method=index.get("bd_method", "pchip"),
+        )
     return report.bd
 
 
@@ -55,58 +65,95 @@ def _difference(package: Any, local: Any) -> float:
     return abs(float(package) - float(local))
 
 
-def compare_tables(package_bd: pd.DataFrame, local_bd: pd.DataFrame, checks: Sequence[JobCheck],
-                   anchor: str) -> list[dict[str, Any]]:
+def compare_tables(
+    package_bd: pd.DataFrame, local_bd: pd.DataFrame, checks: Sequence[JobCheck], anchor: str
+) -> list[dict[str, Any]]:
     """Per tested codec: the largest BD-rate and BD-quality difference and the table's verdict."""
-    package_bd, local_bd = (table.assign(**{key: table[key].fillna("").astype(str) for key in KEYS})
-                            for table in (package_bd, local_bd))
+    package_bd, local_bd = (
+        table.assign(**{key: table[key].fillna("").astype(str) for key in KEYS})
+        for table in (package_bd, local_bd)
+    )
     merged = package_bd.merge(local_bd, on=KEYS, how="outer", suffixes=("_package", "_local"), indicator=True)
     tables = []
     for codec, rows in merged.groupby("codec", sort=False):
-        largest = {column: max((_difference(row[f"{column}_package"], row[f"{column}_local"])
-                                for _, row in rows.iterrows()), default=0.0) for column in BD_TOLERANCES}
-        unchecked = [check for check in checks
-                     if check.codec in (codec, anchor) and "metrics" not in check.recomputed]
+        largest = {
+            column: max(
+                (_difference(row[f"{column}_package"], row[f"{column}_local"]) for _, row in rows.iterrows()),
+                default=0.0,
+            )
+            for column in BD_TOLERANCES
+        }
+        unchecked = [
+            check for check in checks if check.codec in (codec, anchor) and "metrics" not in check.recomputed
+        ]
         rows_differ = bool((rows["_merge"] != "both").any())
         within = all(largest[column] <= limit for column, limit in BD_TOLERANCES.items()) and not rows_differ
         verdict = PASS if within else FAIL
         if unchecked and within:
             verdict = NOT_CHECKED
-        tables.append({"codec": codec, "verdict": verdict, "rows": len(rows),
-                       "largest_bd_rate_difference": largest["bd_rate"],
-                       "largest_bd_quality_difference": largest["bd_quality"],
-                       "jobs_not_decoded": len(unchecked),
-                       "note": "rows differ between the tables" if rows_differ else ""})
+        tables.append(
+            {
+                "codec": codec,
+                "verdict": verdict,
+                "rows": len(rows),
+                "largest_bd_rate_difference": largest["bd_rate"],
+                "largest_bd_quality_difference": largest["bd_quality"],
+                "jobs_not_decoded": len(unchecked),
+                "note": "rows differ between the tables" if rows_differ else "",
+            }
+        )
     return tables
 
 
 def verdict_line(checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]]) -> str:
-    counts = {verdict: sum(check.verdict == verdict for check in checks)
-              for verdict in (PASS, FAIL, NOT_CHECKED)}
+    counts = {
+        verdict: sum(check.verdict == verdict for check in checks) for verdict in (PASS, FAIL, NOT_CHECKED)
+    }
     failed_tables = [table["codec"] for table in tables if table["verdict"] == FAIL]
-    summary = (f"{counts[PASS]} of {len(checks)} jobs pass, {counts[FAIL]} fail, "
-               f"{counts[NOT_CHECKED]} not checked; "
-               + (f"BD tables differ: {', '.join(failed_tables)}" if failed_tables else "BD tables equal"))
+    summary = (
+        f"{counts[PASS]} of {len(checks)} jobs pass, {counts[FAIL]} fail, "
+        f"{counts[NOT_CHECKED]} not checked; "
+        + (f"BD tables differ: {', '.join(failed_tables)}" if failed_tables else "BD tables equal")
+    )
     if counts[FAIL] or failed_tables:
         return f"FAIL: {summary}"
     return f"PASS: {summary}" if counts[PASS] else f"NOT CHECKED: {summary}"
 
 
-def _markdown(index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]],
-              verdict: str) -> str:
-    lines = [f"# Cross-check of run {index['run']}", "", f"**{verdict}**", "", "## Tolerances", "",
-             "- decoded md5: equal; bits per part and kbps: equal",
-             *[f"- {name}: {value:g} per frame" for name, value in TOLERANCES.items() if name != "default"],
-             f"- any other metric (float32 networks, SSIM): {TOLERANCES['default']:g} per frame",
-             *[f"- BD table {column}: {value:g}" for column, value in BD_TOLERANCES.items()],
-             "", "## Jobs", "", "| codec | sequence | rate point | verdict | reason |",
-             "| --- | --- | --- | --- | --- |"]
+def _markdown(
+    index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]], verdict: str
+) -> str:
+    lines = [
+        f"# Cross-check of run {index['run']}",
+        "",
+        f"**{verdict}**",
+        "",
+        "## Tolerances",
+        "",
+        "- decoded md5: equal; bits per part and kbps: equal",
+        *[f"- {name}: {value:g} per frame" for name, value in TOLERANCES.items() if name != "default"],
+        f"- any other metric (float32 networks, SSIM): {TOLERANCES['default']:g} per frame",
+        *[f"- BD table {column}: {value:g}" for column, value in BD_TOLERANCES.items()],
+        "",
+        "## Jobs",
+        "",
+        "| codec | sequence | rate point | verdict | reason |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     lines += [f"| {c.codec} | {c.sequence} | {c.rate_point} | {c.verdict} | {c.reason} |" for c in checks]
-    lines += ["", "## BD tables", "", "| codec | verdict | largest BD-rate difference | largest BD-quality "
-              "difference | jobs not decoded | note |", "| --- | --- | ---: | ---: | ---: | --- |"]
-    lines += [f"| {t['codec']} | {t['verdict']} | {t['largest_bd_rate_difference']:.3g} | "
-              f"{t['largest_bd_quality_difference']:.3g} | {t['jobs_not_decoded']} | {t['note']} |"
-              for t in tables]
+    lines += [
+        "",
+        "## BD tables",
+        "",
+        "| codec | verdict | largest BD-rate difference | largest BD-quality "
+        "difference | jobs not decoded | note |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    lines += [
+        f"| {t['codec']} | {t['verdict']} | {t['largest_bd_rate_difference']:.3g} | "
+        f"{t['largest_bd_quality_difference']:.3g} | {t['jobs_not_decoded']} | {t['note']} |"
+        for t in tables
+    ]
     notes = sorted({note for check in checks for note in check.notes})
     if notes:
         lines += ["", "## Decoders here differ from the proposer's (the md5 decides)", ""]
@@ -114,17 +161,24 @@ def _markdown(index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequ
     return "\n".join(lines) + "\n"
 
 
-def _html(index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]],
-          verdict: str) -> str:
+def _html(
+    index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]], verdict: str
+) -> str:
     """The report as one page in the report page's style (``ctc/templates/crosscheck.html.j2``)."""
-    environment = Environment(loader=PackageLoader("ctc", "templates"), autoescape=True,
-                              undefined=StrictUndefined)
+    environment = Environment(
+        loader=PackageLoader("ctc", "templates"), autoescape=True, undefined=StrictUndefined
+    )
     tolerances = {f"{name} (per frame)": value for name, value in TOLERANCES.items() if name != "default"}
     tolerances |= {"any other metric (per frame)": TOLERANCES["default"]}
     tolerances |= {f"BD table {column}": value for column, value in BD_TOLERANCES.items()}
     return environment.get_template("crosscheck.html.j2").render(
-        run=index["run"], verdict=verdict, jobs=checks, tables=tables, tolerances=tolerances,
-        notes=sorted({note for check in checks for note in check.notes}))
+        run=index["run"],
+        verdict=verdict,
+        jobs=checks,
+        tables=tables,
+        tolerances=tolerances,
+        notes=sorted({note for check in checks for note in check.notes}),
+    )
 
 
 def write_crosscheck(package: Path, index: Mapping[str, Any], checks: Sequence[JobCheck], out: Path) -> str:
@@ -139,9 +193,12 @@ def write_crosscheck(package: Path, index: Mapping[str, Any], checks: Sequence[J
     local_bd.to_csv(out / "bd_recomputed.csv", index=False)
     (out / "crosscheck.md").write_text(_markdown(index, checks, tables, verdict), encoding="utf-8")
     (out / "crosscheck.html").write_text(_html(index, checks, tables, verdict), encoding="utf-8")
-    document = {"run": index["run"], "verdict": verdict, "tolerances": {"metrics_per_frame": TOLERANCES,
-                                                                        "bd": BD_TOLERANCES},
-                "jobs": [{**check.row(), "recomputed": check.recomputed} for check in checks],
-                "tables": tables}
+    document = {
+        "run": index["run"],
+        "verdict": verdict,
+        "tolerances": {"metrics_per_frame": TOLERANCES, "bd": BD_TOLERANCES},
+        "jobs": [{**check.row(), "recomputed": check.recomputed} for check in checks],
+        "tables": tables,
+    }
     (out / "crosscheck.json").write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     return verdict

@@ -31,8 +31,13 @@ if TYPE_CHECKING:
     import torch
 
 # Modules that register metrics; imported on first use so that cheap metrics stay cheap.
-METRIC_MODULES = ("ctc.metrics.psnr", "ctc.metrics.structural", "ctc.metrics.perceptual", "ctc.metrics.vmaf",
-                  "ctc.metrics.gfvc_v2")
+METRIC_MODULES = (
+    "ctc.metrics.psnr",
+    "ctc.metrics.structural",
+    "ctc.metrics.perceptual",
+    "ctc.metrics.vmaf",
+    "ctc.metrics.gfvc_v2",
+)
 
 
 class MetricError(ValueError):
@@ -126,16 +131,20 @@ def use_metric_modules(modules: Sequence[str] | None) -> None:
         try:
             importlib.import_module(str(module))
         except ImportError as exc:
-            raise MetricError(f"metrics.modules: cannot import {module!r}: {exc} (is its package installed "
-                              "or on PYTHONPATH?)") from exc
+            raise MetricError(
+                f"metrics.modules: cannot import {module!r}: {exc} (is its package installed "
+                "or on PYTHONPATH?)"
+            ) from exc
 
 
 def metric_class(name: str) -> type[Metric]:
     """The class registered as ``name`` (no model is built)."""
     _load_metric_modules()
     if name not in METRICS:
-        raise MetricError(f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))} (a metric of "
-                          "your own: its module in metrics.modules)")
+        raise MetricError(
+            f"unknown metric {name!r}; available: {', '.join(sorted(METRICS))} (a metric of "
+            "your own: its module in metrics.modules)"
+        )
     return METRICS[name]
 
 
@@ -162,8 +171,11 @@ def metric_set(name: str) -> list[str]:
 
 def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:
     """Direction, unit and definition of each metric, for result files and tables."""
-    return {name: {"lower_is_better": cls.lower_is_better, "unit": cls.unit, "description": cls.description}
-            for name in names for cls in [metric_class(name)]}
+    return {
+        name: {"lower_is_better": cls.lower_is_better, "unit": cls.unit, "description": cls.description}
+        for name in names
+        for cls in [metric_class(name)]
+    }
 
 
 # The scoring loops every metric's values pass through (one job's frames, a sequence's versions).
@@ -198,13 +210,16 @@ def _check_shapes(reference: np.ndarray, distorted: np.ndarray, prefix: str) -> 
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise MetricError(f"{prefix}{role} frames have shape {frames.shape}, expected (N, 3, H, W) RGB")
     if reference.shape[0] != distorted.shape[0]:
-        raise MetricError(f"{prefix}reference has {reference.shape[0]} frames, "
-                          f"decoded has {distorted.shape[0]}")
+        raise MetricError(
+            f"{prefix}reference has {reference.shape[0]} frames, decoded has {distorted.shape[0]}"
+        )
     if reference.shape[0] == 0:
         raise MetricError(f"{prefix}no frames to score")
     if reference.shape[2:] != distorted.shape[2:]:
-        raise MetricError(f"{prefix}reference frames are {reference.shape[3]}x{reference.shape[2]}, "
-                          f"decoded frames are {distorted.shape[3]}x{distorted.shape[2]}")
+        raise MetricError(
+            f"{prefix}reference frames are {reference.shape[3]}x{reference.shape[2]}, "
+            f"decoded frames are {distorted.shape[3]}x{distorted.shape[2]}"
+        )
 
 
 def _as_uint8(frames: np.ndarray, role: str, prefix: str) -> np.ndarray:
@@ -221,17 +236,26 @@ def _as_uint8(frames: np.ndarray, role: str, prefix: str) -> np.ndarray:
     return frames.astype(np.uint8)
 
 
-def _checked_pair(reference: np.ndarray, distorted: np.ndarray,
-                  label: str = "") -> tuple[np.ndarray, np.ndarray]:
+def _checked_pair(
+    reference: np.ndarray, distorted: np.ndarray, label: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """Both arrays as uint8 ``(N, 3, H, W)`` of one shape, or a :class:`MetricError` naming what is wrong."""
     prefix = f"{label}: " if label else ""
     _check_shapes(reference, distorted, prefix)
-    return (_as_uint8(np.asarray(reference), "reference frames", prefix),
-            _as_uint8(np.asarray(distorted), "decoded frames", prefix))
+    return (
+        _as_uint8(np.asarray(reference), "reference frames", prefix),
+        _as_uint8(np.asarray(distorted), "decoded frames", prefix),
+    )
 
 
-def score_frames(reference: np.ndarray, distorted: np.ndarray, metrics: Sequence[str],
-                 device: str = "cpu", batch_size: int = 16, label: str = "") -> pd.DataFrame:
+def score_frames(
+    reference: np.ndarray,
+    distorted: np.ndarray,
+    metrics: Sequence[str],
+    device: str = "cpu",
+    batch_size: int = 16,
+    label: str = "",
+) -> pd.DataFrame:
     """Score two ``(N, 3, H, W)`` 8-bit sequences frame by frame; one column per metric.
 
     The arrays may be memory-mapped files: frames are read one batch at a time. ``label`` (e.g. the
@@ -248,8 +272,10 @@ def score_frames(reference: np.ndarray, distorted: np.ndarray, metrics: Sequence
         for start in range(0, reference.shape[0] if batched else 0, batch_size):
             stop = min(start + batch_size, reference.shape[0])
             frames = f"frames {start}-{stop - 1}"
-            batch = FrameBatch(_as_uint8(np.asarray(reference[start:stop]), f"reference {frames}", ""),
-                               _as_uint8(np.asarray(distorted[start:stop]), f"decoded {frames}", ""))
+            batch = FrameBatch(
+                _as_uint8(np.asarray(reference[start:stop]), f"reference {frames}", ""),
+                _as_uint8(np.asarray(distorted[start:stop]), f"decoded {frames}", ""),
+            )
             for metric in batched:
                 columns[metric.name].append(np.asarray(metric.score_batch(batch), np.float64))
         for metric in scorers:

@@ -46,8 +46,11 @@ def frame_at_a_time(reference: Path, decoded: Path, frames: int, size: int, devi
             psnr = psnr_from_mse(plane_mse(ref, dist)).mean()
             ref_tensor = torch.tensor(ref.astype(np.float32) / 255, device=device)
             dist_tensor = torch.tensor(dist.astype(np.float32) / 255, device=device)
-            values[index] = (dists(ref_tensor, dist_tensor).item(),
-                             lpips_vgg(ref_tensor, dist_tensor, normalize=True).item(), psnr)
+            values[index] = (
+                dists(ref_tensor, dist_tensor).item(),
+                lpips_vgg(ref_tensor, dist_tensor, normalize=True).item(),
+                psnr,
+            )
     return values
 
 
@@ -61,8 +64,9 @@ def _timed(function: Callable[..., Any], *args: object) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def bench_metrics(frames: int = 16, sequences: int = 2, size: int = 256, device: str = "auto",
-                  batch_size: int | None = None) -> list[dict[str, object]]:
+def bench_metrics(
+    frames: int = 16, sequences: int = 2, size: int = 256, device: str = "auto", batch_size: int | None = None
+) -> list[dict[str, object]]:
     """Frames per second of the CTC metric set, batched vs the frame-at-a-time loop.
 
     ``batch_size`` defaults to the CTC metrics config's for ``device`` (``ctc/conf/metrics/ctc.yaml``).
@@ -86,8 +90,14 @@ def bench_metrics(frames: int = 16, sequences: int = 2, size: int = 256, device:
         _, build_seconds = _timed(lambda: [get_metric(name, device) for name in names])
         batched, looped, batched_seconds, loop_seconds = [], [], 0.0, 0.0
         for ref, dist in pairs:  # alternating, so that a busy machine slows both alike
-            table, seconds = _timed(score_frames, read_rgb444(ref, size, size), read_rgb444(dist, size, size),
-                                    names, device, batch_size)
+            table, seconds = _timed(
+                score_frames,
+                read_rgb444(ref, size, size),
+                read_rgb444(dist, size, size),
+                names,
+                device,
+                batch_size,
+            )
             batched.append(table)
             batched_seconds += seconds
             values, seconds = _timed(frame_at_a_time, ref, dist, frames, size, device)
@@ -96,18 +106,41 @@ def bench_metrics(frames: int = 16, sequences: int = 2, size: int = 256, device:
 
     total = frames * sequences
     batched_fps, loop_fps = total / batched_seconds, total / loop_seconds
-    difference = max(float(np.abs(table[names].to_numpy() - values).max())
-                     for table, values in zip(batched, looped, strict=True))
-    setting = (f"{', '.join(names)}; {sequences}x{frames} frames {size}x{size}; {device}, "
-               f"{torch.get_num_threads()} threads")
+    difference = max(
+        float(np.abs(table[names].to_numpy() - values).max())
+        for table, values in zip(batched, looped, strict=True)
+    )
+    setting = (
+        f"{', '.join(names)}; {sequences}x{frames} frames {size}x{size}; {device}, "
+        f"{torch.get_num_threads()} threads"
+    )
     target = ">= 1000 frames/s (GPU)" if device.startswith("cuda") else ""
     return [
-        {"name": f"metrics batched ({batch_size} frames per pass)", "value": batched_fps, "unit": "frames/s",
-         "target": target, "note": f"{setting}; networks built once ({build_seconds:.2f} s, not counted)"},
-        {"name": "metrics frame at a time (GFVC script)", "value": loop_fps, "unit": "frames/s",
-         "note": f"{setting}; networks built per sequence, counted"},
-        {"name": "metrics speed-up, batched / frame at a time", "value": batched_fps / loop_fps, "unit": "x",
-         "target": ">= 5", "note": setting},
-        {"name": "metrics largest difference, batched vs frame at a time", "value": difference, "unit": "",
-         "target": "< 1e-4", "note": "max over frames and metrics of |batched - loop|"},
+        {
+            "name": f"metrics batched ({batch_size} frames per pass)",
+            "value": batched_fps,
+            "unit": "frames/s",
+            "target": target,
+            "note": f"{setting}; networks built once ({build_seconds:.2f} s, not counted)",
+        },
+        {
+            "name": "metrics frame at a time (GFVC script)",
+            "value": loop_fps,
+            "unit": "frames/s",
+            "note": f"{setting}; networks built per sequence, counted",
+        },
+        {
+            "name": "metrics speed-up, batched / frame at a time",
+            "value": batched_fps / loop_fps,
+            "unit": "x",
+            "target": ">= 5",
+            "note": setting,
+        },
+        {
+            "name": "metrics largest difference, batched vs frame at a time",
+            "value": difference,
+            "unit": "",
+            "target": "< 1e-4",
+            "note": "max over frames and metrics of |batched - loop|",
+        },
     ]

@@ -42,8 +42,10 @@ def load_sequence(path: Path, width: int | None, height: int | None, frames: int
         raise MetricError(f"{path}: a raw RGB 4:4:4 sequence needs --width and --height")
     size, frame_bytes = path.stat().st_size, rgb444_frame_bytes(width, height)
     if size == 0 or size % frame_bytes:
-        raise MetricError(f"{path}: {size} bytes is not a whole number of {width}x{height} 8-bit RGB 4:4:4 "
-                          f"frames ({frame_bytes} bytes each)")
+        raise MetricError(
+            f"{path}: {size} bytes is not a whole number of {width}x{height} 8-bit RGB 4:4:4 "
+            f"frames ({frame_bytes} bytes each)"
+        )
     if frames is not None and size // frame_bytes < frames:
         raise MetricError(f"{path}: holds {size // frame_bytes} frames, --frames asked for {frames}")
     return read_rgb444(path, width, height, frames)
@@ -60,15 +62,25 @@ def expand_metric_names(tokens: Sequence[str]) -> list[str]:
             try:
                 expanded = metric_set(token)
             except MetricError:
-                raise MetricError(f"unknown metric or metric set {token!r}; metrics: "
-                                  f"{', '.join(sorted(METRICS))}; sets: ctc, all") from None
+                raise MetricError(
+                    f"unknown metric or metric set {token!r}; metrics: "
+                    f"{', '.join(sorted(METRICS))}; sets: ctc, all"
+                ) from None
         names += [name for name in expanded if name not in names]
     return names
 
 
-def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: int | None = None,
-                height: int | None = None, frames: int | None = None, device: str = "auto",
-                batch_size: int | None = None, per_frame: bool = False) -> dict[str, object]:
+def score_files(
+    reference: Path,
+    decoded: Path,
+    metrics: Sequence[str],
+    width: int | None = None,
+    height: int | None = None,
+    frames: int | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    per_frame: bool = False,
+) -> dict[str, object]:
     """The JSON report of ``ctc-score`` as a dict."""
     for path in (reference, decoded):
         if not path.is_file():
@@ -82,11 +94,16 @@ def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: i
     table = score_frames(ref, dist, metrics, device, batch_size, label=f"{reference} vs {decoded}")
     values = sequence_values(table)
     report: dict[str, object] = {
-        "reference": str(reference), "decoded": str(decoded),
+        "reference": str(reference),
+        "decoded": str(decoded),
         "kind": "image" if images else "rgb444 sequence",
-        "width": ref.shape[3], "height": ref.shape[2], "frames": ref.shape[0],
-        "metrics": {name: {"value": values[name], **about}
-                    for name, about in describe_metrics(metrics).items()}}
+        "width": ref.shape[3],
+        "height": ref.shape[2],
+        "frames": ref.shape[0],
+        "metrics": {
+            name: {"value": values[name], **about} for name, about in describe_metrics(metrics).items()
+        },
+    }
     if per_frame and not images:
         report["per_frame"] = {name: table[name].tolist() for name in metrics}
     return report
@@ -94,23 +111,41 @@ def score_files(reference: Path, decoded: Path, metrics: Sequence[str], width: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="ctc-score", description="Score a decoded image or raw RGB 4:4:4 sequence against its original "
-        "and print JSON: each metric's value (the mean over frames), its direction and definition.")
+        prog="ctc-score",
+        description="Score a decoded image or raw RGB 4:4:4 sequence against its original "
+        "and print JSON: each metric's value (the mean over frames), its direction and definition.",
+    )
     parser.add_argument("reference", type=Path, help="original: an image (PNG, BMP, ...) or a raw .rgb file")
     parser.add_argument("decoded", type=Path, help="decoded: same kind and size as the reference")
-    parser.add_argument("--metrics", nargs="+", default=["ctc"],
-                        help="metric names or sets (ctc = dists lpips psnr; all); default: ctc")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=["ctc"],
+        help="metric names or sets (ctc = dists lpips psnr; all); default: ctc",
+    )
     parser.add_argument("--width", type=int, help="frame width of raw sequences")
     parser.add_argument("--height", type=int, help="frame height of raw sequences")
     parser.add_argument("--frames", type=int, help="score only the first N frames of raw sequences")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    parser.add_argument("--batch-size", type=int,
-                        help="frames per forward pass (default: ctc/conf/metrics/ctc.yaml's for the device)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="frames per forward pass (default: ctc/conf/metrics/ctc.yaml's for the device)",
+    )
     parser.add_argument("--per-frame", action="store_true", help="also print each frame's values (sequences)")
     args = parser.parse_args(argv)
     try:
-        report = score_files(args.reference, args.decoded, expand_metric_names(args.metrics), args.width,
-                             args.height, args.frames, args.device, args.batch_size, args.per_frame)
+        report = score_files(
+            args.reference,
+            args.decoded,
+            expand_metric_names(args.metrics),
+            args.width,
+            args.height,
+            args.frames,
+            args.device,
+            args.batch_size,
+            args.per_frame,
+        )
     except (MetricError, WeightsError, OSError) as error:
         print(f"ctc-score: {error}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ BT709_LUMA = (0.2126, 0.7152, 0.0722)
 TEN_BIT_PEAK = 1020.0  # 8-bit samples shifted left by 2, as multiMetric_yuv420.py reads them
 YUV_WEIGHTS = (4.0, 1.0, 1.0)  # Y, U, V; divided by their sum, 6
 # The 11-tap Gaussian (sigma 1.5) in float64: pytorch-msssim's own is float32, 1e-6 off the script's SSIM
-_TAPS = np.exp(-(np.arange(11) - 5.0) ** 2 / (2 * 1.5**2))
+_TAPS = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
 GAUSSIAN_WINDOW = torch.from_numpy(_TAPS / _TAPS.sum()).reshape(1, 1, 1, 11)
 
 
@@ -44,8 +44,10 @@ def bt709_luma_8bit(frames: np.ndarray) -> np.ndarray:
 @register_metric("psnr_gfvc")
 class GfvcPsnr(Metric):
     unit = "dB"
-    description = ("GFVC_Software_v2's psnr: PSNR of the 8-bit BT.709 luma of the RGB frames "
-                   "(evaluate/eval_utils/metrics.py), peak 255, 100 dB for identical frames")
+    description = (
+        "GFVC_Software_v2's psnr: PSNR of the 8-bit BT.709 luma of the RGB frames "
+        "(evaluate/eval_utils/metrics.py), peak 255, 100 dB for identical frames"
+    )
 
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
         return psnr_from_mse(plane_mse(bt709_luma_8bit(batch.reference), bt709_luma_8bit(batch.distorted)))
@@ -66,9 +68,11 @@ def _checked_even(metric: Metric, batch: FrameBatch) -> None:
 @register_metric("psnr_yuv420_gfvc")
 class GfvcYuv420Psnr(Metric):
     unit = "dB"
-    description = ("GFVC_Software_v2's YUV 4:2:0 PSNR (evaluate/multiMetric_yuv420.py): 8-bit planes shifted "
-                   "to 10 bits, peak 1020, MSE weighted (4·Y + U + V) / 6; a sequence's value is the PSNR "
-                   "of the mean weighted MSE")
+    description = (
+        "GFVC_Software_v2's YUV 4:2:0 PSNR (evaluate/multiMetric_yuv420.py): 8-bit planes shifted "
+        "to 10 bits, peak 1020, MSE weighted (4·Y + U + V) / 6; a sequence's value is the PSNR "
+        "of the mean weighted MSE"
+    )
 
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
         _checked_even(self, batch)
@@ -86,15 +90,21 @@ class GfvcYuv420Psnr(Metric):
 def yuv444_after_420(batch_yuv: object) -> np.ndarray:
     """``(B, 3, H, W)`` YUV 4:4:4 (OpenCV ``RGB2YUV``) of I420 frames decoded to RGB (``YUV2RGB_I420``)."""
     rgb = yuv420_to_rgb(batch_yuv)
-    return np.stack([cv2.cvtColor(np.ascontiguousarray(frame.transpose(1, 2, 0)), cv2.COLOR_RGB2YUV)
-                     .transpose(2, 0, 1) for frame in rgb])
+    return np.stack(
+        [
+            cv2.cvtColor(np.ascontiguousarray(frame.transpose(1, 2, 0)), cv2.COLOR_RGB2YUV).transpose(2, 0, 1)
+            for frame in rgb
+        ]
+    )
 
 
 @register_metric("ssim_yuv420_gfvc")
 class GfvcYuv420Ssim(Metric):
-    description = ("GFVC_Software_v2's YUV 4:2:0 SSIM (evaluate/multiMetric_yuv420.py): I420 to RGB to YUV "
-                   "4:4:4 (OpenCV), SSIM per plane (11x11 Gaussian, sigma 1.5, valid, L 255, float64), "
-                   "weighted (4·Y + U + V) / 6")
+    description = (
+        "GFVC_Software_v2's YUV 4:2:0 SSIM (evaluate/multiMetric_yuv420.py): I420 to RGB to YUV "
+        "4:4:4 (OpenCV), SSIM per plane (11x11 Gaussian, sigma 1.5, valid, L 255, float64), "
+        "weighted (4·Y + U + V) / 6"
+    )
 
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
         _checked_even(self, batch)
@@ -102,6 +112,7 @@ class GfvcYuv420Ssim(Metric):
         count, _, height, width = planes[0].shape
         flat = [plane.reshape(count * 3, 1, height, width) for plane in planes]
         with torch.inference_mode():
-            values = pytorch_msssim.ssim(*flat, data_range=255.0, size_average=False, win=GAUSSIAN_WINDOW,
-                                         K=(0.01, 0.03))
+            values = pytorch_msssim.ssim(
+                *flat, data_range=255.0, size_average=False, win=GAUSSIAN_WINDOW, K=(0.01, 0.03)
+            )
         return _weighted(values.reshape(count, 3).T.numpy())

@@ -66,8 +66,11 @@ def _sliced_backbone(model: nn.Module, container: str, backbone: str) -> dict[st
     """
     root = model.get_submodule(container) if container else model
     prefix = f"{container}." if container else ""
-    where = {index: f"{prefix}{slice_name}.{index}"
-             for slice_name, part in root.named_children() for index, _ in part.named_children()}
+    where = {
+        index: f"{prefix}{slice_name}.{index}"
+        for slice_name, part in root.named_children()
+        for index, _ in part.named_children()
+    }
     renamed = {}
     for key, value in backbone_state_dict(backbone).items():
         _, index, parameter = key.split(".")
@@ -82,8 +85,10 @@ def _load_strictly(model: nn.Module, learned: dict[str, torch.Tensor]) -> None:
     parameters = set(dict(model.named_parameters()))
     missing, unexpected = parameters - set(learned), set(learned) - parameters
     if missing or unexpected:
-        raise WeightsError(f"{type(model).__name__}: parameters without weights {sorted(missing)}, "
-                           f"weights without parameter {sorted(unexpected)}")
+        raise WeightsError(
+            f"{type(model).__name__}: parameters without weights {sorted(missing)}, "
+            f"weights without parameter {sorted(unexpected)}"
+        )
     model.load_state_dict({**model.state_dict(), **learned}, strict=True)
 
 
@@ -95,9 +100,18 @@ def _reference_model(package_module: ModuleType, attribute: str, build: Callable
 def build_lpips(net: str) -> lpips.LPIPS:
     """LPIPS version 0.1 (``net`` = ``vgg`` or ``alex``) with its linear layers and ImageNet backbone."""
     backbone = LPIPS_BACKBONES[net]
-    model = _reference_model(lpips.pretrained_networks, "tv", lambda: lpips.LPIPS(
-        net=net, version="0.1", pretrained=True, pnet_rand=True,
-        model_path=str(lpips_linear_weights_file(net)), verbose=False))
+    model = _reference_model(
+        lpips.pretrained_networks,
+        "tv",
+        lambda: lpips.LPIPS(
+            net=net,
+            version="0.1",
+            pretrained=True,
+            pnet_rand=True,
+            model_path=str(lpips_linear_weights_file(net)),
+            verbose=False,
+        ),
+    )
     linear = torch.load(lpips_linear_weights_file(net), map_location="cpu", weights_only=True)
     _load_strictly(model, {**_sliced_backbone(model, "net", backbone), **linear})
     return model.eval()
@@ -105,8 +119,9 @@ def build_lpips(net: str) -> lpips.LPIPS:
 
 def build_dists() -> DISTS_pytorch.DISTS:
     """DISTS with the ``DISTS-pytorch`` package's alpha/beta (``weights.pt``) and the ImageNet VGG16."""
-    model = _reference_model(DISTS_pytorch.DISTS_pt, "models",
-                             lambda: DISTS_pytorch.DISTS(load_weights=False))
+    model = _reference_model(
+        DISTS_pytorch.DISTS_pt, "models", lambda: DISTS_pytorch.DISTS(load_weights=False)
+    )
     alpha_beta = torch.load(DISTS_WEIGHTS, map_location="cpu", weights_only=True)
     _load_strictly(model, {**_sliced_backbone(model, "", "vgg16"), **alpha_beta})
     return model.eval()
@@ -200,8 +215,10 @@ class Lpips(PerceptualMetric):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.backbones = (LPIPS_BACKBONES[cls.net],)
-        cls.description = (f"LPIPS v0.1 with {cls.net.upper() if cls.net == 'vgg' else 'AlexNet'} "
-                           "(lpips package), RGB scaled to [-1, 1], spatial average; lower is better")
+        cls.description = (
+            f"LPIPS v0.1 with {cls.net.upper() if cls.net == 'vgg' else 'AlexNet'} "
+            "(lpips package), RGB scaled to [-1, 1], spatial average; lower is better"
+        )
 
     def build(self) -> nn.Module:
         return build_lpips(self.net)
@@ -272,8 +289,9 @@ class Dists(PerceptualMetric):
             prepared.append((layer, mean, torch.sub(layer, mean).square_().mean([2, 3], keepdim=True)))
         return prepared
 
-    def distance_from_features(self, reference: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                               distorted: Features) -> torch.Tensor:
+    def distance_from_features(
+        self, reference: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], distorted: Features
+    ) -> torch.Tensor:
         # DISTS.forward of DISTS-pytorch after its two forward_once calls, with the reference's statistics
         # from prepare_reference; the covariance needs both maps
         model, c1, c2 = self.model, 1e-6, 1e-6

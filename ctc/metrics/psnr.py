@@ -52,8 +52,10 @@ class PlanePsnr(YuvPsnr):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        cls.description = (f"PSNR of the {cls.plane.upper()} plane of YUV 4:2:0 "
-                           "(BT.601 as OpenCV's RGB2YUV_I420 converts), capped at 100 dB")
+        cls.description = (
+            f"PSNR of the {cls.plane.upper()} plane of YUV 4:2:0 "
+            "(BT.601 as OpenCV's RGB2YUV_I420 converts), capped at 100 dB"
+        )
 
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
         return psnr_from_mse(self.plane_mses(batch)["yuv".index(self.plane)])
@@ -76,8 +78,10 @@ class VPsnr(PlanePsnr):
 
 @register_metric("psnr_yuv")
 class CombinedYuvPsnr(YuvPsnr):
-    description = ("PSNR of YUV 4:2:0 as JVET reports it: 10·log10(255² / ((6·MSE_Y + MSE_U + MSE_V) / 8)), "
-                   "capped at 100 dB")
+    description = (
+        "PSNR of YUV 4:2:0 as JVET reports it: 10·log10(255² / ((6·MSE_Y + MSE_U + MSE_V) / 8)), "
+        "capped at 100 dB"
+    )
 
     def score_batch(self, batch: FrameBatch) -> np.ndarray:
         weights = np.asarray(YUV_MSE_WEIGHTS)[:, None]

@@ -18,9 +18,14 @@ import pandas as pd
 from ctc.metrics import FrameBatch, MetricError, _as_uint8, _check_shapes, get_metric
 
 
-def score_versions(reference: np.ndarray, versions: Sequence[np.ndarray], metrics: Sequence[str],
-                   device: str = "cpu", batch_size: int = 16,
-                   labels: Sequence[str] = ()) -> list[pd.DataFrame | MetricError]:
+def score_versions(
+    reference: np.ndarray,
+    versions: Sequence[np.ndarray],
+    metrics: Sequence[str],
+    device: str = "cpu",
+    batch_size: int = 16,
+    labels: Sequence[str] = (),
+) -> list[pd.DataFrame | MetricError]:
     """Per-frame tables of each decoded version against ``reference`` (``(N, 3, H, W)`` 8-bit arrays,
     memory maps are fine), one column per metric; a version with bad input gets its
     :class:`MetricError` (naming ``labels[i]``) in its place and the others are scored all the same."""

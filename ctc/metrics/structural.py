@@ -34,23 +34,32 @@ class StructuralMetric(Metric):
             side = self.smallest_side
             raise MetricError(f"{self.name} needs frames of at least {side}x{side}, got {width}x{height}")
         with torch.inference_mode():
-            values = type(self).function(*batch.tensors(self.device), data_range=1.0, size_average=False,
-                                         win_size=WINDOW_SIZE, win_sigma=WINDOW_SIGMA, K=K1_K2)
+            values = type(self).function(
+                *batch.tensors(self.device),
+                data_range=1.0,
+                size_average=False,
+                win_size=WINDOW_SIZE,
+                win_sigma=WINDOW_SIGMA,
+                K=K1_K2,
+            )
         return values.double().cpu().numpy()
 
 
 @register_metric("ssim")
 class Ssim(StructuralMetric):
-    description = ("SSIM (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) per RGB channel, "
-                   "mean of channels")
+    description = (
+        "SSIM (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) per RGB channel, mean of channels"
+    )
     function = pytorch_msssim.ssim
     smallest_side = WINDOW_SIZE
 
 
 @register_metric("msssim")
 class MsSsim(StructuralMetric):
-    description = ("MS-SSIM (5 scales, weights 0.0448 0.2856 0.3001 0.2363 0.1333, 11x11 Gaussian window, "
-                   "sigma 1.5) per RGB channel, mean of channels")
+    description = (
+        "MS-SSIM (5 scales, weights 0.0448 0.2856 0.3001 0.2363 0.1333, 11x11 Gaussian window, "
+        "sigma 1.5) per RGB channel, mean of channels"
+    )
     function = pytorch_msssim.ms_ssim
     # pytorch-msssim needs the side to exceed (window - 1) * 2^(scales - 1)
     smallest_side = (WINDOW_SIZE - 1) * 2 ** (MSSSIM_SCALES - 1) + 1

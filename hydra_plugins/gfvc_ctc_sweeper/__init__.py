@@ -43,7 +43,8 @@ class CtcSweeper(Sweeper):
         self.hydra_context = hydra_context
         self.config = _with_workers(config)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: list[str]) -> None:
         from ctc.identity import decode_identity
@@ -52,17 +53,27 @@ class CtcSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         try:  # ctc-run hands them in; Hydra's own -m passes the sweep as it is
-            variants = (decode_identity(self.variants)["variants"] if self.variants
-                        else codec_variants(arguments))
+            variants = (
+                decode_identity(self.variants)["variants"] if self.variants else codec_variants(arguments)
+            )
         except SweepConfigError as exc:
             print(f"ctc-run: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        configs = ([self.config] if len(variants) == 1 else
-                   [_with_workers(self.hydra_context.config_loader.load_sweep_config(self.config, variant))
-                    for variant in variants])
+        configs = (
+            [self.config]
+            if len(variants) == 1
+            else [
+                _with_workers(self.hydra_context.config_loader.load_sweep_config(self.config, variant))
+                for variant in variants
+            ]
+        )
         batch_size = None if self.batch_size == "all" else int(self.batch_size or 2 * int(self.config.jobs))
-        run_sweep(list(zip(configs, variants, strict=True)), self.launcher.launch, batch_size,
-                  preflight=getattr(self.launcher, "preflight", None))
+        run_sweep(
+            list(zip(configs, variants, strict=True)),
+            self.launcher.launch,
+            batch_size,
+            preflight=getattr(self.launcher, "preflight", None),
+        )
 
 
 def _with_workers(config: DictConfig) -> DictConfig:

@@ -38,8 +38,14 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import OmegaConf
 
 RESOURCE_KEYS = ("cpus_per_task", "mem_gb", "timeout_min", "gpus_per_node")
-WAIT_KEYS = ("poll_s", "unschedulable_reasons", "unschedulable_after_s", "unknown_after_s",
-             "command_timeout_s", "outage_limit_s")
+WAIT_KEYS = (
+    "poll_s",
+    "unschedulable_reasons",
+    "unschedulable_after_s",
+    "unknown_after_s",
+    "command_timeout_s",
+    "outage_limit_s",
+)
 OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", "partitions", *WAIT_KEYS})
 
 
@@ -132,13 +138,18 @@ class CtcSlurmLauncher(SlurmLauncher):
             command_line = self._command_line_keys()
             self.checked = {}
             for name, (resources, prefix, what) in asked.items():
-                explicit = {key for key in RESOURCE_KEYS
-                            if {f"hydra.launcher.{key}", f"{prefix}.{key}"} & command_line}
+                explicit = {
+                    key
+                    for key in RESOURCE_KEYS
+                    if {f"hydra.launcher.{key}", f"{prefix}.{key}"} & command_line
+                }
                 checked = checked_resources(what, resources)
                 self.checked[name] = fitted_resources(what, checked, nodes, explicit)
                 if self.checked[name] != resources:
-                    _say(f"{what}: cpus_per_task={self.checked[name]['cpus_per_task']} (asked "
-                         f"{resources['cpus_per_task']}: the largest node's CPUs)")
+                    _say(
+                        f"{what}: cpus_per_task={self.checked[name]['cpus_per_task']} (asked "
+                        f"{resources['cpus_per_task']}: the largest node's CPUs)"
+                    )
         except (SlurmSettingError, ValueError) as exc:
             raise SweepConfigError(str(exc)) from None
 
@@ -185,8 +196,9 @@ class CtcSlurmLauncher(SlurmLauncher):
                 returns.append(_job_return(job, overrides, outcomes[job.job_id], refused))
         return returns
 
-    def _submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
-                submitted: dict[int, Any]) -> str:
+    def _submit(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, submitted: dict[int, Any]
+    ) -> str:
         """Submit one array per role (a codec's jobs, the scoring tasks; more past max_array_size), filling
         ``submitted`` with each job's submitit job, until sbatch refuses one: returns why ("" if none)."""
 
@@ -199,9 +211,13 @@ class CtcSlurmLauncher(SlurmLauncher):
             device = job_device(str(self.config.device), int(resources["gpus_per_node"]))
             size = int(self.params["max_array_size"] or len(indices))
             for start in range(0, len(indices), size):
-                chunk = indices[start:start + size]
-                arguments = [self._arguments(job_overrides[index], initial_job_idx + index, device,
-                                             int(resources["cpus_per_task"])) for index in chunk]
+                chunk = indices[start : start + size]
+                arguments = [
+                    self._arguments(
+                        job_overrides[index], initial_job_idx + index, device, int(resources["cpus_per_task"])
+                    )
+                    for index in chunk
+                ]
                 executor = self._executor(resources, name, len(chunk))
                 try:
                     jobs = executor.map_array(self, *zip(*arguments, strict=True))
@@ -211,8 +227,10 @@ class CtcSlurmLauncher(SlurmLauncher):
                     _say(message)
                     return message
                 submitted.update(zip(chunk, jobs, strict=True))
-                _say(f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(chunk)} {name} jobs, each "
-                     + ", ".join(f"{key}={value}" for key, value in resources.items()))
+                _say(
+                    f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(chunk)} {name} jobs, each "
+                    + ", ".join(f"{key}={value}" for key, value in resources.items())
+                )
         return ""
 
     def _resources(self, role: str, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -237,13 +255,20 @@ class CtcSlurmLauncher(SlurmLauncher):
         import submitit
 
         params = {key: value for key, value in self.params.items() if key not in OWN_KEYS}
-        params.update(resources, name=f"{params['name']}-{codec}",
-                      array_parallelism=params["array_parallelism"] or tasks)
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params.pop("submitit_folder"),
-                                         slurm_max_num_timeout=params.pop("max_num_timeout"))
+        params.update(
+            resources,
+            name=f"{params['name']}-{codec}",
+            array_parallelism=params["array_parallelism"] or tasks,
+        )
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=params.pop("submitit_folder"),
+            slurm_max_num_timeout=params.pop("max_num_timeout"),
+        )
         generic = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{key if key in generic else f"{self._EXECUTOR}_{key}": value
-                                      for key, value in params.items()})
+        executor.update_parameters(
+            **{key if key in generic else f"{self._EXECUTOR}_{key}": value for key, value in params.items()}
+        )
         return executor
 
     @staticmethod

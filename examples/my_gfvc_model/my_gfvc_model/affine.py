@@ -45,8 +45,11 @@ class AffineKeypointModel(GenerativeModel):
         dy = functional.pad(grey[..., 1:, :] - grey[..., :-1, :], (0, 0, 0, 1))
         energy = dx**2 + dy**2 + 1e-8  # a flat cell's centroid is its centre
         height, width = grey.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64, device=self.device),
-                                torch.arange(width, dtype=torch.float64, device=self.device), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(height, dtype=torch.float64, device=self.device),
+            torch.arange(width, dtype=torch.float64, device=self.device),
+            indexing="ij",
+        )
         mass = functional.adaptive_avg_pool2d(energy, self.grid)
         x = functional.adaptive_avg_pool2d(energy * xs, self.grid) / mass
         y = functional.adaptive_avg_pool2d(energy * ys, self.grid) / mass
@@ -55,8 +58,9 @@ class AffineKeypointModel(GenerativeModel):
     def prepare_reference(self, key_frame: torch.Tensor) -> torch.Tensor:
         return self.extract_features(key_frame)
 
-    def generate(self, key_frame: torch.Tensor, reference: torch.Tensor,
-                 features: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self, key_frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
         """Each frame: the key frame sampled at the affine map of its keypoints onto the key frame's."""
         height, width = key_frame.shape[-2:]
         current = self._normalised(features, width, height)
@@ -66,8 +70,9 @@ class AffineKeypointModel(GenerativeModel):
         theta = torch.linalg.solve(normal, design.transpose(1, 2) @ target).transpose(1, 2)  # (B, 2, 3)
         grid = functional.affine_grid(theta.float(), [len(features), 3, height, width], align_corners=False)
         source = key_frame.to(self.device).float().expand(len(features), -1, -1, -1)
-        return functional.grid_sample(source, grid, mode="bilinear", padding_mode="border",
-                                      align_corners=False)
+        return functional.grid_sample(
+            source, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
 
     def _normalised(self, features: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """Keypoints ``(B, K, 2)`` in grid_sample's coordinates (-1 and 1 at the frame's outer edges)."""

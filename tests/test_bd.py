@@ -344,7 +344,7 @@ def test_compare_csv_defaults_and_names(tmp_path):
     falling = [0.3, 0.2, 0.1, 0.05]
     anchor = _write_curve(tmp_path / "anchor.csv", CURVED_ANCHOR[0], psnr=CURVED_ANCHOR[1], dists=falling)
     test = _write_curve(tmp_path / "test.csv", CURVED_TEST[0], psnr=CURVED_TEST[1], dists=falling)
-    report = compare_csv(anchor, test, lower_is_better=[])
+    report = compare_csv(anchor, test, higher_is_better=["dists"])
     assert (report["anchor"], report["test"], report["method"]) == (str(anchor), str(test), "pchip")
     assert report["metrics"]["psnr"]["bd_rate"] == bd_rate(*CURVED_ANCHOR, *CURVED_TEST).bd_rate
     assert report["metrics"]["dists"]["direction"] == "higher_is_better"  # as asked, not as registered
@@ -359,8 +359,12 @@ def test_compare_csv_defaults_and_names(tmp_path):
         compare_csv(anchor, lonely)
 
 
-def test_registered_directions_skip_unknown_names():
-    assert registered_lower_is_better(["no_such_metric", "dists", "psnr"]) == {"dists"}
+def test_registered_directions_take_unknown_names_only_when_their_direction_is_given():
+    assert registered_lower_is_better(["no_such_metric", "dists", "psnr"], declared=["no_such_metric"]) == {
+        "dists"
+    }
+    with pytest.raises(ValueError, match="'no_such_metric' is not registered, so its direction is unknown"):
+        registered_lower_is_better(["no_such_metric", "dists"])
 
 
 def test_cli_prints_indented_json_and_takes_the_directions_asked(tmp_path, capsys):

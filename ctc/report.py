@@ -444,12 +444,20 @@ def write_report(
 
 
 def _replace_folder(new: Path, folder: Path) -> None:
-    """Put the folder ``new`` in the place of ``folder`` (two renames; the old one is removed after)."""
-    old = folder.with_name(f".{folder.name}-{os.getpid()}.old")
-    if folder.exists():
-        folder.rename(old)
-    new.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Move each file and folder of ``new`` into ``folder`` in place of its namesake (an earlier report's
+    files that this one did not make, e.g. its page with ``--no-page``, stay), then remove ``new``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(new.iterdir()):
+        target = folder / entry.name
+        old = folder / f".{entry.name}-{os.getpid()}.old"
+        if target.exists():
+            target.rename(old)
+        entry.rename(target)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    new.rmdir()
 
 
 def _anchor_by_role(results: pd.DataFrame, run_dir: Path) -> str:

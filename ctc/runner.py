@@ -117,8 +117,9 @@ def _check_early(args: Sequence[str]) -> None:
     for arg in args:
         key, _, value = arg.lstrip("+").partition("=")
         if key == "jobs" and value != "auto" and not (value.isdigit() and int(value) > 0):
+            shown = value if value.lstrip("-").isdigit() else repr(value)
             print(
-                f"ctc-run: error: jobs={value!r}: expected a positive number of parallel workers (or auto)",
+                f"ctc-run: error: jobs={shown}: expected a positive number of parallel workers (or auto)",
                 file=sys.stderr,
             )
             raise SystemExit(2)

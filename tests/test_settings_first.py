@@ -162,9 +162,12 @@ def test_ctc_bd_takes_a_metrics_direction_from_its_class_and_refuses_to_guess(tm
     anchor, test = tmp_path / "anchor.csv", tmp_path / "test.csv"
     anchor.write_text("kbps,edge_psnr\n10,30\n20,33\n40,36\n80,39\n")
     test.write_text("kbps,edge_psnr\n5,30\n10,33\n20,36\n40,39\n")
-    assert bd_main([str(anchor), str(test)]) == 2
+    unknown_anchor, unknown_test = tmp_path / "unknown_anchor.csv", tmp_path / "unknown_test.csv"
+    unknown_anchor.write_text(anchor.read_text().replace("edge_psnr", "sharpness_gain"))
+    unknown_test.write_text(test.read_text().replace("edge_psnr", "sharpness_gain"))
+    assert bd_main([str(unknown_anchor), str(unknown_test)]) == 2
     err = capsys.readouterr().err
-    assert "metric 'edge_psnr' is not registered, so its direction is unknown" in err
+    assert "metric 'sharpness_gain' is not registered, so its direction is unknown" in err
     monkeypatch.syspath_prepend(str(PROJECT_ROOT / "examples" / "my_gfvc_model"))
     assert bd_main([str(anchor), str(test), "--metric-modules", "my_gfvc_model.metrics"]) == 0
     result = json.loads(capsys.readouterr().out)["metrics"]["edge_psnr"]

@@ -17,6 +17,7 @@ from anchor_helpers import face_clip
 from ctc.codec import CodecError, create_codec
 from ctc.identity import codec_identity, job_identity, sequence_identity
 from ctc.jobs import Job, run_job
+from ctc.metrics import metric_code
 
 pytestmark = [pytest.mark.vtm, pytest.mark.slow]
 FRAMES = 2
@@ -32,7 +33,7 @@ def test_a_decoder_output_unlike_the_encoders_reconstruction_fails_the_job(real_
     """Protects the closed-loop check: the decoder's output md5 against the encoder's reconstruction md5."""
     section = {**real_vtm, "name": "vtm"}
     identity = job_identity(codec_identity(section), sequence_identity(clip), 37)
-    job = Job("anchor", "vtm", clip, 37, identity, metric_names=("psnr",))
+    job = Job("anchor", "vtm", clip, 37, identity, metric_code=metric_code(["psnr"]))
     metrics = {"names": ["psnr"], "device": "cpu"}
     decoded = run_job(job, section, metrics, tmp_path / "run", score=False)
     assert decoded["status"] == "decoded"  # its own bitstream decodes into its reconstruction

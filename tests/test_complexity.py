@@ -148,6 +148,6 @@ def test_format_complexity_indents_sub_networks_and_prints_kmac() -> None:
         "m: parameters",
         f"  {'generator':<40} {'1,234,567':>14}",
         f"    {'generator.sdc':<40} {'89':>14}",
-        "m: kMAC per pixel at 32x64",
+        f"m: kMAC per pixel at 32x64 (not counted: {NOT_COUNTED})",
         f"  {'decoder':<40} {'123.46':>14}",
     ]

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ctc.identity import (
     _shown_pair,
     changes,
+    codec_identity,
     decode_identity,
     encode_identity,
     identity_hash,
     job_identity,
     redo_reason,
     scoring_reason,
+    sequence_identity,
 )
+from ctc.sequences import SequenceSpec
 
 IDENTITY = job_identity({"name": "vtm", "qp_offset": 0}, {"name": "seq", "frames": 2}, 37)
 
@@ -39,12 +44,15 @@ def test_changes_name_each_differing_leaf_by_its_path() -> None:
     assert changes(old, old) == []
     assert changes(1, 2) == ["identity: 1 -> 2"]
     assert changes({2: "x", "a": 1}, {2: "y", "a": 2}) == ["2: x -> y", "a: 1 -> 2"]  # keys sorted as text
+    assert changes({"codec": {"a": 1}}, {"codec": "vtm"}) == ['codec: {"a": 1} -> vtm']  # a mapping, then not
 
 
 def test_changes_in_a_code_fingerprint_are_by_file() -> None:
     old = {"codec": {"code": {"a.py": "1", "b.py": "2", "d.py": "5"}, "input_code": {"x.py": "1"}}}
     new = {"codec": {"code": {"b.py": "3", "c.py": "4", "d.py": "5"}, "input_code": {"x.py": "2"}}}
     assert changes(old, new) == ["a.py removed", "b.py changed", "c.py added", "x.py changed"]
+    deeper = changes({"a": {"b": {"code": {"m.py": "1"}}}}, {"a": {"b": {"code": {"m.py": "2"}}}})
+    assert deeper == ["m.py changed"]  # a fingerprint by its own key, however deep
 
 
 def test_redo_reason_says_why_a_job_runs() -> None:
@@ -96,6 +104,7 @@ def test_scoring_reason_names_missing_and_changed_metrics() -> None:
     done = {"metrics": {"psnr": 30.0}, "metric_code": {"psnr": {"ctc/metrics/psnr.py": "2"}}}
     assert scoring_reason(done, {"psnr": {"ctc/metrics/psnr.py": "2"}}) is None
     assert scoring_reason({"metrics": None, "metric_code": None}, {"psnr": {}}) == "to score psnr"
+    assert scoring_reason({}, {"psnr": {}, "ssim": {}}) == "to score psnr, ssim"
 
 
 @pytest.mark.parametrize(
@@ -103,6 +112,7 @@ def test_scoring_reason_names_missing_and_changed_metrics() -> None:
     [
         ("random", None, ("random", "absent")),
         ({"b": 1, "a": 2}, [1], ('{"a": 2, "b": 1}', "[1]")),  # JSON with sorted keys; strings unquoted
+        (Path("/a/b"), {"p": Path("c")}, ("/a/b", '{"p": "c"}')),  # what JSON cannot hold: as text
         ("x" * 48, "y" * 48, ("x" * 48, "y" * 48)),  # up to 48 characters: whole
         # 49: cut to 46 around the first difference (at 0: from the start), "…" where cut
         ("x" * 49, "y" * 49, ("x" * 46 + "…", "y" * 46 + "…")),
@@ -120,3 +130,28 @@ def test_scoring_reason_names_missing_and_changed_metrics() -> None:
 )
 def test_shown_pair_cuts_long_values_around_their_first_difference(old, new, shown) -> None:
     assert _shown_pair(old, new) == shown
+
+
+def test_codec_identity_leaves_out_what_never_changes_a_bitstream() -> None:
+    """Of a plug-in codec's config, timeout_s, slurm and rate_points stay out; its version and code are in."""
+    section = {
+        "name": "f",
+        "module": "fake_codec",
+        "type": "fake",
+        "q": 3,
+        "timeout_s": 5,
+        "slurm": {"time": 1},
+        "rate_points": [1],
+    }
+    identity = codec_identity(section)
+    assert identity["config"] == {"name": "f", "module": "fake_codec", "type": "fake", "q": 3}
+    assert identity["version"] == "fake 1.0" and "fake_codec.py" in identity["code"]
+
+
+def test_sequence_identity_is_its_entry_with_the_files_md5(tmp_path: Path) -> None:
+    """The declared md5, else the file's own: md5 of b"abc" is 900150983cd24fb0d6963f7d28e17f72."""
+    (tmp_path / "s.rgb").write_bytes(b"abc")
+    spec = SequenceSpec("s", "A", "s.rgb", 1, 1, 1, 25.0, root=tmp_path)
+    assert sequence_identity(spec) == {**spec.entry(), "file_md5": "900150983cd24fb0d6963f7d28e17f72"}
+    declared = SequenceSpec("s", "A", "s.rgb", 1, 1, 1, 25.0, md5="declared", root=tmp_path)
+    assert sequence_identity(declared)["file_md5"] == "declared"

@@ -197,3 +197,12 @@ def test_bad_layouts_and_messages_are_refused():
         parser = GfvSeiParser(layout, size)
         parser.read(nal, 0)
         parser.read(inter, 2)
+
+
+def test_messages_the_writer_cannot_code_are_refused_by_what_they_lack():
+    with pytest.raises(ValueError) as error:
+        write_gfv(GfvMessage(cnt=1, base=False, coordinates=np.zeros((1, 2))), GfvState())
+    assert str(error.value) == "a GFV message with gfv_cnt > 0 needs a base picture before it"
+    with pytest.raises(ValueError) as error:
+        write_gfv(GfvMessage(), GfvState())
+    assert str(error.value) == "a GFV message needs coordinates or matrices"

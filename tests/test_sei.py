@@ -224,3 +224,11 @@ def test_known_syntax_of_a_3d_low_confidence_base_picture(z_max_value, z_bits):
     flat = GfvState()
     write_gfv(replace(message, coordinates=np.zeros((1, 2))), flat)
     assert flat.coordinate_params == (1, 1, 2, None)
+
+
+def test_unpredicted_matrix_elements_round_their_fraction_and_clip_it_as_vtm():
+    """Precision 1 (halves): 0.25 -> 0 + int(0.5 + 0.5) = 1 half; 0.8 -> int(1.6 + 0.5) = 2 halves, clipped
+    to 1 (no carry into the integer part); -0.2 -> int(0.4 + 0.5) = 0: zero, no sign; 1.75 -> 1 + 1 half."""
+    message = GfvMessage(matrix_precision=1, matrices=[MatrixSet(4, np.array([[[0.25, 0.8], [-0.2, 1.75]]]))])
+    _, rec = write_gfv(message, GfvState())
+    assert rec.matrices[0].values.tolist() == [[[0.5, 0.5], [0.0, 1.5]]]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,9 @@ def _grid_sample(dims: int) -> Callable[..., int]:
 
 
 def _pooling(input_shape: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    window = (
-        int(torch.tensor(list(kernel_size)).prod())
-        if isinstance(kernel_size, tuple | list)
-        else int(kernel_size) ** (len(input_shape) - 2)
-    )
+    """aten's kernel size is a list: a size per spatial dimension, or one size for all of them."""
+    sizes = [int(size) for size in kernel_size]
+    window = math.prod(sizes) if len(sizes) > 1 else sizes[0] ** (len(input_shape) - 2)
     return 2 * window * _output_values(out_shape)
 
 

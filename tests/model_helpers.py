@@ -122,6 +122,23 @@ class ThreeConvModel(GenerativeModel):
         return self.generate(key_frame, reference, features + self.extract_features(frame))
 
 
+class ThreeConvModelWithCases(ThreeConvModel):
+    """ThreeConvModel with decoder cases of its own (as MRDAC's per number of references): one
+    reference is its decoder pass (18 MAC/pixel), two add a generation (12): 30."""
+
+    def complexity_cases(
+        self, frame: torch.Tensor, reference: torch.Tensor, features: torch.Tensor
+    ) -> dict[str, Any]:
+        def two_references() -> None:
+            self.decoder_pass(frame, reference, features, frame)
+            self.generate(frame, reference, features)
+
+        return {
+            "one_reference": lambda: self.decoder_pass(frame, reference, features, frame),
+            "two_references": two_references,
+        }
+
+
 class ThreeConvModelWithoutNetworks(ThreeConvModel):
     """ThreeConvModel listing no torch sub-networks (as a model of the user's own may): no parameters."""
 

@@ -151,3 +151,64 @@ def test_format_complexity_indents_sub_networks_and_prints_kmac() -> None:
         f"m: kMAC per pixel at 32x64 (not counted: {NOT_COUNTED})",
         f"  {'decoder':<40} {'123.46':>14}",
     ]
+
+
+def test_every_sampling_op_is_counted_as_stated() -> None:
+    """Hand-counted MACs of the rest of SAMPLING_OPS: 3-D and bicubic sampling, trilinear, bicubic and nearest
+    interpolation, 3-D and one-size-list pooling windows, adaptive pooling, layer and training batch norm."""
+    from torch.nn import functional
+
+    image, volume = torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 4, 8, 8)
+    grid3d = torch.zeros(1, 1, 2, 5, 3)  # 10 sampling points of 2 channels
+    assert count_macs(lambda: functional.grid_sample(volume, grid3d, align_corners=False)) == 2 * 10 * 8
+    nearest3d = lambda: functional.grid_sample(volume, grid3d, mode="nearest", align_corners=False)  # noqa: E731
+    assert count_macs(nearest3d) == 0
+    grid = torch.zeros(1, 4, 5, 2)
+    bicubic = lambda: functional.grid_sample(image, grid, mode="bicubic", align_corners=False)  # noqa: E731
+    assert count_macs(bicubic) == 3 * 20 * 16
+    assert (
+        count_macs(lambda: functional.interpolate(volume, scale_factor=2, mode="trilinear")) == 32768
+    )  # 2 x 8 x 16 x 16 values, 8 each
+    assert count_macs(lambda: functional.interpolate(image, scale_factor=2, mode="bicubic")) == 3 * 256 * 16
+    assert count_macs(lambda: functional.interpolate(image, scale_factor=2, mode="nearest")) == 0
+    assert count_macs(lambda: functional.interpolate(volume, scale_factor=2, mode="nearest")) == 0
+    assert count_macs(lambda: functional.avg_pool3d(volume, 2)) == 2 * 2 * 4 * 4 * 8
+    assert count_macs(lambda: functional.max_pool3d(volume, (1, 2, 2))) == 2 * 4 * 4 * 4 * 4
+    assert count_macs(lambda: functional.max_pool2d(image, (1, 2))) == 3 * 8 * 4 * 2  # 1 x 2 windows
+    # one size in a list is that size in every dimension, as for an int (max_pool2d(x, [2]): 2 x 2 windows)
+    assert count_macs(lambda: functional.max_pool2d(image, [2])) == 3 * 4 * 4 * 4
+    assert count_macs(lambda: functional.avg_pool3d(volume, [2])) == 2 * 2 * 4 * 4 * 8
+    assert count_macs(lambda: functional.adaptive_avg_pool2d(image, 2)) == 3 * 64  # one per input value
+    assert count_macs(lambda: functional.adaptive_avg_pool3d(volume, 2)) == 2 * 256
+    assert count_macs(torch.nn.LayerNorm(8), image) == 3 * 64 * 4
+    assert count_macs(torch.nn.BatchNorm2d(3).train(), image) == 3 * 64 * 2
+
+
+def test_a_models_own_decoder_cases_are_counted_per_pixel() -> None:
+    """ThreeConvModelWithCases: one reference 18 MAC/pixel (its decoder pass), two 18 + 12."""
+    config = {"module": "model_helpers", "class": "ThreeConvModelWithCases"}
+    result = model_complexity("three-conv-cases", config, size=16)
+    assert result["macs_per_pixel"] == {
+        "encoder": 6.0,
+        "decoder": 18.0,
+        "key_frame": 108.0,
+        "one_reference": 18.0,
+        "two_references": 30.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("macs", "shown"),
+    [
+        (0.0, "0.00"),
+        (1000.0, "1.00"),
+        (1500.0, "1.50"),
+        (2000.0, "2.00"),
+        (1234567.0, "1,234.57"),
+        (999.0, "0.999"),
+    ],
+)
+def test_kilo_shows_two_decimals_from_one_kmac_and_three_digits_below(macs: float, shown: str) -> None:
+    from models.complexity import _kilo
+
+    assert _kilo(macs) == shown

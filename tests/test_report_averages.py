@@ -147,3 +147,43 @@ def test_a_setup_mismatch_keeps_the_sequence_out_of_bd(
     assert math.isnan(_row(bd, "A2")["bd_rate"]) and _row(bd, "A2")["status"] == NO_TEST
     assert _row(bd, "average", "A")["bd_rate"] == pytest.approx(-50.0, abs=1e-9)
     assert _row(bd, "overall average")["bd_rate"] == pytest.approx((-50.0 + 100.0) / 2, abs=1e-9)
+
+
+def test_a_sequence_without_a_test_result_is_named_in_its_row(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    for folder in (run / "test" / "B1").iterdir():
+        (folder / "result.json").unlink()
+    bd = load_report(run).bd
+    row = _row(bd[bd["metric"] == "psnr"], "B1")
+    assert row["status"] == NO_TEST and row["reason"] == "test has no usable result for this sequence"
+    assert [math.isnan(row[column]) for column in ("bd_rate", "bd_quality", "overlap", "rate_overlap")] == [
+        True
+    ] * 4
+
+
+def test_without_an_anchor_in_the_provenance_the_codec_with_role_anchor_is_the_anchor(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    (run / "provenance.json").write_text("{}", encoding="utf-8")
+    report = load_report(run)
+    assert report.anchor == "anchor"
+    assert _row(report.bd[report.bd["metric"] == "psnr"], "A1")["bd_rate"] == pytest.approx(-50.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("roles", "named"), [({"anchor": "test"}, "0 codecs"), ({"test": "anchor"}, "2 codecs")]
+)
+def test_an_anchor_that_the_roles_do_not_settle_is_refused(tmp_path: Path, roles: dict, named: str) -> None:
+    from ctc.report_rows import ReportError
+
+    run = write_run(tmp_path / "run")
+    (run / "provenance.json").write_text("{}", encoding="utf-8")
+    for codec, role in roles.items():
+        for path in (run / codec).glob("*/*/result.json"):
+            path.write_text(json.dumps({**json.loads(path.read_text()), "role": role}), encoding="utf-8")
+    with pytest.raises(ReportError) as error:
+        load_report(run)
+    anchors = {"0 codecs": "()", "2 codecs": "(anchor, test)"}[named]
+    assert str(error.value) == (
+        f"cannot tell the anchor of {run}: provenance.json names none and the results have {named} with "
+        f"role 'anchor' {anchors}; pass --anchor"
+    )

@@ -7,6 +7,8 @@ source fixes it, and the options our writer uses only on demand.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,36 @@ def test_bad_layouts_and_messages_are_refused():
         parser = GfvSeiParser(layout, size)
         parser.read(nal, 0)
         parser.read(inter, 2)
+
+
+def test_messages_the_writer_cannot_code_are_refused_by_what_they_lack():
+    with pytest.raises(ValueError) as error:
+        write_gfv(GfvMessage(cnt=1, base=False, coordinates=np.zeros((1, 2))), GfvState())
+    assert str(error.value) == "a GFV message with gfv_cnt > 0 needs a base picture before it"
+    with pytest.raises(ValueError) as error:
+        write_gfv(GfvMessage(), GfvState())
+    assert str(error.value) == "a GFV message needs coordinates or matrices"
+
+
+@pytest.mark.parametrize(("z_max_value", "z_bits"), [(None, "1"), (3, "011")])
+def test_known_syntax_of_a_3d_low_confidence_base_picture(z_max_value, z_bits):
+    """gfv_id ue(0), gfv_cnt ue(0), base 1, nn 0, chroma key 0, low confidence 1, coordinates 1, kps_pred 0,
+    precision_minus1 ue(0), num_kps_minus1 ue(0), z flag 1, z max minus1 (none: 1, ue(0)), x, y, z ue(0),
+    matrix_present 0. The state keeps the z maximum of 3-D coordinates only."""
+    message = GfvMessage(low_confidence=1, coordinate_precision=1, z_max_value=z_max_value)
+    state = GfvState()
+    out, _ = write_gfv(replace(message, coordinates=np.zeros((1, 3))), state)
+    bits = "11100" + "11" + "0" + "11" + "1" + z_bits + "111" + "0"
+    assert "".join(f"{byte:08b}" for byte in out.to_bytes()) == bits.ljust(-(-len(bits) // 8) * 8, "0")
+    assert state.coordinate_params == (1, 1, 3, z_max_value)
+    flat = GfvState()
+    write_gfv(replace(message, coordinates=np.zeros((1, 2))), flat)
+    assert flat.coordinate_params == (1, 1, 2, None)
+
+
+def test_unpredicted_matrix_elements_round_their_fraction_and_clip_it_as_vtm():
+    """Precision 1 (halves): 0.25 -> 0 + int(0.5 + 0.5) = 1 half; 0.8 -> int(1.6 + 0.5) = 2 halves, clipped
+    to 1 (no carry into the integer part); -0.2 -> int(0.4 + 0.5) = 0: zero, no sign; 1.75 -> 1 + 1 half."""
+    message = GfvMessage(matrix_precision=1, matrices=[MatrixSet(4, np.array([[[0.25, 0.8], [-0.2, 1.75]]]))])
+    _, rec = write_gfv(message, GfvState())
+    assert rec.matrices[0].values.tolist() == [[[0.5, 0.5], [0.0, 1.5]]]

@@ -1,0 +1,91 @@
+"""models/keyframes.py: where a GFVC codec codes key frames, against hand-computed PSNRs and running means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import keyframes
+from models.keyframes import KeyFramePolicy, psnr
+
+BLACK = np.zeros((2, 2, 3), np.uint8)
+WHITE = np.full((2, 2, 3), 255, np.uint8)
+
+
+def test_psnr_of_uint8_pictures_by_hand() -> None:
+    """An MSE of 25 is 10 log10(255^2 / 25) = 10 log10(2601) = 34.1514 dB; 10 - 0 must not wrap in uint8
+    (0 - 10 would be 246 there, an MSE of 4 * 246^2 / 12)."""
+    decoded = BLACK.copy()
+    decoded[0, 0] = 10  # 3 samples of 12 off by 10: MSE 300 / 12 = 25
+    assert psnr(BLACK, decoded) == pytest.approx(34.15140352, abs=1e-8)
+    assert psnr(BLACK, WHITE) == pytest.approx(0.0, abs=1e-12)  # MSE 255^2
+    assert psnr(WHITE, WHITE) == 100.0  # identical: capped
+
+
+def test_psnr_is_higher_is_better_for_refresh() -> None:
+    assert keyframes.REFRESH_METRICS["psnr"] == (psnr, False)
+
+
+def test_policy_from_config_defaults_and_conversions() -> None:
+    assert KeyFramePolicy.from_config({}, "m") == KeyFramePolicy(None, "psnr", None)
+    assert KeyFramePolicy() == KeyFramePolicy(None, "psnr", None)
+    policy = KeyFramePolicy.from_config({"gop_size": "8", "refresh": {"threshold": "30"}}, "m")
+    assert policy == KeyFramePolicy(8, "psnr", 30.0)
+    assert type(policy.gop_size) is int and type(policy.refresh_threshold) is float
+    assert KeyFramePolicy.from_config({"gop_size": 1, "refresh": None}, "m").gop_size == 1  # smallest GOP
+
+
+def test_policy_from_config_refuses_bad_values_by_name() -> None:
+    with pytest.raises(ValueError) as error:
+        KeyFramePolicy.from_config({"gop_size": 0}, "model fomm")
+    assert str(error.value) == "model fomm: gop_size 0: expected a positive number of frames or null"
+    with pytest.raises(ValueError) as error:
+        KeyFramePolicy.from_config({"refresh": {"metric": "ssim"}}, "model fomm")
+    assert str(error.value) == "model fomm: refresh.metric 'ssim': expected one of ['psnr']"
+
+
+def test_gop_end() -> None:
+    assert KeyFramePolicy().gop_end(0, 20) == 20  # one GOP: the whole sequence
+    assert KeyFramePolicy(8).gop_end(0, 20) == 8
+    assert KeyFramePolicy(8).gop_end(16, 20) == 20  # the last GOP is cut by the sequence's end
+    assert KeyFramePolicy(8).gop_end(8, 16) == 16
+
+
+def _gop(*animated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Originals all black; decoded: a key frame that is all wrong (the key frame is never measured),
+    then ``animated``."""
+    decoded = np.stack([WHITE, *animated])
+    return np.zeros_like(decoded), decoded
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        # animated frames' PSNRs 100, 0, 0: running means 100, 50, 33.3 (the key frame, 0 dB, not counted)
+        (None, None),
+        (33.0, None),  # never below
+        (100.0, 2),  # 100 is not below 100; 50 is
+        (100.5, 1),
+        (50.0, 3),  # 50 is not below 50; 33.3 is
+        (50.01, 2),
+        (33.34, 3),
+    ],
+)
+def test_refresh_at_the_first_frame_where_the_running_mean_falls_below(threshold, expected) -> None:
+    originals, decoded = _gop(BLACK, WHITE, WHITE)
+    assert KeyFramePolicy(refresh_threshold=threshold).refresh_at(originals, decoded) == expected
+
+
+def test_refresh_for_a_lower_is_better_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric where lower is better refreshes where the running mean rises above the threshold:
+    here the fraction of wrong samples, 0, 1, 1 over the animated frames (means 0, 0.5, 0.667)."""
+
+    def wrong(original: np.ndarray, decoded: np.ndarray) -> float:
+        return float(np.mean(original != decoded))
+
+    monkeypatch.setitem(keyframes.REFRESH_METRICS, "wrong", (wrong, True))
+    originals, decoded = _gop(BLACK, WHITE, WHITE)
+    policy = KeyFramePolicy.from_config({"refresh": {"metric": "wrong", "threshold": 0.5}}, "m")
+    assert policy.refresh_at(originals, decoded) == 3  # 0.5 is not above 0.5
+    assert KeyFramePolicy(None, "wrong", 0.49).refresh_at(originals, decoded) == 2
+    assert KeyFramePolicy(None, "wrong", 0.7).refresh_at(originals, decoded) is None

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from models.sei_nal import BitReader, BitWriter
+from models.sei_nal import BitWriter
 
 PAYLOAD_TYPE = 223
 
@@ -104,11 +104,6 @@ def _signed_write(out: BitWriter, q: int) -> None:
     out.ue(abs(q))
     if q:
         out.flag(q < 0)
-
-
-def _signed_read(reader: BitReader, name: str) -> int:
-    magnitude = reader.ue(f"{name}_abs")
-    return -magnitude if magnitude and reader.flag(f"{name}_sign_flag") else magnitude
 
 
 def _coordinate_reference(message: GfvMessage, state: GfvState, rec: np.ndarray, i: int, axis: int) -> float:

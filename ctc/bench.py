@@ -195,19 +195,8 @@ def _fake_result(job: Job) -> dict:
     spec = job.sequence
     bits = 8000 * (60 - job.rate_point)
     return {
-        "status": "ok",
-        "codec": job.codec,
-        "role": job.role,
+        **job.result_fields("ok"),
         "codec_version": "bench",
-        "sequence": spec.name,
-        "seq_class": spec.seq_class,
-        "rate_point": job.rate_point,
-        "frames": spec.frames,
-        "fps": spec.fps,
-        "width": spec.width,
-        "height": spec.height,
-        "config_hash": job.config_hash,
-        "identity": job.identity,
         "bits": {"total": bits, "parts": {"video": bits}},
         "kbps": bits / 1000 * spec.fps / spec.frames,
         "enc_seconds": 1.0,

@@ -86,6 +86,25 @@ class Job:
             f"job.identity={quote(encode_identity(self.identity))}",
         ]
 
+    def result_fields(self, status: str) -> dict[str, Any]:
+        """The fields every ``result.json`` of this job opens with: what it is, its sequence's setup and its
+        identity, with ``status``."""
+        spec = self.sequence
+        return {
+            "status": status,
+            "codec": self.codec,
+            "role": self.role,
+            "sequence": spec.name,
+            "seq_class": spec.seq_class,
+            "rate_point": self.rate_point,
+            "frames": spec.frames,
+            "fps": spec.fps,
+            "width": spec.width,
+            "height": spec.height,
+            "config_hash": self.config_hash,
+            "identity": self.identity,
+        }
+
     def directory(self, run_dir: str | Path) -> Path:
         return job_dir(run_dir, self.codec, self.sequence.name, self.rate_point)
 
@@ -179,22 +198,11 @@ def _run_locked(
     coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     result: dict[str, Any] = {
-        "status": "failed",
-        "codec": job.codec,
-        "role": job.role,
+        **job.result_fields("failed"),
         "codec_version": None,
         "codec_provenance": {},
         "random_weights": False,
-        "sequence": spec.name,
-        "seq_class": spec.seq_class,
-        "rate_point": job.rate_point,
-        "frames": spec.frames,
-        "fps": spec.fps,
-        "width": spec.width,
-        "height": spec.height,
         "device": job.device,
-        "config_hash": job.config_hash,
-        "identity": job.identity,
         "hashed": HASHED,
         "made_by": made_by(),
     }

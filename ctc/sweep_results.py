@@ -60,21 +60,9 @@ def sweep_results(jobs: Sequence[Job], run_dir: Path) -> list[dict[str, Any]]:
 def record_failure(job: Job, error: str, run_dir: Path, overwrite: bool = False) -> dict[str, Any]:
     """A failed result for ``job``, written to its folder unless a result is there (and ``overwrite`` is
     off) or another process is doing the job now."""
-    spec = job.sequence
     directory = job.directory(run_dir)
     result = {
-        "status": "failed",
-        "codec": job.codec,
-        "role": job.role,
-        "sequence": spec.name,
-        "seq_class": spec.seq_class,
-        "rate_point": job.rate_point,
-        "frames": spec.frames,
-        "fps": spec.fps,
-        "width": spec.width,
-        "height": spec.height,
-        "config_hash": job.config_hash,
-        "identity": job.identity,
+        **job.result_fields("failed"),
         "error": error,
         "log_tail": error,
         "created": now_iso(),

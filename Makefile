@@ -38,7 +38,7 @@ LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 $(STAMP): $(LOCK) setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --require-hashes --no-deps -r $(LOCK)
-	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

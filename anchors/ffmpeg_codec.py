@@ -28,7 +28,6 @@ from anchors.files import (
     frame_rate_text,
     read_sequence_frames,
 )
-from anchors.tools import ffmpeg_exe, run_tool
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, IntraCodec
 from ctc.frames import (
     Yuv420,
@@ -40,7 +39,8 @@ from ctc.frames import (
     yuv420_frame_bytes,
     yuv420_to_rgb,
 )
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
+from ctc.tools import ffmpeg_exe, run_tool
 
 
 def join_params(params: Mapping[str, Any] | None) -> str:

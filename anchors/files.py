@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anchors.tools import log_tail
 from ctc.codec import CodecError
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
+from ctc.tools import log_tail
 
 VERSION_PROBE_TIMEOUT_S = 60  # running a coding tool just to read its version
 INTRA_PICTURE_FPS = 1  # a lone picture has no frame rate; QP-driven coding does not depend on it

@@ -33,7 +33,6 @@ from anchors.files import (
     frame_rate_text,
     read_sequence_frames,
 )
-from anchors.tools import log_tail, run_tool
 from anchors.vtm_tools import (
     DECODER_NAMES,
     ENCODER_NAMES,
@@ -67,7 +66,8 @@ from ctc.frames import (
 )
 from ctc.hashing import compute_digest
 from ctc.metrics.psnr import plane_mse, psnr_from_mse
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
+from ctc.tools import log_tail, run_tool
 
 FORMATS = {"yuv420": "420", "rgb444": "444"}  # input_format -> InputChromaFormat
 # VTM's Y, U, V with RGB input (InputColourSpaceConvert=RGBtoGBR) are the G, B, R planes

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from anchors.files import VERSION_PROBE_TIMEOUT_S
-from anchors.tools import log_tail
 from ctc.codec import CodecError
 from ctc.paths import vtm_cache_dir
+from ctc.tools import log_tail
 
 VTM_DIR_ENV = "VTM_DIR"
 ENCODER_NAMES = ("EncoderAppStatic", "EncoderApp")

@@ -18,13 +18,10 @@ import numpy as np
 
 from ctc.fingerprint import code_fingerprint, config_modules
 from ctc.registry import Registry
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
+from ctc.tools import CodecError
 
 VVC_MAX_QP = 63  # 8-bit VVC (VTM, vvenc)
-
-
-class CodecError(RuntimeError):
-    """A codec failed (crash, timeout, empty output, missing binary); the message says which and why."""
 
 
 @dataclass

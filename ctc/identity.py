@@ -17,8 +17,8 @@ from typing import Any
 
 from ctc.codec import codec_class
 from ctc.hashing import file_digest
-from ctc.sequences import SequenceSpec
 from ctc.store import config_hash
+from ctc.testset.sequences import SequenceSpec
 
 # Codec settings that never change a job's bitstream, so they stay out of its identity (`slurm`: a
 # job's cluster resources with launcher=slurm; `rate_points`: a job's identity holds its own rate point,

@@ -24,7 +24,6 @@ from ctc.hashing import compute_digest
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
-from ctc.sequences import SequenceSpec
 from ctc.stopwatch import Stopwatch
 from ctc.store import (
     JOB_LOG,
@@ -37,6 +36,7 @@ from ctc.store import (
     read_result,
     write_json_atomic,
 )
+from ctc.testset.sequences import SequenceSpec
 
 # The config key of each role's codec section.
 ROLES = {"test": "codec", "anchor": "anchor"}
@@ -166,7 +166,7 @@ def run_job(
 ) -> dict[str, Any]:
     """Run ``job`` and write its ``result.json``; returns the result (status ``ok`` or ``failed``, or
     ``decoded`` without ``score``: its decoded file is kept for its sequence's scoring task,
-    :mod:`ctc.scoring`).
+    :mod:`ctc.sweep.scoring`).
 
     Holds the job folder's lock while it works; when another sweep's process did the job meanwhile
     (its complete result is there once the lock is free), that result is taken as it is.

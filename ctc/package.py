@@ -8,7 +8,7 @@ and ``MANIFEST.sha256``. The reference sequences are named by file name and md5,
 
 Every job's md5 of its decoded output comes from its ``result.json`` (``decoded_md5``, recorded when
 the job decoded the very file it scored); a result made before jobs recorded it is decoded again from
-its bitstream with the recorded configuration (:mod:`ctc.redecode`, refused when this machine's setup
+its bitstream with the recorded configuration (:mod:`ctc.report.redecode`, refused when this machine's setup
 no longer hashes to the job's).
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 from ctc.hashing import compute_digest
 from ctc.identity import UNHASHED_CODEC_KEYS
 from ctc.provenance import now_iso
-from ctc.redecode import RedecodeError, RunFrames
-from ctc.report import load_report
-from ctc.report_files import write_files
-from ctc.report_rows import ReportError, read_provenance
+from ctc.report.cli import load_report
+from ctc.report.files import write_files
+from ctc.report.redecode import RedecodeError, RunFrames
+from ctc.report.rows import ReportError, read_provenance
 from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, RESULT_FILE, read_result, write_json_atomic
 
 FORMAT = "gfvc-ctc contribution package 1"

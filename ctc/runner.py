@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import hydra
 from hydra.errors import ConfigCompositionException
 
-from ctc.sweep import run_task
-from hydra_plugins.gfvc_ctc_sweeper import register
+from ctc.conf import register_resolvers
+from ctc.sweep.run import run_task
 
 # Hydra's flags that choose what it does instead of our multirun (help, printing the config, ...).
 MODE_FLAGS = {
@@ -50,7 +50,7 @@ VALUE_FLAGS = {
     "--config-path",
 }
 
-hydra_main = hydra.main(version_base="1.3", config_path="conf", config_name="config")(run_task)
+hydra_main = hydra.main(version_base="1.3", config_path="pkg://ctc.conf", config_name="config")(run_task)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -99,7 +99,9 @@ def _show_config(args: list[str]) -> None:
 
 
 def _hydra(args: list[str]) -> None:
-    register()  # every time: an in-process joblib job restores Hydra's singletons from a snapshot
+    # every time: an in-process joblib job restores Hydra's singletons from a snapshot; the sweeper and the
+    # SLURM launcher are found by Hydra's plugin scan (hydra_plugins/ on sys.path)
+    register_resolvers()
     saved = sys.argv
     sys.argv = ["ctc-run", *args]
     try:
@@ -129,7 +131,7 @@ def _plan(args: list[str]) -> int:
     """``ctc-run ... --plan``: each codec configuration composed and planned as the sweep plans it
     (identities resolved, settings checked), then, per codec and stage, what would run and why."""
     from ctc.conf import compose, without_hydra
-    from ctc.sweep_plan import SweepConfigError, check_variants, codec_variants, describe_plans, plan_sweep
+    from ctc.sweep.plan import SweepConfigError, check_variants, codec_variants, describe_plans, plan_sweep
 
     overrides, flags = _split_arguments(args)
     config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
@@ -145,7 +147,7 @@ def _plan(args: list[str]) -> int:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         return 2
     print(describe_plans(plans))
-    from ctc.costs import describe_costs, estimate, launcher_of, load_costs
+    from ctc.sweep.costs import describe_costs, estimate, launcher_of, load_costs
 
     launcher = launcher_of(configs[0])
     print(describe_costs(estimate(plans, launcher, load_costs()), launcher))
@@ -169,7 +171,7 @@ def _first_variant(args: list[str]) -> list[str]:
 def _variants(overrides: list[str]) -> list[list[str]]:
     """The overrides of each codec configuration the command line sweeps; a sweep of anything else is
     an error (exit 2)."""
-    from ctc.sweep_plan import SweepConfigError, codec_variants
+    from ctc.sweep.plan import SweepConfigError, codec_variants
 
     try:
         return codec_variants(overrides)

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anchors.tools import run_tool
 from anchors.vtm_tools import DECODER_NAMES, SEI_VTM, find_program
+from ctc.tools import run_tool
 from models.sei import PAYLOAD_TYPE as GFV_PAYLOAD
 from models.sei import GfvState
 from models.sei_gfve import GfveState, parse_gfve

@@ -34,8 +34,8 @@ from ctc.devices import batch_size_for
 from ctc.fingerprint import code_fingerprint
 from ctc.frames import write_rgb444
 from ctc.hashing import compute_digest, file_digest
-from ctc.sequences import SequenceSpec
 from ctc.stopwatch import Stopwatch
+from ctc.testset.sequences import SequenceSpec
 from models import bitstream, features, gfv_stream
 from models import sei_layout as sei
 from models.base import GenerativeModel

@@ -26,7 +26,7 @@ import torch
 
 from ctc.codec import CodecError, codec_class, register_codec
 from ctc.frames import read_rgb444, write_rgb444
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
 from models import bitstream
 from models.gfvc import GfvcCodec
 from models.gfvc_build import conventional_codec, conventional_section

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ctc.conf import ConfigNotFound, available, load_section
-from ctc.sequences import load_test_set
+from ctc.testset.sequences import load_test_set
 from models.base import GenerativeModel
 from models.gfvc_build import load_model
 from models.translators import load_translator

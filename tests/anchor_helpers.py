@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anchors.tools import ffmpeg_exe
 from ctc.conf import load_section
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
+from ctc.tools import ffmpeg_exe
 
 CLIP = "00.mp4"
 FRAMES = 6

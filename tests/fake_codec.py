@@ -21,7 +21,7 @@ import numpy as np
 
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, register_codec
 from ctc.frames import write_rgb444
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
 
 INTERRUPT_ENV = "FAKE_CODEC_INTERRUPT"
 HANG_ENV = "FAKE_CODEC_HANG"

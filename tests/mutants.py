@@ -134,7 +134,7 @@ def changed_lines(diff: str) -> tuple[str, str]:
 
 
 def function_of(name: str) -> str:
-    """``ctc.bd.x_bd_rate__mutmut_3`` -> ``bd_rate``; methods: ``Class.method``."""
+    """``ctc.report.bd.x_bd_rate__mutmut_3`` -> ``bd_rate``; methods: ``Class.method``."""
     local = name.split("__mutmut_")[0].rsplit(".", 1)[-1]
     return local.replace("xǁ", "").replace("ǁ", ".").removeprefix("x_")
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from anchor_helpers import FRAMES, HEIGHT, WIDTH, codec_config, face_clip, rgb_psnr
 
-from anchors.tools import ffmpeg_exe
 from ctc.codec import CodecError, IntraCodec, create_codec
 from ctc.frames import read_rgb444
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
+from ctc.tools import ffmpeg_exe
 
 # IRAP NAL unit types: VVC 7-10 (IDR, CRA, GDR), HEVC 16-23; VCL NAL units: VVC 0-11, HEVC 0-31
 IRAP_TYPES = {"vvenc": range(7, 11), "x265": range(16, 24)}

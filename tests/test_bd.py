@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctc.bd import BDResult, bd_rate, compare_csv, main, quality_label, registered_lower_is_better
+from ctc.report.bd import BDResult, bd_rate, compare_csv, main, quality_label, registered_lower_is_better
 
 RATES = np.array([100.0, 200.0, 400.0, 800.0])
 PSNR = np.array([30.0, 33.0, 36.0, 39.0])  # 3 dB per doubling of the rate: a line in log(rate)

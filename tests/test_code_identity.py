@@ -92,9 +92,9 @@ def test_a_fingerprint_ignores_comments_and_docstrings_but_not_statements(tmp_pa
 
 
 def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_command_lines():
-    from anchors.tools import ffmpeg_exe
     from ctc.conf import load_section
     from ctc.identity import codec_identity
+    from ctc.tools import ffmpeg_exe
 
     cfte = codec_identity(
         {**load_section("codec", "cfte"), "weights": "random", "intra": load_section("picture_codec", "x265")}

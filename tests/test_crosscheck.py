@@ -22,8 +22,8 @@ from ctc.crosscheck.checks import TOLERANCES
 from ctc.package import INDEX_FILE, JOB_FILE, MANIFEST_FILE, write_manifest
 from ctc.paths import PROJECT_ROOT
 from ctc.runner import main as ctc_run
-from ctc.sequences import declared_specs, load_test_set
 from ctc.store import read_result
+from ctc.testset.sequences import declared_specs, load_test_set
 from models.checkpoints import ENV_VAR
 
 CHECKPOINT = "CFTE-checkpoint.pth.tar"  # the file name ctc/conf/model/cfte.yaml looks for

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ctc.demo import build_sequences, main, render
 from ctc.hashing import compute_digest
-from ctc.sequences import declared_specs, load_test_set
+from ctc.testset.demo import build_sequences, main, render
+from ctc.testset.sequences import declared_specs, load_test_set
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 
 from ctc.codec import create_codec
 from ctc.conf import load_section
-from ctc.sequences import load_test_set
+from ctc.testset.sequences import load_test_set
 from models import bitstream
 from models.bitstream import BitstreamError, GfvcBitstream
 from models.features import decode

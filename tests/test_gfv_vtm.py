@@ -17,10 +17,10 @@ import pytest
 from test_gfvc_codec import as_sequence, resized, tiny_config
 
 from anchors.files import INTRA_PICTURE_FPS
-from anchors.tools import run_tool
 from ctc.conf import load_section
 from ctc.frames import read_rgb444, read_yuv420, rgb_to_yuv420, write_yuv420, yuv420_to_rgb
-from ctc.sequences import load_test_set
+from ctc.testset.sequences import load_test_set
+from ctc.tools import run_tool
 from models import gfv_cfg, gfv_stream
 from models.gfv_conformance import GFVE_TITLE, our_syntax_elements, read_dump, syntax_elements, vtm_sei_dump
 from models.gfvc import GfvcCodec

@@ -24,7 +24,7 @@ from anchors.vtm import VtmCodec
 from ctc.codec import CodecError, IntraCodec
 from ctc.conf import ConfigNotFound, load_section
 from ctc.frames import read_rgb444, write_rgb444
-from ctc.sequences import SequenceSpec, load_test_set
+from ctc.testset.sequences import SequenceSpec, load_test_set
 from models import entropy
 from models.base import GenerativeModel
 from models.bitstream import BitstreamError

@@ -8,13 +8,13 @@ import pytest
 from browser import load_page
 from rd_fixture import write_run
 
-from ctc.comparisons import BITRATE, QUALITY, ComparisonError, build_comparisons, choose_sequences
-from ctc.html_report import PAGE_FILE, PageSettingsError, page_settings
 from ctc.metrics import score_frames
-from ctc.redecode import RunFrames
-from ctc.report import load_report, main
+from ctc.report.cli import load_report, main
+from ctc.report.comparisons import BITRATE, QUALITY, ComparisonError, build_comparisons, choose_sequences
+from ctc.report.page import PAGE_FILE, PageSettingsError, page_settings
+from ctc.report.redecode import RunFrames
+from ctc.report.visuals import WARNING, Label, stamped
 from ctc.store import read_result
-from ctc.visuals import WARNING, Label, stamped
 from models.checkpoints import ENV_VAR
 
 ORDER = ["CFVQA_001", "CFVQA_002", "VOXCELEB_001", "VOXCELEB_002"]

@@ -18,7 +18,7 @@ from ctc.identity import (
     scoring_reason,
     sequence_identity,
 )
-from ctc.sequences import SequenceSpec
+from ctc.testset.sequences import SequenceSpec
 
 IDENTITY = job_identity({"name": "vtm", "qp_offset": 0}, {"name": "seq", "frames": 2}, 37)
 

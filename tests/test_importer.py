@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from anchors.tools import ffmpeg_exe, run_tool
 from ctc.frames import read_rgb444, read_yuv420, yuv420_to_rgb
 from ctc.hashing import compute_digest
-from ctc.importer import import_footage, main
-from ctc.sequences import SequenceError, declared_specs, load_test_set
+from ctc.testset.importer import import_footage, main
+from ctc.testset.sequences import SequenceError, declared_specs, load_test_set
+from ctc.tools import ffmpeg_exe, run_tool
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,8 @@ from ctc.codec import CodecError
 from ctc.conf import available, load_section
 from ctc.frames import read_rgb444, write_rgb444
 from ctc.identity import codec_identity
-from ctc.report import write_report
-from ctc.sequences import SequenceSpec, load_test_set
+from ctc.report.cli import write_report
+from ctc.testset.sequences import SequenceSpec, load_test_set
 from models.bitstream import BitstreamError
 from models.checkpoints import ENV_VAR
 from models.gfvc import GfvcCodec

@@ -15,8 +15,8 @@ import pytest
 import torch
 from metric_helpers import package_lpips_vgg_and_dists
 
+from bench.metrics import bench_metrics
 from ctc.metrics import get_metric, score_frames
-from ctc.metrics.bench import bench_metrics
 from ctc.metrics.cli import load_image
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from anchors.tools import ffmpeg_exe
 from ctc.metrics import metric_class, metric_set, score_frames, sequence_values
-from ctc.sequences import load_test_set
+from ctc.testset.sequences import load_test_set
+from ctc.tools import ffmpeg_exe
 
 FRAMES = 6
 NEW_DEFINITIONS = ["vmaf", "psnr_gfvc", "psnr_yuv420_gfvc", "ssim_yuv420_gfvc"]

@@ -24,7 +24,7 @@ from test_gfvc_codec import StandInIntra, as_sequence, encode_and_decode, resize
 
 from ctc.codec import create_codec
 from ctc.conf import load_section
-from ctc.sequences import load_test_set
+from ctc.testset.sequences import load_test_set
 from models.checkpoints import CheckpointError
 from models.gfvc import GopCode
 from models.rdac import RDAC

@@ -13,7 +13,7 @@ from test_gfvc_codec import as_sequence, encode_and_decode, resized
 
 from ctc.codec import create_codec
 from ctc.conf import load_section
-from ctc.sequences import load_test_set
+from ctc.testset.sequences import load_test_set
 from models import bitstream
 from models.bitstream import BitstreamError
 from models.mrdac_policy import ReferencePolicy

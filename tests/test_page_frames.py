@@ -1,12 +1,12 @@
 """The report page of a sweep shows the versions the sweep decoded without decoding them again
-(ctc.page_frames); the page of an older run decodes again what it must, and says so."""
+(ctc.sweep.page_frames); the page of an older run decodes again what it must, and says so."""
 
 from __future__ import annotations
 
 import pytest
 
-from ctc.redecode import DECODED_SUFFIX, RunFrames
-from ctc.report import main as report_main
+from ctc.report.cli import main as report_main
+from ctc.report.redecode import DECODED_SUFFIX, RunFrames
 from ctc.runner import main as run
 
 # x265 against the vvenc anchor, four rate points each, one demo sequence of four frames, in this process
@@ -24,7 +24,7 @@ SWEEP = [
 
 @pytest.fixture
 def decoder_calls(monkeypatch):
-    """Every decode of a job's bitstream by the report page (ctc.redecode), as (codec, job folder)."""
+    """Every decode of a job's bitstream by the report page (ctc.report.redecode), as (codec, job folder)."""
     calls = []
     decode = RunFrames._decode
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_runner import run_dir_of, tiny  # noqa: F401  (the fixture)
 
-from ctc.costs import load_costs, measured_costs_path
 from ctc.runner import main
+from ctc.sweep.costs import load_costs, measured_costs_path
 
 PLAN_LINE = re.compile(r"^(\S+): (\d+) to code, (\d+) to score only, (\d+) reused$", re.MULTILINE)
 

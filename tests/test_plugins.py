@@ -20,7 +20,7 @@ from ctc.conf import compose, load_section, without_hydra
 from ctc.paths import PROJECT_ROOT
 from ctc.registry import PluginError, Registry
 from ctc.runner import main
-from ctc.sweep_plan import plan_sweep
+from ctc.sweep.plan import plan_sweep
 from models.complexity import main as main_complexity
 
 EXAMPLE = PROJECT_ROOT / "examples" / "my_gfvc_model"
@@ -126,7 +126,7 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
     from ctc.codec import create_codec
     from ctc.frames import read_rgb444
     from ctc.metrics import score_frames, use_metric_modules
-    from ctc.sequences import load_test_set
+    from ctc.testset.sequences import load_test_set
 
     monkeypatch.syspath_prepend(str(example))
     overrides = ["codec=mine_q8", "metrics=mine", "picture_codec@codec.intra=vvenc", *FACES_ONE]

@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from ctc.sequences import declared_specs, load_test_set
+from ctc.testset.sequences import declared_specs, load_test_set
 
 
 def shape(name: str) -> Counter:

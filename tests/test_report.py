@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from rd_fixture import write_run
 
-from ctc.plots import rd_figures
-from ctc.report import build_report, main, plot_options, write_report
-from ctc.report_rows import read_results
+from ctc.report.cli import build_report, main, plot_options, write_report
+from ctc.report.plots import rd_figures
+from ctc.report.rows import read_results
 
 
 @pytest.fixture(scope="module")

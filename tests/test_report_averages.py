@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ctc.report import load_report
-from ctc.report_tables import NO_TEST
+from ctc.report.cli import load_report
+from ctc.report.tables import NO_TEST
 
 ANCHOR_KBPS = {"qp1": 40.0, "qp2": 20.0, "qp3": 10.0, "qp4": 5.0}
 # sequence: (class, f: the test's rate factor, test encoder-time scale, test decoder-time scale)
@@ -173,7 +173,7 @@ def test_without_an_anchor_in_the_provenance_the_codec_with_role_anchor_is_the_a
     ("roles", "named"), [({"anchor": "test"}, "0 codecs"), ({"test": "anchor"}, "2 codecs")]
 )
 def test_an_anchor_that_the_roles_do_not_settle_is_refused(tmp_path: Path, roles: dict, named: str) -> None:
-    from ctc.report_rows import ReportError
+    from ctc.report.rows import ReportError
 
     run = write_run(tmp_path / "run")
     (run / "provenance.json").write_text("{}", encoding="utf-8")

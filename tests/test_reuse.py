@@ -131,14 +131,14 @@ def test_a_frames_limited_run_stays_apart_and_a_mismatch_is_a_gap(tmp_path, caps
 
 
 def main_report(run_dir: Path) -> int:
-    from ctc.report import main as report_main
+    from ctc.report.cli import main as report_main
 
     return report_main([str(run_dir), "--no-plots"])
 
 
 def logging_ffmpeg(folder: Path, log: Path) -> Path:
     """An FFmpeg that notes each call in ``log`` and runs the real one (imageio-ffmpeg's)."""
-    from anchors.tools import ffmpeg_exe
+    from ctc.tools import ffmpeg_exe
 
     wrapper = folder / "ffmpeg"
     wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {ffmpeg_exe()} "$@"\n')

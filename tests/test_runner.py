@@ -18,9 +18,9 @@ import pytest
 
 from ctc.jobs import Job, plan_jobs
 from ctc.runner import main
-from ctc.sequences import SequenceSpec
 from ctc.store import load_results, read_result
-from ctc.sweep_plan import job_devices
+from ctc.sweep.plan import job_devices
+from ctc.testset.sequences import SequenceSpec
 
 TESTS = Path(__file__).resolve().parent
 NAMES = ["SEQ_A", "SEQ_B", "SEQ_C"]
@@ -375,7 +375,7 @@ def test_results_of_another_setup_never_count_as_this_sweeps(tiny, monkeypatch, 
     run_dir = run_dir_of(tiny)
     assert (load_results(run_dir).status == "ok").all()
     # the next sweep's workers are lost before their jobs start: the old results stay on disk
-    monkeypatch.setattr("ctc.sweep._launch_wave", lambda *args: None)
+    monkeypatch.setattr("ctc.sweep.run._launch_wave", lambda *args: None)
     with pytest.raises(SystemExit) as stop:
         main([*tiny, "launcher=basic", "anchor=none", "+codec.extra_option=1"])
     assert stop.value.code == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctc import bench
+from bench import cli as bench
 
 
 def test_bench_rows_are_figures_or_mappings_with_a_name_and_a_value():
@@ -16,7 +16,7 @@ def test_bench_rows_are_figures_or_mappings_with_a_name_and_a_value():
 
 
 def test_a_bench_whose_module_is_missing_is_skipped_with_a_note(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "BENCHES", ["ctc.no_such_bench:bench_x", "ctc.bench:bench_io"])
+    monkeypatch.setattr(bench, "BENCHES", ["ctc.no_such_bench:bench_x", "bench.cli:bench_io"])
     assert bench.main([]) == 0
     out = capsys.readouterr().out
     assert "skipped: module ctc.no_such_bench does not exist yet" in out

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from ctc.hashing import file_digest
 from ctc.paths import PROJECT_ROOT
-from ctc.sequences import SequenceError, declared_specs, load_test_set, read_test_sets
+from ctc.testset.sequences import SequenceError, declared_specs, load_test_set, read_test_sets
 
 FRAME_BYTES = 256 * 256 * 3
 

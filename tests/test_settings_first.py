@@ -10,11 +10,11 @@ import json
 import pytest
 from rd_fixture import write_run
 
-from ctc.bd import main as bd_main
 from ctc.hashing import file_digest
 from ctc.identity import changes
 from ctc.paths import PROJECT_ROOT
-from ctc.report import main as report_main
+from ctc.report.bd import main as bd_main
+from ctc.report.cli import main as report_main
 from ctc.runner import main as run_main
 
 GFVC_WITHOUT_BASE = """\
@@ -126,7 +126,7 @@ def test_a_failed_report_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("the page failed half-way")
 
-    monkeypatch.setattr("ctc.report.write_rd_curves", broken)
+    monkeypatch.setattr("ctc.report.cli.write_rd_curves", broken)
     with pytest.raises(RuntimeError, match="half-way"):
         report_main([str(run_dir), "--no-page"])
     assert {

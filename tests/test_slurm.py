@@ -20,10 +20,10 @@ import pytest
 import test_runner
 from test_runner import run_dir_of
 
-from ctc.report import write_report
+from ctc.report.cli import write_report
 from ctc.runner import main
-from ctc.slurm import JobState, _expand
-from ctc.slurm_wait import WaitPolicy
+from ctc.slurm.commands import JobState, _expand
+from ctc.slurm.wait import WaitPolicy
 from ctc.store import load_results, read_result
 from hydra_plugins.gfvc_ctc_sweeper.slurm import CtcSlurmLauncher, job_device, job_resources
 
@@ -600,24 +600,24 @@ def test_a_codecs_own_partition_wins_over_the_partitions_by_kind():
 def test_a_controller_away_past_outage_limit_s_gives_every_job_up_and_says_it_could_not_cancel(monkeypatch):
     """An outage of outage_limit_s (an hour by default) cannot be waited for in a test: squeue and scancel
     failing as they do while slurmctld is down stand in for it, with a clock that moves 10 s a look."""
-    import ctc.slurm_wait
-    from ctc.slurm import Listing, SlurmCommandError
+    import ctc.slurm.wait
+    from ctc.slurm.commands import Listing, SlurmCommandError
 
     def scancel(job_ids, timeout_s):
         raise SlurmCommandError("scancel failed: Unable to contact slurm controller (connect failure)")
 
     monkeypatch.setattr(
-        ctc.slurm_wait,
+        ctc.slurm.wait,
         "job_states",
         lambda job_ids, timeout_s: Listing(
             {}, "squeue failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
         ),
     )
-    monkeypatch.setattr(ctc.slurm_wait, "cancel", scancel)
+    monkeypatch.setattr(ctc.slurm.wait, "cancel", scancel)
     times = iter(range(0, 1000, 10))
     said: list[str] = []
     policy = WaitPolicy(10, (), 300, 5, 5, outage_limit_s=30)
-    outcomes = ctc.slurm_wait.wait_for_jobs(
+    outcomes = ctc.slurm.wait.wait_for_jobs(
         ["12_0", "12_1", "13_0"], policy, said.append, clock=lambda: next(times), sleep=lambda s: None
     )
     assert {outcome.state for outcome in outcomes.values()} == {"UNKNOWN"} and len(outcomes) == 3

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ctc.jobs import Job, metrics_device
-from ctc.sequences import SequenceSpec
-from ctc.sweep_waves import plan_all_at_once, plan_waves, scoring_devices, threads_per_task
+from ctc.sweep.waves import plan_all_at_once, plan_waves, scoring_devices, threads_per_task
+from ctc.testset.sequences import SequenceSpec
 
 
 def jobs(

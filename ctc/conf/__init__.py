@@ -56,9 +56,7 @@ def compose(
     from hydra.errors import MissingConfigException
     from hydra.types import RunMode
 
-    from hydra_plugins.gfvc_ctc_sweeper import register
-
-    register()  # config.yaml's defaults name the ctc sweeper
+    register_resolvers()
     search_path = create_config_search_path("pkg://ctc.conf")
     for folder in config_dirs:
         search_path.prepend(

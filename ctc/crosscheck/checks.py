@@ -36,8 +36,8 @@ from ctc.hashing import compute_digest
 from ctc.identity import changes, codec_identity
 from ctc.package import INDEX_FILE, JOB_FILE, PackageError, verify_manifest
 from ctc.rates import kbps
-from ctc.sequences import SequenceError, SequenceSpec, declared_specs, validate_sequence
 from ctc.store import PER_FRAME_FILE
+from ctc.testset.sequences import SequenceError, SequenceSpec, declared_specs, validate_sequence
 
 PASS, FAIL, NOT_CHECKED = "pass", "fail", "not checked"
 # Per-frame tolerance (absolute, the metric's unit) of a metric computed again on another machine.

@@ -1,6 +1,6 @@
 """The cross-check's BD tables, recomputed from the recomputed rates and metrics, and its report files.
 
-The recomputed numbers go through the report's own code (:func:`ctc.report.load_report`) from a
+The recomputed numbers go through the report's own code (:func:`ctc.report.cli.load_report`) from a
 temporary run folder, so the tables are made exactly as the proposer's were; each tested codec's
 table is then compared with the package's ``tables/bd.csv``, row by row.
 """
@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ctc.crosscheck.checks import FAIL, NOT_CHECKED, PASS, TOLERANCES, JobCheck
 from ctc.package import TABLES_DIR
-from ctc.report import load_report
+from ctc.report.cli import load_report
 from ctc.store import PROVENANCE_FILE, RESULT_FILE, job_dir, write_json_atomic
 
 # BD values may differ only where the metrics may (within TOLERANCES): a hundredth of a percentage point
@@ -164,9 +164,9 @@ def _markdown(
 def _html(
     index: Mapping[str, Any], checks: Sequence[JobCheck], tables: Sequence[Mapping[str, Any]], verdict: str
 ) -> str:
-    """The report as one page in the report page's style (``ctc/templates/crosscheck.html.j2``)."""
+    """The report as one page in the report page's style (``ctc/report/templates/crosscheck.html.j2``)."""
     environment = Environment(
-        loader=PackageLoader("ctc", "templates"), autoescape=True, undefined=StrictUndefined
+        loader=PackageLoader("ctc.report", "templates"), autoescape=True, undefined=StrictUndefined
     )
     tolerances = {f"{name} (per frame)": value for name, value in TOLERANCES.items() if name != "default"}
     tolerances |= {"any other metric (per frame)": TOLERANCES["default"]}

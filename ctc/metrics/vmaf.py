@@ -42,7 +42,7 @@ def libvmaf_command(
     distorted: Path, reference: Path, width: int, height: int, log: Path, threads: int
 ) -> list[str]:
     """The FFmpeg call that scores two I420 files with libvmaf (its first input is the distorted one)."""
-    from anchors.tools import ffmpeg_exe
+    from ctc.tools import ffmpeg_exe
 
     raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", "25"]
     options = f"model=version={VMAF_MODEL}:log_fmt=json:log_path={_filter_path(log)}:n_threads={threads}"

@@ -1,7 +1,7 @@
 """The ``ctc`` Hydra sweeper of gfvc-ctc (``hydra/sweeper=ctc``).
 
 Hydra accepts plugin classes only from the ``hydra_plugins`` namespace, hence this package; the
-sweep itself lives in :mod:`ctc.sweep`. The sweeper turns the composed configuration (codec,
+sweep itself lives in :mod:`ctc.sweep.run`. The sweeper turns the composed configuration (codec,
 anchor, test set and their rate points) into one Hydra job per (codec, sequence, rate point),
 skips the complete ones and hands the rest to the configured launcher (joblib, submitit) in batches;
 ``slurm.py`` is the SLURM launcher (``launcher=slurm``).
@@ -48,8 +48,8 @@ class CtcSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         from ctc.identity import decode_identity
-        from ctc.sweep import run_sweep
-        from ctc.sweep_plan import SweepConfigError, codec_variants
+        from ctc.sweep.plan import SweepConfigError, codec_variants
+        from ctc.sweep.run import run_sweep
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         try:  # ctc-run hands them in; Hydra's own -m passes the sweep as it is
@@ -78,7 +78,7 @@ class CtcSweeper(Sweeper):
 
 def _with_workers(config: DictConfig) -> DictConfig:
     """``jobs: auto`` made one worker per core."""
-    from ctc.sweep_plan import default_workers
+    from ctc.sweep.plan import default_workers
 
     if config.jobs in (None, "auto"):
         with read_write(config), open_dict(config):
@@ -86,15 +86,6 @@ def _with_workers(config: DictConfig) -> DictConfig:
     return config
 
 
-def register() -> None:
-    """Make the sweeper and the SLURM launcher known to Hydra (its plugin scan does not see editable
-    installs), and the config's resolvers to OmegaConf."""
-    from ctc.conf import register_resolvers
-    from hydra_plugins.gfvc_ctc_sweeper.slurm import CtcSlurmConf, CtcSlurmLauncher
-
-    register_resolvers()
-    store = ConfigStore.instance()
-    store.store(group="hydra/sweeper", name="ctc", node=CtcSweeperConf, provider="gfvc-ctc")
-    store.store(group="hydra/launcher", name="ctc_slurm", node=CtcSlurmConf, provider="gfvc-ctc")
-    Plugins.instance().register(CtcSweeper)
-    Plugins.instance().register(CtcSlurmLauncher)
+# Hydra's plugin scan imports this module (its ``hydra_plugins`` namespace package, found on sys.path)
+# before it loads a config: the sweeper's node is known to every composition, ctc.conf.compose too.
+ConfigStore.instance().store(group="hydra/sweeper", name="ctc", node=CtcSweeperConf, provider="gfvc-ctc")

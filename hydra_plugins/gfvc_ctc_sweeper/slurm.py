@@ -3,7 +3,7 @@
 What differs from ``submitit_slurm``:
 
 - every codec's and the scoring task's resources checked against the cluster before the first
-  ``sbatch`` (:meth:`CtcSlurmLauncher.preflight`, :mod:`ctc.slurm_check`): a wrong one stops the sweep
+  ``sbatch`` (:meth:`CtcSlurmLauncher.preflight`, :mod:`ctc.slurm.check`): a wrong one stops the sweep
   before anything is submitted or written; a default CPU count is fitted to the largest node;
 - one job array per codec role (at most ``max_array_size`` tasks each), all submitted before any is
   awaited, each with its codec's resources: ``slurm:`` in ``ctc/conf/codec/<name>.yaml``, else
@@ -14,7 +14,7 @@ What differs from ``submitit_slurm``:
   with the resources of ``scoring_task``;
 - every job is told to use as many threads as it has CPUs (``cpus_per_task``);
 - no cap of its own on the tasks that run at once (``array_parallelism`` null): the cluster decides;
-- the jobs are awaited with :func:`ctc.slurm_wait.wait_for_jobs` (every job, no silent or endless
+- the jobs are awaited with :func:`ctc.slurm.wait.wait_for_jobs` (every job, no silent or endless
   wait, Ctrl-C cancels them) instead of submitit's ``results()``, which raises at the first failed
   job while the others still run; a job that ended without a result comes back failed, naming its
   SLURM job id, state and log;
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
@@ -66,6 +67,9 @@ class CtcSlurmConf(SlurmQueueConf):
     unknown_after_s: float | None = None
     command_timeout_s: float | None = None
     outage_limit_s: float | None = None
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="ctc_slurm", node=CtcSlurmConf, provider="gfvc-ctc")
 
 
 class SlurmJobFailed(RuntimeError):
@@ -106,10 +110,10 @@ class CtcSlurmLauncher(SlurmLauncher):
     def preflight(self, plans: Sequence[Any]) -> None:
         """Check SLURM's commands, the wait settings and every job's resources against the cluster
         (partition, QOS, the largest node) before anything is submitted; raises
-        :class:`ctc.sweep_plan.SweepConfigError` for the first wrong one."""
+        :class:`ctc.sweep.plan.SweepConfigError` for the first wrong one."""
         from ctc.codec import codec_class
         from ctc.jobs import ROLES
-        from ctc.slurm_check import (
+        from ctc.slurm.check import (
             SlurmSettingError,
             check_commands,
             check_qos,
@@ -118,8 +122,8 @@ class CtcSlurmLauncher(SlurmLauncher):
             fitted_resources,
             partition_nodes,
         )
-        from ctc.slurm_wait import WaitPolicy
-        from ctc.sweep_plan import SweepConfigError
+        from ctc.slurm.wait import WaitPolicy
+        from ctc.sweep.plan import SweepConfigError
 
         assert self.config is not None
         try:
@@ -163,8 +167,8 @@ class CtcSlurmLauncher(SlurmLauncher):
         return {item.lstrip("+~").split("=", 1)[0] for item in overrides}
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from ctc.slurm import SlurmCommandError, cancel
-        from ctc.slurm_wait import WaitPolicy, wait_for_jobs
+        from ctc.slurm.commands import SlurmCommandError, cancel
+        from ctc.slurm.wait import WaitPolicy, wait_for_jobs
 
         assert self.config is not None
         policy = WaitPolicy.from_settings(self.params)
@@ -238,7 +242,7 @@ class CtcSlurmLauncher(SlurmLauncher):
         sweep of several codec configurations loads for each in turn), or the scoring tasks'."""
         from ctc.codec import codec_class
         from ctc.jobs import ROLES
-        from ctc.scoring import SCORE_ROLE
+        from ctc.sweep.scoring import SCORE_ROLE
 
         assert self.config is not None
         if role == SCORE_ROLE:
@@ -302,7 +306,7 @@ def _job_return(job: Any, overrides: Sequence[str], outcome: Any, refused: str =
     (``refused``: why its array was cancelled right after it was submitted)."""
     from submitit.core.utils import pickle_load
 
-    from ctc.slurm_wait import NOT_RUN, UNKNOWN
+    from ctc.slurm.wait import NOT_RUN, UNKNOWN
 
     log = job.paths.stderr
     result = job.paths.result_pickle

@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctc.bd import METHODS, MIN_OVERLAP, BDResult, bd_rate
-from ctc.html_report import (
+from ctc.provenance import use_plugin_paths
+from ctc.report.bd import METHODS, MIN_OVERLAP, BDResult, bd_rate
+from ctc.report.files import write_files
+from ctc.report.page import (
     PageSettingsError,
     add_page_arguments,
     describe,
     settings_from_arguments,
     write_page,
 )
-from ctc.plots import write_rd_curves
-from ctc.provenance import use_plugin_paths
-from ctc.report_files import write_files
-from ctc.report_rows import (
+from ctc.report.plots import write_rd_curves
+from ctc.report.rows import (
     ReportError,
     comparable_rows,
     natural_key,
@@ -42,8 +42,8 @@ from ctc.report_rows import (
     read_results,
     usable_rows,
 )
-from ctc.report_tables import COMPLETE, EMPTY, INCOMPLETE, LOWER_IS_BETTER, NO_ANCHOR, NO_TEST, Report
-from ctc.sequences import SequenceError, declared_specs
+from ctc.report.tables import COMPLETE, EMPTY, INCOMPLETE, LOWER_IS_BETTER, NO_ANCHOR, NO_TEST, Report
+from ctc.testset.sequences import SequenceError, declared_specs
 
 REPORT_DIR = "report"
 
@@ -388,7 +388,7 @@ def load_report(
 
 
 def plot_options(report: Report) -> dict[str, Any]:
-    """The keyword arguments of :mod:`ctc.plots` for this report: directions and codec labels."""
+    """The keyword arguments of :mod:`ctc.report.plots` for this report: directions and codec labels."""
     return {
         "lower_is_better": [m for m in report.metrics if report.lower_is_better(m)],
         "labels": {codec: report.label(codec) for codec in report.info["codecs"]},

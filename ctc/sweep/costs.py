@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from ctc.page_frames import page_sequences
 from ctc.paths import cache_dir
-from ctc.sweep_plan import SweepPlan, what_runs
+from ctc.sweep.page_frames import page_sequences
+from ctc.sweep.plan import SweepPlan, what_runs
 
-DEFAULTS_FILE = Path(__file__).resolve().parent / "conf" / "costs.yaml"
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "costs.yaml"
 MEASURED_FILE = Path("bench") / "costs.yaml"  # under the cache
 
 
@@ -164,7 +164,7 @@ def launcher_of(config: Any) -> Launcher:
     """The launcher a composed ``ctc-run`` configuration (with its ``hydra`` section) chooses."""
     from omegaconf import OmegaConf
 
-    from ctc.sweep_plan import default_workers
+    from ctc.sweep.plan import default_workers
 
     name = str(OmegaConf.select(config, "hydra.runtime.choices.launcher") or "joblib")
     target = str(OmegaConf.select(config, "hydra.launcher._target_") or "")

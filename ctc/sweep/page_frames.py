@@ -1,6 +1,6 @@
 """The decoded files a sweep keeps for its report page, so that the page never decodes them again.
 
-The page (:mod:`ctc.showcase`) shows the first ``comparisons.max_sequences`` sequences of the run (or
+The page (:mod:`ctc.report.showcase`) shows the first ``comparisons.max_sequences`` sequences of the run (or
 ``comparisons.sequences``), which the test set fixes before anything runs. The scoring of those
 sequences keeps their decoded files; once the page is written, the files this sweep kept for it alone
 are removed (``keep_decoded=true`` keeps every file, as before). The disk this costs at its peak: the
@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctc.comparisons import ComparisonError, choose_sequences
 from ctc.jobs import Job
+from ctc.report.comparisons import ComparisonError, choose_sequences
 from ctc.store import read_result
 
 if TYPE_CHECKING:
-    from ctc.sweep_plan import SweepPlan
+    from ctc.sweep.plan import SweepPlan
 
 
 def page_sequences(plan: SweepPlan) -> set[str]:

@@ -134,7 +134,7 @@ def build_comparisons(
 ) -> list[Comparison]:
     """Similar-bitrate and similar-quality comparisons of ``sequences`` (in that order).
 
-    ``rate_points`` has one usable row per codec, sequence and rate point (:class:`ctc.report.Report`'s).
+    ``rate_points`` has one usable row per codec, sequence and rate point (:class:`ctc.report.cli.Report`'s).
     """
     points = rate_points.dropna(subset=["kbps"])
     points = points[points["kbps"] > 0]

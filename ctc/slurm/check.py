@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ctc.slurm import SlurmCommandError, run_command
+from ctc.slurm.commands import SlurmCommandError, run_command
 
 # What the launcher runs: sbatch submits, srun starts each job's step on its node (submitit's script),
 # squeue, sacct and scancel follow and cancel the jobs, sinfo and sacctmgr tell what the cluster offers.

@@ -1,5 +1,5 @@
-"""The visual comparisons of a report: choose them (:mod:`ctc.comparisons`), get the frames
-(:mod:`ctc.redecode`) and draw them (:mod:`ctc.visuals`) under ``<run>/report/visuals/``.
+"""The visual comparisons of a report: choose them (:mod:`ctc.report.comparisons`), get the frames
+(:mod:`ctc.report.redecode`) and draw them (:mod:`ctc.report.visuals`) under ``<run>/report/visuals/``.
 
 A comparison that cannot be shown (bitstream gone, codec configuration changed, decoder error)
 is listed with its reason; the others are still made.
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ctc.codec import CodecError
-from ctc.comparisons import (
+from ctc.report.comparisons import (
     Comparison,
     Panel,
     build_comparisons,
@@ -27,11 +27,11 @@ from ctc.comparisons import (
     quality_metric,
     reference_codec,
 )
-from ctc.redecode import DECODED_AGAIN, JobFrames, RedecodeError, RunFrames
-from ctc.visuals import RANDOM_LABEL, Label, VisualError, write_grid, write_per_frame_plot, write_video
+from ctc.report.redecode import DECODED_AGAIN, JobFrames, RedecodeError, RunFrames
+from ctc.report.visuals import RANDOM_LABEL, Label, VisualError, write_grid, write_per_frame_plot, write_video
 
 if TYPE_CHECKING:
-    from ctc.report_tables import Report
+    from ctc.report.tables import Report
 
 VISUALS_DIR = "visuals"
 UNITS = {"psnr": " dB", "psnr_y": " dB", "psnr_u": " dB", "psnr_v": " dB", "psnr_yuv": " dB"}

@@ -1,7 +1,7 @@
 """The report as one HTML page, ``<run>/report/index.html``, that opens from the file system.
 
 It holds the summary and BD tables, the RD curves, the rate points, the gaps, the provenance and
-the visual comparisons (:mod:`ctc.showcase`); pictures and videos lie beside it under
+the visual comparisons (:mod:`ctc.report.showcase`); pictures and videos lie beside it under
 ``rd_curves/`` and ``visuals/`` and are linked relatively, so the folder can be copied or zipped
 as it is, and nothing is fetched from a network. Settings: ``ctc/conf/html_report.yaml``.
 """
@@ -19,17 +19,17 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ctc.comparisons import BITRATE, QUALITY, ComparisonError
 from ctc.conf import compose, without_hydra
-from ctc.plots import figure_name
-from ctc.showcase import Showcase, make_showcase, panel_title, value_text
+from ctc.report.comparisons import BITRATE, QUALITY, ComparisonError
+from ctc.report.plots import figure_name
+from ctc.report.showcase import Showcase, make_showcase, panel_title, value_text
 from ctc.store import job_lock
 
 if TYPE_CHECKING:
-    from ctc.report_tables import Report
+    from ctc.report.tables import Report
 
 PAGE_FILE = "index.html"
-SETTINGS_FILE = Path(__file__).parent / "conf" / "html_report.yaml"
+SETTINGS_FILE = Path(__file__).parent.parent / "conf" / "html_report.yaml"
 TEMPLATE = "report.html.j2"
 KINDS = {BITRATE: "similar bitrate", QUALITY: "similar quality"}
 
@@ -188,7 +188,7 @@ def _comparisons(showcase: Showcase) -> list[dict[str, Any]]:
 
 def _environment() -> Environment:
     return Environment(
-        loader=PackageLoader("ctc", "templates"),
+        loader=PackageLoader("ctc.report.cli", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -199,7 +199,7 @@ def _environment() -> Environment:
 def write_page(
     report: Report, run_dir: Path, out_dir: Path, settings: Mapping[str, Any] | None = None
 ) -> Path | None:
-    """Write ``out_dir/index.html`` for ``report`` (a :class:`ctc.report.Report` of ``run_dir``) with its
+    """Write ``out_dir/index.html`` for ``report`` (a :class:`ctc.report.cli.Report` of ``run_dir``) with its
     visual comparisons; returns its path (None when the settings turn the page off)."""
     settings = settings or page_settings()
     if not settings["enabled"]:

@@ -1,7 +1,7 @@
 """The order a sweep runs its tasks in: sequence by sequence, coding then scoring, within the cores.
 
 Each sequence's coding jobs (every codec and rate point) run in one wave; the sequence's scoring task
-(:mod:`ctc.scoring`) follows once they are done. On the CPU the scoring waits for its coding wave
+(:mod:`ctc.sweep.scoring`) follows once they are done. On the CPU the scoring waits for its coding wave
 and has the cores to itself; with GPUs the scoring of one group of sequences (one per GPU) runs while
 the next group is coded. Either way the decoded files on disk are those of about one sequence per
 scoring worker, not the whole sweep's. Every task of a wave is told how many threads it may use, so
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ctc.jobs import Job
-from ctc.scoring import ScoreTask
+from ctc.sweep.scoring import ScoreTask
 
 
 @dataclass

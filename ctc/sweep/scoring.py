@@ -23,8 +23,8 @@ from ctc.frames import read_rgb444
 from ctc.identity import encode_identity
 from ctc.jobs import Job, decoded_file, quote, record_scores
 from ctc.provenance import now_iso
-from ctc.sequences import SequenceSpec
 from ctc.store import RESULT_FILE, job_dir, job_lock, read_result, write_json_atomic
+from ctc.testset.sequences import SequenceSpec
 
 SCORE_ROLE = "score"
 HYDRA_DIR = ".scoring"  # the folder Hydra makes for each scoring task: <run>/.scoring/<sequence>/all

@@ -19,11 +19,11 @@ from typing import Any
 from ctc.codec import CodecError, codec_class
 from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
-from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
+from ctc.testset.sequences import SequenceError, SequenceSpec, load_test_set
 
 MIN_BD_RATE_POINTS = 4  # BD-rate fits a curve through at least four rate points
-SCORING = ("sequence", "job")  # scored per sequence once decoded (ctc.scoring), or in each job
+SCORING = ("sequence", "job")  # scored per sequence once decoded (ctc.sweep.scoring), or in each job
 
 
 class SweepConfigError(ValueError):

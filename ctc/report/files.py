@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctc.report_tables import Report
+from ctc.report.tables import Report
 
 
 def _sheet_name(text: str, taken: set[str]) -> str:

@@ -7,9 +7,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ctc.codec import CodecError
-
 LOG_TAIL_LINES = 20
+
+
+class CodecError(RuntimeError):
+    """A codec failed (crash, timeout, empty output, missing binary); the message says which and why.
+
+    Defined here, at the bottom, because running a coding tool is where most of them start;
+    :mod:`ctc.codec` hands it on with the codec interface."""
 
 
 def ffmpeg_exe() -> str:

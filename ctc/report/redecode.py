@@ -23,8 +23,8 @@ from ctc.codec import Codec, codec_class, create_codec
 from ctc.devices import resolve_device
 from ctc.frames import read_rgb444
 from ctc.identity import changes, codec_identity, identity_hash, job_identity, sequence_identity
-from ctc.sequences import SequenceError, SequenceSpec, load_test_set
 from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, job_dir, read_result
+from ctc.testset.sequences import SequenceError, SequenceSpec, load_test_set
 
 DECODED_SUFFIX = "_decoded.rgb"
 DECODED_AGAIN = "bitstream decoded again"  # a JobFrames source

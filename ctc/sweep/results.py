@@ -32,7 +32,7 @@ from ctc.store import (
     results_table,
     write_json_atomic,
 )
-from ctc.sweep_plan import SweepPlan
+from ctc.sweep.plan import SweepPlan
 
 SUMMARY_COLUMNS = ["codec", "role", "seq_class", "sequence", "rate_point", "kbps"]
 TIME_COLUMNS = ["enc_seconds", "dec_seconds", "status"]
@@ -140,7 +140,7 @@ def report(run_dir: Path, anchor: str, refresh: bool, page: Mapping[str, Any] | 
     """The BD-rate tables and RD curves of the run (every codec in it against the anchor), written
     again when a job ran (a fully cached rerun keeps the report it has; ``make report`` redraws it);
     ``page``: the report page's settings (``report_page``)."""
-    from ctc.report import REPORT_DIR, ReportError, write_report
+    from ctc.report.cli import REPORT_DIR, ReportError, write_report
 
     if not refresh and (run_dir / REPORT_DIR / "summary.md").is_file():
         print(f"report (unchanged): {run_dir / REPORT_DIR / 'summary.md'}")

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from anchors.tools import ffmpeg_exe, log_tail
+from ctc.tools import ffmpeg_exe, log_tail
 
 TEXT, WARNING, BACKGROUND = (235, 235, 235), (255, 80, 80), (24, 24, 24)
 RANDOM_LABEL = "RANDOM WEIGHTS"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from ctc.bd import quality_label
+from ctc.report.bd import quality_label
 
 LOWER_IS_BETTER = "lower_is_better"
-# Statuses of a sequence row besides the BD ones (ctc.bd.STATUSES).
+# Statuses of a sequence row besides the BD ones (ctc.report.bd.STATUSES).
 NO_ANCHOR, NO_TEST = "no_anchor", "no_test_results"
 # Statuses of an average row: all its sequences have a value, some, none.
 COMPLETE, INCOMPLETE, EMPTY = "ok", "incomplete", "no_data"

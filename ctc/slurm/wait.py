@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ctc.slurm import JobState, SlurmCommandError, array_of, cancel, job_states
+from ctc.slurm.commands import JobState, SlurmCommandError, array_of, cancel, job_states
 
 NOT_RUN = "NOT_RUN"  # given up while pending for an unschedulable reason (and cancelled)
 UNKNOWN = "UNKNOWN"  # SLURM had no record of it for too long, or did not answer for longer than its limit

@@ -2,8 +2,8 @@
 
 Driven by the ``ctc`` Hydra sweeper (``hydra_plugins/gfvc_ctc_sweeper``), which hands in the
 composed configuration and its launcher's ``launch``; everything here is plain Python so the
-plugin stays a thin adapter. Checking and planning live in :mod:`ctc.sweep_plan`, the tally and
-the files written at the end in :mod:`ctc.sweep_results`.
+plugin stays a thin adapter. Checking and planning live in :mod:`ctc.sweep.plan`, the tally and
+the files written at the end in :mod:`ctc.sweep.results`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from ctc.conf import without_hydra
 from ctc.devices import limit_threads, release_freed_memory
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
-from ctc.page_frames import page_sequences, release_page_frames
 from ctc.provenance import now_iso
-from ctc.scoring import SCORE_ROLE, mark_unscored, remove_hydra_folders, restore_unscored, score_sequence
-from ctc.sequences import load_test_set
 from ctc.store import job_busy, job_dir, read_result
-from ctc.sweep_plan import (
+from ctc.sweep.page_frames import page_sequences, release_page_frames
+from ctc.sweep.plan import (
     SweepConfigError,
     SweepPlan,
     check_variants,
@@ -34,7 +32,7 @@ from ctc.sweep_plan import (
     pending_jobs,
     plan_sweep,
 )
-from ctc.sweep_results import (
+from ctc.sweep.results import (
     print_failures,
     record_failure,
     report,
@@ -42,7 +40,15 @@ from ctc.sweep_results import (
     sweep_results,
     write_provenance,
 )
-from ctc.sweep_waves import Wave, plan_all_at_once, plan_waves, scoring_devices, threads_per_task
+from ctc.sweep.scoring import (
+    SCORE_ROLE,
+    mark_unscored,
+    remove_hydra_folders,
+    restore_unscored,
+    score_sequence,
+)
+from ctc.sweep.waves import Wave, plan_all_at_once, plan_waves, scoring_devices, threads_per_task
+from ctc.testset.sequences import load_test_set
 
 Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
 Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
@@ -162,7 +168,7 @@ def _by_sequence(plan: SweepPlan) -> bool:
 
 
 def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_sequence: bool) -> list[Wave]:
-    """The sweep's waves (:mod:`ctc.sweep_waves`): sequence by sequence, or with ``batch_size`` None (the
+    """The sweep's waves (:mod:`ctc.sweep.waves`): sequence by sequence, or with ``batch_size`` None (the
     launcher takes the whole sweep: a cluster) every coding job then every scoring task; with
     ``scoring=job`` batches of ``batch_size`` jobs (None: all at once) that score themselves."""
     cores = default_workers()

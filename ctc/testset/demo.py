@@ -25,7 +25,7 @@ import numpy as np
 
 from ctc.frames import write_rgb444
 from ctc.hashing import file_digest
-from ctc.sequences import SequenceSpec, declared_specs
+from ctc.testset.sequences import SequenceSpec, declared_specs
 
 ONE = 1 << 16  # fixed point: 16 fractional bits
 SUB = 16  # drawing coordinates: 1/16 source pixel

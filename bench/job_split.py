@@ -1,5 +1,5 @@
 """``make bench``'s job costs: where a job's time goes, per codec type, and the per-frame costs that
-``ctc-run --plan`` estimates with (written to ``<cache>/bench/costs.yaml``, :mod:`ctc.costs`).
+``ctc-run --plan`` estimates with (written to ``<cache>/bench/costs.yaml``, :mod:`ctc.sweep.costs`).
 
 Each codec codes one demo sequence at two rate points in one ``ctc-run`` process (``launcher=basic``,
 one worker: what a worker of a sweep does, codec built once for both jobs).
@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from ctc.bench import Figure
-from ctc.costs import measured_costs_path
+from bench.cli import Figure
 from ctc.provenance import now_iso
 from ctc.store import read_result
+from ctc.sweep.costs import measured_costs_path
 
 FRAMES = 8
 CODECS = {  # codec -> its overrides: one of each type (plain binary, library, GFVC on random weights)

@@ -2,7 +2,7 @@
 by side in one run, on the demo main command limited to a few frames.
 
 1. ``ctc-run codec=x265 testset=demo testset.frames=N`` twice from scratch, ``scoring=job`` (each job
-   scores its own decoded file: the harness before this change) and ``scoring=sequence``: whole
+   scores its own decoded file, as every job once did) and ``scoring=sequence``: whole
    process times, their ratio, and the largest difference between the two runs' ``per_frame.csv``.
 2. On the decoded files of the first run (their first frames), in this process: the scoring alone,
    a job at a time against all versions of a sequence at once, and the VGG passes per scored frame.
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctc.bench import Figure, _run_ctc, best_of
+from bench.cli import Figure, best_of, run_ctc
+from bench.metrics import synthetic_pair
 from ctc.devices import cpu_threads
 from ctc.frames import read_rgb444
 from ctc.metrics import get_metric, metric_set, score_frames
-from ctc.metrics.bench import synthetic_pair
 from ctc.metrics.shared import score_versions
-from ctc.sequences import load_test_set
 from ctc.store import PER_FRAME_FILE, load_results
+from ctc.testset.sequences import load_test_set
 
 BENCH_FRAMES = 4  # of each demo sequence: 16 jobs x 4 frames (a 2-core machine scores about 1 frame/s)
 SCORING_FRAMES = 2  # of those, scored again in this process
@@ -44,8 +44,8 @@ def bench_sweep_scoring(frames: int = BENCH_FRAMES) -> list[Figure]:
             f"results_dir={folder}",
             "report=false",
         ]
-        before_s = _run_ctc([*common, "run=job", "scoring=job", "keep_decoded=true"])
-        after_s = _run_ctc([*common, "run=sequence", "scoring=sequence"])
+        before_s = run_ctc([*common, "run=job", "scoring=job", "keep_decoded=true"])
+        after_s = run_ctc([*common, "run=sequence", "scoring=sequence"])
         runs = {run: load_results(Path(folder, run)) for run in ("job", "sequence")}
         difference = max(_per_frame_difference(Path(folder), row, names) for row in runs["job"].itertuples())
         scoring = _scoring_alone(Path(folder, "job"), runs["job"], min(frames, SCORING_FRAMES), names)

@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 import yaml
 
-from anchors.tools import ffmpeg_exe, run_tool
 from ctc.frames import read_yuv420, yuv420_to_rgb
 from ctc.hashing import compute_digest
 from ctc.paths import shared_dir
-from ctc.sequences import SequenceError, SequenceSpec, canonical_file_name
+from ctc.testset.sequences import SequenceError, SequenceSpec, canonical_file_name
+from ctc.tools import ffmpeg_exe, run_tool
 
 DECODE_TIMEOUT_S = 600
 CHUNK_FRAMES = 64  # frames converted at a time, to bound memory on long clips

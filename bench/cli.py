@@ -27,13 +27,13 @@ import numpy as np
 from ctc.jobs import Job
 
 BENCHES = [
-    "ctc.bench:bench_io",
-    "ctc.bench:bench_cached_sweep",
-    "ctc.bench:bench_fingerprints",
-    "ctc.metrics.bench:bench_metrics",
-    "ctc.sweep_bench:bench_sweep_scoring",
-    "models.bench:bench_models",
-    "ctc.cost_bench:bench_job_split",
+    "bench.cli:bench_io",
+    "bench.cli:bench_cached_sweep",
+    "bench.cli:bench_fingerprints",
+    "bench.metrics:bench_metrics",
+    "bench.sweep:bench_sweep_scoring",
+    "bench.models:bench_models",
+    "bench.job_split:bench_job_split",
 ]
 IO_FRAMES, IO_SIZE = 250, 256
 REPEATS = 3
@@ -91,9 +91,9 @@ def bench_cached_sweep() -> list[Figure]:
     check of every job, summary and provenance).
     """
     from ctc.conf import compose, without_hydra
-    from ctc.sequences import declared_specs
     from ctc.store import RESULT_FILE, write_json_atomic
-    from ctc.sweep_plan import plan_sweep
+    from ctc.sweep.plan import plan_sweep
+    from ctc.testset.sequences import declared_specs
 
     with tempfile.TemporaryDirectory() as folder:
         root, results = Path(folder) / "sequences", Path(folder) / "results"
@@ -119,7 +119,7 @@ def bench_cached_sweep() -> list[Figure]:
             directory.mkdir(parents=True)
             write_json_atomic(directory / RESULT_FILE, _fake_result(job))
         written = {path: path.stat().st_mtime_ns for path in results.glob(f"*/*/*/*/{RESULT_FILE}")}
-        seconds = _run_ctc(overrides)
+        seconds = run_ctc(overrides)
         if {path: path.stat().st_mtime_ns for path in written} != written or len(written) != len(jobs):
             raise RuntimeError("the cached sweep reran jobs: their results were not taken as complete")
     return [
@@ -176,7 +176,7 @@ def bench_fingerprints() -> list[Figure]:
     ]
 
 
-def _run_ctc(overrides: list[str]) -> float:
+def run_ctc(overrides: list[str]) -> float:
     """Seconds of one whole ``ctc-run`` process."""
     start = time.perf_counter()
     proc = subprocess.run(

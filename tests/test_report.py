@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from rd_fixture import write_run
 
-from ctc.report.cli import build_report, main, plot_options, write_report
+from ctc.report.build import build_report
+from ctc.report.cli import main, plot_options, write_report
 from ctc.report.plots import rd_figures
 from ctc.report.rows import read_results
 

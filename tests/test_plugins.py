@@ -207,3 +207,39 @@ def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, t
     )
     assert report.returncode == 0, report.stderr[-3000:]
     assert visuals and sorted(path.relative_to(pictures) for path in pictures.rglob("*")) == visuals
+
+
+@pytest.mark.slow  # about a minute: the new anchor and vvenc on three frames
+def test_an_anchor_from_one_module_and_one_yaml_outside_the_repository_is_swept_and_reported(tmp_path):
+    """examples/my_anchor: a conventional codec (H.264 through libx264) is one module and one codec yaml;
+    nothing of the harness is edited, and the sweep codes, scores and reports it against vvenc."""
+    example = tmp_path / "my_anchor"
+    shutil.copytree(
+        PROJECT_ROOT / "examples" / "my_anchor", example, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    assert sorted(path.relative_to(example).as_posix() for path in example.rglob("*") if path.is_file()) == [
+        "conf/codec/x264.yaml",
+        "my_x264.py",
+    ]
+    results = tmp_path / "results"
+    command = [
+        str(Path(sys.executable).parent / "ctc-run"),
+        "--config-dir",
+        "conf",
+        "codec=x264",
+        "anchor=vvenc",
+    ]
+    command += [*FACES_ONE, "metrics=psnr", f"results_dir={results}", "jobs=2"]
+    env = {**os.environ, "PYTHONPATH": str(example)}
+    done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(results / "faces-f3" / "summary.csv")
+    assert sorted(set(table.codec)) == ["vvenc", "x264"] and (table.status == "ok").all()
+    x264 = table[table.codec == "x264"].sort_values("rate_point")
+    assert list(x264.rate_point) == [32, 37, 42, 47]
+    assert x264.kbps.is_monotonic_decreasing and x264.psnr.is_monotonic_decreasing  # coarser QP, fewer bits
+    result = json.loads((results / "faces-f3" / "x264" / "FACES_00" / "32" / "result.json").read_text())
+    assert "libx264" in result["codec_version"]
+    bd = pd.read_csv(results / "faces-f3" / "report" / "bd.csv")
+    assert math.isfinite(bd[(bd.codec == "x264") & (bd.level == "sequence")].bd_rate.iloc[0])
+    assert "## x264 vs anchor vvenc" in done.stdout

@@ -14,6 +14,7 @@ any importable module, named in the metrics config's ``modules`` (:func:`use_met
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from functools import cache, cached_property
@@ -29,15 +30,6 @@ from ctc.registry import Registry
 
 if TYPE_CHECKING:
     import torch
-
-# Modules that register metrics; imported on first use so that cheap metrics stay cheap.
-METRIC_MODULES = (
-    "ctc.metrics.psnr",
-    "ctc.metrics.structural",
-    "ctc.metrics.perceptual",
-    "ctc.metrics.vmaf",
-    "ctc.metrics.gfvc_v2",
-)
 
 
 class MetricError(ValueError):
@@ -120,8 +112,10 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
 
 
 def _load_metric_modules() -> None:
-    for module in METRIC_MODULES:
-        importlib.import_module(module)
+    """Import every module of this package, on first use: a built-in metric is a module here whose
+    class registers itself (``@register_metric``); no list names them."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def use_metric_modules(modules: Sequence[str] | None) -> None:

@@ -1,4 +1,5 @@
-"""Which device a stage runs on, and how many frames it takes per forward pass there."""
+"""Every device and worker decision: which device a codec's jobs and the scoring tasks run on, how many
+frames a forward pass takes there, how many threads a process uses."""
 
 from __future__ import annotations
 
@@ -15,6 +16,59 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DeviceError(ValueError):
+    """A setting asks for a device this machine does not have; the message names the setting."""
+
+
+def gpu_count() -> int:
+    import torch  # only callers that may use a GPU pay for importing torch
+
+    return torch.cuda.device_count()
+
+
+def _visible_gpus(setting: str, key: str, gpus: int) -> list[str]:
+    """Every visible GPU; the CPU when there is none, unless ``setting`` (``key``'s value) is ``cuda``."""
+    if gpus:
+        return [f"cuda:{index}" for index in range(gpus)]
+    if setting == "cuda":
+        raise DeviceError(f"{key}=cuda but no CUDA device is visible (use auto or cpu)")
+    return ["cpu"]
+
+
+def codec_devices(uses_gpu: Mapping[str, bool], device: str) -> dict[str, list[str]]:
+    """The devices each role's jobs cycle over (``uses_gpu``: role -> whether its codec runs on a GPU):
+    GPU codecs round-robin over the visible GPUs (or the one ``device`` names), the others the CPU."""
+    devices: dict[str, list[str]] = {}
+    for role, on_gpu in uses_gpu.items():
+        if device == "cpu" or not on_gpu:
+            devices[role] = ["cpu"]
+        elif device.startswith("cuda:"):
+            devices[role] = [device]
+        else:
+            devices[role] = _visible_gpus(device, "device", gpu_count())
+    return devices
+
+
+def scoring_devices(setting: str, sweep_device: str, gpus: int) -> list[str]:
+    """The devices scoring tasks take turns on: ``metrics.device`` when set, else (``auto``) every GPU
+    present, unless the sweep is held to the CPU (``device=cpu``); the CPU when there is none."""
+    if setting not in ("auto", "cuda"):
+        return [setting]
+    if setting == "auto" and sweep_device == "cpu":
+        return ["cpu"]
+    if sweep_device.startswith("cuda:") and setting == "auto":
+        return [sweep_device]
+    return _visible_gpus(setting, "metrics.device", gpus)
+
+
+def job_scoring_device(setting: str, job_device: str) -> str:
+    """Where a job scores its own frames (``scoring=job``): ``metrics.device``, or with ``auto`` the job's
+    GPU, else the best device this process has (a CPU codec's job on a GPU machine is scored on the GPU)."""
+    if setting != "auto":
+        return setting
+    return job_device if job_device.startswith("cuda") else resolve_device("auto")
 
 
 def batch_size_for(config: Mapping[str, object], device: str) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_codec
-from ctc.devices import batch_size_for, resolve_device
+from ctc.devices import batch_size_for, job_scoring_device
 from ctc.frames import read_rgb444
 from ctc.hashing import compute_digest
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
@@ -245,7 +245,7 @@ def _run_locked(
             from ctc.metrics import score_frames, use_metric_modules  # imports torch: in the workers
 
             use_metric_modules(metrics.get("modules"))
-            device = metrics_device(metrics, job.device)
+            device = job_scoring_device(str(metrics.get("device", "auto")), job.device)
             with clock("scoring"):
                 reconstruction = read_rgb444(decoded.frames_file, spec.width, spec.height, spec.frames)
                 table = score_frames(
@@ -288,15 +288,6 @@ def job_timing(clock: Stopwatch, result: Mapping[str, Any]) -> dict[str, Any]:
         if split:
             timing[f"{stage}_split_s"] = dict(split)
     return timing
-
-
-def metrics_device(metrics: Mapping[str, Any], job_device: str) -> str:
-    """Where a job's frames are scored: ``metrics.device``, or with ``auto`` the job's GPU, else the best
-    device this process has (a CPU codec's job on a GPU machine is scored on the GPU)."""
-    setting = str(metrics.get("device", "auto"))
-    if setting != "auto":
-        return setting
-    return job_device if job_device.startswith("cuda") else resolve_device("auto")
 
 
 def record_scores(

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctc.codec import codec_class
+from ctc.devices import DeviceError, codec_devices
 from ctc.jobs import Job, plan_jobs
 from ctc.runner import main
 from ctc.store import load_results, read_result
-from ctc.sweep.plan import job_devices
 from ctc.testset.sequences import SequenceSpec
 
 TESTS = Path(__file__).resolve().parent
@@ -331,7 +332,9 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
         "test": {"name": "fake_gpu", "module": "fake_codec", "type": "fake_gpu", "rate_points": [1, 3]},
         "anchor": {"name": "fake_anchor", "module": "fake_codec", "type": "fake_anchor", "rate_points": [2]},
     }
-    devices = job_devices(sections, "auto")
+    uses_gpu = {"test": True, "anchor": False}  # fake_gpu and fake_anchor (tests/fake_codec.py)
+    assert {role: codec_class(section).uses_gpu for role, section in sections.items()} == uses_gpu
+    devices = codec_devices(uses_gpu, "auto")
     assert devices == {"test": ["cuda:0", "cuda:1"], "anchor": ["cpu"]}
     identities = {role: {"config": section} for role, section in sections.items()}
     jobs = plan_jobs(sections, identities, specs, {"psnr": {}}, devices)
@@ -343,9 +346,11 @@ def test_gpu_codecs_get_a_device_each_round_robin_and_cpu_codecs_the_cpu(monkeyp
         ("fake_anchor", "cpu"),
         ("fake_anchor", "cpu"),
     ]
-    assert job_devices(sections, "cpu") == {"test": ["cpu"], "anchor": ["cpu"]}
+    assert codec_devices(uses_gpu, "cpu") == {"test": ["cpu"], "anchor": ["cpu"]}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert job_devices(sections, "auto")["test"] == ["cpu"]
+    assert codec_devices(uses_gpu, "auto")["test"] == ["cpu"]
+    with pytest.raises(DeviceError, match="device=cuda but no CUDA device is visible"):
+        codec_devices(uses_gpu, "cuda")
 
 
 def test_job_identity_covers_what_makes_the_bitstream_only(tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ctc.jobs import Job, metrics_device
-from ctc.sweep.waves import plan_all_at_once, plan_waves, scoring_devices, threads_per_task
+from ctc.devices import job_scoring_device, scoring_devices
+from ctc.jobs import Job
+from ctc.sweep.waves import plan_all_at_once, plan_waves, threads_per_task
 from ctc.testset.sequences import SequenceSpec
 
 
@@ -106,4 +107,4 @@ def test_a_job_scoring_itself_takes_the_best_device_present(
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
-    assert metrics_device({"device": setting}, job_device) == device
+    assert job_scoring_device(setting, job_device) == device

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ctc.codec import CodecError, codec_class
+from ctc.devices import DeviceError, codec_devices
 from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
 from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
@@ -62,8 +63,9 @@ def plan_sweep(settings: dict[str, Any]) -> SweepPlan:
         specs = load_test_set(settings["testset"])
         for spec in specs:
             check_name("sequence name", spec.name)
-        devices = job_devices(sections, str(settings["device"]))
-    except (UnsafeName, SequenceError, CodecError) as exc:
+        uses_gpu = {role: codec_class(section).uses_gpu for role, section in sections.items()}
+        devices = codec_devices(uses_gpu, str(settings["device"]))
+    except (UnsafeName, SequenceError, CodecError, DeviceError) as exc:
         raise SweepConfigError(str(exc)) from None
     run_dir = Path(settings["results_dir"]).expanduser().resolve() / run  # workers may start elsewhere
     from ctc.metrics import metric_code
@@ -172,27 +174,6 @@ def _resolved_identity(role: str, section: Mapping[str, Any]) -> dict[str, Any]:
         return codec_identity(section)
     except CodecError as exc:
         raise SweepConfigError(f"{ROLES[role]} {section['name']}: {exc}") from None
-
-
-def job_devices(sections: Mapping[str, Mapping[str, Any]], device: str) -> dict[str, list[str]]:
-    """The devices each role's jobs cycle over: GPU codecs round-robin over the visible GPUs."""
-    devices: dict[str, list[str]] = {}
-    for role, section in sections.items():
-        if device == "cpu" or not codec_class(section).uses_gpu:
-            devices[role] = ["cpu"]
-            continue
-        import torch  # only GPU codecs pay for importing torch here
-
-        count = torch.cuda.device_count()
-        if device.startswith("cuda:"):
-            devices[role] = [device]
-        elif count:
-            devices[role] = [f"cuda:{index}" for index in range(count)]
-        elif device == "cuda":
-            raise SweepConfigError("device=cuda but no CUDA device is visible (use device=auto or cpu)")
-        else:
-            devices[role] = ["cpu"]
-    return devices
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ctc.conf import without_hydra
-from ctc.devices import limit_threads, release_freed_memory
+from ctc.devices import DeviceError, gpu_count, limit_threads, release_freed_memory, scoring_devices
 from ctc.identity import decode_identity
 from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
 from ctc.provenance import now_iso
@@ -47,7 +47,7 @@ from ctc.sweep.scoring import (
     restore_unscored,
     score_sequence,
 )
-from ctc.sweep.waves import Wave, plan_all_at_once, plan_waves, scoring_devices, threads_per_task
+from ctc.sweep.waves import Wave, plan_all_at_once, plan_waves, threads_per_task
 from ctc.testset.sequences import load_test_set
 
 Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
@@ -179,15 +179,11 @@ def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_seque
         size = batch_size or max(len(pending), 1)
         batches = [pending[start : start + size] for start in range(0, len(pending), size)]
         return [Wave(batch, threads=threads_per_task(cores, workers, len(batch))) for batch in batches]
-    import torch  # loaded already to prepare the metrics' weights
-
     try:
         devices = scoring_devices(
-            str(plan.settings["metrics"].get("device", "auto")),
-            str(plan.settings["device"]),
-            torch.cuda.device_count(),
+            str(plan.settings["metrics"].get("device", "auto")), str(plan.settings["device"]), gpu_count()
         )
-    except ValueError as exc:
+    except DeviceError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if batch_size is None:

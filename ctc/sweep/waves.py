@@ -41,22 +41,6 @@ def threads_per_task(cores: int, workers: int, tasks: int) -> int:
     return max(1, cores // max(1, min(workers, tasks)))
 
 
-def scoring_devices(setting: str, sweep_device: str, gpu_count: int) -> list[str]:
-    """The devices scoring tasks take turns on: ``metrics.device`` when set, else (``auto``) every GPU
-    present, unless the sweep is held to the CPU (``device=cpu``); the CPU when there is none."""
-    if setting not in ("auto", "cuda"):
-        return [setting]
-    if setting == "auto" and sweep_device == "cpu":
-        return ["cpu"]
-    if sweep_device.startswith("cuda:") and setting == "auto":
-        return [sweep_device]
-    if gpu_count:
-        return [f"cuda:{index}" for index in range(gpu_count)]
-    if setting == "cuda":
-        raise ValueError("metrics.device=cuda but no CUDA device is visible (use auto or cpu)")
-    return ["cpu"]
-
-
 def _by_sequence(pending: Sequence[Job]) -> list[list[Job]]:
     sequences: dict[str, list[Job]] = {}
     for job in pending:

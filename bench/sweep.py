@@ -24,8 +24,7 @@ from bench.cli import Figure, best_of, run_ctc
 from bench.metrics import synthetic_pair
 from ctc.devices import cpu_threads
 from ctc.frames import read_rgb444
-from ctc.metrics import get_metric, metric_set, score_frames
-from ctc.metrics.shared import score_versions
+from ctc.metrics import get_metric, metric_set, score_frames, score_versions
 from ctc.store import PER_FRAME_FILE, load_results
 from ctc.testset.sequences import load_test_set
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 from metric_helpers import package_lpips_vgg_and_dists
 
-from ctc.metrics import MetricError, get_metric
-from ctc.metrics.shared import score_versions
+from ctc.metrics import MetricError, get_metric, score_versions
 from ctc.testset.sequences import load_test_set
 
 FRAMES, SIZE, QUALITIES = 5, 96, (10, 30, 60)

@@ -31,22 +31,22 @@ def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_
     one_at_a_time = [*overrides[:-3], f"results_dir={tmp_path / 'reference'}", *overrides[-2:], "scoring=job"]
     main(one_at_a_time)
 
-    import ctc.metrics.shared
+    import ctc.metrics
 
-    real = ctc.metrics.shared.score_versions
+    real = ctc.metrics.score_versions
 
     def interrupted(reference, versions, *args, labels=(), **kwargs):
         if any("SEQ_B" in label for label in labels):
             raise KeyboardInterrupt  # Ctrl-C while SEQ_B is scored
         return real(reference, versions, *args, labels=labels, **kwargs)
 
-    monkeypatch.setattr(ctc.metrics.shared, "score_versions", interrupted)
+    monkeypatch.setattr(ctc.metrics, "score_versions", interrupted)
     with pytest.raises(SystemExit, match="130"):
         main(overrides)
     run_dir = run_dir_of(tiny)
     assert {read_result(path)["status"] for path in run_dir.glob("fake*/SEQ_B/*")} == {"decoded"}
     assert not list(run_dir.glob("*/SEQ_C/*/result.json"))
-    monkeypatch.setattr(ctc.metrics.shared, "score_versions", real)
+    monkeypatch.setattr(ctc.metrics, "score_versions", real)
     main(overrides)
 
     expected, found = per_frame(run_dir_of(one_at_a_time)), per_frame(run_dir)
@@ -65,10 +65,10 @@ def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_tim
     overrides = [*tiny, "launcher=basic", "anchor=none"]
     run_dir = run_dir_of(tiny)
 
-    import ctc.metrics.shared
+    import ctc.metrics
     from ctc.metrics import MetricError
 
-    real = ctc.metrics.shared.score_versions
+    real = ctc.metrics.score_versions
 
     def one_bad(reference, versions, *args, labels=(), **kwargs):
         tables = real(reference, versions, *args, labels=labels, **kwargs)
@@ -77,14 +77,14 @@ def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_tim
             for label, table in zip(labels, tables, strict=True)
         ]
 
-    monkeypatch.setattr(ctc.metrics.shared, "score_versions", one_bad)
+    monkeypatch.setattr(ctc.metrics, "score_versions", one_bad)
     with pytest.raises(SystemExit):
         main(overrides)
     assert "1 of 6 jobs failed" in capsys.readouterr().err
     failed = read_result(run_dir / "fake/SEQ_A/3")
     assert failed["status"] == "failed" and failed["error"] == "broken" and failed["bits"]
     coded = (run_dir / "fake/SEQ_A/3/stream.bin").stat().st_mtime_ns
-    monkeypatch.setattr(ctc.metrics.shared, "score_versions", real)
+    monkeypatch.setattr(ctc.metrics, "score_versions", real)
     main(overrides)  # its decoded file is whole: scored, neither coded nor decoded again
     assert read_result(run_dir / "fake/SEQ_A/3")["status"] == "ok"
     assert "fake: failed before, 1 job to run" in capsys.readouterr().err

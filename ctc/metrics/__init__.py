@@ -173,7 +173,7 @@ def describe_metrics(names: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 # The scoring loops every metric's values pass through (one job's frames, a sequence's versions).
-SCORING_MODULES = ("ctc.metrics", "ctc.metrics.shared")
+SCORING_MODULES = ("ctc.metrics",)
 
 
 def metric_code(names: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -255,28 +255,84 @@ def score_frames(
     The arrays may be memory-mapped files: frames are read one batch at a time. ``label`` (e.g. the
     job's name) starts every error message.
     """
-    prefix = f"{label}: " if label else ""
-    if batch_size < 1:
-        raise MetricError(f"{prefix}batch_size must be at least 1, got {batch_size}")
-    _check_shapes(reference, distorted, prefix)  # reads no frame
     try:
-        scorers = [get_metric(name, device) for name in metrics]
-        columns: dict[str, list[np.ndarray]] = {m.name: [] for m in scorers}
-        batched = [metric for metric in scorers if not metric.whole_sequence]
-        for start in range(0, reference.shape[0] if batched else 0, batch_size):
-            stop = min(start + batch_size, reference.shape[0])
-            frames = f"frames {start}-{stop - 1}"
-            batch = FrameBatch(
-                _as_uint8(np.asarray(reference[start:stop]), f"reference {frames}", ""),
-                _as_uint8(np.asarray(distorted[start:stop]), f"decoded {frames}", ""),
-            )
-            for metric in batched:
-                columns[metric.name].append(np.asarray(metric.score_batch(batch), np.float64))
-        for metric in scorers:
-            if metric.whole_sequence:
-                columns[metric.name].append(np.asarray(metric.score(reference, distorted), np.float64))
-    except MetricError as error:
-        raise MetricError(f"{prefix}{error}") from None
-    table = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
-    table.index.name = "frame"
+        (table,) = score_versions(reference, [distorted], metrics, device, batch_size, [label], bool(label))
+    except MetricError as error:  # not about the frames: an unknown metric, a bad batch size
+        raise MetricError(f"{label}: {error}" if label else str(error)) from None
+    if isinstance(table, MetricError):
+        raise table
     return table
+
+
+def score_versions(
+    reference: np.ndarray,
+    versions: Sequence[np.ndarray],
+    metrics: Sequence[str],
+    device: str = "cpu",
+    batch_size: int = 16,
+    labels: Sequence[str] = (),
+    prefix: bool = True,
+) -> list[pd.DataFrame | MetricError]:
+    """Per-frame tables of each decoded version against ``reference`` (``(N, 3, H, W)`` 8-bit arrays,
+    memory maps are fine), one column per metric; a version with bad input gets its
+    :class:`MetricError` (naming ``labels[i]``, unless ``prefix`` is false) in its place and the others are
+    scored all the same. :func:`score_frames` is this loop with one version.
+
+    A sweep decodes each sequence once per codec and rate point (8 versions in a CTC-shaped sweep), and
+    every version is scored against the same reference frames. The perceptual metrics
+    (``shares_reference``) run the backbone on each batch of reference frames once and score every
+    version against those features, so a scored frame costs one backbone pass per network instead of
+    two: the VGG passes per scored frame of DISTS + LPIPS go from 4 to 2 + 2/versions. The features are
+    the reference packages' own, computed with the same operations and batch sizes as a pair at a time.
+    """
+    if batch_size < 1:
+        raise MetricError(f"batch_size must be at least 1, got {batch_size}")
+    labels = list(labels) or [f"version {index}" for index in range(len(versions))]
+    starts = [f"{label}: " if prefix else "" for label in labels]
+    outcome: list[dict[str, list[np.ndarray]] | MetricError] = []
+    for start, distorted in zip(starts, versions, strict=True):
+        try:
+            _check_shapes(reference, distorted, start)
+            outcome.append({name: [] for name in metrics})
+        except MetricError as error:
+            outcome.append(error)
+    scorers = [get_metric(name, device) for name in metrics]
+    batched = [metric for metric in scorers if not metric.whole_sequence]
+    for start in range(0, reference.shape[0] if batched else 0, batch_size):
+        stop = min(start + batch_size, reference.shape[0])
+        frames = f"frames {start}-{stop - 1}"
+        ref = _as_uint8(np.asarray(reference[start:stop]), f"reference {frames}", "")
+        features = {}
+        for index, distorted in enumerate(versions):
+            columns = outcome[index]
+            if isinstance(columns, MetricError):
+                continue
+            try:
+                batch = FrameBatch(ref, _as_uint8(np.asarray(distorted[start:stop]), f"decoded {frames}", ""))
+                for metric in batched:
+                    if metric.shares_reference:
+                        if metric.name not in features:
+                            features[metric.name] = metric.reference_features(batch)
+                        values = metric.score_against(features[metric.name], batch)
+                    else:
+                        values = metric.score_batch(batch)
+                    columns[metric.name].append(np.asarray(values, np.float64))
+            except MetricError as error:
+                outcome[index] = MetricError(f"{starts[index]}{error}")
+    tables: list[pd.DataFrame | MetricError] = []
+    for index, columns in enumerate(outcome):
+        if isinstance(columns, MetricError):
+            tables.append(columns)
+            continue
+        try:
+            for metric in scorers:
+                if metric.whole_sequence:
+                    values = metric.score(reference, versions[index])
+                    columns[metric.name].append(np.asarray(values, np.float64))
+        except MetricError as error:
+            tables.append(MetricError(f"{starts[index]}{error}"))
+            continue
+        table = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
+        table.index.name = "frame"
+        tables.append(table)
+    return tables

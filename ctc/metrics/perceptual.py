@@ -130,7 +130,7 @@ def build_dists() -> DISTS_pytorch.DISTS:
 class PerceptualMetric(Metric):
     """A VGG/AlexNet metric: the backbone pass of each image (:meth:`features`), then the distance between
     two images' features (:meth:`distance_from_features`), the reference package's forward split in two, so
-    that a reference frame's features serve every decoded version of it (:mod:`ctc.metrics.shared`).
+    that a reference frame's features serve every decoded version of it (:func:`ctc.metrics.score_versions`).
 
     The backbone's first layers are its :meth:`stem`; metrics with the same ``stem_key`` compute the same
     stem from the same frames, so a batch's stem output is made once for all of them (DISTS and LPIPS-VGG

@@ -2,7 +2,7 @@
 
 The sweep's coding jobs stop after decoding (status ``decoded``, the decoded file kept); then one
 task per sequence takes the locks of that sequence's jobs, scores every decoded version against the
-reference frames with the reference's backbone features computed once (:mod:`ctc.metrics.shared`),
+reference frames with the reference's backbone features computed once (:func:`ctc.metrics.score_versions`),
 and completes each job's result (:func:`ctc.jobs.record_scores`). A version that cannot be scored is
 a failure of its own job only; its bitstream is kept, so the next sweep decodes it again instead of
 coding it again.
@@ -76,8 +76,10 @@ def score_sequence(
     Entries without a decoded result of their hash (their coding failed, or another process scored
     them meanwhile) are left as they are.
     """
-    from ctc.metrics import use_metric_modules
-    from ctc.metrics.shared import score_versions  # imports torch: load it in the workers
+    from ctc.metrics import (
+        score_versions,  # imports torch: load it in the workers
+        use_metric_modules,
+    )
 
     use_metric_modules(metrics.get("modules"))
     directories = sorted(job_dir(run_dir, codec, spec.name, rate_point) for codec, rate_point, _ in entries)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ctc.codec import codec_class
 from ctc.hashing import file_digest
+from ctc.results import ResultStatus
 from ctc.store import config_hash
 from ctc.testset.sequences import SequenceSpec
 
@@ -93,9 +94,9 @@ def redo_reason(
     if not previous:
         return "not done yet"
     if previous.get("config_hash") == identity_hash(identity):
-        if previous.get("status") not in ("ok", "decoded"):
+        if previous.get("status") not in (ResultStatus.OK, ResultStatus.DECODED):
             return "failed before"
-        if previous.get("status") == "decoded":
+        if previous.get("status") == ResultStatus.DECODED:
             return "decoded, to score"
         return scoring_reason(previous, metric_code) or "incomplete"
     if "identity" not in previous:

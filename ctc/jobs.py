@@ -24,18 +24,9 @@ from ctc.hashing import compute_digest
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
+from ctc.results import RESULT_FILE, ResultStatus, awaits_scoring, is_complete, read_result
 from ctc.stopwatch import Stopwatch
-from ctc.store import (
-    JOB_LOG,
-    PER_FRAME_FILE,
-    RESULT_FILE,
-    config_hash,
-    is_complete,
-    job_dir,
-    job_lock,
-    read_result,
-    write_json_atomic,
-)
+from ctc.store import JOB_LOG, PER_FRAME_FILE, config_hash, job_dir, job_lock, write_json_atomic
 from ctc.testset.sequences import SequenceSpec
 
 # The config key of each role's codec section.
@@ -86,7 +77,7 @@ class Job:
             f"job.identity={quote(encode_identity(self.identity))}",
         ]
 
-    def result_fields(self, status: str) -> dict[str, Any]:
+    def result_fields(self, status: ResultStatus) -> dict[str, Any]:
         """The fields every ``result.json`` of this job opens with: what it is, its sequence's setup and its
         identity, with ``status``."""
         spec = self.sequence
@@ -198,7 +189,7 @@ def _run_locked(
     coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     result: dict[str, Any] = {
-        **job.result_fields("failed"),
+        **job.result_fields(ResultStatus.FAILED),
         "codec_version": None,
         "codec_provenance": {},
         "random_weights": False,
@@ -228,7 +219,7 @@ def _run_locked(
             _check_decoded(decoded.frames_file, spec)
         _check_closed_loop(encoded, decoded)
         result.update(
-            status="decoded",
+            status=ResultStatus.DECODED,
             decoded_file=decoded.frames_file.name,
             decoded_md5=compute_digest(decoded.frames_file, "md5"),  # what a cross-check must reproduce
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
@@ -261,7 +252,7 @@ def _run_locked(
         logs.append(traceback.format_exc())
         log = "\n".join(part for part in logs if part)
         result.update(
-            status="failed",
+            status=ResultStatus.FAILED,
             error=f"{type(exc).__name__}: {exc}",
             log_tail="\n".join(log.strip().splitlines()[-LOG_TAIL_LINES:]),
         )
@@ -318,18 +309,13 @@ def record_scores(
     if not keep_decoded:
         (directory / result["decoded_file"]).unlink(missing_ok=True)
     result.update(
-        status="ok",
+        status=ResultStatus.OK,
         metrics=sequence_values(table[names]),
         metrics_device=device,
         metric_directions={name: _direction(about["lower_is_better"]) for name, about in definitions.items()},
         metric_definitions=definitions,
         metric_code=metric_code(names),
     )
-
-
-def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool:
-    """Whether ``result`` is a job decoded under ``expected_hash`` and not scored yet."""
-    return bool(result) and result.get("status") == "decoded" and result.get("config_hash") == expected_hash
 
 
 def decoded_file(

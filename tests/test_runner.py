@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from ctc.jobs import Job, plan_jobs
+from ctc.results import load_results, read_result
 from ctc.runner import main
-from ctc.store import load_results, read_result
 from ctc.sweep.plan import job_devices
 from ctc.testset.sequences import SequenceSpec
 

@@ -2,7 +2,8 @@
 
 import json
 
-from ctc.store import COLUMNS, config_hash, is_complete, load_results, read_result, write_json_atomic
+from ctc.results import COLUMNS, is_complete, load_results, read_result
+from ctc.store import config_hash, write_json_atomic
 
 
 def test_write_json_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):

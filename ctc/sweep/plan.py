@@ -19,7 +19,8 @@ from typing import Any
 from ctc.codec import CodecError, codec_class
 from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
-from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
+from ctc.results import RESULT_FILE, ResultStatus, is_complete, read_result
+from ctc.store import UnsafeName, check_name, write_json_atomic
 from ctc.testset.sequences import SequenceError, SequenceSpec, load_test_set
 
 MIN_BD_RATE_POINTS = 4  # BD-rate fits a curve through at least four rate points
@@ -217,7 +218,7 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
         coded = (
             bool(result)
             and result.get("config_hash") == job.config_hash
-            and result.get("status") in ("ok", "decoded")
+            and result.get("status") in (ResultStatus.OK, ResultStatus.DECODED)
         )
         pending.append(
             PendingJob(job, "score" if coded else "code", redo_reason(result, job.identity, job.metric_code))

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctc.codec import codec_class
-from ctc.hashing import file_digest
+from ctc.hashing import file_digest, payload_hash
 from ctc.results import ResultStatus
-from ctc.store import config_hash
 from ctc.testset.sequences import SequenceSpec
 
 # Codec settings that never change a job's bitstream, so they stay out of its identity (`slurm`: a
@@ -50,7 +49,7 @@ def job_identity(codec: Mapping[str, Any], sequence: Mapping[str, Any], rate_poi
 
 
 def identity_hash(identity: Mapping[str, Any]) -> str:
-    return config_hash(identity)
+    return payload_hash(identity)
 
 
 def encode_identity(identity: Mapping[str, Any]) -> str:

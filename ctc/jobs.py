@@ -20,19 +20,20 @@ from typing import Any
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_codec
 from ctc.devices import batch_size_for, resolve_device
 from ctc.frames import read_rgb444
-from ctc.hashing import compute_digest
+from ctc.hashing import compute_digest, payload_hash
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
 from ctc.results import RESULT_FILE, ResultStatus, awaits_scoring, is_complete, read_result
 from ctc.stopwatch import Stopwatch
-from ctc.store import JOB_LOG, PER_FRAME_FILE, config_hash, job_dir, job_lock, write_json_atomic
+from ctc.store import JOB_LOG, PER_FRAME_FILE, job_dir, job_lock, write_json_atomic
 from ctc.testset.sequences import SequenceSpec
 
 # The config key of each role's codec section.
 ROLES = {"test": "codec", "anchor": "anchor"}
 LOG_TAIL_LINES = 30
-# What a result's config_hash covers, said in every result.json (README: What makes a result reused).
+# What a result's config_hash (the job's identity_hash) covers, said in every result.json (README: What
+# makes a result reused).
 HASHED = (
     "config_hash: sha256 of identity, i.e. the codec's config (less timeout_s, slurm, rate_points) "
     "and what it resolves to: code (a digest of each source file's syntax tree) for codecs in Python, "
@@ -57,7 +58,7 @@ class Job:
         return tuple(self.metric_code)
 
     @property
-    def config_hash(self) -> str:
+    def identity_hash(self) -> str:
         """The hash of the job's identity; the metrics are not part of it (a new metric re-scores a
         complete job from its bitstream, it is not coded again)."""
         return identity_hash(self.identity)
@@ -92,7 +93,8 @@ class Job:
             "fps": spec.fps,
             "width": spec.width,
             "height": spec.height,
-            "config_hash": self.config_hash,
+            # the identity's hash; "config_hash" is the result.json field name (a file format: keep it)
+            "config_hash": self.identity_hash,
             "identity": self.identity,
         }
 
@@ -136,7 +138,7 @@ _codec_cache: dict[tuple[str, str], Codec] = {}
 def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str, Any]) -> Codec:
     """One codec instance per resolved identity and device in each worker process (models load once);
     the same config resolving to other weights or binaries (a checkpoint installed since) builds anew."""
-    key = (config_hash({"section": section, "identity": identity}), device)
+    key = (payload_hash({"section": section, "identity": identity}), device)
     if key not in _codec_cache:
         _codec_cache[key] = create_codec(section, device)
     return _codec_cache[key]
@@ -144,7 +146,7 @@ def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str,
 
 def is_cached(section: Mapping[str, Any], device: str, identity: Mapping[str, Any]) -> bool:
     """Whether this worker has built the codec of ``section`` already (:func:`cached_codec`)."""
-    return (config_hash({"section": section, "identity": identity}), device) in _codec_cache
+    return (payload_hash({"section": section, "identity": identity}), device) in _codec_cache
 
 
 def run_job(
@@ -168,9 +170,9 @@ def run_job(
         with clock("lock_wait"):
             lock.enter_context(job_lock(directory, job.label))
         previous = read_result(directory)
-        if is_complete(previous, job.config_hash, job.metric_code):
+        if is_complete(previous, job.identity_hash, job.metric_code):
             return previous
-        if not score and decoded_file(previous, job.config_hash, directory, job.sequence):
+        if not score and decoded_file(previous, job.identity_hash, directory, job.sequence):
             return previous  # decoded by an interrupted sweep, still to be scored
         return _run_locked(job, section, metrics, directory, previous, keep_decoded, score, clock)
 
@@ -346,7 +348,7 @@ def _coded_before(previous: Mapping[str, Any] | None, job: Job, directory: Path)
     still there), so that scoring it (again) decodes that bitstream instead of coding it again."""
     if (
         not previous
-        or previous.get("config_hash") != job.config_hash
+        or previous.get("config_hash") != job.identity_hash
         or not previous.get("bits")
         or not previous.get("bitstream")
     ):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -49,12 +48,6 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as JSON under a temporary name, then rename it to ``path``."""
     text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
     write_atomically(Path(path), text.encode("utf-8"))
-
-
-def config_hash(payload: Mapping[str, Any]) -> str:
-    """A stable hash of a (JSON-able) configuration: key order and whitespace do not matter."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def job_dir(run_dir: str | Path, codec: str, sequence: str, rate_point: int | str) -> Path:

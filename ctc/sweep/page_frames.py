@@ -59,7 +59,7 @@ def release_page_frames(jobs: Iterable[Job], run_dir: Path, sequences: set[str])
         result = read_result(directory) or {}
         if (
             result.get("status") == ResultStatus.OK
-            and result.get("config_hash") == job.config_hash
+            and result.get("config_hash") == job.identity_hash
             and result.get("decoded_file")
         ):
             path = directory / str(result["decoded_file"])

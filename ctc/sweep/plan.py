@@ -212,12 +212,12 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
     pending, reused = [], []
     for job in plan.jobs:
         result = read_result(job.directory(plan.run_dir))
-        if is_complete(result, job.config_hash, job.metric_code):
+        if is_complete(result, job.identity_hash, job.metric_code):
             reused.append(job)
             continue
         coded = (
             bool(result)
-            and result.get("config_hash") == job.config_hash
+            and result.get("config_hash") == job.identity_hash
             and result.get("status") in (ResultStatus.OK, ResultStatus.DECODED)
         )
         pending.append(
@@ -229,7 +229,7 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
 def has_pending(plan: SweepPlan) -> bool:
     """Whether a job of ``plan`` lacks a complete result of its identity (says nothing)."""
     return any(
-        not is_complete(read_result(job.directory(plan.run_dir)), job.config_hash, job.metric_code)
+        not is_complete(read_result(job.directory(plan.run_dir)), job.identity_hash, job.metric_code)
         for job in plan.jobs
     )
 

@@ -35,7 +35,7 @@ def sweep_results(jobs: Sequence[Job], run_dir: Path) -> list[dict[str, Any]]:
     results = []
     for job in jobs:
         result = read_result(job.directory(run_dir))
-        if result and result.get("config_hash") == job.config_hash:
+        if result and result.get("config_hash") == job.identity_hash:
             results.append(result)
             continue
         error = (

@@ -123,7 +123,7 @@ def _sweep(
     scoring_only = {
         job.label
         for job in pending
-        if by_sequence and restore_unscored(job.directory(plan.run_dir), job.config_hash, job.sequence)
+        if by_sequence and restore_unscored(job.directory(plan.run_dir), job.identity_hash, job.sequence)
     }
     for_page = page_sequences(plan)
     with tqdm(
@@ -287,7 +287,7 @@ def _launch_wave(
         errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(overrides)
     for job, error, earlier in zip(wave.coding, errors, before, strict=False):
         result = read_result(job.directory(run_dir)) or {}
-        own = result.get("config_hash") == job.config_hash and result.get("status") in (
+        own = result.get("config_hash") == job.identity_hash and result.get("status") in (
             ResultStatus.OK,
             ResultStatus.DECODED,
         )

@@ -43,7 +43,7 @@ class ScoreTask:
     @classmethod
     def of(cls, jobs: Sequence[Job], device: str, threads: int) -> ScoreTask:
         (sequence,) = {job.sequence.name for job in jobs}
-        entries = tuple((job.codec, job.rate_point, job.config_hash) for job in jobs)
+        entries = tuple((job.codec, job.rate_point, job.identity_hash) for job in jobs)
         return cls(sequence, entries, device, threads)
 
     @property

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ctc.jobs import Job
+from ctc.results import ResultStatus
 
 BENCHES = [
     "bench.cli:bench_io",
@@ -91,7 +92,8 @@ def bench_cached_sweep() -> list[Figure]:
     check of every job, summary and provenance).
     """
     from ctc.conf import compose, without_hydra
-    from ctc.store import RESULT_FILE, write_json_atomic
+    from ctc.results import RESULT_FILE
+    from ctc.store import write_json_atomic
     from ctc.sweep.plan import plan_sweep
     from ctc.testset.sequences import declared_specs
 
@@ -195,7 +197,7 @@ def _fake_result(job: Job) -> dict:
     spec = job.sequence
     bits = 8000 * (60 - job.rate_point)
     return {
-        **job.result_fields("ok"),
+        **job.result_fields(ResultStatus.OK),
         "codec_version": "bench",
         "bits": {"total": bits, "parts": {"video": bits}},
         "kbps": bits / 1000 * spec.fps / spec.frames,

@@ -19,7 +19,7 @@ import yaml
 
 from bench.cli import Figure
 from ctc.provenance import now_iso
-from ctc.store import read_result
+from ctc.results import read_result
 from ctc.sweep.costs import measured_costs_path
 
 FRAMES = 8

@@ -25,7 +25,8 @@ from bench.metrics import synthetic_pair
 from ctc.devices import cpu_threads
 from ctc.frames import read_rgb444
 from ctc.metrics import get_metric, metric_set, score_frames, score_versions
-from ctc.store import PER_FRAME_FILE, load_results
+from ctc.results import load_results
+from ctc.store import PER_FRAME_FILE
 from ctc.testset.sequences import load_test_set
 
 BENCH_FRAMES = 4  # of each demo sequence: 16 jobs x 4 frames (a 2-core machine scores about 1 frame/s)

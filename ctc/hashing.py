@@ -1,4 +1,5 @@
-"""Digests of files: plain (:func:`compute_digest`) or remembered in the cache (:func:`file_digest`).
+"""Digests of files: plain (:func:`compute_digest`) or remembered in the cache (:func:`file_digest`);
+the hash of a JSON-able payload (:func:`payload_hash`).
 
 Standard library only (``make vtm`` uses it before the project's environment exists).
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ctc.paths import digest_cache_dir
 
@@ -40,6 +43,13 @@ def file_digest(path: str | Path, algorithm: str = "md5") -> str:
     known[entry] = {"key": key, "digest": value}
     write_atomically(store, json.dumps(known, indent=1, sort_keys=True).encode())
     return value
+
+
+def payload_hash(payload: Mapping[str, Any]) -> str:
+    """A stable hash of a JSON-able payload (a configuration, an identity): key order and whitespace do
+    not matter."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def write_atomically(path: Path, data: bytes) -> None:

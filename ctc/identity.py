@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctc.codec import codec_class
-from ctc.hashing import file_digest
-from ctc.store import config_hash
+from ctc.hashing import file_digest, payload_hash
+from ctc.results import ResultStatus
 from ctc.testset.sequences import SequenceSpec
 
 # Codec settings that never change a job's bitstream, so they stay out of its identity (`slurm`: a
@@ -49,7 +49,7 @@ def job_identity(codec: Mapping[str, Any], sequence: Mapping[str, Any], rate_poi
 
 
 def identity_hash(identity: Mapping[str, Any]) -> str:
-    return config_hash(identity)
+    return payload_hash(identity)
 
 
 def encode_identity(identity: Mapping[str, Any]) -> str:
@@ -93,9 +93,9 @@ def redo_reason(
     if not previous:
         return "not done yet"
     if previous.get("config_hash") == identity_hash(identity):
-        if previous.get("status") not in ("ok", "decoded"):
+        if previous.get("status") not in (ResultStatus.OK, ResultStatus.DECODED):
             return "failed before"
-        if previous.get("status") == "decoded":
+        if previous.get("status") == ResultStatus.DECODED:
             return "decoded, to score"
         return scoring_reason(previous, metric_code) or "incomplete"
     if "identity" not in previous:

@@ -20,28 +20,20 @@ from typing import Any
 from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_codec
 from ctc.devices import batch_size_for, job_scoring_device
 from ctc.frames import read_rgb444
-from ctc.hashing import compute_digest
+from ctc.hashing import compute_digest, payload_hash
 from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
+from ctc.results import RESULT_FILE, ResultStatus, awaits_scoring, is_complete, read_result
 from ctc.stopwatch import Stopwatch
-from ctc.store import (
-    JOB_LOG,
-    PER_FRAME_FILE,
-    RESULT_FILE,
-    config_hash,
-    is_complete,
-    job_dir,
-    job_lock,
-    read_result,
-    write_json_atomic,
-)
+from ctc.store import JOB_LOG, PER_FRAME_FILE, job_dir, job_lock, write_json_atomic
 from ctc.testset.sequences import SequenceSpec
 
 # The config key of each role's codec section.
 ROLES = {"test": "codec", "anchor": "anchor"}
 LOG_TAIL_LINES = 30
-# What a result's config_hash covers, said in every result.json (README: What makes a result reused).
+# What a result's config_hash (the job's identity_hash) covers, said in every result.json (README: What
+# makes a result reused).
 HASHED = (
     "config_hash: sha256 of identity, i.e. the codec's config (less timeout_s, slurm, rate_points) "
     "and what it resolves to: code (a digest of each source file's syntax tree) for codecs in Python, "
@@ -66,7 +58,7 @@ class Job:
         return tuple(self.metric_code)
 
     @property
-    def config_hash(self) -> str:
+    def identity_hash(self) -> str:
         """The hash of the job's identity; the metrics are not part of it (a new metric re-scores a
         complete job from its bitstream, it is not coded again)."""
         return identity_hash(self.identity)
@@ -86,7 +78,7 @@ class Job:
             f"job.identity={quote(encode_identity(self.identity))}",
         ]
 
-    def result_fields(self, status: str) -> dict[str, Any]:
+    def result_fields(self, status: ResultStatus) -> dict[str, Any]:
         """The fields every ``result.json`` of this job opens with: what it is, its sequence's setup and its
         identity, with ``status``."""
         spec = self.sequence
@@ -101,7 +93,8 @@ class Job:
             "fps": spec.fps,
             "width": spec.width,
             "height": spec.height,
-            "config_hash": self.config_hash,
+            # the identity's hash; "config_hash" is the result.json field name (a file format: keep it)
+            "config_hash": self.identity_hash,
             "identity": self.identity,
         }
 
@@ -145,7 +138,7 @@ _codec_cache: dict[tuple[str, str], Codec] = {}
 def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str, Any]) -> Codec:
     """One codec instance per resolved identity and device in each worker process (models load once);
     the same config resolving to other weights or binaries (a checkpoint installed since) builds anew."""
-    key = (config_hash({"section": section, "identity": identity}), device)
+    key = (payload_hash({"section": section, "identity": identity}), device)
     if key not in _codec_cache:
         _codec_cache[key] = create_codec(section, device)
     return _codec_cache[key]
@@ -153,7 +146,7 @@ def cached_codec(section: Mapping[str, Any], device: str, identity: Mapping[str,
 
 def is_cached(section: Mapping[str, Any], device: str, identity: Mapping[str, Any]) -> bool:
     """Whether this worker has built the codec of ``section`` already (:func:`cached_codec`)."""
-    return (config_hash({"section": section, "identity": identity}), device) in _codec_cache
+    return (payload_hash({"section": section, "identity": identity}), device) in _codec_cache
 
 
 def run_job(
@@ -177,9 +170,9 @@ def run_job(
         with clock("lock_wait"):
             lock.enter_context(job_lock(directory, job.label))
         previous = read_result(directory)
-        if is_complete(previous, job.config_hash, job.metric_code):
+        if is_complete(previous, job.identity_hash, job.metric_code):
             return previous
-        if not score and decoded_file(previous, job.config_hash, directory, job.sequence):
+        if not score and decoded_file(previous, job.identity_hash, directory, job.sequence):
             return previous  # decoded by an interrupted sweep, still to be scored
         return _run_locked(job, section, metrics, directory, previous, keep_decoded, score, clock)
 
@@ -198,7 +191,7 @@ def _run_locked(
     coded = _coded_before(previous, job, directory)
     (directory / RESULT_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     result: dict[str, Any] = {
-        **job.result_fields("failed"),
+        **job.result_fields(ResultStatus.FAILED),
         "codec_version": None,
         "codec_provenance": {},
         "random_weights": False,
@@ -228,7 +221,7 @@ def _run_locked(
             _check_decoded(decoded.frames_file, spec)
         _check_closed_loop(encoded, decoded)
         result.update(
-            status="decoded",
+            status=ResultStatus.DECODED,
             decoded_file=decoded.frames_file.name,
             decoded_md5=compute_digest(decoded.frames_file, "md5"),  # what a cross-check must reproduce
             bits={"total": encoded.total_bits, "parts": dict(encoded.bits)},
@@ -261,7 +254,7 @@ def _run_locked(
         logs.append(traceback.format_exc())
         log = "\n".join(part for part in logs if part)
         result.update(
-            status="failed",
+            status=ResultStatus.FAILED,
             error=f"{type(exc).__name__}: {exc}",
             log_tail="\n".join(log.strip().splitlines()[-LOG_TAIL_LINES:]),
         )
@@ -309,18 +302,13 @@ def record_scores(
     if not keep_decoded:
         (directory / result["decoded_file"]).unlink(missing_ok=True)
     result.update(
-        status="ok",
+        status=ResultStatus.OK,
         metrics=sequence_values(table[names]),
         metrics_device=device,
         metric_directions={name: _direction(about["lower_is_better"]) for name, about in definitions.items()},
         metric_definitions=definitions,
         metric_code=metric_code(names),
     )
-
-
-def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool:
-    """Whether ``result`` is a job decoded under ``expected_hash`` and not scored yet."""
-    return bool(result) and result.get("status") == "decoded" and result.get("config_hash") == expected_hash
 
 
 def decoded_file(
@@ -351,7 +339,7 @@ def _coded_before(previous: Mapping[str, Any] | None, job: Job, directory: Path)
     still there), so that scoring it (again) decodes that bitstream instead of coding it again."""
     if (
         not previous
-        or previous.get("config_hash") != job.config_hash
+        or previous.get("config_hash") != job.identity_hash
         or not previous.get("bits")
         or not previous.get("bitstream")
     ):

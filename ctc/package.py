@@ -31,7 +31,8 @@ from ctc.report.cli import load_report
 from ctc.report.files import write_files
 from ctc.report.redecode import RedecodeError, RunFrames
 from ctc.report.rows import ReportError, read_provenance
-from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, RESULT_FILE, read_result, write_json_atomic
+from ctc.results import ResultStatus, iter_results
+from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, write_json_atomic
 
 FORMAT = "gfvc-ctc contribution package 1"
 INDEX_FILE = "package.json"
@@ -174,13 +175,12 @@ def build_package(run_dir: Path, out: Path, device: str = "auto") -> dict[str, A
         report = load_report(run_dir)
     except ReportError as error:
         raise PackageError(str(error)) from error
-    paths = sorted(run_dir.glob(f"*/*/*/{RESULT_FILE}"))
-    results = [read_result(path.parent) for path in paths]
-    complete = [result for result in results if result and result.get("status") == "ok"]
+    results = list(iter_results(run_dir))
+    complete = [result for _, result in results if result.get("status") == ResultStatus.OK]
     left_out = [
-        f"{path.parent.relative_to(run_dir).as_posix()}: {(result or {}).get('error') or 'unfinished'}"
-        for path, result in zip(paths, results, strict=True)
-        if not result or result.get("status") != "ok"
+        f"{directory.relative_to(run_dir).as_posix()}: {result.get('error') or 'unfinished'}"
+        for directory, result in results
+        if result.get("status") != ResultStatus.OK
     ]
     if not complete:
         raise PackageError(f"{run_dir} holds no complete job to package")

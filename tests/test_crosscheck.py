@@ -21,8 +21,8 @@ import torch
 from ctc.crosscheck.checks import TOLERANCES
 from ctc.package import INDEX_FILE, JOB_FILE, MANIFEST_FILE, write_manifest
 from ctc.paths import PROJECT_ROOT
+from ctc.results import read_result
 from ctc.runner import main as ctc_run
-from ctc.store import read_result
 from ctc.testset.sequences import declared_specs, load_test_set
 from models.checkpoints import ENV_VAR
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from ctc.results import read_result
 from ctc.runner import main
-from ctc.store import read_result
 from models.checkpoints import ENV_VAR
 
 

@@ -14,7 +14,7 @@ from ctc.report.comparisons import BITRATE, QUALITY, ComparisonError, build_comp
 from ctc.report.page import PAGE_FILE, PageSettingsError, page_settings
 from ctc.report.redecode import RunFrames
 from ctc.report.visuals import WARNING, Label, stamped
-from ctc.store import read_result
+from ctc.results import read_result
 from models.checkpoints import ENV_VAR
 
 ORDER = ["CFVQA_001", "CFVQA_002", "VOXCELEB_001", "VOXCELEB_002"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctc.results import load_results, read_result
 from ctc.runner import main
-from ctc.store import load_results, read_result
 from models.checkpoints import ENV_VAR
 from models.registry import get_model_class, load_model_config
 

@@ -19,8 +19,8 @@ import pytest
 from ctc.codec import codec_class
 from ctc.devices import DeviceError, codec_devices
 from ctc.jobs import Job, plan_jobs
+from ctc.results import load_results, read_result
 from ctc.runner import main
-from ctc.store import load_results, read_result
 from ctc.testset.sequences import SequenceSpec
 
 TESTS = Path(__file__).resolve().parent
@@ -364,13 +364,13 @@ def test_job_identity_covers_what_makes_the_bitstream_only(tmp_path):
         identity = job_identity(codec_identity(section), sequence_identity(spec), rate_point)
         return Job("test", "fake", spec, rate_point, identity)
 
-    base = job().config_hash
-    assert base == job({**section, "timeout_s": 99}).config_hash
-    assert base != job({**section, "preset": "slow"}).config_hash
-    assert base != job(rate_point=3).config_hash
-    assert base != job(spec=replace(spec, frames=2)).config_hash
+    base = job().identity_hash
+    assert base == job({**section, "timeout_s": 99}).identity_hash
+    assert base != job({**section, "preset": "slow"}).identity_hash
+    assert base != job(rate_point=3).identity_hash
+    assert base != job(spec=replace(spec, frames=2)).identity_hash
     spec.path.write_bytes(b"\1" * FRAMES * spec.frame_bytes)  # another file under the same name
-    assert base != job().config_hash
+    assert base != job().identity_hash
     assert job().overrides()[:4] == ["job.role=test", "job.codec=fake", "job.sequence=S1", "job.rate_point=1"]
     assert job().identity["codec"]["version"] == "fake 1.0"  # resolved from the codec itself
 

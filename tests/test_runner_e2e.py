@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from ctc.results import load_results, read_result
 from ctc.runner import main
-from ctc.store import load_results, read_result
 
 
 @pytest.mark.slow

@@ -21,10 +21,10 @@ import test_runner
 from test_runner import run_dir_of
 
 from ctc.report.cli import write_report
+from ctc.results import load_results, read_result
 from ctc.runner import main
 from ctc.slurm.commands import JobState, _expand
 from ctc.slurm.wait import WaitPolicy
-from ctc.store import load_results, read_result
 from hydra_plugins.gfvc_ctc_sweeper.slurm import CtcSlurmLauncher, job_device, job_resources
 
 tiny = test_runner.tiny  # the fixture: a tiny test set, the fake codec and anchor

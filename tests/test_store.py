@@ -2,7 +2,9 @@
 
 import json
 
-from ctc.store import COLUMNS, config_hash, is_complete, load_results, read_result, write_json_atomic
+from ctc.hashing import payload_hash
+from ctc.results import COLUMNS, is_complete, load_results, read_result
+from ctc.store import write_json_atomic
 
 
 def test_write_json_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
@@ -14,11 +16,11 @@ def test_write_json_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path
     assert [p.name for p in path.parent.iterdir()] == ["result.json"]
 
 
-def test_config_hash_ignores_key_order_but_not_values():
-    a = config_hash({"codec": {"name": "x265", "preset": "slow"}, "rate_point": 37})
-    assert a == config_hash({"rate_point": 37, "codec": {"preset": "slow", "name": "x265"}})
-    assert a != config_hash({"codec": {"name": "x265", "preset": "fast"}, "rate_point": 37})
-    assert a != config_hash({"codec": {"name": "x265", "preset": "slow"}, "rate_point": 42})
+def test_payload_hash_ignores_key_order_but_not_values():
+    a = payload_hash({"codec": {"name": "x265", "preset": "slow"}, "rate_point": 37})
+    assert a == payload_hash({"rate_point": 37, "codec": {"preset": "slow", "name": "x265"}})
+    assert a != payload_hash({"codec": {"name": "x265", "preset": "fast"}, "rate_point": 37})
+    assert a != payload_hash({"codec": {"name": "x265", "preset": "slow"}, "rate_point": 42})
 
 
 def test_is_complete_needs_status_ok_and_the_same_hash():

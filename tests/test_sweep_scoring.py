@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from test_runner import run_dir_of, tiny  # noqa: F401 (the fixture)
 
+from ctc.results import read_result
 from ctc.runner import main
-from ctc.store import read_result
 
 pytestmark = pytest.mark.slow  # real DISTS and LPIPS on 12 jobs
 

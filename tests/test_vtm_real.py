@@ -23,8 +23,8 @@ from anchor_helpers import HEIGHT, WIDTH, face_clip, rgb_psnr
 from ctc.codec import IntraCodec, create_codec
 from ctc.frames import read_rgb444
 from ctc.rates import kbps
+from ctc.results import read_result
 from ctc.runner import main
-from ctc.store import read_result
 from ctc.tools import ffmpeg_exe
 
 pytestmark = [pytest.mark.vtm, pytest.mark.slow]

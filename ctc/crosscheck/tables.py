@@ -20,7 +20,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from ctc.crosscheck.checks import FAIL, NOT_CHECKED, PASS, TOLERANCES, JobCheck
 from ctc.package import TABLES_DIR
 from ctc.report.cli import load_report
-from ctc.store import PROVENANCE_FILE, RESULT_FILE, job_dir, write_json_atomic
+from ctc.results import RESULT_FILE
+from ctc.store import PROVENANCE_FILE, job_dir, write_json_atomic
 
 # BD values may differ only where the metrics may (within TOLERANCES): a hundredth of a percentage point
 # of BD-rate is below what the JVET tables print (two decimals); BD-quality within the metric tolerance.

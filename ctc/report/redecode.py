@@ -23,7 +23,8 @@ from ctc.codec import Codec, codec_class, create_codec
 from ctc.devices import resolve_device
 from ctc.frames import read_rgb444
 from ctc.identity import changes, codec_identity, identity_hash, job_identity, sequence_identity
-from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, job_dir, read_result
+from ctc.results import ResultStatus, read_result
+from ctc.store import PER_FRAME_FILE, PROVENANCE_FILE, job_dir
 from ctc.testset.sequences import SequenceError, SequenceSpec, load_test_set
 
 DECODED_SUFFIX = "_decoded.rgb"
@@ -75,7 +76,7 @@ class RunFrames:
         """The decoded frames of one job, and its per-frame metrics."""
         directory = job_dir(self.run_dir, codec, sequence, rate_point)
         result = read_result(directory)
-        if not result or result.get("status") != "ok":
+        if not result or result.get("status") != ResultStatus.OK:
             raise RedecodeError(f"{directory}: no complete result")
         spec = self.spec(sequence, int(result["frames"]))
         per_frame = _read_per_frame(directory / PER_FRAME_FILE)

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from ctc.identity import identity_hash
-from ctc.store import PROVENANCE_FILE, RESULT_FILE, read_result, results_table
+from ctc.results import ResultStatus, iter_results, results_table
+from ctc.store import PROVENANCE_FILE
 
 
 class ReportError(ValueError):
@@ -26,24 +27,12 @@ class ReportError(ValueError):
 
 
 def read_results(run_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The run's results (:func:`ctc.store.results_table`, plus the codec version, checkpoint, error
+    """The run's results (:func:`ctc.results.results_table`, plus the codec version, checkpoint, error
     and creation time of each job) and the metrics' directions.
 
     An unreadable ``result.json`` becomes a failed row, so that it shows as a gap.
     """
-    results = []
-    for path in sorted(run_dir.glob(f"*/*/*/{RESULT_FILE}")):
-        result = read_result(path.parent)
-        if result is None:
-            codec, sequence, rate_point = path.parent.relative_to(run_dir).parts
-            result = {
-                "codec": codec,
-                "sequence": sequence,
-                "rate_point": rate_point,
-                "status": "failed",
-                "error": f"{path} is not readable JSON",
-            }
-        results.append(result)
+    results = [result for _, result in iter_results(run_dir)]
     table = results_table(results)
     table["codec_version"] = [result.get("codec_version") for result in results]
     table["checkpoint"] = [(result.get("codec_provenance") or {}).get("checkpoint") for result in results]
@@ -105,7 +94,7 @@ def natural_key(value: object) -> tuple:
 def usable_rows(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """The usable rows (one per codec, sequence and rate point) and the gaps found on the way."""
     gaps = []
-    failed = results[results["status"] != "ok"]
+    failed = results[results["status"] != ResultStatus.OK]
     for row in failed.itertuples():
         detail = str(getattr(row, "error", "") or "no error message").strip().splitlines()
         gaps.append(
@@ -117,7 +106,7 @@ def usable_rows(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataF
                 "detail": detail[-1] if detail else "",
             }
         )
-    rows = results[results["status"] == "ok"]
+    rows = results[results["status"] == ResultStatus.OK]
     if "created" in rows:
         rows = rows.sort_values("created", kind="stable", na_position="first")
     key = ["codec", "sequence", "rate_point"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ctc.jobs import Job
 from ctc.report.comparisons import ComparisonError, choose_sequences
-from ctc.store import read_result
+from ctc.results import ResultStatus, read_result
 
 if TYPE_CHECKING:
     from ctc.sweep.plan import SweepPlan
@@ -58,8 +58,8 @@ def release_page_frames(jobs: Iterable[Job], run_dir: Path, sequences: set[str])
         directory = job.directory(run_dir)
         result = read_result(directory) or {}
         if (
-            result.get("status") == "ok"
-            and result.get("config_hash") == job.config_hash
+            result.get("status") == ResultStatus.OK
+            and result.get("config_hash") == job.identity_hash
             and result.get("decoded_file")
         ):
             path = directory / str(result["decoded_file"])

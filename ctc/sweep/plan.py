@@ -20,7 +20,8 @@ from ctc.codec import CodecError, codec_class
 from ctc.devices import DeviceError, codec_devices
 from ctc.identity import changes, codec_identity, redo_reason
 from ctc.jobs import ROLES, Job, plan_jobs
-from ctc.store import RESULT_FILE, UnsafeName, check_name, is_complete, read_result, write_json_atomic
+from ctc.results import RESULT_FILE, ResultStatus, is_complete, read_result
+from ctc.store import UnsafeName, check_name, write_json_atomic
 from ctc.testset.sequences import SequenceError, SequenceSpec, load_test_set
 
 MIN_BD_RATE_POINTS = 4  # BD-rate fits a curve through at least four rate points
@@ -192,13 +193,13 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
     pending, reused = [], []
     for job in plan.jobs:
         result = read_result(job.directory(plan.run_dir))
-        if is_complete(result, job.config_hash, job.metric_code):
+        if is_complete(result, job.identity_hash, job.metric_code):
             reused.append(job)
             continue
         coded = (
             bool(result)
-            and result.get("config_hash") == job.config_hash
-            and result.get("status") in ("ok", "decoded")
+            and result.get("config_hash") == job.identity_hash
+            and result.get("status") in (ResultStatus.OK, ResultStatus.DECODED)
         )
         pending.append(
             PendingJob(job, "score" if coded else "code", redo_reason(result, job.identity, job.metric_code))
@@ -209,7 +210,7 @@ def what_runs(plan: SweepPlan) -> tuple[list[PendingJob], list[Job]]:
 def has_pending(plan: SweepPlan) -> bool:
     """Whether a job of ``plan`` lacks a complete result of its identity (says nothing)."""
     return any(
-        not is_complete(read_result(job.directory(plan.run_dir)), job.config_hash, job.metric_code)
+        not is_complete(read_result(job.directory(plan.run_dir)), job.identity_hash, job.metric_code)
         for job in plan.jobs
     )
 

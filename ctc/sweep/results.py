@@ -21,17 +21,8 @@ from ctc.fingerprint import config_modules
 from ctc.hashing import write_atomically
 from ctc.jobs import Job
 from ctc.provenance import collect, now_iso, plugin_paths
-from ctc.store import (
-    COLUMNS,
-    PROVENANCE_FILE,
-    RESULT_FILE,
-    SUMMARY_FILE,
-    job_busy,
-    load_results,
-    read_result,
-    results_table,
-    write_json_atomic,
-)
+from ctc.results import COLUMNS, RESULT_FILE, ResultStatus, load_results, read_result, results_table
+from ctc.store import PROVENANCE_FILE, SUMMARY_FILE, job_busy, write_json_atomic
 from ctc.sweep.plan import SweepPlan
 
 SUMMARY_COLUMNS = ["codec", "role", "seq_class", "sequence", "rate_point", "kbps"]
@@ -44,7 +35,7 @@ def sweep_results(jobs: Sequence[Job], run_dir: Path) -> list[dict[str, Any]]:
     results = []
     for job in jobs:
         result = read_result(job.directory(run_dir))
-        if result and result.get("config_hash") == job.config_hash:
+        if result and result.get("config_hash") == job.identity_hash:
             results.append(result)
             continue
         error = (
@@ -62,7 +53,7 @@ def record_failure(job: Job, error: str, run_dir: Path, overwrite: bool = False)
     off) or another process is doing the job now."""
     directory = job.directory(run_dir)
     result = {
-        **job.result_fields("failed"),
+        **job.result_fields(ResultStatus.FAILED),
         "error": error,
         "log_tail": error,
         "created": now_iso(),
@@ -152,7 +143,7 @@ def report(run_dir: Path, anchor: str, refresh: bool, page: Mapping[str, Any] | 
 
 
 def print_failures(results: Sequence[Mapping[str, Any]], run_dir: Path) -> None:
-    failures = [result for result in results if result.get("status") != "ok"]
+    failures = [result for result in results if result.get("status") != ResultStatus.OK]
     print(f"\n{len(failures)} of {len(results)} jobs failed:", file=sys.stderr)
     for result in failures:
         error = (result.get("error") or "no result").splitlines()[0]

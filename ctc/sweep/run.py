@@ -19,9 +19,10 @@ from omegaconf import DictConfig
 from ctc.conf import without_hydra
 from ctc.devices import DeviceError, gpu_count, limit_threads, release_freed_memory, scoring_devices
 from ctc.identity import decode_identity
-from ctc.jobs import ROLES, Job, awaits_scoring, quote, run_job
+from ctc.jobs import ROLES, Job, quote, run_job
 from ctc.provenance import now_iso
-from ctc.store import job_busy, job_dir, read_result
+from ctc.results import ResultStatus, awaits_scoring, read_result
+from ctc.store import job_busy, job_dir
 from ctc.sweep.page_frames import page_sequences, release_page_frames
 from ctc.sweep.plan import (
     SweepConfigError,
@@ -94,7 +95,7 @@ def run_sweep(
             plan.run_dir, plan.sections["anchor"]["name"], refresh=ran, page=plan.settings.get("report_page")
         )
     release_page_frames(decoded, plan.run_dir, page_sequences(plan))
-    if any(result.get("status") != "ok" for result in results):
+    if any(result.get("status") != ResultStatus.OK for result in results):
         print_failures(results, plan.run_dir)
         raise SystemExit(1)
 
@@ -122,7 +123,7 @@ def _sweep(
     scoring_only = {
         job.label
         for job in pending
-        if by_sequence and restore_unscored(job.directory(plan.run_dir), job.config_hash, job.sequence)
+        if by_sequence and restore_unscored(job.directory(plan.run_dir), job.identity_hash, job.sequence)
     }
     for_page = page_sequences(plan)
     with tqdm(
@@ -282,7 +283,10 @@ def _launch_wave(
         errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(overrides)
     for job, error, earlier in zip(wave.coding, errors, before, strict=False):
         result = read_result(job.directory(run_dir)) or {}
-        own = result.get("config_hash") == job.config_hash and result.get("status") in ("ok", "decoded")
+        own = result.get("config_hash") == job.identity_hash and result.get("status") in (
+            ResultStatus.OK,
+            ResultStatus.DECODED,
+        )
         if error and result == (earlier or {}) and not own:
             record_failure(job, error, run_dir, overwrite=True)
     for task, error in zip(wave.scoring, errors[len(wave.coding) :], strict=True):

@@ -23,7 +23,8 @@ from ctc.frames import read_rgb444
 from ctc.identity import encode_identity
 from ctc.jobs import Job, decoded_file, quote, record_scores
 from ctc.provenance import now_iso
-from ctc.store import RESULT_FILE, job_dir, job_lock, read_result, write_json_atomic
+from ctc.results import RESULT_FILE, ResultStatus, read_result
+from ctc.store import job_dir, job_lock, write_json_atomic
 from ctc.testset.sequences import SequenceSpec
 
 SCORE_ROLE = "score"
@@ -42,7 +43,7 @@ class ScoreTask:
     @classmethod
     def of(cls, jobs: Sequence[Job], device: str, threads: int) -> ScoreTask:
         (sequence,) = {job.sequence.name for job in jobs}
-        entries = tuple((job.codec, job.rate_point, job.config_hash) for job in jobs)
+        entries = tuple((job.codec, job.rate_point, job.identity_hash) for job in jobs)
         return cls(sequence, entries, device, threads)
 
     @property
@@ -139,7 +140,11 @@ def remove_hydra_folders(run_dir: Path) -> None:
 def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:
     """Record a decoded job that was not scored as failed, keeping its coding's record (and bitstream)."""
     result.update(
-        status="failed", error=error.splitlines()[0], log_tail=error, created=now_iso(), unscored=True
+        status=ResultStatus.FAILED,
+        error=error.splitlines()[0],
+        log_tail=error,
+        created=now_iso(),
+        unscored=True,
     )
     write_json_atomic(directory / RESULT_FILE, result)
 
@@ -148,10 +153,10 @@ def restore_unscored(directory: Path, expected_hash: str, spec: SequenceSpec) ->
     """Make a job that :func:`mark_unscored` recorded decoded again when its decoded file is whole: it
     needs its scoring only, not its coding; returns whether it did."""
     result = read_result(directory)
-    if not result or result.get("status") != "failed" or not result.get("unscored"):
+    if not result or result.get("status") != ResultStatus.FAILED or not result.get("unscored"):
         return False
     decoded = {key: value for key, value in result.items() if key not in ("error", "log_tail", "unscored")}
-    decoded["status"] = "decoded"
+    decoded["status"] = ResultStatus.DECODED
     if decoded_file(decoded, expected_hash, directory, spec) is None:
         return False
     write_json_atomic(directory / RESULT_FILE, decoded)

@@ -49,8 +49,23 @@ __all__ = ["Encoded", "GfvcCodec", "GopCode", "to_uint8"]
 OUTPUT_ROUNDINGS = ("truncate", "round")
 KEY_FRAME_FORMATS = ("yuv420", "rgb444")
 
-# Settings without a default in code: every GFVC codec config composes them from ctc/conf/gfvc/base.yaml.
-REQUIRED_KEYS = ("q_step", "batch_size", "model")
+# Settings without a default in code: every GFVC codec config composes them from ctc/conf/gfvc/base.yaml
+# (q_step and model: from the codec config itself), the one place their defaults are written; those in
+# NULLABLE_KEYS may be null there (gop_size: one GOP; threads: torch's default), the others must be set.
+REQUIRED_KEYS = (
+    "q_step",
+    "batch_size",
+    "model",
+    "weights",
+    "key_frame_format",
+    "gop_size",
+    "refresh",
+    "feature_coding",
+    "output_rounding",
+    "threads",
+    "encoder_reconstruction",
+)
+NULLABLE_KEYS = frozenset({"gop_size", "threads"})
 
 
 @register_codec("gfvc")
@@ -75,20 +90,20 @@ class GfvcCodec(GfvcPipeline, Codec):
         self.clock = Stopwatch()  # the split of each encode's and decode's seconds (in their details)
         cfg = self.config
         self.check_config(cfg)
-        self.feature_coding = self._choice("feature_coding", "ae", features.FEATURE_CODINGS)
+        self.feature_coding = self._choice("feature_coding", features.FEATURE_CODINGS)
         if self.feature_coding == "sei" and self.extra_layers:
             raise ValueError(
                 f"{self.name}: feature_coding sei writes one VVC stream of key pictures and "
                 f"GFV SEI messages, which has no place for {self.extra_layers}; use "
                 "feature_coding ae"
             )
-        self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
-        self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
+        self.output_rounding = self._choice("output_rounding", OUTPUT_ROUNDINGS)
+        self.key_frame_format = self._choice("key_frame_format", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
         self.key_frames = KeyFramePolicy.from_config(cfg, self.name)
         self.batch_size = batch_size_for(cfg, device)
-        self.encoder_reconstruction = bool(cfg.get("encoder_reconstruction", False))
-        threads = cfg.get("threads")
+        self.encoder_reconstruction = bool(cfg["encoder_reconstruction"])
+        threads = cfg["threads"]
         self.threads = None if threads is None else int(threads)
         if device.startswith("cuda"):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
@@ -97,7 +112,7 @@ class GfvcCodec(GfvcPipeline, Codec):
         self.model = (
             model
             if model is not None
-            else load_model(self.name, self.model_config, str(cfg.get("weights", "auto")), device)
+            else load_model(self.name, self.model_config, str(cfg["weights"]), device)
         )
         self.intra_name, self.intra = (
             (type(intra_codec).__name__, intra_codec) if intra_codec is not None else self._make_intra_codec()
@@ -122,8 +137,8 @@ class GfvcCodec(GfvcPipeline, Codec):
                 f"{gfv_stream.VVC_KEY_FRAME_CODECS})"
             )
 
-    def _choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = str(self.config.get(key, default)).lower()
+    def _choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = str(self.config[key]).lower()
         if value not in allowed:
             raise ValueError(f"{self.name}: {key} {value!r}: expected one of {allowed}")
         return value
@@ -139,7 +154,7 @@ class GfvcCodec(GfvcPipeline, Codec):
         cls.check_config(config)
         model_config = model_config_of(config["name"], config.get("model"), config.get("num_kp"))
         try:
-            weights = resolve_weights(config["name"], model_config, config.get("weights", "auto"))
+            weights = resolve_weights(config["name"], model_config, config["weights"])
         except CheckpointError as exc:
             raise CodecError(str(exc)) from None
         intra = cls.intra_section(config)
@@ -157,7 +172,11 @@ class GfvcCodec(GfvcPipeline, Codec):
     def check_config(cls, config: Mapping[str, Any]) -> None:
         """Settings that are missing (a codec config that does not compose ``gfvc/base``) or contradict
         each other: the SEI coordinates carry ``q_step = 2^precision``."""
-        missing = [key for key in REQUIRED_KEYS if config.get(key) is None]
+        missing = [
+            key
+            for key in REQUIRED_KEYS
+            if key not in config or (config[key] is None and key not in NULLABLE_KEYS)
+        ]
         if missing:
             raise CodecError(
                 f"{config.get('name')}: the codec config lacks {', '.join(missing)}; compose "
@@ -177,7 +196,7 @@ class GfvcCodec(GfvcPipeline, Codec):
     def intra_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """The key-frame codec's config (``intra``: ``picture_codec/auto``, VTM when found, else vvenc; or
         ``vtm``, ``vvenc``) with the picture format set to the configured ``key_frame_format``."""
-        key_frame_format = str(config.get("key_frame_format", "yuv420")).lower()
+        key_frame_format = str(config["key_frame_format"]).lower()
         return conventional_section(config["name"], config.get("intra"), key_frame_format, "key frame")
 
     def _sei_config(self) -> dict[str, Any]:
@@ -188,7 +207,7 @@ class GfvcCodec(GfvcPipeline, Codec):
 
     def _weights_id(self) -> str:
         """Which weights, independent of where the checkpoint file sits (part of the configuration hash)."""
-        weights = str(getattr(self.model, "weights", self.config.get("weights", "auto")))
+        weights = str(getattr(self.model, "weights", self.config["weights"]))
         path = Path(weights)
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else weights
 

@@ -2,13 +2,14 @@
 
 Networks (state-dict layout of the public ``FV2V-checkpoint.pth.tar``):
 
-* ``KPDetector``: 15 canonical 3-D keypoints ``(B, 15, 3)`` ((x, y, z) in [-1, 1]) as the expected
-  position of a softmax heatmap over a ``(D, H, W)`` volume (2-D encoder, reshape, 3-D decoder).
-* ``HEEstimator``: a ResNet-50-like head-pose estimator: yaw, pitch and roll as 66-bin logits,
-  translation ``t`` (3) and expression deltas ``exp`` (45).
-* ``OcclusionAwareGenerator``: the key frame's 2-D features reshaped to a 3-D volume, warped by a
-  dense 3-D motion field that a 3-D hourglass predicts from the source and driving keypoints, then
-  projected back to 2-D and decoded.
+* ``KPDetector`` (:mod:`models.fv2v_keypoints`): 15 canonical 3-D keypoints ``(B, 15, 3)``
+  ((x, y, z) in [-1, 1]) as the expected position of a softmax heatmap over a ``(D, H, W)`` volume
+  (2-D encoder, reshape, 3-D decoder).
+* ``HEEstimator`` (:mod:`models.fv2v_pose`): a ResNet-50-like head-pose estimator: yaw, pitch and
+  roll as 66-bin logits, translation ``t`` (3) and expression deltas ``exp`` (45).
+* ``OcclusionAwareGenerator`` (:mod:`models.fv2v_generator`): the key frame's 2-D features reshaped
+  to a 3-D volume, warped by a dense 3-D motion field that a 3-D hourglass predicts from the source
+  and driving keypoints, then projected back to 2-D and decoded.
 
 The keypoints of a frame are ``R kp_canonical + t + exp``; the GFVC encoder codes per frame the 57
 floats ``[R row-major (9), t (3), exp (45)]``. Upstream quirks kept because the checkpoint was

@@ -1,7 +1,8 @@
 """The interface between a generative face model and the GFVC codec pipeline: the plug-in contract.
 
-The pipeline (``models/gfvc.py``) codes a key frame with an intra codec and, for every other
-frame, a compact feature vector; the decoder animates the decoded key frame with those features.
+The pipeline (``models/gfvc.py``, its per-GOP work in ``models/gfvc_pipeline.py``) codes a key frame
+with an intra codec and, for every other frame, a compact feature vector; the decoder animates the
+decoded key frame with those features.
 Each model (FOMM, CFTE, FV2V, DAC, ..., or the user's own, in any importable module) implements
 this interface; the networks stay in their own modules.
 
@@ -13,7 +14,7 @@ this interface; the networks stay in their own modules.
   with batches of reconstructed features; it returns frames in [0, 1].
 - A model with more in its bitstream (its own coder, a base layer, residuals) subclasses
   :class:`models.gfvc.GfvcCodec` and overrides its hooks (``encode_context``, ``code_gop``,
-  ``render_gop``); HDAC and RDAC do.
+  ``render_gop``: :class:`models.gfvc_pipeline.GfvcPipeline`); HDAC and RDAC do.
 - Weights: :meth:`from_config` gets the resolved ``weights``: a checkpoint file (found from the model
   config's ``checkpoint`` or ``checkpoint_files`` in ``$GFVC_CHECKPOINTS``), ``random`` (labelled
   everywhere), or ``none`` for a model whose config lists no ``checkpoint_files`` (nothing learned).

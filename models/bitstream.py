@@ -43,7 +43,7 @@ class BitstreamError(ValueError):
 @dataclass
 class GfvcBitstream:
     model: str
-    config_hash: bytes
+    setup_hash: bytes
     width: int
     height: int
     key_frames: dict[int, bytes]  # frame index -> intra bitstream; frame 0 is always one
@@ -82,8 +82,8 @@ def _name(name: str) -> bytes:
 
 
 def _check(stream: GfvcBitstream) -> None:
-    if len(stream.config_hash) != HASH_BYTES:
-        raise ValueError(f"configuration hash must be {HASH_BYTES} bytes, got {len(stream.config_hash)}")
+    if len(stream.setup_hash) != HASH_BYTES:
+        raise ValueError(f"configuration hash must be {HASH_BYTES} bytes, got {len(stream.setup_hash)}")
     if 0 not in stream.key_frames or not all(0 <= i < stream.frame_count for i in stream.key_frames):
         raise ValueError(
             f"key frames at {stream.key_frame_positions}: frame 0 must be one, and every "
@@ -103,7 +103,7 @@ def pack(stream: GfvcBitstream) -> bytes:
         MAGIC,
         bytes([FORMAT_VERSION]),
         _name(stream.model),
-        stream.config_hash,
+        stream.setup_hash,
         _FIXED.pack(stream.frame_count, stream.width, stream.height),
         _varint(len(stream.key_frames)),
     ]
@@ -198,13 +198,13 @@ def unpack(
             f"{source}: format version {version}, this decoder reads version {FORMAT_VERSION}"
         )
     model = reader.name("header")
-    config_hash = reader.take(HASH_BYTES, "header")
+    setup_hash = reader.take(HASH_BYTES, "header")
     frame_count, width, height = _FIXED.unpack(reader.take(_FIXED.size, "header"))
     if expect_model is not None and model != expect_model:
         raise BitstreamError(f"{source}: made by model {model!r}, this decoder is {expect_model!r}")
-    if expect_hash is not None and config_hash != expect_hash:
+    if expect_hash is not None and setup_hash != expect_hash:
         raise BitstreamError(
-            f"{source}: made with configuration {config_hash.hex()}, "
+            f"{source}: made with configuration {setup_hash.hex()}, "
             f"this decoder's is {expect_hash.hex()} "
             "(other q_step, feature coding, intra codec, model or weights)"
         )
@@ -236,4 +236,4 @@ def unpack(
         ]
     if reader.pos != len(body):
         raise BitstreamError(f"{source}: {len(body) - reader.pos} unexpected bytes at the end")
-    return GfvcBitstream(model, config_hash, width, height, key_frames, payloads, layers, frame_layers)
+    return GfvcBitstream(model, setup_hash, width, height, key_frames, payloads, layers, frame_layers)

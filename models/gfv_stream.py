@@ -84,9 +84,7 @@ def bit_parts(stream: GfvcBitstream) -> dict[str, int]:
     return {"header": 0, "key_frame": 8 * sum(map(len, stream.key_frames.values())), "features": features}
 
 
-def unpack(
-    data: bytes, source: str, model: str, config_hash: bytes, width: int, height: int
-) -> GfvcBitstream:
+def unpack(data: bytes, source: str, model: str, setup_hash: bytes, width: int, height: int) -> GfvcBitstream:
     """The key pictures and GFV messages of a ``.266`` file; refuses what cannot be decoded, saying why."""
     try:
         units = split_annexb(data, source)
@@ -134,7 +132,7 @@ def unpack(
     close_access_unit()
     if not key_frames:
         raise BitstreamError(f"{source}: no key picture (no coded slice) in the stream")
-    return GfvcBitstream(model, config_hash, width, height, key_frames, payloads)
+    return GfvcBitstream(model, setup_hash, width, height, key_frames, payloads)
 
 
 def _check_message(unit: bytes, state: GfvState, seen_vcl: bool, place: int) -> None:

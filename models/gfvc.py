@@ -8,12 +8,10 @@ other frame's features are coded as the residual against the previous *reconstru
 SEI message; the encoder also reports what the other mode would have spent).
 
 Decoder: reads only the bitstream file (:mod:`models.bitstream`) and the weights; per GOP it decodes
-the key frame, rebuilds the features and runs the generator batched over the frames
-(:meth:`GfvcCodec.render_gop`). The encoder's reconstruction goes through the very same call, so on
-one device both are bit-identical. A model with more in its bitstream (HDAC's base layer, RDAC's
-residuals) overrides the hooks ``encode_context``/``decode_context``, ``code_gop`` and
-``render_gop`` (``models/hdac_codec.py``, ``models/rdac_codec.py``). Every number comes from the
-codec config (``ctc/conf/codec/<model>.yaml``).
+the key frame, rebuilds the features and runs the generator batched over the frames. The per-GOP
+work of both sides is :mod:`models.gfvc_pipeline`; this module is the codec around it: its settings,
+identity and configuration hash, and the bitstream files. Every number comes from the codec config
+(``ctc/conf/codec/<model>.yaml``).
 """
 
 from __future__ import annotations
@@ -40,14 +38,8 @@ from models import bitstream, features, gfv_stream
 from models import sei_layout as sei
 from models.base import GenerativeModel
 from models.checkpoints import NONE
-from models.gfvc_build import (
-    conventional_codec,
-    conventional_section,
-    load_model,
-    model_config_of,
-    to_uint8,
-    torch_threads,
-)
+from models.gfvc_build import conventional_codec, conventional_section, load_model, model_config_of, to_uint8
+from models.gfvc_pipeline import GfvcPipeline
 from models.gop import Encoded, GopCode
 from models.keyframes import KeyFramePolicy
 from models.translators import translator_hint
@@ -57,12 +49,27 @@ __all__ = ["Encoded", "GfvcCodec", "GopCode", "to_uint8"]
 OUTPUT_ROUNDINGS = ("truncate", "round")
 KEY_FRAME_FORMATS = ("yuv420", "rgb444")
 
-# Settings without a default in code: every GFVC codec config composes them from ctc/conf/gfvc/base.yaml.
-REQUIRED_KEYS = ("q_step", "batch_size", "model")
+# Settings without a default in code: every GFVC codec config composes them from ctc/conf/gfvc/base.yaml
+# (q_step and model: from the codec config itself), the one place their defaults are written; those in
+# NULLABLE_KEYS may be null there (gop_size: one GOP; threads: torch's default), the others must be set.
+REQUIRED_KEYS = (
+    "q_step",
+    "batch_size",
+    "model",
+    "weights",
+    "key_frame_format",
+    "gop_size",
+    "refresh",
+    "feature_coding",
+    "output_rounding",
+    "threads",
+    "encoder_reconstruction",
+)
+NULLABLE_KEYS = frozenset({"gop_size", "threads"})
 
 
 @register_codec("gfvc")
-class GfvcCodec(Codec):
+class GfvcCodec(GfvcPipeline, Codec):
     """A GFVC model as a codec: the model is the config's ``model`` section (any
     :class:`models.base.GenerativeModel`, this package's or the user's), the key-frame codec its ``intra``."""
 
@@ -83,20 +90,20 @@ class GfvcCodec(Codec):
         self.clock = Stopwatch()  # the split of each encode's and decode's seconds (in their details)
         cfg = self.config
         self.check_config(cfg)
-        self.feature_coding = self._choice("feature_coding", "ae", features.FEATURE_CODINGS)
+        self.feature_coding = self._choice("feature_coding", features.FEATURE_CODINGS)
         if self.feature_coding == "sei" and self.extra_layers:
             raise ValueError(
                 f"{self.name}: feature_coding sei writes one VVC stream of key pictures and "
                 f"GFV SEI messages, which has no place for {self.extra_layers}; use "
                 "feature_coding ae"
             )
-        self.output_rounding = self._choice("output_rounding", "truncate", OUTPUT_ROUNDINGS)
-        self.key_frame_format = self._choice("key_frame_format", "yuv420", KEY_FRAME_FORMATS)
+        self.output_rounding = self._choice("output_rounding", OUTPUT_ROUNDINGS)
+        self.key_frame_format = self._choice("key_frame_format", KEY_FRAME_FORMATS)
         self.q_step = float(cfg["q_step"])
         self.key_frames = KeyFramePolicy.from_config(cfg, self.name)
         self.batch_size = batch_size_for(cfg, device)
-        self.encoder_reconstruction = bool(cfg.get("encoder_reconstruction", False))
-        threads = cfg.get("threads")
+        self.encoder_reconstruction = bool(cfg["encoder_reconstruction"])
+        threads = cfg["threads"]
         self.threads = None if threads is None else int(threads)
         if device.startswith("cuda"):
             torch.backends.cudnn.deterministic = True  # encoder and decoder must extract identical features
@@ -105,7 +112,7 @@ class GfvcCodec(Codec):
         self.model = (
             model
             if model is not None
-            else load_model(self.name, self.model_config, str(cfg.get("weights", "auto")), device)
+            else load_model(self.name, self.model_config, str(cfg["weights"]), device)
         )
         self.intra_name, self.intra = (
             (type(intra_codec).__name__, intra_codec) if intra_codec is not None else self._make_intra_codec()
@@ -116,7 +123,7 @@ class GfvcCodec(Codec):
         )
         if self.feature_coding == "sei":
             self._check_sei_stream()
-        self.config_hash = self._config_hash()
+        self.setup_hash = self._setup_hash()
 
     def _check_sei_stream(self) -> None:
         """``sei`` writes one VVC stream (:mod:`models.gfv_stream`): VVC key pictures and the SEI only."""
@@ -130,8 +137,8 @@ class GfvcCodec(Codec):
                 f"{gfv_stream.VVC_KEY_FRAME_CODECS})"
             )
 
-    def _choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = str(self.config.get(key, default)).lower()
+    def _choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = str(self.config[key]).lower()
         if value not in allowed:
             raise ValueError(f"{self.name}: {key} {value!r}: expected one of {allowed}")
         return value
@@ -147,7 +154,7 @@ class GfvcCodec(Codec):
         cls.check_config(config)
         model_config = model_config_of(config["name"], config.get("model"), config.get("num_kp"))
         try:
-            weights = resolve_weights(config["name"], model_config, config.get("weights", "auto"))
+            weights = resolve_weights(config["name"], model_config, config["weights"])
         except CheckpointError as exc:
             raise CodecError(str(exc)) from None
         intra = cls.intra_section(config)
@@ -165,7 +172,11 @@ class GfvcCodec(Codec):
     def check_config(cls, config: Mapping[str, Any]) -> None:
         """Settings that are missing (a codec config that does not compose ``gfvc/base``) or contradict
         each other: the SEI coordinates carry ``q_step = 2^precision``."""
-        missing = [key for key in REQUIRED_KEYS if config.get(key) is None]
+        missing = [
+            key
+            for key in REQUIRED_KEYS
+            if key not in config or (config[key] is None and key not in NULLABLE_KEYS)
+        ]
         if missing:
             raise CodecError(
                 f"{config.get('name')}: the codec config lacks {', '.join(missing)}; compose "
@@ -185,7 +196,7 @@ class GfvcCodec(Codec):
     def intra_section(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """The key-frame codec's config (``intra``: ``picture_codec/auto``, VTM when found, else vvenc; or
         ``vtm``, ``vvenc``) with the picture format set to the configured ``key_frame_format``."""
-        key_frame_format = str(config.get("key_frame_format", "yuv420")).lower()
+        key_frame_format = str(config["key_frame_format"]).lower()
         return conventional_section(config["name"], config.get("intra"), key_frame_format, "key frame")
 
     def _sei_config(self) -> dict[str, Any]:
@@ -196,7 +207,7 @@ class GfvcCodec(Codec):
 
     def _weights_id(self) -> str:
         """Which weights, independent of where the checkpoint file sits (part of the configuration hash)."""
-        weights = str(getattr(self.model, "weights", self.config.get("weights", "auto")))
+        weights = str(getattr(self.model, "weights", self.config["weights"]))
         path = Path(weights)
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else weights
 
@@ -210,7 +221,7 @@ class GfvcCodec(Codec):
         """Settings beyond the common ones that a decoder must share with the encoder."""
         return {}
 
-    def _config_hash(self) -> bytes:
+    def _setup_hash(self) -> bytes:
         """Hash of everything that makes a bitstream decodable by this configuration."""
         relevant = {
             "format": bitstream.FORMAT_VERSION,
@@ -261,16 +272,11 @@ class GfvcCodec(Codec):
                 "metric": self.key_frames.refresh_metric,
                 "threshold": self.key_frames.refresh_threshold,
             },
-            "config_hash": self.config_hash.hex(),
+            "config_hash": self.setup_hash.hex(),  # the key is a file format (result.json), kept
             "output_rounding": self.output_rounding,
             "batch_size": self.batch_size,
             "threads": self.threads,
         }
-
-    def key_frame_qp(self, rate_point: int) -> int:
-        """The key frames' QP at ``rate_point`` (the rate point itself, for the models whose rate
-        points are key-frame QPs)."""
-        return int(rate_point)
 
     def encode(self, sequence: SequenceSpec, rate_point: int, workdir: Path) -> EncodeResult:
         """Write ``<sequence>_qp<rate point>.gfvc`` (``.266`` with ``sei`` features: one VVC stream); with
@@ -339,93 +345,14 @@ class GfvcCodec(Codec):
             details={"output_md5": compute_digest(out), "seconds": self.clock.take()},
         )
 
-    # -- the pipeline -------------------------------------------------------------------------
-    def encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float = 25.0) -> Encoded:
-        """Encode ``(N, 3, H, W)`` uint8 frames at ``rate_point``."""
-        if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-            raise ValueError(f"expected (N, 3, H, W) uint8 frames, got {frames.shape} {frames.dtype}")
-        with torch_threads(self.threads):
-            return self._encode_frames(frames, rate_point, Path(workdir), fps)
-
-    def _encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float) -> Encoded:
-        start_time = time.perf_counter()
-        count, _, height, width = frames.shape
-        layers, context, details = self.encode_context(frames, rate_point, workdir, fps)
-        qp = self.key_frame_qp(rate_point)
-        key_frames: dict[int, bytes] = {}
-        gops: list[GopCode] = []
-        start = 0
-        while start < count:
-            with self.clock("key_frame"):
-                picture = np.ascontiguousarray(frames[start])
-                key_frames[start] = self.intra.encode_picture(picture, qp, workdir)
-                key_frame = self.intra.decode_picture(key_frames[start], width, height, workdir)
-            end = self.key_frames.gop_end(start, count)
-            gop = self.code_gop(frames[start:end], key_frame, start, context)
-            if self.key_frames.refresh_threshold is not None and len(gop) > 1:
-                decoded = gop.decoded if gop.decoded is not None else self.render_gop(gop, start, context)
-                cut = self.key_frames.refresh_at(frames[start:end], decoded)
-                gop = gop if cut is None else gop.truncate(cut)
-            gops.append(gop)
-            start += len(gop)
-        payloads = {
-            mode: [p for gop in gops for p in gop.payloads_by_mode[mode]] for mode in gops[0].payloads_by_mode
-        }
-        frame_layers = {name: [p for gop in gops for p in gop.layers[name]] for name in gops[0].layers}
-        stream = bitstream.GfvcBitstream(
-            self.bitstream_model(),
-            self.config_hash,
-            width,
-            height,
-            key_frames,
-            payloads[self.feature_coding],
-            layers,
-            frame_layers,
-        )
-        by_mode = {mode: 8 * sum(map(len, units)) for mode, units in payloads.items()}
-        by_mode["sei"] = by_mode.get("sei", 0) + gfv_stream.SEI_START_CODE_BITS * len(payloads.get("sei", []))
-        sei_bits = sum(map(sei.gfv_payload_bits, payloads["sei"])) if "sei" in payloads else None
-        return Encoded(stream, gops, context, time.perf_counter() - start_time, by_mode, sei_bits, details)
-
-    def encode_context(
-        self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float
-    ) -> tuple[dict[str, bytes], Any, dict[str, Any]]:
-        """Sequence-level layers a model codes besides key frames and features, what the decoder
-        rebuilds from them, and figures for result.json (none here; HDAC: its base layer)."""
-        return {}, None, {}
-
-    def decode_context(self, stream: bitstream.GfvcBitstream, workdir: Path, source: str) -> Any:
-        """What :meth:`encode_context`'s layers decode to."""
-        return None
-
-    def code_gop(self, frames: np.ndarray, key_frame: np.ndarray, start: int, context: Any) -> GopCode:
-        """Code the features of one GOP (``frames[0]`` is its key frame, at frame ``start``)."""
-        reference = self.reference_features(key_frame)
-        driving = self._features(frames[1:])
-        coded = {"ae": features.code_ae(reference, driving, self.q_step)}
-        if self.sei_layout is not None:  # both modes are cheap: the other one's rate is reported too
-            coded["sei"] = features.code_sei(reference, driving, self.sei_layout)
-        return GopCode(
-            key_frame,
-            {mode: payloads for mode, (payloads, _) in coded.items()},
-            coded[self.feature_coding][1],
-        )
-
+    # -- the bitstream file -------------------------------------------------------------------
     def pack(self, stream: bitstream.GfvcBitstream) -> bytes:
         """The bitstream file's bytes: the GFVC container, or with ``sei`` features one VVC stream."""
         return gfv_stream.pack(stream) if self.feature_coding == "sei" else bitstream.pack(stream)
 
-    def bitstream_model(self) -> str:
-        """The model name this configuration's bitstreams carry (an interop codec's: its encoder's)."""
-        return self.name
-
     def generator_model(self) -> str:
         """The model whose generator makes the frames (its config's ``type``, else the codec's name)."""
         return str(self.model_config.get("type") or self.name)
-
-    def prepare_reference(self, key: torch.Tensor) -> Any:
-        """What the generator needs from the decoded key frame ``(1, 3, H, W)``, once per GOP."""
-        return self.model.prepare_reference(key)
 
     def bit_parts(self, stream: bitstream.GfvcBitstream) -> dict[str, int]:
         return gfv_stream.bit_parts(stream) if self.feature_coding == "sei" else bitstream.bit_parts(stream)
@@ -444,89 +371,7 @@ class GfvcCodec(Codec):
                 raise bitstream.BitstreamError(
                     f"{source}: made by model {made_by!r}, this decoder is {expected!r}; {hint}"
                 )
-            return bitstream.unpack(data, source, expect_model=expected, expect_hash=self.config_hash)
+            return bitstream.unpack(data, source, expect_model=expected, expect_hash=self.setup_hash)
         if width is None or height is None:
             raise ValueError("a GFV SEI stream holds no frame size: give width and height")
-        return gfv_stream.unpack(data, source, expected, self.config_hash, width, height)
-
-    def decode_stream(
-        self, stream: bitstream.GfvcBitstream, workdir: Path, source: str = "bitstream"
-    ) -> np.ndarray:
-        """Per GOP: the key frame, the features, then the frames (:meth:`render_gop`)."""
-        with torch_threads(self.threads):
-            context = self.decode_context(stream, Path(workdir), source)
-            out = np.empty((stream.frame_count, 3, stream.height, stream.width), np.uint8)
-            for start, end in stream.gops():
-                with self.clock("key_frame"):
-                    key_frame = self.intra.decode_picture(
-                        stream.key_frames[start], stream.width, stream.height, Path(workdir)
-                    )
-                recon = features.decode(
-                    stream.payloads[start:end],
-                    self.reference_features(key_frame),
-                    self.feature_coding,
-                    self.q_step,
-                    self.sei_layout,
-                    source,
-                    start,
-                )
-                layers = {name: payloads[start:end] for name, payloads in stream.frame_layers.items()}
-                gop = GopCode(key_frame, {self.feature_coding: stream.payloads[start:end]}, recon, layers)
-                out[start:end] = self.render_gop(gop, start, context)
-            return out
-
-    def render(self, encoded: Encoded) -> np.ndarray:
-        """The encoder's reconstruction of every frame: the decoder's own path on the encoder's data."""
-        with torch_threads(self.threads):
-            starts = encoded.stream.key_frame_positions
-            return np.concatenate(
-                [
-                    self.render_gop(gop, start, encoded.context)
-                    for gop, start in zip(encoded.gops, starts, strict=True)
-                ]
-            )
-
-    def render_gop(self, gop: GopCode, start: int, context: Any) -> np.ndarray:
-        """One GOP's frames ``(n, 3, H, W)`` uint8: the key frame, then the generator's frames.
-
-        The one generator path of both the encoder's reconstruction and the decoder: the key frame's
-        reference is prepared once, then frames go through the generator in ``batch_size`` batches in
-        order (a float32 convolution's result can depend on the batch size, so both sides must batch
-        alike to be bit-identical).
-        """
-        out = np.empty((len(gop), *gop.key_frame.shape), np.uint8)
-        out[0] = gop.key_frame
-        with torch.inference_mode():
-            key = self._to_tensor(gop.key_frame[None])
-            reference = self.prepare_reference(key)
-            for first in range(0, len(gop.features), self.batch_size):
-                chunk = (
-                    torch.from_numpy(gop.features[first : first + self.batch_size]).float().to(self.device)
-                )
-                indices = range(start + 1 + first, start + 1 + first + len(chunk))
-                with self.clock("generation"):
-                    frames = self.generate(key, reference, chunk, indices, context)
-                out[1 + first : 1 + first + len(chunk)] = to_uint8(frames, self.output_rounding)
-        return out
-
-    def generate(
-        self, key: torch.Tensor, reference: Any, chunk: torch.Tensor, indices: range, context: Any
-    ) -> torch.Tensor:
-        """The generator's frames ``indices`` of the sequence from their features ``chunk``."""
-        return self.model.generate(key, reference, chunk)
-
-    def reference_features(self, key_frame: np.ndarray) -> np.ndarray:
-        """The decoded key frame's features ``(D,)``: the prediction of the GOP's first inter frame."""
-        return self._features(key_frame[None])[0]
-
-    def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(frames, np.uint8)).to(self.device).float() / 255
-
-    def _features(self, frames: np.ndarray) -> np.ndarray:
-        """Features ``(B, D)`` float64 (exact float32 values), extracted in batches."""
-        chunks = [np.zeros((0, self.model.feature_size))]
-        with torch.inference_mode(), self.clock("features"):
-            for start in range(0, len(frames), self.batch_size):
-                chunk = self.model.extract_features(self._to_tensor(frames[start : start + self.batch_size]))
-                chunks.append(chunk.detach().float().cpu().numpy().astype(np.float64))
-        return np.concatenate(chunks)
+        return gfv_stream.unpack(data, source, expected, self.setup_hash, width, height)

@@ -60,8 +60,9 @@ class HdacCodec(GfvcCodec):
     extra_layers = "HDAC's base layer (a second, conventionally coded video)"
 
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
-        # before the base class's set-up, which hashes them into the configuration
-        self.base_scale = float(config.get("base_layer_scale", 1))
+        # before the base class's set-up, which hashes them into the configuration (the default:
+        # ctc/conf/codec/hdac.yaml)
+        self.base_scale = float(config["base_layer_scale"])
         if not 0 < self.base_scale <= 1:
             raise ValueError(f"{config['name']}: base_layer_scale {self.base_scale}: expected 0 < scale <= 1")
         self.base_name, self.base_codec = conventional_codec(

@@ -29,20 +29,22 @@ REFRESH_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], bool
 
 @dataclass(frozen=True)
 class KeyFramePolicy:
-    gop_size: int | None = None  # None: one key frame per sequence (as the CTC runs GFVC codecs)
-    refresh_metric: str = "psnr"
-    refresh_threshold: float | None = None  # None: no adaptive refresh
+    """A GFVC codec config's ``gop_size`` and ``refresh`` (their defaults: ``ctc/conf/gfvc/base.yaml``)."""
+
+    gop_size: int | None  # None: one key frame per sequence (as the CTC runs GFVC codecs)
+    refresh_metric: str
+    refresh_threshold: float | None  # None: no adaptive refresh
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], owner: str) -> KeyFramePolicy:
-        gop = config.get("gop_size")
+        gop = config["gop_size"]
         if gop is not None and int(gop) < 1:
             raise ValueError(f"{owner}: gop_size {gop}: expected a positive number of frames or null")
-        refresh = dict(config.get("refresh") or {})
-        metric = str(refresh.get("metric", "psnr"))
+        refresh = config["refresh"]
+        metric = str(refresh["metric"])
         if metric not in REFRESH_METRICS:
             raise ValueError(f"{owner}: refresh.metric {metric!r}: expected one of {sorted(REFRESH_METRICS)}")
-        threshold = refresh.get("threshold")
+        threshold = refresh["threshold"]
         return cls(None if gop is None else int(gop), metric, None if threshold is None else float(threshold))
 
     def gop_end(self, start: int, frame_count: int) -> int:

@@ -40,13 +40,14 @@ class MrdacCodec(GfvcCodec):
     """MRDAC: multi-reference animation, references by the picture codec, keypoints by MRDAC's coder."""
 
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
+        self.check_config(config)
         name = config["name"]
         self.references = ReferencePolicy.from_config(config, name)
-        if str(config.get("feature_coding", "ae")) != "ae" or config.get("sei"):
+        if str(config["feature_coding"]) != "ae" or config.get("sei"):
             raise ValueError(
                 f"{name}: feature_coding must be ae (MRDAC's keypoint coder); it has no SEI layout"
             )
-        if (config.get("refresh") or {}).get("threshold") is not None:
+        if config["refresh"]["threshold"] is not None:
             raise ValueError(
                 f"{name}: refresh is not used: references follow references.* (models/mrdac_policy.py)"
             )
@@ -91,7 +92,7 @@ class MrdacCodec(GfvcCodec):
                 residual = mrdac_kp.residuals(predictor, kp, self.q_step)
                 payloads[index] = coder.encode(residual)
                 predictor = kp_hat[index] = mrdac_kp.reconstruct(predictor, residual, self.q_step)
-        stream = bitstream.GfvcBitstream(self.name, self.config_hash, width, height, key_frames, payloads)
+        stream = bitstream.GfvcBitstream(self.name, self.setup_hash, width, height, key_frames, payloads)
         details = {
             "references_in_use": plan.in_use,
             "reference_coded_at": {str(p): at for p, at in plan.coded_at.items()},

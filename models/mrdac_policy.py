@@ -40,18 +40,20 @@ class ReferencePlan:
 
 @dataclass(frozen=True)
 class ReferencePolicy:
-    gop_size: int = 25
-    search_window: int = 5
-    max_references: int | None = 4
-    eviction: str = "oldest"
-    use_weights: bool = True
+    """A codec config's ``references`` section (every key set there: ``ctc/conf/codec/mrdac.yaml``)."""
+
+    gop_size: int
+    search_window: int
+    max_references: int | None  # None: never evict
+    eviction: str
+    use_weights: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], owner: str) -> ReferencePolicy:
-        section = dict(config.get("references") or {})
-        gop, window = int(section.get("gop_size", 25)), int(section.get("search_window", 5))
-        limit = section.get("max_references", 4)
-        eviction = str(section.get("eviction", "oldest"))
+        section = config["references"]
+        gop, window = int(section["gop_size"]), int(section["search_window"])
+        limit = section["max_references"]
+        eviction = str(section["eviction"])
         if gop < 1:
             raise ValueError(f"{owner}: references.gop_size {gop}: expected a positive number of frames")
         if window < 0:
@@ -68,7 +70,7 @@ class ReferencePolicy:
             window,
             None if limit is None else int(limit),
             eviction,
-            bool(section.get("use_weights", True)),
+            bool(section["use_weights"]),
         )
 
     def _evict(self, buffer: list[int]) -> None:

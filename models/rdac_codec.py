@@ -46,11 +46,11 @@ class RdacCodec(GfvcCodec):
     extra_layers = "RDAC's learned residuals (per frame)"
 
     def __init__(self, config: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
-        residual = dict(config.get("residual") or {})
-        self.rate_idx, self.q_value = int(residual.get("rate_idx", 3)), float(residual.get("q_value", 0.0))
-        skip = dict(config.get("skip") or {})
-        self.use_skip = bool(skip.get("enabled", True))
-        self.skip_threshold = float(skip.get("threshold", 0.75))
+        # no defaults here: ctc/conf/codec/rdac.yaml sets them
+        residual, skip = config["residual"], config["skip"]
+        self.rate_idx, self.q_value = int(residual["rate_idx"]), float(residual["q_value"])
+        self.use_skip = bool(skip["enabled"])
+        self.skip_threshold = float(skip["threshold"])
         super().__init__(config, *args, **kwargs)
         self.model.generator.sdc.check_rate(self.rate_idx, self.q_value)
 

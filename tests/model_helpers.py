@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from ctc.testset.sequences import SequenceSpec, load_test_set
+from test_gfvc_codec import as_sequence, resized
 from torch import nn
 
 from models.base import GenerativeModel
+from models.registry import load_model_config
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
@@ -81,6 +85,43 @@ def golden_fixtures(model: str) -> tuple[Any, Any, Any]:
         return load_pt(golden / "tiny" / "inputs.pt")
 
     return golden, expected, inputs
+
+
+def tiny_networks(golden: Path, networks: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """``networks`` (built from :func:`tiny_params`) with the golden's tiny weights, loaded strictly, in
+    float64 (the precision of the goldens) for inference."""
+    for name, module in networks.items():
+        module.load_state_dict(load_pt(golden / "tiny" / f"{name}.pt"), strict=True)
+        module.double().eval()
+    return networks
+
+
+def tiny_checkpoint_fixture(file_name: str, networks: tuple[str, ...] = ("kp_detector", "generator")) -> Any:
+    """The module fixture of a training checkpoint ``file_name`` (in a temporary folder) holding the
+    golden's tiny ``networks``: ``tiny_model_file = tiny_checkpoint_fixture("DAC-10-checkpoint.pth.tar")``
+    in a test module that has the ``golden`` fixture."""
+
+    @pytest.fixture(scope="module")
+    def tiny_checkpoint(golden: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        path = tmp_path_factory.mktemp("checkpoint") / file_name
+        state = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in networks}
+        torch.save(training_checkpoint(state), path)
+        return path
+
+    return tiny_checkpoint
+
+
+def tiny_model_config(golden: Path, model: str) -> dict[str, Any]:
+    """The model's config (``ctc/conf/model/<model>.yaml``) with the golden's tiny ``model_params``."""
+    return {**load_model_config(model), "model_params": tiny_params(golden)}
+
+
+def tiny_clip(golden: Path, frames: int, folder: Path) -> SequenceSpec:
+    """The first ``frames`` of the real clip FACES_00 at the golden's tiny image size, a sequence in
+    ``folder``."""
+    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": frames})
+    size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
+    return as_sequence(resized(np.asarray(spec.read()), size), folder)
 
 
 class ThreeConvModel(GenerativeModel):

@@ -85,7 +85,7 @@ def test_vtm_decodes_our_stream_and_dumps_what_we_coded(name, gop_size, shared, 
     assert len(messages) == FRAMES
     data = stream_file.read_bytes()
     assert [syntax_elements(message) for message in messages] == our_syntax_elements(data, str(stream_file))
-    stream = gfv_stream.unpack(data, str(stream_file), codec.name, codec.config_hash, size, size)
+    stream = gfv_stream.unpack(data, str(stream_file), codec.name, codec.setup_hash, size, size)
     encoded = codec.encode_frames(np.asarray(sequence.read()), QP, tmp_path / "again")
     layout = codec.sei_layout
     index = 0

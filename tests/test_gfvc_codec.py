@@ -249,7 +249,7 @@ def test_intra_codec_auto_takes_vtm_only_when_it_is_installed(real_vtm, no_vtm, 
     monkeypatch.undo()  # the machine's VTM again (the build of make vtm)
     vtm = stand_in_with_real_intra(key_frame_format="rgb444")
     assert isinstance(vtm.intra, VtmCodec) and vtm.intra.input_format == "rgb444"
-    assert vtm.intra_name == "vtm" and vtm.config_hash != codec.config_hash  # not decodable by the other
+    assert vtm.intra_name == "vtm" and vtm.setup_hash != codec.setup_hash  # not decodable by the other
     assert stand_in_with_real_intra(intra=load_section("picture_codec", "vvenc")).intra_name == "vvenc"
 
 

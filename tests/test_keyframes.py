@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ctc.conf import load_section
 from models import keyframes
 from models.keyframes import KeyFramePolicy, psnr
 
 BLACK = np.zeros((2, 2, 3), np.uint8)
 WHITE = np.full((2, 2, 3), 255, np.uint8)
+ONE_GOP = KeyFramePolicy(None, "psnr", None)  # no key frame but the first, no adaptive refresh
 
 
 def test_psnr_of_uint8_pictures_by_hand() -> None:
@@ -26,29 +28,39 @@ def test_psnr_is_higher_is_better_for_refresh() -> None:
     assert keyframes.REFRESH_METRICS["psnr"] == (psnr, False)
 
 
-def test_policy_from_config_defaults_and_conversions() -> None:
-    assert KeyFramePolicy.from_config({}, "m") == KeyFramePolicy(None, "psnr", None)
-    assert KeyFramePolicy() == KeyFramePolicy(None, "psnr", None)
-    policy = KeyFramePolicy.from_config({"gop_size": "8", "refresh": {"threshold": "30"}}, "m")
+@pytest.fixture(scope="module")
+def base() -> dict:
+    """The GFVC base config: the one place the key-frame settings' defaults are written."""
+    return load_section("gfvc", "base")
+
+
+def test_policy_from_config_defaults_and_conversions(base) -> None:
+    assert KeyFramePolicy.from_config(base, "m") == ONE_GOP
+    with pytest.raises(KeyError, match="gop_size"):  # no default in code: the config must set it
+        KeyFramePolicy.from_config({"refresh": base["refresh"]}, "m")
+    policy = KeyFramePolicy.from_config(
+        {"gop_size": "8", "refresh": {"metric": "psnr", "threshold": "30"}}, "m"
+    )
     assert policy == KeyFramePolicy(8, "psnr", 30.0)
     assert type(policy.gop_size) is int and type(policy.refresh_threshold) is float
-    assert KeyFramePolicy.from_config({"gop_size": 1, "refresh": None}, "m").gop_size == 1  # smallest GOP
+    assert KeyFramePolicy.from_config({**base, "gop_size": 1}, "m").gop_size == 1  # smallest GOP
 
 
-def test_policy_from_config_refuses_bad_values_by_name() -> None:
+def test_policy_from_config_refuses_bad_values_by_name(base) -> None:
     with pytest.raises(ValueError) as error:
-        KeyFramePolicy.from_config({"gop_size": 0}, "model fomm")
+        KeyFramePolicy.from_config({**base, "gop_size": 0}, "model fomm")
     assert str(error.value) == "model fomm: gop_size 0: expected a positive number of frames or null"
     with pytest.raises(ValueError) as error:
-        KeyFramePolicy.from_config({"refresh": {"metric": "ssim"}}, "model fomm")
+        KeyFramePolicy.from_config({**base, "refresh": {"metric": "ssim", "threshold": None}}, "model fomm")
     assert str(error.value) == "model fomm: refresh.metric 'ssim': expected one of ['psnr']"
 
 
 def test_gop_end() -> None:
-    assert KeyFramePolicy().gop_end(0, 20) == 20  # one GOP: the whole sequence
-    assert KeyFramePolicy(8).gop_end(0, 20) == 8
-    assert KeyFramePolicy(8).gop_end(16, 20) == 20  # the last GOP is cut by the sequence's end
-    assert KeyFramePolicy(8).gop_end(8, 16) == 16
+    assert ONE_GOP.gop_end(0, 20) == 20  # one GOP: the whole sequence
+    every_8 = KeyFramePolicy(8, "psnr", None)
+    assert every_8.gop_end(0, 20) == 8
+    assert every_8.gop_end(16, 20) == 20  # the last GOP is cut by the sequence's end
+    assert every_8.gop_end(8, 16) == 16
 
 
 def _gop(*animated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +85,7 @@ def _gop(*animated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 )
 def test_refresh_at_the_first_frame_where_the_running_mean_falls_below(threshold, expected) -> None:
     originals, decoded = _gop(BLACK, WHITE, WHITE)
-    assert KeyFramePolicy(refresh_threshold=threshold).refresh_at(originals, decoded) == expected
+    assert KeyFramePolicy(None, "psnr", threshold).refresh_at(originals, decoded) == expected
 
 
 def test_refresh_for_a_lower_is_better_metric(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +97,9 @@ def test_refresh_for_a_lower_is_better_metric(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setitem(keyframes.REFRESH_METRICS, "wrong", (wrong, True))
     originals, decoded = _gop(BLACK, WHITE, WHITE)
-    policy = KeyFramePolicy.from_config({"refresh": {"metric": "wrong", "threshold": 0.5}}, "m")
+    policy = KeyFramePolicy.from_config(
+        {"gop_size": None, "refresh": {"metric": "wrong", "threshold": 0.5}}, "m"
+    )
     assert policy.refresh_at(originals, decoded) == 3  # 0.5 is not above 0.5
     assert KeyFramePolicy(None, "wrong", 0.49).refresh_at(originals, decoded) == 2
     assert KeyFramePolicy(None, "wrong", 0.7).refresh_at(originals, decoded) is None

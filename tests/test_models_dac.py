@@ -12,12 +12,13 @@ import torch
 from model_helpers import (
     golden_fixtures,
     layout,
-    load_pt,
     manifest,
     manifest_layout,
     max_abs_diff,
+    tiny_checkpoint_fixture,
+    tiny_model_config,
+    tiny_networks,
     tiny_params,
-    training_checkpoint,
 )
 
 from models import features
@@ -27,6 +28,7 @@ from models.gfvc_build import to_uint8
 from models.registry import create_model, load_model_config
 
 golden, expected, inputs = golden_fixtures("dac")
+tiny_model_file = tiny_checkpoint_fixture("DAC-10-checkpoint.pth.tar")
 
 
 def test_model_config_holds_the_manifest_model_params(golden: Path) -> None:
@@ -49,17 +51,9 @@ def test_state_dict_layout_equals_manifest(golden: Path, num_kp: int) -> None:
         assert sum(p.numel() for p in module.parameters()) == counts[name]
 
 
-def tiny_networks(golden: Path, dtype: torch.dtype = torch.float64) -> dict:
-    networks = DAC.build_networks(tiny_params(golden))
-    for name, module in networks.items():
-        module.load_state_dict(load_pt(golden / "tiny" / f"{name}.pt"), strict=True)
-        module.to(dtype).eval()
-    return networks
-
-
 def test_tiny_outputs_equal_golden_float64(golden: Path, inputs: dict, expected: dict) -> None:
     """The decoder's call sequence, one frame at a time, with the golden's decoded keypoints."""
-    networks = tiny_networks(golden)
+    networks = tiny_networks(golden, DAC.build_networks(tiny_params(golden)))
     kpd, generator = networks["kp_detector"], networks["generator"]
     source = inputs["source"].double()
     with torch.no_grad():
@@ -106,25 +100,13 @@ def test_keypoint_coding_is_byte_exact(expected: dict) -> None:
     assert np.array_equal(decoded, recon)
 
 
-@pytest.fixture(scope="module")
-def tiny_model_file(golden: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dac") / "DAC-10-checkpoint.pth.tar"
-    networks = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in ("kp_detector", "generator")}
-    torch.save(training_checkpoint(networks), path)
-    return path
-
-
-def tiny_config(golden: Path) -> dict:
-    return {**load_model_config("dac"), "model_params": tiny_params(golden)}
-
-
 @pytest.mark.parametrize(
     ("dtype", "image_tol", "kp_tol"), [(torch.float64, 1e-9, 1e-9), (torch.float32, 1e-4, 1e-5)]
 )
 def test_adapter_features_and_batched_frames(
     golden: Path, tiny_model_file: Path, inputs: dict, expected: dict, dtype, image_tol: float, kp_tol: float
 ) -> None:
-    model = DAC.from_config(tiny_config(golden), weights=tiny_model_file, dtype=dtype)
+    model = DAC.from_config(tiny_model_config(golden, "dac"), weights=tiny_model_file, dtype=dtype)
     assert not model.random_weights and model.feature_size == 20
     features_ = model.extract_features(inputs["driving"])
     assert max_abs_diff(features_, expected["kp_driving.value"].flatten(1)) <= kp_tol
@@ -139,9 +121,9 @@ def test_checkpoint_by_keypoint_count_from_the_env_folder(
     golden: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ENV_VAR, str(tiny_model_file.parent))
-    model = create_model("dac", tiny_config(golden))
+    model = create_model("dac", tiny_model_config(golden, "dac"))
     assert model.weights == str(tiny_model_file)
-    config = tiny_config(golden)
+    config = tiny_model_config(golden, "dac")
     config["model_params"]["common_params"]["num_kp"] = 20
     with pytest.raises(CheckpointError, match="DAC-20-checkpoint.pth.tar"):
         create_model("dac", config)

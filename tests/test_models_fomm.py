@@ -7,21 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 from model_helpers import (
+    golden_fixtures,
     layout,
     load_pt,
     manifest,
     manifest_layout,
     max_abs_diff,
+    tiny_checkpoint_fixture,
+    tiny_networks,
     tiny_params,
-    training_checkpoint,
 )
 
 from models.fomm import FOMM, normalize_kp
 
-
-@pytest.fixture(scope="module")
-def golden(shared: Path) -> Path:
-    return shared / "golden" / "fomm"
+golden, expected, inputs = golden_fixtures("fomm")
+tiny_model_file = tiny_checkpoint_fixture("FOMM-checkpoint.pth.tar")
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +34,6 @@ def test_state_dict_layout_equals_manifest_for_vox256(golden: Path, real_network
     info = manifest(golden)
     assert layout(real_networks[name]) == manifest_layout(info["state_dicts"][name])
     assert sum(p.numel() for p in real_networks[name].parameters()) == info["num_parameters"][name]
-
-
-def tiny_networks(golden: Path, deform_align_corners: bool) -> dict:
-    networks = FOMM.build_networks(tiny_params(golden), deform_align_corners=deform_align_corners)
-    for name, module in networks.items():
-        module.load_state_dict(load_pt(golden / "tiny" / f"{name}.pt"), strict=True)
-        module.double().eval()
-    return networks
 
 
 def run_reference_sequence(networks: dict, inputs: dict) -> dict[str, torch.Tensor]:
@@ -73,31 +65,24 @@ def run_reference_sequence(networks: dict, inputs: dict) -> dict[str, torch.Tens
 
 
 @pytest.mark.parametrize("variant", ["upstream", "gfvc_v2"])
-def test_tiny_outputs_equal_golden(golden: Path, variant: str) -> None:
-    expected = load_pt(golden / "tiny" / "outputs.pt")
+def test_tiny_outputs_equal_golden(golden: Path, inputs: dict, expected: dict, variant: str) -> None:
+    expected = dict(expected)  # the module's golden outputs stay as loaded
     if variant == "gfvc_v2":
         v2 = load_pt(golden / "tiny" / "outputs_gfvc_v2.pt")
         assert set(v2) >= {"generator.deformed", "generator.prediction"}
         expected |= {k.replace("generator.deformation", "dense_motion.deformation"): v for k, v in v2.items()}
-    networks = tiny_networks(golden, deform_align_corners=variant == "gfvc_v2")
-    ours = run_reference_sequence(networks, load_pt(golden / "tiny" / "inputs.pt"))
+    built = FOMM.build_networks(tiny_params(golden), deform_align_corners=variant == "gfvc_v2")
+    networks = tiny_networks(golden, built)
+    ours = run_reference_sequence(networks, inputs)
     assert set(ours) == set(expected)
     for key, value in expected.items():
         assert ours[key].shape == value.shape, key
         assert max_abs_diff(ours[key], value) <= 1e-9, key
 
 
-def test_the_two_variants_differ_where_the_readme_says(golden: Path) -> None:
-    upstream, v2 = load_pt(golden / "tiny" / "outputs.pt"), load_pt(golden / "tiny" / "outputs_gfvc_v2.pt")
-    assert max_abs_diff(upstream["generator.deformed"], v2["generator.deformed"]) > 0.1
-
-
-@pytest.fixture(scope="module")
-def tiny_model_file(golden: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fomm") / "FOMM-checkpoint.pth.tar"
-    networks = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in ("kp_detector", "generator")}
-    torch.save(training_checkpoint(networks), path)
-    return path
+def test_the_two_variants_differ_where_the_readme_says(golden: Path, expected: dict) -> None:
+    v2 = load_pt(golden / "tiny" / "outputs_gfvc_v2.pt")
+    assert max_abs_diff(expected["generator.deformed"], v2["generator.deformed"]) > 0.1
 
 
 def tiny_model(golden: Path, path: Path, dtype: torch.dtype) -> FOMM:
@@ -105,11 +90,12 @@ def tiny_model(golden: Path, path: Path, dtype: torch.dtype) -> FOMM:
     return FOMM.from_config(config, weights=path, dtype=dtype)
 
 
-def test_adapter_features_are_keypoints_then_jacobians(golden: Path, tiny_model_file: Path) -> None:
+def test_adapter_features_are_keypoints_then_jacobians(
+    golden: Path, tiny_model_file: Path, inputs: dict, expected: dict
+) -> None:
     model = tiny_model(golden, tiny_model_file, torch.float64)
     assert not model.random_weights and model.weights == str(tiny_model_file)
-    expected = load_pt(golden / "tiny" / "outputs.pt")
-    features = model.extract_features(load_pt(golden / "tiny" / "inputs.pt")["driving"])
+    features = model.extract_features(inputs["driving"])
     assert features.shape == (3, 60) and model.feature_size == 60
     assert max_abs_diff(features[:, :20], expected["kp_driving.value"].flatten(1)) <= 1e-9
     assert max_abs_diff(features[:, 20:], expected["kp_driving.jacobian"].flatten(1)) <= 1e-9
@@ -117,10 +103,9 @@ def test_adapter_features_are_keypoints_then_jacobians(golden: Path, tiny_model_
 
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-9), (torch.float32, 1e-4)])
 def test_adapter_generates_the_golden_frames_batched(
-    golden: Path, tiny_model_file: Path, dtype, tolerance
+    golden: Path, tiny_model_file: Path, inputs: dict, dtype, tolerance
 ) -> None:
     model = tiny_model(golden, tiny_model_file, dtype)
-    inputs = load_pt(golden / "tiny" / "inputs.pt")
     expected = load_pt(golden / "tiny" / "outputs_gfvc_v2.pt")["generator.prediction"]
     reference = model.prepare_reference(inputs["source"])
     features = model.extract_features(inputs["driving"])

@@ -22,15 +22,9 @@ from model_helpers import (
 )
 
 from models.checkpoints import CheckpointError
-from models.fv2v import (
-    FV2V,
-    Fv2vReference,
-    HEEstimator,
-    head_pose_rotation,
-    headpose_to_degrees,
-    rotation_matrix,
-    transform_keypoints,
-)
+from models.fv2v import FV2V, Fv2vReference
+from models.fv2v_keypoints import transform_keypoints
+from models.fv2v_pose import HEEstimator, head_pose_rotation, headpose_to_degrees, rotation_matrix
 from models.registry import load_model_config
 
 NETWORKS = ("kp_detector", "he_estimator", "generator")

@@ -3,7 +3,6 @@ base layer coded by the real vvenc (random tiny weights): bits split per part, c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +11,26 @@ import torch
 from model_helpers import (
     golden_fixtures,
     layout,
-    load_pt,
     manifest,
     manifest_layout,
     max_abs_diff,
+    tiny_checkpoint_fixture,
+    tiny_clip,
+    tiny_model_config,
+    tiny_networks,
     tiny_params,
-    training_checkpoint,
 )
-from test_gfvc_codec import as_sequence, encode_and_decode, resized
+from test_gfvc_codec import encode_and_decode
 
 from ctc.codec import create_codec
 from ctc.conf import load_section
-from ctc.testset.sequences import load_test_set
 from models import features
 from models.gfvc_build import to_uint8
 from models.hdac import HDAC
 from models.registry import load_model_config
 
 golden, expected, inputs = golden_fixtures("hdac")
+tiny_model_file = tiny_checkpoint_fixture("HDAC-checkpoint.pth.tar")
 
 
 def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
@@ -41,10 +42,7 @@ def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
 
 
 def test_tiny_outputs_equal_golden_float64(golden: Path, inputs: dict, expected: dict) -> None:
-    networks = HDAC.build_networks(tiny_params(golden))
-    for name, module in networks.items():
-        module.load_state_dict(load_pt(golden / "tiny" / f"{name}.pt"), strict=True)
-        module.double().eval()
+    networks = tiny_networks(golden, HDAC.build_networks(tiny_params(golden)))
     kpd, generator = networks["kp_detector"], networks["generator"]
     source, base_layer = inputs["source"].double(), inputs["base_layer"].double()[1:]
     decoded = {"value": expected["kp_decoded.value"].double()}
@@ -83,12 +81,9 @@ def test_keypoint_coding_is_byte_exact(expected: dict) -> None:
 
 
 def test_float32_model_from_a_training_checkpoint(
-    golden: Path, inputs: dict, expected: dict, tmp_path: Path
+    golden: Path, inputs: dict, expected: dict, tiny_model_file: Path
 ) -> None:
-    path = tmp_path / "HDAC-checkpoint.pth.tar"
-    networks = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in ("kp_detector", "generator")}
-    torch.save(training_checkpoint(networks), path)
-    model = HDAC.from_config({**load_model_config("hdac"), "model_params": tiny_params(golden)}, weights=path)
+    model = HDAC.from_config(tiny_model_config(golden, "hdac"), weights=tiny_model_file)
     keypoints = model.extract_features(inputs["driving"])
     assert max_abs_diff(keypoints, expected["kp_driving.value"].flatten(1)) <= 1e-5
     reference = model.prepare_reference(inputs["source"])
@@ -105,13 +100,11 @@ def test_float32_model_from_a_training_checkpoint(
 
 @pytest.mark.parametrize("scale", [1, 0.5])
 def test_codec_with_a_vvenc_base_layer(golden: Path, shared: Path, tmp_path: Path, scale: float) -> None:
-    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 4})
-    size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
-    sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
-    model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
+    sequence = tiny_clip(golden, 4, tmp_path / "seq")
+    size = sequence.width
     config = {
         **load_section("codec", "hdac"),
-        "model": model,
+        "model": tiny_model_config(golden, "hdac"),
         "weights": "random",
         "base": load_section("picture_codec", "vvenc"),
         "base_layer_scale": scale,
@@ -128,21 +121,18 @@ def test_codec_with_a_vvenc_base_layer(golden: Path, shared: Path, tmp_path: Pat
     recon = tmp_path / "enc" / "face00_qp47_recon.rgb"
     assert recon.read_bytes() == decoded.tobytes()
     other = create_codec({**config, "base_layer_scale": 0.5 if scale == 1 else 1})
-    assert other.config_hash != codec.config_hash  # a decoder with another base layer refuses the file
+    assert other.setup_hash != codec.setup_hash  # a decoder with another base layer refuses the file
 
 
 @pytest.mark.vtm
 @pytest.mark.slow
 def test_codec_with_a_real_vtm_base_layer(real_vtm, golden: Path, tmp_path: Path) -> None:
     """The base layer through the real VTM: the decoder has the bitstream only, not the source."""
-    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 3})
-    size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
-    sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
-    model = {**load_model_config("hdac"), "model_params": tiny_params(golden)}
+    sequence = tiny_clip(golden, 3, tmp_path / "seq")
     codec = create_codec(
         {
             **load_section("codec", "hdac"),
-            "model": model,
+            "model": tiny_model_config(golden, "hdac"),
             "weights": "random",
             "base": load_section("picture_codec", "vtm"),
             "intra": load_section("picture_codec", "vvenc"),

@@ -20,6 +20,7 @@ from model_helpers import (
     training_checkpoint,
 )
 
+from ctc.conf import load_section
 from models import mrdac_kp
 from models.checkpoints import CheckpointError
 from models.complexity import model_complexity
@@ -215,15 +216,20 @@ def test_residuals_beyond_int8_are_escaped_not_wrapped(expected: dict) -> None:
         mrdac_kp.to_symbols([40000])
 
 
+def configured_policy(**overrides) -> ReferencePolicy:
+    """The policy of ``ctc/conf/codec/mrdac.yaml`` (upstream's defaults) with ``overrides``."""
+    section = {**load_section("codec", "mrdac")["references"], **overrides}
+    return ReferencePolicy.from_config({"references": section}, "mrdac")
+
+
 def golden_policy(golden: Path, **overrides) -> ReferencePolicy:
     params = tiny_config(golden)["eval_params"]
-    section = {
+    upstream = {
         "gop_size": params["gop_size"],
         "search_window": params["search_window"],
         "max_references": None,
-        **overrides,
     }
-    return ReferencePolicy.from_config({"references": section}, "mrdac")
+    return configured_policy(**{**upstream, **overrides})
 
 
 @pytest.mark.parametrize("max_references", [None, 3, 4])
@@ -244,15 +250,15 @@ def test_reference_policy_reproduces_upstream_decisions(
 def test_reference_policy_at_upstream_defaults() -> None:
     """250 frames, gop 25, search window 5: references 0, 25, ..., 225, 249; upstream keeps all 11
     (bug 3); ours keeps at most max_references, dropping by the configured rule."""
-    unbounded = ReferencePolicy(max_references=None).plan(250)
+    unbounded = configured_policy(max_references=None).plan(250)
     assert unbounded.references == [*range(0, 250, 25), 249]
     assert all(unbounded.in_use[f] == unbounded.references for f in range(226, 249))
-    bounded = ReferencePolicy().plan(250)
+    bounded = configured_policy().plan(250)
     assert bounded.references == unbounded.references
     assert max(map(len, bounded.in_use)) == 4
     assert bounded.in_use[230] == [175, 200, 225, 249]
-    assert ReferencePolicy(eviction="keep_first").plan(250).in_use[230] == [0, 200, 225, 249]
-    assert ReferencePolicy(max_references=2).plan(250).in_use[230] == [225, 249]
+    assert configured_policy(eviction="keep_first").plan(250).in_use[230] == [0, 200, 225, 249]
+    assert configured_policy(max_references=2).plan(250).in_use[230] == [225, 249]
 
 
 def test_reference_policy_covers_only_the_coded_frames(golden: Path) -> None:
@@ -273,7 +279,7 @@ def test_reference_policy_covers_only_the_coded_frames(golden: Path) -> None:
 )
 def test_bad_policy_is_refused(section: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ReferencePolicy.from_config({"references": section}, "mrdac")
+        configured_policy(**section)
 
 
 def test_complexity_per_number_of_references(golden: Path) -> None:

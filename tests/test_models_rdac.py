@@ -4,7 +4,6 @@ the codec closed loop with the real vvenc key frames (random tiny weights)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,14 @@ from model_helpers import (
     manifest,
     manifest_layout,
     max_abs_diff,
-    tiny_params,
-    training_checkpoint,
+    tiny_checkpoint_fixture,
+    tiny_clip,
+    tiny_model_config,
 )
-from test_gfvc_codec import StandInIntra, as_sequence, encode_and_decode, resized
+from test_gfvc_codec import StandInIntra, encode_and_decode
 
 from ctc.codec import create_codec
 from ctc.conf import load_section
-from ctc.testset.sequences import load_test_set
 from models.checkpoints import CheckpointError
 from models.gfvc import GopCode
 from models.rdac import RDAC
@@ -39,20 +38,11 @@ CDF_KEYS = [
 
 
 golden, expected, inputs = golden_fixtures("rdac")
-
-
-@pytest.fixture(scope="module")
-def tiny_file(golden: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("rdac") / "RDAC-checkpoint.pth.tar"
-    networks = {name: load_pt(golden / "tiny" / f"{name}.pt") for name in ("kp_detector", "generator")}
-    torch.save(training_checkpoint(networks), path)
-    return path
+tiny_model_file = tiny_checkpoint_fixture("RDAC-checkpoint.pth.tar")
 
 
 def tiny_model(golden: Path, path: Path, dtype: torch.dtype) -> RDAC:
-    return RDAC.from_config(
-        {**load_model_config("rdac"), "model_params": tiny_params(golden)}, weights=path, dtype=dtype
-    )
+    return RDAC.from_config(tiny_model_config(golden, "rdac"), weights=path, dtype=dtype)
 
 
 def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
@@ -66,8 +56,8 @@ def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
     assert sum(p.numel() for p in networks["generator"].parameters()) == info["num_parameters"]["generator"]
 
 
-def test_cdf_tables_are_rebuilt_after_loading(golden: Path, tiny_file: Path, expected: dict) -> None:
-    model = tiny_model(golden, tiny_file, torch.float32)
+def test_cdf_tables_are_rebuilt_after_loading(golden: Path, tiny_model_file: Path, expected: dict) -> None:
+    model = tiny_model(golden, tiny_model_file, torch.float32)
     state = model.networks["generator"].state_dict()
     for coder in ("sdc", "tdc"):
         for key in CDF_KEYS:
@@ -80,8 +70,10 @@ def test_cdf_tables_are_rebuilt_after_loading(golden: Path, tiny_file: Path, exp
     )
 
 
-def test_checkpoint_with_filled_cdf_buffers_is_refused(golden: Path, tiny_file: Path, tmp_path: Path) -> None:
-    model = tiny_model(golden, tiny_file, torch.float32)
+def test_checkpoint_with_filled_cdf_buffers_is_refused(
+    golden: Path, tiny_model_file: Path, tmp_path: Path
+) -> None:
+    model = tiny_model(golden, tiny_model_file, torch.float32)
     path = tmp_path / "RDAC-checkpoint.pth.tar"
     torch.save({name: net.state_dict() for name, net in model.networks.items()}, path)  # after update()
     with pytest.raises(
@@ -96,9 +88,9 @@ def test_checkpoint_with_filled_cdf_buffers_is_refused(golden: Path, tiny_file: 
     ("prefix", "rate_idx", "q_value"), [("frame1", 3, 0.0), ("rate_point_2_q0.3.frame1", 2, 0.3)]
 )
 def test_residual_coding_is_byte_exact_from_the_golden_latent(
-    golden: Path, tiny_file: Path, expected: dict, prefix: str, rate_idx: int, q_value: float
+    golden: Path, tiny_model_file: Path, expected: dict, prefix: str, rate_idx: int, q_value: float
 ) -> None:
-    coder = tiny_model(golden, tiny_file, torch.float64).networks["generator"].sdc
+    coder = tiny_model(golden, tiny_model_file, torch.float64).networks["generator"].sdc
     with torch.no_grad():
         coded = coder.compress(expected[f"{prefix}.sdc.y"], rate_idx, q_value)
     assert coded.y_string == bytes(expected[f"{prefix}.sdc.y_string"].tolist())
@@ -113,9 +105,9 @@ def test_residual_coding_is_byte_exact_from_the_golden_latent(
         ), key
 
 
-def test_residual_coder_at_256(golden: Path, tiny_file: Path, inputs: dict) -> None:
+def test_residual_coder_at_256(golden: Path, tiny_model_file: Path, inputs: dict) -> None:
     expected = load_pt(golden / "tiny" / "outputs_coder256.pt")
-    coder = tiny_model(golden, tiny_file, torch.float64).networks["generator"].sdc
+    coder = tiny_model(golden, tiny_model_file, torch.float64).networks["generator"].sdc
     residual = ((inputs["coder256_residual_uint8"].float() - 128) / 255).double()
     with torch.no_grad():
         assert max_abs_diff(coder.analysis(residual), expected["coder256.sdc.y"]) <= 1e-9
@@ -136,11 +128,13 @@ def golden_gop(inputs: dict, expected: dict) -> tuple[GopCode, np.ndarray]:
     ("dtype", "tolerance"), [pytest.param(torch.float64, 1e-9, marks=pytest.mark.slow), (torch.float32, 1e-4)]
 )
 def test_call_sequence_equals_the_golden(
-    golden: Path, tiny_file: Path, inputs: dict, expected: dict, dtype: torch.dtype, tolerance: float
+    golden: Path, tiny_model_file: Path, inputs: dict, expected: dict, dtype: torch.dtype, tolerance: float
 ) -> None:
     """Frame 1 spatial, frame 2 temporal, frame 3 skipped; the decoder reads what the encoder wrote."""
     codec = RdacCodec(
-        load_section("codec", "rdac"), model=tiny_model(golden, tiny_file, dtype), intra_codec=StandInIntra()
+        load_section("codec", "rdac"),
+        model=tiny_model(golden, tiny_model_file, dtype),
+        intra_codec=StandInIntra(),
     )
     gop, frames = golden_gop(inputs, expected)
     trace: dict[str, list] = {}
@@ -163,21 +157,20 @@ def test_call_sequence_equals_the_golden(
     assert np.array_equal(decoded, out)  # the decoder reads the current frame's (empty) residual
 
 
-def test_rate_outside_the_levels_is_refused(golden: Path, tiny_file: Path) -> None:
+def test_rate_outside_the_levels_is_refused(golden: Path, tiny_model_file: Path) -> None:
     config = {**load_section("codec", "rdac"), "residual": {"rate_idx": 6, "q_value": 0.0}}
     with pytest.raises(ValueError, match=r"rate_idx 6 .*levels - 2"):
-        RdacCodec(config, model=tiny_model(golden, tiny_file, torch.float32), intra_codec=StandInIntra())
+        RdacCodec(
+            config, model=tiny_model(golden, tiny_model_file, torch.float32), intra_codec=StandInIntra()
+        )
 
 
 def test_codec_closed_loop_with_vvenc_key_frames(golden: Path, tmp_path: Path) -> None:
-    (spec,) = load_test_set({"name": "faces", "sequences": ["FACES_00"], "frames": 5})
-    size = json.loads((golden / "tiny" / "config.json").read_text())["image_size"][0]
-    sequence = as_sequence(resized(np.asarray(spec.read()), size), tmp_path / "seq")
-    model = {**load_model_config("rdac"), "model_params": tiny_params(golden)}
+    sequence = tiny_clip(golden, 5, tmp_path / "seq")
     codec = create_codec(
         {
             **load_section("codec", "rdac"),
-            "model": model,
+            "model": tiny_model_config(golden, "rdac"),
             "weights": "random",
             "gop_size": 3,
             "encoder_reconstruction": True,

@@ -19,7 +19,11 @@ from models.bitstream import BitstreamError
 from models.mrdac_policy import ReferencePolicy
 from models.registry import load_model_config
 
-REFERENCES = {"gop_size": 3, "search_window": 1, "max_references": 3}
+REFERENCES = {"gop_size": 3, "search_window": 1, "max_references": 3}  # over ctc/conf/codec/mrdac.yaml's
+
+
+def references() -> dict:
+    return {**load_section("codec", "mrdac")["references"], **REFERENCES}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def tiny_codec(golden: Path):
             **load_section("codec", "mrdac"),
             "model": model,
             "weights": "random",
-            "references": REFERENCES,
+            "references": references(),
             "encoder_reconstruction": True,
             "intra": load_section("picture_codec", "vvenc"),
         }
@@ -53,7 +57,7 @@ def test_closed_loop_with_vvenc_references(cut_clip, tmp_path: Path) -> None:
     result, decoded = encode_and_decode(codec, sequence, 32, tmp_path)
     assert set(result.bits) == {"header", "key_frame", "features"}
     assert result.total_bits == 8 * result.bitstream.stat().st_size
-    plan = ReferencePolicy.from_config({"references": REFERENCES}, "mrdac").plan(8)
+    plan = ReferencePolicy.from_config({"references": references()}, "mrdac").plan(8)
     assert result.details["key_frame_positions"] == plan.references == [0, 3, 6]
     assert result.details["references_in_use"] == plan.in_use
     assert result.details["references_in_use"][4] == [0, 3, 6]  # after the cut, the new clip's reference 6

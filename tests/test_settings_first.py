@@ -55,7 +55,8 @@ def test_a_gfvc_codec_config_without_the_base_config_is_refused_before_anything_
     )
     assert code == 2
     assert (
-        "ctc-run: error: nobatch: the codec config lacks batch_size; compose the GFVC "
+        "ctc-run: error: nobatch: the codec config lacks batch_size, key_frame_format, gop_size, refresh, "
+        "feature_coding, output_rounding, threads, encoder_reconstruction; compose the GFVC "
         "base config first (defaults: [/gfvc@_here_: base, ...])"
     ) in err
     assert not results.exists()

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from ctc.testset.sequences import SequenceSpec, load_test_set
 from test_gfvc_codec import as_sequence, resized
 from torch import nn
 
+from ctc.testset.sequences import SequenceSpec, load_test_set
 from models.base import GenerativeModel
 from models.registry import load_model_config
 

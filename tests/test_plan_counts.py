@@ -101,3 +101,17 @@ def _estimate(overrides: list[str], capsys) -> dict[str, str]:
         main([*overrides, "--plan"])
     out = capsys.readouterr().out.split("estimated cost on ", 1)[1]
     return dict(line.strip().split(": ", 1) for line in out.splitlines()[1:])
+
+
+def test_on_a_cluster_each_job_pays_its_own_process_start(tiny, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("GFVC_CACHE", str(tmp_path / "cache"))
+    measured = measured_costs_path()
+    measured.parent.mkdir(parents=True)
+    measured.write_text("coding:\n  fake: {cpu_s: 10.0}\n")
+    costs = load_costs()
+    start, queue = costs["slurm"]["task_start_s"], costs["slurm"]["queue_s"]
+    job = 4 * 10.0 + costs["job_overhead_s"] + start  # 4 frames, the harness, the task's own start
+    lines = _estimate([*tiny, "launcher=slurm", "hydra.launcher.array_parallelism=2"], capsys)
+    assert _cpu_hours(lines["coding fake"]) == round(6 * job / 3600, 3)
+    seconds = queue + 3 * job  # 6 jobs, 2 at a time
+    assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["coding fake"]

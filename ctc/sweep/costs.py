@@ -72,6 +72,8 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     seen: set[str] = set()
     versions: dict[str, float] = {}  # sequence -> frames to score
     gpu_scoring = False
+    # a cluster task is a Python process of its own: its start is paid per job, not once per worker
+    start = float(costs["slurm"]["task_start_s"]) if launcher.cluster else 0.0
     for plan in plans:
         pending, _ = what_runs(plan)
         for codec in dict.fromkeys(job.codec for job in plan.jobs):
@@ -86,8 +88,8 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
                 on_gpu = each.job.device.startswith("cuda") and "gpu_s" in cost
                 seconds = each.job.sequence.frames * share * float(cost["gpu_s" if on_gpu else "cpu_s"])
                 gpu += seconds if on_gpu else 0.0
-                cpu += float(costs["job_overhead_s"]) + (0.0 if on_gpu else seconds)
-                longest = max(longest, seconds + float(costs["job_overhead_s"]))
+                cpu += float(costs["job_overhead_s"]) + start + (0.0 if on_gpu else seconds)
+                longest = max(longest, seconds + float(costs["job_overhead_s"]) + start)
                 versions[each.job.sequence.name] = (
                     versions.get(each.job.sequence.name, 0) + each.job.sequence.frames
                 )
@@ -101,9 +103,12 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     per_frame = sum(float(_per_frame(costs["scoring"], metric)[unit]) for metric in metrics)
     seconds = per_frame * sum(versions.values())
     cpu, gpu = (0.0, seconds) if gpu_scoring else (seconds, 0.0)
+    cpu += start * len(versions)  # a cluster's scoring tasks: one per sequence
     if launcher.cluster:
-        wall = float(costs["slurm"]["queue_s"]) + per_frame * max(versions.values(), default=0) / (
-            1 if gpu_scoring else launcher.scoring_cpus
+        wall = (
+            float(costs["slurm"]["queue_s"])
+            + start
+            + per_frame * max(versions.values(), default=0) / (1 if gpu_scoring else launcher.scoring_cpus)
         )
     else:
         wall = seconds if gpu_scoring else seconds / max(1, launcher.cores)

@@ -7,6 +7,8 @@ builds what is missing, and checks every file's size, frame count and md5 before
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import os
 from collections.abc import Iterable, Mapping
@@ -118,7 +120,7 @@ def canonical_file_name(fields: Mapping[str, Any], sequences_file: str | Path | 
 def _read_sequences_file(sequences_file: str | Path | None) -> tuple[Path, dict[str, Any]]:
     path = Path(sequences_file) if sequences_file else SEQUENCES_FILE
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = copy.deepcopy(_parse_yaml(path.read_text(encoding="utf-8")))
     except FileNotFoundError as exc:
         raise SequenceError(f"sequences file {path} does not exist") from exc
     except yaml.YAMLError as exc:
@@ -126,6 +128,13 @@ def _read_sequences_file(sequences_file: str | Path | None) -> tuple[Path, dict[
     if not isinstance(document, dict) or set(document) - FILE_KEYS:
         raise SequenceError(f"sequences file {path} must be a mapping with the keys {sorted(FILE_KEYS)}")
     return path, document
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_yaml(text: str) -> Any:
+    """A sequences file's content parsed once per process (keyed by the content itself, so an edited file
+    is parsed again): every task of a sweep reads the file, and parsing it took most of a task's setup."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _file_name(template: str, fields: Mapping[str, Any], where: str) -> str:

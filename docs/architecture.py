@@ -36,7 +36,7 @@ STAGES = {
     ],
     "test set": ["ctc/testset"],
     "codec interface": ["ctc/codec.py"],
-    "identity, results store": ["ctc/identity.py", "ctc/store.py", "ctc/provenance.py"],
+    "identity, results store": ["ctc/identity.py", "ctc/results.py", "ctc/store.py", "ctc/provenance.py"],
     "metrics": ["ctc/metrics"],
     "one job": ["ctc/jobs.py"],
     "sweep": ["ctc/sweep"],

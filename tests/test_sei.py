@@ -232,3 +232,81 @@ def test_unpredicted_matrix_elements_round_their_fraction_and_clip_it_as_vtm():
     message = GfvMessage(matrix_precision=1, matrices=[MatrixSet(4, np.array([[[0.25, 0.8], [-0.2, 1.75]]]))])
     _, rec = write_gfv(message, GfvState())
     assert rec.matrices[0].values.tolist() == [[[0.5, 0.5], [0.0, 1.5]]]
+
+
+def ue(value: int) -> str:
+    """Exp-Golomb ue(v) (H.266 9.2): value + 1 in binary after as many zeros as it has bits less one."""
+    code = f"{value + 1:b}"
+    return "0" * (len(code) - 1) + code
+
+
+BASE_HEAD = (
+    "1" + "1" + "1" + "0"
+)  # gfv_id ue(0), gfv_cnt ue(0), gfv_base_picture_flag 1, gfv_nn_present_flag 0
+
+
+def matrix_message(type_idx: int, count: int, height: int, width: int, precision: int = 1) -> str:
+    """A base picture with chroma key and coordinates absent and one matrix type of zeros."""
+    size = (ue(count - 1) if type_idx >= 7 else "") + ue(width - 1) + ue(height - 1)
+    head = BASE_HEAD + "0" + "0" + "0" + "1" + ue(precision - 1) + ue(0) + f"{type_idx:06b}" + size
+    return head + ("1" + "0" * precision) * (count * height * width)
+
+
+def test_the_readers_limits_are_h266s_ranges_inclusive():
+    """VTM 23.13 / H.266 ranges: gfv_chroma_key_purpose_idc 0..2, gfv_chroma_key_thr_upper_delta_minus1
+    0..255, the precision factors minus1 0..31, a matrix type's count, width and height at most 2^10: the
+    last value inside is read, the first outside refused, naming the element."""
+    one_zero = "1" + ue(0) + ue(0) + "000011" + ue(0) + ue(0) + "10"  # matrix_present 1, a 1x1 type 3: 0
+    chroma = BASE_HEAD + "1" + "{purpose}" + "000" + "{threshold}" + "0" + "0" + one_zero
+    with pytest.raises(SeiError, match="gfv_matrix_present_flag is 0 with gfv_coordinate_present_flag 0"):
+        parse_gfv(bits_to_bytes(BASE_HEAD + "0" + "0" + "0" + "0"), GfvState())
+    parsed = parse_gfv(bits_to_bytes(chroma.format(purpose=ue(2), threshold="0")), GfvState())
+    assert parsed.chroma_key == ChromaKey(2, (None, None, None))
+    with pytest.raises(SeiError, match="gfv_chroma_key_purpose_idc 3 is outside 0..2"):
+        parse_gfv(bits_to_bytes(chroma.format(purpose=ue(3), threshold="0")), GfvState())
+    threshold = "1" + "00000101" + "{}"  # thr_present 1, thr_lower u(8) 5, upper delta minus1 ue
+    parsed = parse_gfv(
+        bits_to_bytes(chroma.format(purpose=ue(0), threshold=threshold.format(ue(255)))), GfvState()
+    )
+    assert parsed.chroma_key == ChromaKey(0, (None, None, None), 5, 255)
+    with pytest.raises(SeiError, match="gfv_chroma_key_thr_upper_delta_minus1 256 is outside 0..255"):
+        parse_gfv(
+            bits_to_bytes(chroma.format(purpose=ue(0), threshold=threshold.format(ue(256)))), GfvState()
+        )
+    # coordinates present, kps_pred 0, precision minus1, one 3-D keypoint with z max minus1 ue(2): z max 3
+    coordinates = BASE_HEAD + "0" + "0" + "1" + "0" + "{}" + ue(0) + "1" + ue(2) + "111" + "0"
+    parsed = parse_gfv(bits_to_bytes(coordinates.format(ue(31))), GfvState())
+    assert (parsed.coordinate_precision, parsed.z_max_value, parsed.coordinates.tolist()) == (
+        32,
+        3,
+        [[0, 0, 0]],
+    )
+    with pytest.raises(SeiError, match="gfv_coordinate_precision_factor_minus1 32 is outside 0..31"):
+        parse_gfv(bits_to_bytes(coordinates.format(ue(32))), GfvState())
+    assert parse_gfv(bits_to_bytes(matrix_message(3, 1, 1, 1, 32)), GfvState()).matrix_precision == 32
+    with pytest.raises(SeiError, match="gfv_matrix_element_precision_factor_minus1 32 is outside 0..31"):
+        parse_gfv(bits_to_bytes(matrix_message(3, 1, 1, 1, 33)), GfvState())
+    for count, height, width in [(1024, 1, 1), (1, 1024, 1), (1, 1, 1024)]:
+        (matrix,) = parse_gfv(bits_to_bytes(matrix_message(7, count, height, width)), GfvState()).matrices
+        assert matrix.values.shape == (count, height, width)
+    for count, height, width in [(1025, 1, 1), (1, 1025, 1), (1, 1, 1025)]:
+        with pytest.raises(SeiError, match=f"{count} x {height} x {width}: each must be at most 2\\^10"):
+            parse_gfv(bits_to_bytes(matrix_message(7, count, height, width)), GfvState())
+
+
+def test_a_fusion_picture_predicts_from_the_base_picture_not_the_previous_message():
+    """A non-base message with gfv_cnt 0 predicts keypoints and matrices from the base picture; gfv_cnt 1
+    from the message before. Precision 1 (halves): base x 2 halves = 1.0 and matrix element int 1 = 1.0;
+    the gfv_cnt 1 message adds 0.5 to each (1.5); the fusion picture adds 0: 1.0 again, not 1.5."""
+    base = BASE_HEAD + "0" + "0" + "1" + "0" + ue(0) + ue(0) + "0" + ue(2) + "0" + ue(0)  # x 2 halves, y 0
+    base += "1" + ue(0) + ue(0) + "000011" + ue(0) + ue(0) + ue(1) + "0" + "0"  # a 1x1 type 3: int 1, dec 0
+    # gfv_cnt ue(1), low confidence 0, coordinates 1, kps_pred 1, dx ue(1) sign 0, dy ue(0);
+    # matrices 1, matrix_pred 1, delta int ue(0), delta dec ue(1), sign 0
+    second = "1" + ue(1) + "0" + "1" + "1" + ue(1) + "0" + ue(0) + "1" + "1" + ue(0) + ue(1) + "0"
+    # gfv_cnt ue(0), base 0, fusion 0, low confidence 0, coordinates 1, kps_pred 1, dx dy ue(0); matrices 1,
+    # matrix_pred 1, delta int and dec ue(0): a zero delta, no sign flag
+    fusion = "1" + ue(0) + "0" + "0" + "0" + "1" + "1" + ue(0) + ue(0) + "1" + "1" + ue(0) + ue(0)
+    state = GfvState()
+    read = [parse_gfv(bits_to_bytes(bits), state) for bits in (base, second, fusion)]
+    assert [m.coordinates.tolist() for m in read] == [[[1.0, 0.0]], [[1.5, 0.0]], [[1.0, 0.0]]]
+    assert [m.matrices[0].values.tolist() for m in read] == [[[[1.0]]], [[[1.5]]], [[[1.0]]]]

@@ -14,7 +14,7 @@ import pytest
 
 from models.sei import ChromaKey, GfvMessage, GfvState, MatrixSet, NeuralNetwork, write_gfv
 from models.sei_layout import GfvSeiParser, GfvSeiWriter, SeiLayout, gfv_payload_bits
-from models.sei_nal import SUFFIX_SEI_NUT, SeiError, parse_sei_nal, sei_nal_unit
+from models.sei_nal import SUFFIX_SEI_NUT, BitWriter, SeiError, parse_sei_nal, sei_nal_unit
 from models.sei_parse import parse_gfv
 
 LAYOUTS = {  # the layouts of ctc/conf/codec/{fomm,cfte,fv2v}.yaml
@@ -310,3 +310,75 @@ def test_a_fusion_picture_predicts_from_the_base_picture_not_the_previous_messag
     read = [parse_gfv(bits_to_bytes(bits), state) for bits in (base, second, fusion)]
     assert [m.coordinates.tolist() for m in read] == [[[1.0, 0.0]], [[1.5, 0.0]], [[1.0, 0.0]]]
     assert [m.matrices[0].values.tolist() for m in read] == [[[[1.0]]], [[[1.5]]], [[[1.0]]]]
+
+
+def test_layouts_from_config_take_the_documented_defaults_and_shapes():
+    """Keypoints default to 2-D, gfv_id to 0, base_kps_pred to off; without keypoints a type 4 matrix is
+    3x3 with space_3d and 2x2 without, type 5 and 6 are 3x1 / 2x1 columns, types >= 7 take count (1 by
+    default), height and width; z max value 1 for 3-D keypoints (the module's stated guess)."""
+    flat = SeiLayout.from_config(
+        {"coordinate_precision": 1, "matrix_precision": 1, "coordinates": {"num": 1}}, 2
+    )
+    assert (flat.num_kps, flat.dims, flat.gfv_id, flat.base_kps_pred) == (1, 2, 0, False)
+    assert flat.message(np.zeros(2), 0).z_max_value is None
+    config = {"coordinate_precision": 32, "matrix_precision": 32, "id": 7, "base_kps_pred": True}
+    deep = SeiLayout.from_config({**config, "coordinates": {"num": 1, "dims": 3}}, 3)
+    base, second = deep.message(np.zeros(3), 0), deep.message(np.zeros(3), 1)
+    assert (base.gfv_id, base.kps_pred, base.z_max_value, second.kps_pred) == (7, 1, 1, 1)
+    matrices = [
+        {"type_idx": 4, "offset": 0, "space_3d": 1},
+        {"type_idx": 4, "offset": 9},
+        {"type_idx": 5, "offset": 13, "space_3d": 1},
+        {"type_idx": 6, "offset": 16},
+        {"type_idx": 7, "offset": 18, "height": 1, "width": 2},
+        {"type_idx": 63, "offset": 20, "count": 2, "height": 1, "width": 1},
+    ]
+    layout = SeiLayout.from_config({**config, "matrices": matrices}, 22)
+    assert [(m.count, m.height, m.width) for m in layout.matrices] == [
+        (1, 3, 3),
+        (1, 2, 2),
+        (1, 3, 1),
+        (1, 2, 1),
+        (1, 1, 2),
+        (2, 1, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "size", "message"),
+    [
+        ({"coordinates": {"num": 1, "dims": 4}}, 4, "sei.coordinates.dims must be 2 or 3, got 4"),
+        (
+            {"matrices": [{"type_idx": 64, "offset": 0, "height": 1, "width": 1}]},
+            1,
+            "type_idx 64 is outside 0..63",
+        ),
+        ({"matrices": [{"type_idx": 1, "offset": 0}]}, 0, "sei matrix type 1 needs coordinates"),
+        ({"matrices": [{"type_idx": 0, "offset": 0}]}, 0, "sei matrix type 0 needs coordinates"),
+        (
+            {"coordinates": {"num": 1}, "coordinate_precision": 33},
+            2,
+            "sei precision factor 33 is outside 1..32",
+        ),
+        ({"coordinates": {"num": 1}, "matrix_precision": 0}, 2, "sei precision factor 0 is outside 1..32"),
+    ],
+)
+def test_layouts_outside_the_syntax_are_refused(change, size, message):
+    """gfv_matrix_type_idx is u(6): 0..63; the precision factors minus1 are 0..31; types 0 and 1 are one
+    matrix per keypoint."""
+    with pytest.raises(ValueError) as error:
+        SeiLayout.from_config({"coordinate_precision": 1, "matrix_precision": 1, **change}, size)
+    assert message in str(error.value)
+
+
+def test_gfv_payload_bits_count_the_gfv_payloads_only():
+    """8 bits per payload byte of type 223 (3 + 2 bytes here); another payload type (5, user data) is not
+    counted, nor the NAL and SEI headers."""
+
+    def payload(size: int) -> BitWriter:
+        writer = BitWriter()
+        writer.bits = [0, 1] * (4 * size)  # whole bytes: no alignment bits added
+        return writer
+
+    nal = sei_nal_unit([(223, payload(3)), (5, payload(19)), (223, payload(2))])
+    assert gfv_payload_bits(nal) == 40

@@ -308,6 +308,7 @@ def test_a_fusion_picture_predicts_from_the_base_picture_not_the_previous_messag
     fusion = "1" + ue(0) + "0" + "0" + "0" + "1" + "1" + ue(0) + ue(0) + "1" + "1" + ue(0) + ue(0)
     state = GfvState()
     read = [parse_gfv(bits_to_bytes(bits), state) for bits in (base, second, fusion)]
+    assert [(m.cnt, m.base) for m in read] == [(0, True), (1, False), (0, False)]
     assert [m.coordinates.tolist() for m in read] == [[[1.0, 0.0]], [[1.5, 0.0]], [[1.0, 0.0]]]
     assert [m.matrices[0].values.tolist() for m in read] == [[[[1.0]]], [[[1.5]]], [[[1.0]]]]
 

@@ -14,7 +14,7 @@ import pytest
 
 from models.sei import ChromaKey, GfvMessage, GfvState, MatrixSet, NeuralNetwork, write_gfv
 from models.sei_layout import GfvSeiParser, GfvSeiWriter, SeiLayout, gfv_payload_bits
-from models.sei_nal import SUFFIX_SEI_NUT, SeiError, parse_sei_nal, sei_nal_unit
+from models.sei_nal import SUFFIX_SEI_NUT, BitWriter, SeiError, parse_sei_nal, sei_nal_unit
 from models.sei_parse import parse_gfv
 
 LAYOUTS = {  # the layouts of ctc/conf/codec/{fomm,cfte,fv2v}.yaml
@@ -232,3 +232,154 @@ def test_unpredicted_matrix_elements_round_their_fraction_and_clip_it_as_vtm():
     message = GfvMessage(matrix_precision=1, matrices=[MatrixSet(4, np.array([[[0.25, 0.8], [-0.2, 1.75]]]))])
     _, rec = write_gfv(message, GfvState())
     assert rec.matrices[0].values.tolist() == [[[0.5, 0.5], [0.0, 1.5]]]
+
+
+def ue(value: int) -> str:
+    """Exp-Golomb ue(v) (H.266 9.2): value + 1 in binary after as many zeros as it has bits less one."""
+    code = f"{value + 1:b}"
+    return "0" * (len(code) - 1) + code
+
+
+BASE_HEAD = (
+    "1" + "1" + "1" + "0"
+)  # gfv_id ue(0), gfv_cnt ue(0), gfv_base_picture_flag 1, gfv_nn_present_flag 0
+
+
+def matrix_message(type_idx: int, count: int, height: int, width: int, precision: int = 1) -> str:
+    """A base picture with chroma key and coordinates absent and one matrix type of zeros."""
+    size = (ue(count - 1) if type_idx >= 7 else "") + ue(width - 1) + ue(height - 1)
+    head = BASE_HEAD + "0" + "0" + "0" + "1" + ue(precision - 1) + ue(0) + f"{type_idx:06b}" + size
+    return head + ("1" + "0" * precision) * (count * height * width)
+
+
+def test_the_readers_limits_are_h266s_ranges_inclusive():
+    """VTM 23.13 / H.266 ranges: gfv_chroma_key_purpose_idc 0..2, gfv_chroma_key_thr_upper_delta_minus1
+    0..255, the precision factors minus1 0..31, a matrix type's count, width and height at most 2^10: the
+    last value inside is read, the first outside refused, naming the element."""
+    one_zero = "1" + ue(0) + ue(0) + "000011" + ue(0) + ue(0) + "10"  # matrix_present 1, a 1x1 type 3: 0
+    chroma = BASE_HEAD + "1" + "{purpose}" + "000" + "{threshold}" + "0" + "0" + one_zero
+    with pytest.raises(SeiError, match="gfv_matrix_present_flag is 0 with gfv_coordinate_present_flag 0"):
+        parse_gfv(bits_to_bytes(BASE_HEAD + "0" + "0" + "0" + "0"), GfvState())
+    parsed = parse_gfv(bits_to_bytes(chroma.format(purpose=ue(2), threshold="0")), GfvState())
+    assert parsed.chroma_key == ChromaKey(2, (None, None, None))
+    with pytest.raises(SeiError, match="gfv_chroma_key_purpose_idc 3 is outside 0..2"):
+        parse_gfv(bits_to_bytes(chroma.format(purpose=ue(3), threshold="0")), GfvState())
+    threshold = "1" + "00000101" + "{}"  # thr_present 1, thr_lower u(8) 5, upper delta minus1 ue
+    parsed = parse_gfv(
+        bits_to_bytes(chroma.format(purpose=ue(0), threshold=threshold.format(ue(255)))), GfvState()
+    )
+    assert parsed.chroma_key == ChromaKey(0, (None, None, None), 5, 255)
+    with pytest.raises(SeiError, match="gfv_chroma_key_thr_upper_delta_minus1 256 is outside 0..255"):
+        parse_gfv(
+            bits_to_bytes(chroma.format(purpose=ue(0), threshold=threshold.format(ue(256)))), GfvState()
+        )
+    # coordinates present, kps_pred 0, precision minus1, one 3-D keypoint with z max minus1 ue(2): z max 3
+    coordinates = BASE_HEAD + "0" + "0" + "1" + "0" + "{}" + ue(0) + "1" + ue(2) + "111" + "0"
+    parsed = parse_gfv(bits_to_bytes(coordinates.format(ue(31))), GfvState())
+    assert (parsed.coordinate_precision, parsed.z_max_value, parsed.coordinates.tolist()) == (
+        32,
+        3,
+        [[0, 0, 0]],
+    )
+    with pytest.raises(SeiError, match="gfv_coordinate_precision_factor_minus1 32 is outside 0..31"):
+        parse_gfv(bits_to_bytes(coordinates.format(ue(32))), GfvState())
+    assert parse_gfv(bits_to_bytes(matrix_message(3, 1, 1, 1, 32)), GfvState()).matrix_precision == 32
+    with pytest.raises(SeiError, match="gfv_matrix_element_precision_factor_minus1 32 is outside 0..31"):
+        parse_gfv(bits_to_bytes(matrix_message(3, 1, 1, 1, 33)), GfvState())
+    for count, height, width in [(1024, 1, 1), (1, 1024, 1), (1, 1, 1024)]:
+        (matrix,) = parse_gfv(bits_to_bytes(matrix_message(7, count, height, width)), GfvState()).matrices
+        assert matrix.values.shape == (count, height, width)
+    for count, height, width in [(1025, 1, 1), (1, 1025, 1), (1, 1, 1025)]:
+        with pytest.raises(SeiError, match=f"{count} x {height} x {width}: each must be at most 2\\^10"):
+            parse_gfv(bits_to_bytes(matrix_message(7, count, height, width)), GfvState())
+
+
+def test_a_fusion_picture_predicts_from_the_base_picture_not_the_previous_message():
+    """A non-base message with gfv_cnt 0 predicts keypoints and matrices from the base picture; gfv_cnt 1
+    from the message before. Precision 1 (halves): base x 2 halves = 1.0 and matrix element int 1 = 1.0;
+    the gfv_cnt 1 message adds 0.5 to each (1.5); the fusion picture adds 0: 1.0 again, not 1.5."""
+    base = BASE_HEAD + "0" + "0" + "1" + "0" + ue(0) + ue(0) + "0" + ue(2) + "0" + ue(0)  # x 2 halves, y 0
+    base += "1" + ue(0) + ue(0) + "000011" + ue(0) + ue(0) + ue(1) + "0" + "0"  # a 1x1 type 3: int 1, dec 0
+    # gfv_cnt ue(1), low confidence 0, coordinates 1, kps_pred 1, dx ue(1) sign 0, dy ue(0);
+    # matrices 1, matrix_pred 1, delta int ue(0), delta dec ue(1), sign 0
+    second = "1" + ue(1) + "0" + "1" + "1" + ue(1) + "0" + ue(0) + "1" + "1" + ue(0) + ue(1) + "0"
+    # gfv_cnt ue(0), base 0, fusion 0, low confidence 0, coordinates 1, kps_pred 1, dx dy ue(0); matrices 1,
+    # matrix_pred 1, delta int and dec ue(0): a zero delta, no sign flag
+    fusion = "1" + ue(0) + "0" + "0" + "0" + "1" + "1" + ue(0) + ue(0) + "1" + "1" + ue(0) + ue(0)
+    state = GfvState()
+    read = [parse_gfv(bits_to_bytes(bits), state) for bits in (base, second, fusion)]
+    assert [(m.cnt, m.base) for m in read] == [(0, True), (1, False), (0, False)]
+    assert [m.coordinates.tolist() for m in read] == [[[1.0, 0.0]], [[1.5, 0.0]], [[1.0, 0.0]]]
+    assert [m.matrices[0].values.tolist() for m in read] == [[[[1.0]]], [[[1.5]]], [[[1.0]]]]
+
+
+def test_layouts_from_config_take_the_documented_defaults_and_shapes():
+    """Keypoints default to 2-D, gfv_id to 0, base_kps_pred to off; without keypoints a type 4 matrix is
+    3x3 with space_3d and 2x2 without, type 5 and 6 are 3x1 / 2x1 columns, types >= 7 take count (1 by
+    default), height and width; z max value 1 for 3-D keypoints (the module's stated guess)."""
+    flat = SeiLayout.from_config(
+        {"coordinate_precision": 1, "matrix_precision": 1, "coordinates": {"num": 1}}, 2
+    )
+    assert (flat.num_kps, flat.dims, flat.gfv_id, flat.base_kps_pred) == (1, 2, 0, False)
+    assert flat.message(np.zeros(2), 0).z_max_value is None
+    config = {"coordinate_precision": 32, "matrix_precision": 32, "id": 7, "base_kps_pred": True}
+    deep = SeiLayout.from_config({**config, "coordinates": {"num": 1, "dims": 3}}, 3)
+    base, second = deep.message(np.zeros(3), 0), deep.message(np.zeros(3), 1)
+    assert (base.gfv_id, base.kps_pred, base.z_max_value, second.kps_pred) == (7, 1, 1, 1)
+    matrices = [
+        {"type_idx": 4, "offset": 0, "space_3d": 1},
+        {"type_idx": 4, "offset": 9},
+        {"type_idx": 5, "offset": 13, "space_3d": 1},
+        {"type_idx": 6, "offset": 16},
+        {"type_idx": 7, "offset": 18, "height": 1, "width": 2},
+        {"type_idx": 63, "offset": 20, "count": 2, "height": 1, "width": 1},
+    ]
+    layout = SeiLayout.from_config({**config, "matrices": matrices}, 22)
+    assert [(m.count, m.height, m.width) for m in layout.matrices] == [
+        (1, 3, 3),
+        (1, 2, 2),
+        (1, 3, 1),
+        (1, 2, 1),
+        (1, 1, 2),
+        (2, 1, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "size", "message"),
+    [
+        ({"coordinates": {"num": 1, "dims": 4}}, 4, "sei.coordinates.dims must be 2 or 3, got 4"),
+        (
+            {"matrices": [{"type_idx": 64, "offset": 0, "height": 1, "width": 1}]},
+            1,
+            "type_idx 64 is outside 0..63",
+        ),
+        ({"matrices": [{"type_idx": 1, "offset": 0}]}, 0, "sei matrix type 1 needs coordinates"),
+        ({"matrices": [{"type_idx": 0, "offset": 0}]}, 0, "sei matrix type 0 needs coordinates"),
+        (
+            {"coordinates": {"num": 1}, "coordinate_precision": 33},
+            2,
+            "sei precision factor 33 is outside 1..32",
+        ),
+        ({"coordinates": {"num": 1}, "matrix_precision": 0}, 2, "sei precision factor 0 is outside 1..32"),
+    ],
+)
+def test_layouts_outside_the_syntax_are_refused(change, size, message):
+    """gfv_matrix_type_idx is u(6): 0..63; the precision factors minus1 are 0..31; types 0 and 1 are one
+    matrix per keypoint."""
+    with pytest.raises(ValueError) as error:
+        SeiLayout.from_config({"coordinate_precision": 1, "matrix_precision": 1, **change}, size)
+    assert message in str(error.value)
+
+
+def test_gfv_payload_bits_count_the_gfv_payloads_only():
+    """8 bits per payload byte of type 223 (3 + 2 bytes here); another payload type (5, user data) is not
+    counted, nor the NAL and SEI headers."""
+
+    def payload(size: int) -> BitWriter:
+        writer = BitWriter()
+        writer.bits = [0, 1] * (4 * size)  # whole bytes: no alignment bits added
+        return writer
+
+    nal = sei_nal_unit([(223, payload(3)), (5, payload(19)), (223, payload(2))])
+    assert gfv_payload_bits(nal) == 40

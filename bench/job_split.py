@@ -7,19 +7,15 @@ one worker: what a worker of a sweep does, codec built once for both jobs).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.cli import Figure
+from bench.cli import Figure, run_ctc
 from ctc.provenance import now_iso
-from ctc.results import read_result
+from ctc.results import iter_results
 from ctc.sweep.costs import measured_costs_path
 
 FRAMES = 8
@@ -50,18 +46,8 @@ def bench_job_split() -> list[Figure]:
                 f"results_dir={folder}",
                 "run=bench",
             ]
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "ctc.runner", *args],
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**os.environ, "PYTHONWARNINGS": "ignore"},
-            )
-            wall = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise RuntimeError(f"ctc-run {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
-            results = [read_result(path.parent) for path in Path(folder).glob("bench/*/*/*/result.json")]
+            wall = run_ctc(args)
+            results = [result for _, result in iter_results(Path(folder) / "bench")]
         frames = sum(int(result["frames"]) for result in results)
         coding = sum(result["timing"]["encode_s"] + result["timing"]["decode_s"] for result in results)
         measured[codec] = {

@@ -230,3 +230,26 @@ def test_anchor_only_run_still_reports(tmp_path, capsys):
     assert main([str(run_dir), "--no-plots"]) == 0
     assert "No tested codec besides the anchor vvenc" in capsys.readouterr().out
     assert len(pd.read_csv(run_dir / "report" / "rate_points.csv")) == 3 * 4
+
+
+def test_rows_of_an_older_setup_are_stale_gaps_and_only_the_newest_setup_is_compared():
+    """A codec rerun with other weights leaves its old rows on disk: the report compares only the rows of
+    the codec's newest setup (the last one, rows oldest first) and lists the others, per sequence."""
+    from ctc.report.rows import comparable_rows
+
+    rows = pd.DataFrame(
+        {
+            "codec": ["test", "test", "test", "test", "anchor", "anchor"],
+            "sequence": ["S1", "S1", "S2", "S1", "S1", "S2"],
+            "rate_point": [1, 2, 1, 1, 1, 1],
+            "codec_setup": ["old", "old", "old", "new", "a", "a"],
+            "configured": [True] * 6,
+        }
+    )
+    kept, gaps = comparable_rows(rows, "anchor")
+    assert list(kept.index) == [3, 4, 5]
+    assert [(gap["kind"], gap["codec"], gap["sequence"], gap["rate_point"]) for gap in gaps] == [
+        ("stale results", "test", "S1", "1, 2"),
+        ("stale results", "test", "S2", "1"),
+    ]
+    assert gaps[0]["detail"].startswith("made by another setup of test than its newest results")

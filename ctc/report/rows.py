@@ -156,33 +156,20 @@ SETUP_COLUMNS = ("frames", "fps", "width", "height", "source_md5")
 def comparable_rows(rows: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """The rows made by each codec's newest setup and like the anchor's of their sequence; the others
     as gaps. ``rows`` are :func:`usable_rows`, oldest first."""
-    gaps = []
     newest = rows.groupby("codec", sort=False)["codec_setup"].last()
     stale = rows["codec_setup"].ne(rows["codec"].map(newest)) & rows["codec_setup"].notna()
-    for (codec, sequence), group in rows[stale].groupby(["codec", "sequence"], sort=False):
-        gaps.append(
-            {
-                "kind": "stale results",
-                "codec": codec,
-                "sequence": sequence,
-                "rate_point": ", ".join(map(str, group["rate_point"])),
-                "detail": f"made by another setup of {codec} than its newest results (weights, "
-                "binaries or config changed); rerun the sweep to redo them",
-            }
-        )
+    gaps = _stale_gaps(
+        rows[stale],
+        "made by another setup of {codec} than its newest results (weights, binaries or config changed); "
+        "rerun the sweep to redo them",
+    )
     rows = rows[~stale]
     dropped = ~rows["configured"].astype(bool) if "configured" in rows else pd.Series(False, index=rows.index)
-    for (codec, sequence), group in rows[dropped].groupby(["codec", "sequence"], sort=False):
-        gaps.append(
-            {
-                "kind": "stale results",
-                "codec": codec,
-                "sequence": sequence,
-                "rate_point": ", ".join(map(str, group["rate_point"])),
-                "detail": f"rate points no longer in {codec}'s configuration (its newest sweep's); "
-                "kept on disk, left out of the tables",
-            }
-        )
+    gaps += _stale_gaps(
+        rows[dropped],
+        "rate points no longer in {codec}'s configuration (its newest sweep's); kept on disk, "
+        "left out of the tables",
+    )
     rows = rows[~dropped]
     columns = [column for column in SETUP_COLUMNS if column in rows]
     anchor_rows = rows[rows["codec"] == anchor]
@@ -209,6 +196,20 @@ def comparable_rows(rows: pd.DataFrame, anchor: str) -> tuple[pd.DataFrame, list
                 }
             )
     return rows[~unlike], gaps
+
+
+def _stale_gaps(rows: pd.DataFrame, detail: str) -> list[dict[str, str]]:
+    """One "stale results" gap per codec and sequence of ``rows``; ``detail`` may name ``{codec}``."""
+    return [
+        {
+            "kind": "stale results",
+            "codec": codec,
+            "sequence": sequence,
+            "rate_point": ", ".join(map(str, group["rate_point"])),
+            "detail": detail.format(codec=codec),
+        }
+        for (codec, sequence), group in rows.groupby(["codec", "sequence"], sort=False)
+    ]
 
 
 def _same(value: Any, reference: Any) -> bool:

@@ -17,6 +17,7 @@ from bench.cli import Figure, run_ctc
 from ctc.provenance import now_iso
 from ctc.results import iter_results
 from ctc.sweep.costs import measured_costs_path
+from ctc.sweep.plan import default_workers
 
 FRAMES = 8
 CODECS = {  # codec -> its overrides: one of each type (plain binary, library, GFVC on random weights)
@@ -25,6 +26,10 @@ CODECS = {  # codec -> its overrides: one of each type (plain binary, library, G
     "cfte": ["codec=cfte", "codec.rate_points=[32,42]", "picture_codec@codec.intra=vvenc"],
 }
 PARTS = ("lock_wait_s", "codec_setup_s", "encode_s", "decode_s", "io_s", "other_s")
+# The harness's cost per job: two x265 sweeps of one-frame jobs (the default launcher, one worker per
+# core) that differ only in their number of jobs; the difference of their walls, less that of their jobs'
+# own, is what each further job costs the harness.
+FEW_RATE_POINTS, MANY_RATE_POINTS = [37, 42], list(range(12, 52))
 
 
 def bench_job_split() -> list[Figure]:
@@ -57,14 +62,56 @@ def bench_job_split() -> list[Figure]:
             "note": "encode + decode seconds per frame, one worker (its threads: cores / 2)",
         }
         figures += _split(codec, results, frames, wall)
+    overhead = _harness_per_job()
+    figures.append(
+        Figure(
+            "harness per job (CPU)",
+            overhead,
+            "s",
+            note=f"x265 sweeps of {len(MANY_RATE_POINTS)} vs {len(FEW_RATE_POINTS)} one-frame jobs, "
+            f"{default_workers()} workers",
+        )
+    )
     path = measured_costs_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    harness = {"cpu_s": round(overhead, 3), "measured": now_iso(), "note": "CPU seconds per job outside it"}
     path.write_text(
-        yaml.safe_dump({"coding": {**(old.get("coding") or {}), **measured}}, sort_keys=False),
+        yaml.safe_dump(
+            {**old, "coding": {**(old.get("coding") or {}), **measured}, "job_overhead_s": harness},
+            sort_keys=False,
+        ),
         encoding="utf-8",
     )
     return figures
+
+
+def _harness_per_job() -> float:
+    """CPU seconds the harness spends per job outside it: the extra wall of a sweep with more jobs, less
+    its jobs' own extra wall, shared by the workers, per extra job."""
+    walls, in_jobs = [], []
+    for rate_points in (FEW_RATE_POINTS, MANY_RATE_POINTS):
+        with tempfile.TemporaryDirectory() as folder:
+            walls.append(
+                run_ctc(
+                    [
+                        "codec=x265",
+                        f"codec.rate_points=[{','.join(map(str, rate_points))}]",
+                        "anchor=none",
+                        "testset=demo",
+                        "testset.frames=1",
+                        "testset.sequences=[DEMO_001]",
+                        "metrics=psnr",
+                        "report=false",
+                        f"results_dir={folder}",
+                        "run=bench",
+                    ]
+                )
+            )
+            in_jobs.append(sum(float(r["timing"]["wall_s"]) for _, r in iter_results(Path(folder) / "bench")))
+    workers = default_workers()
+    extra_jobs = len(MANY_RATE_POINTS) - len(FEW_RATE_POINTS)
+    return max(0.0, (walls[1] - walls[0]) * workers - (in_jobs[1] - in_jobs[0])) / extra_jobs
 
 
 def _split(codec: str, results: list[dict[str, Any]], frames: int, wall: float) -> list[Figure]:

@@ -4,6 +4,7 @@ frames a forward pass takes there, how many threads a process uses."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -89,9 +90,12 @@ def limit_threads(threads: int) -> None:
     workers together never run more threads than the cores given to the sweep."""
     global _thread_limit
     _thread_limit = max(1, int(threads))
-    import torch
-
-    if torch.get_num_threads() != _thread_limit:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        # Not imported yet (a conventional codec's task never needs it): torch sizes its pools from these
+        # when it is imported, so the limit holds without paying torch's import (seconds per SLURM task).
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_thread_limit)
+    elif torch.get_num_threads() != _thread_limit:
         torch.set_num_threads(_thread_limit)
 
 

@@ -78,15 +78,19 @@ def test_the_estimate_takes_the_costs_bench_measured_over_the_defaults(
     assert _cpu_hours(lines["coding fake"]) == round(
         6 * (4 * costs["coding"]["default"]["cpu_s"] + overhead) / 3600, 3
     )
-    assert lines["coding fake"].endswith("(6 jobs, default cost)")
+    assert lines["coding fake"].endswith(
+        f"(6 jobs, default cost, {overhead:.2f} s per job of harness (default))"
+    )
     measured = measured_costs_path()
     measured.parent.mkdir(parents=True)
-    measured.write_text("coding:\n  fake: {cpu_s: 10.0}\n")
+    measured.write_text("coding:\n  fake: {cpu_s: 10.0}\njob_overhead_s: {cpu_s: 2.5}\n")
     lines = _estimate(sweep, capsys)
-    seconds = 6 * (4 * 10.0 + overhead)
+    seconds = 6 * (4 * 10.0 + 2.5)  # the measured cost per frame and harness per job
     assert _cpu_hours(lines["coding fake"]) == round(seconds / 3600, 3)
     assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["coding fake"]
-    assert lines["coding fake"].endswith(f"(6 jobs, measured {measured} cost)")
+    assert lines["coding fake"].endswith(
+        f"(6 jobs, measured {measured} cost, 2.50 s per job of harness (measured {measured}))"
+    )
     assert "coding fake_anchor" in lines and "scoring" in lines and "report" not in lines  # report=false
 
 

@@ -28,15 +28,19 @@ def measured_costs_path() -> Path:
 
 
 def load_costs() -> dict[str, Any]:
-    """The defaults, with each codec's measured coding cost in their place where ``make bench`` wrote one
-    (``coding.<codec>.source`` says which)."""
+    """The defaults, with what ``make bench`` measured in their place: each codec's coding cost
+    (``coding.<codec>.source`` says which), the harness's cost per job (``job_overhead_source``)."""
     costs = yaml.safe_load(DEFAULTS_FILE.read_text(encoding="utf-8"))
     for entry in costs["coding"].values():
         entry["source"] = "default"
+    costs["job_overhead_source"] = "default"
     path = measured_costs_path()
     measured = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
     for codec, entry in (measured.get("coding") or {}).items():
         costs["coding"][codec] = {**costs["coding"].get(codec, {}), **entry, "source": f"measured {path}"}
+    if "job_overhead_s" in measured:
+        costs["job_overhead_s"] = float(measured["job_overhead_s"]["cpu_s"])
+        costs["job_overhead_source"] = f"measured {path}"
     return costs
 
 
@@ -96,7 +100,14 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
                 gpu_scoring = gpu_scoring or on_gpu
             wall = _wall(cpu + gpu, len(mine), longest, launcher, costs)
             stages.append(
-                StageCost(f"coding {codec}", cpu, gpu, wall, f"{len(mine)} jobs, {cost['source']} cost")
+                StageCost(
+                    f"coding {codec}",
+                    cpu,
+                    gpu,
+                    wall,
+                    f"{len(mine)} jobs, {cost['source']} cost, "
+                    f"{costs['job_overhead_s']:.2f} s per job of harness ({costs['job_overhead_source']})",
+                )
             )
     metrics = plans[-1].metric_names
     unit = "gpu_s" if gpu_scoring else "cpu_s"

@@ -128,6 +128,11 @@ class Codec(ABC):
     def decode(self, bitstream: Path, sequence: SequenceSpec, workdir: Path) -> DecodeResult:
         """Decode ``bitstream`` alone into an RGB 4:4:4 8-bit file in ``workdir``."""
 
+    def count_bits(self, bitstream: Path, sequence: SequenceSpec) -> dict[str, int]:
+        """The bits per part of a bitstream this codec wrote, counted from the file alone (the cross-check
+        counts a package's rates again): one part, ``video``, unless the codec's files have parts."""
+        return {"video": 8 * Path(bitstream).stat().st_size}
+
 
 class IntraCodec(ABC):
     """Codes one picture as an intra picture; the GFVC models code their key frame with one."""

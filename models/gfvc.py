@@ -183,6 +183,12 @@ class GfvcCodec(GfvcPipeline, Codec):
                 "the GFVC base config first (defaults: [/gfvc@_here_: base, ...]), which sets "
                 "every GFVC default"
             )
+        intra = cls.intra_section(config)
+        qps = sorted({cls.key_frame_qp(config, int(rate_point)) for rate_point in config["rate_points"]})
+        try:
+            codec_class(intra).check_config({**intra, "rate_points": qps})
+        except CodecError as exc:
+            raise CodecError(f"{config['name']}: key frames at QPs {qps}: {exc}") from None
         layout = config.get("sei") or {}
         precision = layout.get("coordinate_precision")
         if precision is not None and 2 ** int(precision) != float(config["q_step"]):
@@ -299,7 +305,7 @@ class GfvcCodec(GfvcPipeline, Codec):
             "feature_bits_by_mode": dict(encoded.feature_bits_by_mode),
             "key_frames": len(positions),
             "key_frame_positions": positions,
-            "key_frame_qp": self.key_frame_qp(rate_point),
+            "key_frame_qp": self.key_frame_qp(self.config, rate_point),
             **encoded.details,
         }
         if self.encoder_reconstruction:  # the job then checks the decoder's output against it
@@ -356,6 +362,10 @@ class GfvcCodec(GfvcPipeline, Codec):
 
     def bit_parts(self, stream: bitstream.GfvcBitstream) -> dict[str, int]:
         return gfv_stream.bit_parts(stream) if self.feature_coding == "sei" else bitstream.bit_parts(stream)
+
+    def count_bits(self, bitstream_path: Path, sequence: SequenceSpec) -> dict[str, int]:
+        data = Path(bitstream_path).read_bytes()
+        return self.bit_parts(self.parse(data, str(bitstream_path), sequence.width, sequence.height))
 
     def parse(
         self, data: bytes, source: str = "bitstream", width: int | None = None, height: int | None = None

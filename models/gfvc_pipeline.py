@@ -12,6 +12,7 @@ both are bit-identical. A model with more in its bitstream overrides the hooks `
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class GfvcPipeline:
     config and adds the files, the settings and the identity."""
 
     name: str
+    config: dict[str, Any]
     device: str
     model: GenerativeModel
     intra: IntraCodec
@@ -46,9 +48,10 @@ class GfvcPipeline:
     threads: int | None
     setup_hash: bytes
 
-    def key_frame_qp(self, rate_point: int) -> int:
-        """The key frames' QP at ``rate_point`` (the rate point itself, for the models whose rate
-        points are key-frame QPs)."""
+    @classmethod
+    def key_frame_qp(cls, config: Mapping[str, Any], rate_point: int) -> int:
+        """The key frames' QP at ``rate_point`` of a codec ``config`` (the rate point itself, for the
+        models whose rate points are key-frame QPs)."""
         return int(rate_point)
 
     def encode_frames(self, frames: np.ndarray, rate_point: int, workdir: Path, fps: float = 25.0) -> Encoded:
@@ -62,7 +65,7 @@ class GfvcPipeline:
         start_time = time.perf_counter()
         count, _, height, width = frames.shape
         layers, context, details = self.encode_context(frames, rate_point, workdir, fps)
-        qp = self.key_frame_qp(rate_point)
+        qp = self.key_frame_qp(self.config, rate_point)
         key_frames: dict[int, bytes] = {}
         gops: list[GopCode] = []
         start = 0

@@ -86,8 +86,9 @@ class HdacCodec(GfvcCodec):
     def hashed_settings(self) -> dict[str, Any]:
         return {"base_codec": self.base_name, "base_layer_scale": self.base_scale}
 
-    def key_frame_qp(self, rate_point: int) -> int:
-        return int(self.config["key_frame_qp"])
+    @classmethod
+    def key_frame_qp(cls, config: Mapping[str, Any], rate_point: int) -> int:
+        return int(config["key_frame_qp"])
 
     def version(self) -> str:
         return f"{super().version()}; base layer: {self.base_codec.version()}"

@@ -69,7 +69,7 @@ class MrdacCodec(GfvcCodec):
         start_time = time.perf_counter()
         count, _, height, width = frames.shape
         plan = self.references.plan(count)
-        qp = self.key_frame_qp(rate_point)
+        qp = self.key_frame_qp(self.config, rate_point)
         key_frames = {
             p: self.intra.encode_picture(np.ascontiguousarray(frames[p]), qp, workdir)
             for p in plan.references

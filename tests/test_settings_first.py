@@ -101,6 +101,19 @@ def test_an_out_of_range_rate_point_and_a_bad_worker_count_stop_before_anything_
     assert not results.exists()
 
 
+def test_a_gfvc_rate_point_its_key_frame_codec_cannot_code_stops_before_anything_runs(tmp_path, capsys):
+    results = tmp_path / "results"
+    args = ["codec=dac", "codec.weights=random", "picture_codec@codec.intra=vvenc", "anchor=none"]
+    code, err = run_exit(
+        [*args, "codec.rate_points=[32,64]", "testset=demo", f"results_dir={results}"], capsys
+    )
+    assert code == 2
+    assert (
+        "dac: key frames at QPs [32, 64]: vvenc: rate_points [64] are not QPs of 8-bit VVC (0 to 63)" in err
+    )
+    assert not results.exists()
+
+
 def test_digests_of_a_users_files_are_remembered_outside_the_clone(tmp_path, monkeypatch):
     monkeypatch.delenv("GFVC_CACHE", raising=False)
     monkeypatch.setenv("GFVC_TOOLS", str(tmp_path / "tools"))

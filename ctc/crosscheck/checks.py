@@ -171,18 +171,6 @@ def compare_identity(package: Mapping[str, Any], local: Mapping[str, Any]) -> tu
     return None, found
 
 
-def recount_bits(bitstream: Path, package_parts: Mapping[str, int]) -> dict[str, int]:
-    """The bits per part of ``bitstream``, counted from the file: a GFVC file's parts from its own
-    structure, any other file as one part (the package's single part name)."""
-    from models.bitstream import MAGIC, bit_parts, unpack
-
-    data = bitstream.read_bytes()
-    if data.startswith(MAGIC):
-        return bit_parts(unpack(data, str(bitstream)))
-    name = next(iter(package_parts)) if len(package_parts) == 1 else "total"
-    return {name: 8 * len(data)}
-
-
 def check_job(
     check: JobCheck,
     folder: Path,
@@ -203,7 +191,7 @@ def check_job(
         check.reason = f"the decoder refused the bitstream: {type(error).__name__}: {error}"
         return
     md5 = compute_digest(decoded.frames_file, "md5")
-    parts = recount_bits(bitstream, record["bits"]["parts"])
+    parts = codec.count_bits(bitstream, spec)
     container = sum(bits for part, bits in parts.items() if part in type(codec).container_bit_parts)
     rate = kbps(sum(parts.values()) - container, spec.frames, spec.fps)
     check.recomputed.update(decoded_md5=md5, bits={"total": sum(parts.values()), "parts": parts}, kbps=rate)

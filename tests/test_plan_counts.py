@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import pytest
-from test_runner import run_dir_of, tiny  # noqa: F401  (the fixture)
+from test_runner import ANCHOR_RATE_POINTS, CODEC_RATE_POINTS, FRAMES, NAMES, run_dir_of, tiny  # noqa: F401
 
 from ctc.runner import main
 from ctc.sweep.costs import load_costs, measured_costs_path
@@ -119,3 +120,8 @@ def test_on_a_cluster_each_job_pays_its_own_process_start(tiny, tmp_path, monkey
     assert _cpu_hours(lines["coding fake"]) == round(6 * job / 3600, 3)
     seconds = queue + 3 * job  # 6 jobs, 2 at a time
     assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["coding fake"]
+    # one scoring task per sequence, 2 at a time, each its own start and every version of its sequence
+    versions = FRAMES * (len(CODEC_RATE_POINTS) + len(ANCHOR_RATE_POINTS))
+    task = start + versions * costs["scoring"]["psnr"]["cpu_s"] / 4  # the scoring task's 4 CPUs
+    seconds = queue + math.ceil(len(NAMES) / 2) * task
+    assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["scoring"]

@@ -115,12 +115,12 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     seconds = per_frame * sum(versions.values())
     cpu, gpu = (0.0, seconds) if gpu_scoring else (seconds, 0.0)
     cpu += start * len(versions)  # a cluster's scoring tasks: one per sequence
-    if launcher.cluster:
-        wall = (
-            float(costs["slurm"]["queue_s"])
-            + start
-            + per_frame * max(versions.values(), default=0) / (1 if gpu_scoring else launcher.scoring_cpus)
+    if launcher.cluster:  # one task per sequence, array_parallelism of them at a time
+        rounds = math.ceil(len(versions) / (launcher.parallel or max(len(versions), 1)))
+        longest = (
+            per_frame * max(versions.values(), default=0) / (1 if gpu_scoring else launcher.scoring_cpus)
         )
+        wall = float(costs["slurm"]["queue_s"]) + rounds * (start + longest)
     else:
         wall = seconds if gpu_scoring else seconds / max(1, launcher.cores)
     stages.append(StageCost("scoring", cpu, gpu, wall, f"{', '.join(metrics)}, {len(versions)} sequences"))

@@ -97,7 +97,12 @@ def test_a_gfvc_codec_hashes_its_models_code_and_a_binary_codec_its_binary_and_c
     from ctc.tools import ffmpeg_exe
 
     cfte = codec_identity(
-        {**load_section("codec", "cfte"), "weights": "random", "intra": load_section("picture_codec", "x265")}
+        {
+            **load_section("codec", "cfte"),
+            "weights": "random",
+            "intra": load_section("picture_codec", "x265"),
+            "rate_points": [22, 32, 42, 51],  # key-frame QPs HEVC has (0 to 51)
+        }
     )
     assert {"models/gfvc.py", "models/cfte.py", "ctc/frames.py"} <= set(cfte["code"])
     assert not [path for path in cfte["code"] if path.startswith("ctc/") and path != "ctc/frames.py"]

@@ -142,6 +142,7 @@ def test_the_codec_refuses_what_the_stream_cannot_carry():
         **load_section("codec", "cfte"),
         "feature_coding": "sei",
         "intra": load_section("picture_codec", "x265"),
+        "rate_points": [22, 32, 42, 51],  # QPs HEVC has (0 to 51): refused for its format only
     }
     with pytest.raises(ValueError, match="key-frame codec 'x265' is not VVC"):
         GfvcCodec(config, model=StandInModel())

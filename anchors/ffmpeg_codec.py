@@ -90,6 +90,10 @@ class FfmpegCodec(Codec, IntraCodec):
     def encoder_options(self, qp: int) -> list[str]:
         """FFmpeg output options that select and configure the encoder library at ``qp``."""
 
+    def preset_and_qp(self, qp: int) -> list[str]:
+        """The options that start a config-preset codec's :meth:`encoder_options`: library, preset, QP."""
+        return ["-c:v", self.library, "-preset", str(self.config["preset"]), "-qp", str(qp)]
+
     def version(self) -> str:
         return f"{ffmpeg_version(self.ffmpeg)}, {self.library} {self._library_version()}"
 

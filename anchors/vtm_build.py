@@ -29,6 +29,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from ctc.cli import finish
 from ctc.hashing import compute_digest
 from ctc.paths import vtm_cache_dir
 
@@ -254,12 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="build again even when this version is built")
     parser.add_argument("--jobs", type=int, help="parallel compile jobs (default: the CPU cores)")
     args = parser.parse_args(argv)
-    try:
-        build(args.source, args.tag, args.sha256 or None, args.force, jobs=args.jobs)
-    except BuildError as exc:
-        print(f"make vtm: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return finish(
+        "make vtm",
+        lambda: build(args.source, args.tag, args.sha256 or None, args.force, jobs=args.jobs),
+        (BuildError,),
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 from anchors.files import VERSION_PROBE_TIMEOUT_S
 from ctc.codec import CodecError
 from ctc.paths import vtm_cache_dir
-from ctc.tools import log_tail
+from ctc.tools import log_tail, run_captured
 
 VTM_DIR_ENV = "VTM_DIR"
 ENCODER_NAMES = ("EncoderAppStatic", "EncoderApp")
@@ -78,15 +78,7 @@ def parse_summary(log: str) -> list[dict[str, float]]:
 def _banner_version(program: str, mtime_ns: int) -> tuple[str, str]:
     """(kind, version) from the banner that a VTM binary prints before anything else."""
     try:
-        proc = subprocess.run(
-            [program, "--help"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=VERSION_PROBE_TIMEOUT_S,
-            check=False,
-        )
+        proc = run_captured([program, "--help"], VERSION_PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CodecError(f"cannot run {program} to read its VTM version: {exc}") from exc
     match = BANNER.search(proc.stdout)

@@ -27,12 +27,7 @@ class VvencCodec(FfmpegCodec):
 
     def encoder_options(self, qp: int) -> list[str]:
         return [
-            "-c:v",
-            self.library,
-            "-preset",
-            str(self.config["preset"]),
-            "-qp",
-            str(qp),
+            *self.preset_and_qp(qp),
             "-qpa",
             "1" if self.config.get("qpa") else "0",
             "-vvenc-params",

@@ -35,13 +35,4 @@ class X265Codec(FfmpegCodec):
             "pools": self.threads,
             "frame-threads": self.threads,
         }
-        return [
-            "-c:v",
-            self.library,
-            "-preset",
-            str(self.config["preset"]),
-            "-qp",
-            str(qp),
-            "-x265-params",
-            join_params(params),
-        ]
+        return [*self.preset_and_qp(qp), "-x265-params", join_params(params)]

@@ -80,31 +80,25 @@ def bench_model(
     label = f"{name} ({model.weights} weights) {dev.type}"
     rows = []
     exact, seconds = _timed(per_frame, dev)
-    rows.append({"case": f"{label} one frame per call", "value": frames / seconds, "unit": "frames/s"})
+    rows.append(_speed(f"{label} one frame per call", frames, seconds))
     out, seconds = _timed(batched, dev)
     max_diff, _ = _difference(out, exact)
-    rows.append(
-        {
-            "case": f"{label} batched x{batch_size}",
-            "value": frames / seconds,
-            "unit": "frames/s",
-            "note": f"max abs diff to one frame per call {max_diff:.2g}",
-        }
-    )
+    note = f"max abs diff to one frame per call {max_diff:.2g}"
+    rows.append(_speed(f"{label} batched x{batch_size}", frames, seconds, note))
     if dev.type == "cuda":
         for precision, dtype in HALF_PRECISIONS.items():
             with torch.autocast("cuda", dtype=dtype):
                 out, seconds = _timed(batched, dev)
             max_diff, psnr = _difference(out, exact)
-            rows.append(
-                {
-                    "case": f"{label} batched x{batch_size} {precision} autocast",
-                    "value": frames / seconds,
-                    "unit": "frames/s",
-                    "note": f"vs float32: max abs diff {max_diff:.3g}, PSNR {psnr:.1f} dB",
-                }
-            )
+            note = f"vs float32: max abs diff {max_diff:.3g}, PSNR {psnr:.1f} dB"
+            rows.append(_speed(f"{label} batched x{batch_size} {precision} autocast", frames, seconds, note))
     return rows
+
+
+def _speed(case: str, frames: int, seconds: float, note: str | None = None) -> dict[str, Any]:
+    """A row of frames per second (with its ``note`` where one is given)."""
+    row: dict[str, Any] = {"case": case, "value": frames / seconds, "unit": "frames/s"}
+    return row if note is None else {**row, "note": note}
 
 
 def bench_models(

@@ -28,6 +28,23 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def run_captured(
+    argv: Sequence[str], timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with its stdout and stderr together as one text (undecodable bytes replaced),
+    whatever its exit status; raises what :func:`subprocess.run` raises (not found, timed out)."""
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_tool(
     command: Sequence[str | Path], timeout: float, log_path: Path | None = None, cwd: Path | None = None
 ) -> tuple[str, float]:
@@ -39,16 +56,7 @@ def run_tool(
     argv = [str(part) for part in command]
     start = time.perf_counter()
     try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-        )
+        proc = run_captured(argv, timeout, cwd)
     except FileNotFoundError as exc:
         raise CodecError(f"cannot run {argv[0]}: {exc.strerror}") from exc
     except subprocess.TimeoutExpired as exc:

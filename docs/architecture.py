@@ -31,6 +31,7 @@ STAGES = {
         "ctc/rates.py",
         "ctc/devices.py",
         "ctc/fingerprint.py",
+        "ctc/cli.py",
         "ctc/conf",
         "ctc/__init__.py",
     ],

@@ -21,7 +21,6 @@ decoder cost is at most decoder + key frame. Counts do not depend on the weights
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ctc.cli import print_rows
 from ctc.conf import ConfigNotFound, load_section
 from models.registry import available_models, create_model
 
@@ -186,13 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     except ConfigNotFound as exc:
         parser.error(str(exc))
-    results = []
-    for name, config in configs.items():
-        results.append(model_complexity(name, config, size=args.size))
-        print(format_complexity(results[-1]), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    results = (model_complexity(name, config, size=args.size) for name, config in configs.items())
+    print_rows(results, format_complexity, args.json)
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctc.cli import finish
 from models.gfv_stream import SUFFIX
 from models.sei import PAYLOAD_TYPE, GfvMessage, GfvState
 from models.sei_nal import SUFFIX_SEI_NUT, VCL_TYPES, SeiError, nal_type, parse_sei_nal, split_annexb
@@ -234,14 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     if not streams or not all(path.is_file() for path in streams):
         print(f"ctc-gfv-cfg: error: no {SUFFIX} stream at {args.source}", file=sys.stderr)
         return 2
-    try:
-        for stream in streams:
-            for path in write_cfgs(stream, args.out or stream.parent):
-                print(path)
-    except SeiError as exc:
-        print(f"ctc-gfv-cfg: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return finish("ctc-gfv-cfg", lambda: _write_all(streams, args.out), (SeiError,))
+
+
+def _write_all(streams: list[Path], out: Path | None) -> None:
+    for stream in streams:
+        for path in write_cfgs(stream, out or stream.parent):
+            print(path)
 
 
 if __name__ == "__main__":

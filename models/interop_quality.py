@@ -13,7 +13,6 @@ decoder-interoperability paper reports.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctc.cli import print_rows
 from ctc.conf import ConfigNotFound, available, load_section
 from ctc.testset.sequences import load_test_set
 from models.base import GenerativeModel
@@ -122,13 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = load_test_set({**testset, "frames": args.frames})
     clips = [np.asarray(spec.read()) for spec in specs]
     analyses: dict[str, tuple[bool, torch.Tensor]] = {}
-    rows = []
-    for name in names:
-        rows.append(pair_quality(name, clips, analyses, args.device))
-        print(format_row(rows[-1]), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    rows = (pair_quality(name, clips, analyses, args.device) for name in names)
+    print_rows(rows, format_row, args.json)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,9 @@ def codec_config(name: str, **overrides) -> dict:
     return {**load_section("codec", name), **overrides}
 
 
-def face_clip(shared: Path, folder: Path) -> tuple[SequenceSpec, np.ndarray]:
-    """The first frames of a real face clip, cropped, as a planar RGB 4:4:4 sequence at its own fps."""
-    manifest = json.loads((shared / "data" / "faces" / "manifest.json").read_text())
-    fps = next(entry["fps"] for entry in manifest["clips"] if entry["file"] == CLIP)
-    source = shared / "data" / "faces" / CLIP
+def rgb_frames(source: Path, frames: int, width: int, height: int, filters: Sequence[str] = ()) -> np.ndarray:
+    """The first ``frames`` frames of a video file (after FFmpeg's ``filters``) as planar RGB 4:4:4,
+    shaped (frames, 3, height, width)."""
     raw = subprocess.run(
         [
             ffmpeg_exe(),
@@ -37,9 +36,8 @@ def face_clip(shared: Path, folder: Path) -> tuple[SequenceSpec, np.ndarray]:
             "-i",
             str(source),
             "-frames:v",
-            str(FRAMES),
-            "-vf",
-            f"crop={WIDTH}:{HEIGHT}:32:64",
+            str(frames),
+            *filters,
             "-f",
             "rawvideo",
             "-pix_fmt",
@@ -49,8 +47,16 @@ def face_clip(shared: Path, folder: Path) -> tuple[SequenceSpec, np.ndarray]:
         capture_output=True,
         check=True,
     ).stdout
-    packed = np.frombuffer(raw, np.uint8).reshape(FRAMES, HEIGHT, WIDTH, 3)
-    frames = np.ascontiguousarray(packed.transpose(0, 3, 1, 2))
+    packed = np.frombuffer(raw, np.uint8).reshape(frames, height, width, 3)
+    return np.ascontiguousarray(packed.transpose(0, 3, 1, 2))
+
+
+def face_clip(shared: Path, folder: Path) -> tuple[SequenceSpec, np.ndarray]:
+    """The first frames of a real face clip, cropped, as a planar RGB 4:4:4 sequence at its own fps."""
+    manifest = json.loads((shared / "data" / "faces" / "manifest.json").read_text())
+    fps = next(entry["fps"] for entry in manifest["clips"] if entry["file"] == CLIP)
+    source = shared / "data" / "faces" / CLIP
+    frames = rgb_frames(source, FRAMES, WIDTH, HEIGHT, ["-vf", f"crop={WIDTH}:{HEIGHT}:32:64"])
     frames.tofile(folder / "face.rgb")
     spec = SequenceSpec(
         name="face",

@@ -14,7 +14,7 @@ from torch import nn
 
 from ctc.testset.sequences import SequenceSpec, load_test_set
 from models.base import GenerativeModel
-from models.registry import load_model_config
+from models.registry import NetworkModel, load_model_config
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
@@ -38,6 +38,29 @@ def layout(module: nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
 
 def manifest_layout(entries: list[dict[str, Any]]) -> list[tuple[str, tuple[int, ...], str]]:
     return [(e["key"], tuple(e["shape"]), e["dtype"]) for e in entries]
+
+
+Layout = list[tuple[str, tuple[int, ...], str]]
+
+
+def against_manifest(
+    module: nn.Module, info: dict[str, Any], name: str
+) -> tuple[tuple[Layout, int], tuple[Layout, int]]:
+    """(``module``'s state-dict layout and number of parameters, the manifest's for its network
+    ``name``), for a test to compare."""
+    built = layout(module), sum(p.numel() for p in module.parameters())
+    return built, (manifest_layout(info["state_dicts"][name]), info["num_parameters"][name])
+
+
+def networks_fixture(model: type[NetworkModel]) -> Any:
+    """The module fixture ``real_networks``: ``model``'s networks built from the golden manifest's
+    model_params (``real_networks = networks_fixture(CFTE)`` in a test module with ``golden``)."""
+
+    @pytest.fixture(scope="module")
+    def real_networks(golden: Path) -> dict[str, nn.Module]:
+        return model.build_networks(manifest(golden)["config"]["model_params"])
+
+    return real_networks
 
 
 def random_state_dict(entries: list[dict[str, Any]], seed: int = 0) -> dict[str, torch.Tensor]:

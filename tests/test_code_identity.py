@@ -8,10 +8,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_crosscheck import tool
 
 from ctc.fingerprint import code_fingerprint
 from ctc.hashing import compute_digest
@@ -34,15 +34,7 @@ def ctc_run(args: list[str], cwd: Path, python_path: Path | None = None) -> subp
     env = {**os.environ, "GFVC_CACHE": str(cache_dir()), "PYTHONWARNINGS": "ignore"}
     if python_path:
         env["PYTHONPATH"] = str(python_path)
-    return subprocess.run(
-        [sys.executable, "-m", "ctc.runner", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return tool("ctc.runner", *args, cwd=cwd, env=env)
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,12 @@ def save_cfte_checkpoint(path: Path, nudge: float = 0.0) -> None:
     torch.save(networks, path)
 
 
-def tool(module: str, *args: object, cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m module args`` as a separate process in ``cwd`` (the installed command's code)."""
-    environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+def tool(
+    module: str, *args: object, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` as a separate process in ``cwd`` (the installed command's code), in
+    ``env`` (default: this environment with the project on PYTHONPATH)."""
+    environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)} if env is None else dict(env)
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
         cwd=cwd,

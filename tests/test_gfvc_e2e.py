@@ -11,23 +11,23 @@ from ctc.results import read_result
 from ctc.runner import main
 from models.checkpoints import ENV_VAR
 
+# CFTE alone, two demo frames of DEMO_001 at one rate point, PSNR only, one job at a time
+CFTE_ON_ONE_DEMO_POINT = [
+    "codec=cfte",
+    "anchor=none",
+    "testset=demo",
+    "testset.frames=2",
+    "testset.sequences=[DEMO_001]",
+    "codec.rate_points=[42]",
+    "metrics=psnr",
+    "jobs=1",
+]
+
 
 @pytest.mark.slow
 def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, capfd):
     monkeypatch.delenv(ENV_VAR, raising=False)  # no checkpoint: weights auto falls back to random
-    main(
-        [
-            "codec=cfte",
-            "anchor=none",
-            "testset=demo",
-            "testset.frames=2",
-            "testset.sequences=[DEMO_001]",
-            "codec.rate_points=[42]",
-            "metrics=psnr",
-            f"results_dir={tmp_path}",
-            "jobs=1",
-        ]
-    )
+    main([*CFTE_ON_ONE_DEMO_POINT, f"results_dir={tmp_path}"])
     directory = tmp_path / "demo-f2" / "cfte" / "DEMO_001" / "42"
     result = read_result(directory)
     assert result["status"] == "ok", result.get("error")
@@ -66,20 +66,7 @@ def test_cfte_sweep_on_the_demo_set_with_random_weights(tmp_path, monkeypatch, c
 def test_cfte_sweep_with_sei_features_writes_one_vvc_stream(tmp_path, monkeypatch):
     """``make ctc MODEL=cfte ARGS="codec.feature_coding=sei"``: each job's bitstream is one ``.266``."""
     monkeypatch.delenv(ENV_VAR, raising=False)
-    main(
-        [
-            "codec=cfte",
-            "anchor=none",
-            "testset=demo",
-            "testset.frames=2",
-            "testset.sequences=[DEMO_001]",
-            "codec.rate_points=[42]",
-            "codec.feature_coding=sei",
-            "metrics=psnr",
-            f"results_dir={tmp_path}",
-            "jobs=1",
-        ]
-    )
+    main([*CFTE_ON_ONE_DEMO_POINT, "codec.feature_coding=sei", f"results_dir={tmp_path}"])
     directory = tmp_path / "demo-f2" / "cfte" / "DEMO_001" / "42"
     result = read_result(directory)
     assert result["status"] == "ok", result.get("error")

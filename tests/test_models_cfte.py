@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import layout, load_pt, manifest, manifest_layout, max_abs_diff, tiny_params
+from model_helpers import against_manifest, load_pt, manifest, max_abs_diff, networks_fixture, tiny_params
 
 from models.cfte import CFTE, to_uint8
 
@@ -18,16 +18,13 @@ def golden(shared: Path) -> Path:
     return shared / "golden" / "cfte"
 
 
-@pytest.fixture(scope="module")
-def real_networks(golden: Path) -> dict:
-    return CFTE.build_networks(manifest(golden)["config"]["model_params"])
+real_networks = networks_fixture(CFTE)
 
 
 @pytest.mark.parametrize("name", ["kp_detector", "generator"])
 def test_state_dict_layout_equals_manifest_for_cfte256(golden: Path, real_networks: dict, name: str) -> None:
-    info = manifest(golden)
-    assert layout(real_networks[name]) == manifest_layout(info["state_dicts"][name])
-    assert sum(p.numel() for p in real_networks[name].parameters()) == info["num_parameters"][name]
+    built, expected = against_manifest(real_networks[name], manifest(golden), name)
+    assert built == expected
 
 
 @pytest.fixture(scope="module")

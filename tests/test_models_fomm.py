@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from model_helpers import (
+    against_manifest,
     golden_fixtures,
-    layout,
     load_pt,
     manifest,
-    manifest_layout,
     max_abs_diff,
+    networks_fixture,
     tiny_checkpoint_fixture,
     tiny_networks,
     tiny_params,
@@ -24,16 +24,13 @@ golden, expected, inputs = golden_fixtures("fomm")
 tiny_model_file = tiny_checkpoint_fixture("FOMM-checkpoint.pth.tar")
 
 
-@pytest.fixture(scope="module")
-def real_networks(golden: Path) -> dict:
-    return FOMM.build_networks(manifest(golden)["config"]["model_params"])
+real_networks = networks_fixture(FOMM)
 
 
 @pytest.mark.parametrize("name", ["kp_detector", "generator"])
 def test_state_dict_layout_equals_manifest_for_vox256(golden: Path, real_networks: dict, name: str) -> None:
-    info = manifest(golden)
-    assert layout(real_networks[name]) == manifest_layout(info["state_dicts"][name])
-    assert sum(p.numel() for p in real_networks[name].parameters()) == info["num_parameters"][name]
+    built, expected = against_manifest(real_networks[name], manifest(golden), name)
+    assert built == expected
 
 
 def run_reference_sequence(networks: dict, inputs: dict) -> dict[str, torch.Tensor]:

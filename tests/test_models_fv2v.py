@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import (
+    against_manifest,
     layout,
     load_pt,
     manifest,
@@ -91,8 +92,8 @@ def test_state_dict_layout_equals_manifest_for_fv2v_256(golden: Path, name: str)
     info = manifest(golden)
     with torch.device("meta"):  # layout and sizes only: no memory, no initialisation time
         networks = FV2V.build_networks(info["config"]["model_params"])
-    assert layout(networks[name]) == manifest_layout(info["state_dicts"][name])
-    assert sum(p.numel() for p in networks[name].parameters()) == info["num_parameters"][name]
+    built, expected = against_manifest(networks[name], info, name)
+    assert built == expected
 
 
 @pytest.mark.parametrize("name", NETWORKS)

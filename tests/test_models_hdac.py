@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import (
+    against_manifest,
     golden_fixtures,
-    layout,
     manifest,
-    manifest_layout,
     max_abs_diff,
     tiny_checkpoint_fixture,
     tiny_clip,
@@ -37,8 +36,8 @@ def test_model_config_and_layout_equal_the_manifest(golden: Path) -> None:
     info = manifest(golden)
     assert load_model_config("hdac")["model_params"] == info["config"]["model_params"]
     for name, module in HDAC.build_networks(info["config"]["model_params"]).items():
-        assert layout(module) == manifest_layout(info["state_dicts"][name]), name
-        assert sum(p.numel() for p in module.parameters()) == info["num_parameters"][name]
+        built, expected = against_manifest(module, info, name)
+        assert built == expected, name
 
 
 def test_tiny_outputs_equal_golden_float64(golden: Path, inputs: dict, expected: dict) -> None:

@@ -4,22 +4,14 @@
 from __future__ import annotations
 
 import pytest
+from test_html_report import RUN_OVERRIDES
 
 from ctc.report.cli import main as report_main
 from ctc.report.redecode import DECODED_SUFFIX, RunFrames
 from ctc.runner import main as run
 
 # x265 against the vvenc anchor, four rate points each, one demo sequence of four frames, in this process
-SWEEP = [
-    "codec=x265",
-    "anchor=vvenc",
-    "testset=demo",
-    "testset.frames=4",
-    "testset.sequences=[DEMO_001]",
-    "metrics=psnr",
-    "launcher=basic",
-    "run=page",
-]
+SWEEP = ["codec=x265", *RUN_OVERRIDES]
 
 
 @pytest.fixture

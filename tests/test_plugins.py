@@ -154,13 +154,21 @@ def test_the_example_model_and_metric_load_from_its_own_folder(example, monkeypa
     assert main_complexity(["--config-dir", str(example / "conf"), "affine_keypoints"]) == 0
 
 
+def ctc_run_in(example: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``ctc-run --config-dir conf OVERRIDES`` run in an example's folder with the folder on PYTHONPATH,
+    as its user runs it; it must succeed."""
+    command = [str(Path(sys.executable).parent / "ctc-run"), "--config-dir", "conf", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(example)}
+    done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.slow  # about a minute: two configurations of the model and the anchor, each in worker processes
 def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, tmp_path):
     results = tmp_path / "results"
-    command = [
-        str(Path(sys.executable).parent / "ctc-run"),
-        "--config-dir",
-        "conf",
+    done = ctc_run_in(
+        example,
         "codec=mine_q4,mine_q8",
         "picture_codec@codec.intra=vvenc",
         "anchor=vvenc",
@@ -170,10 +178,7 @@ def test_the_example_runs_through_ctc_run_from_outside_the_repository(example, t
         "metrics.modules=[my_gfvc_model.metrics]",
         f"results_dir={results}",
         "jobs=2",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(example)}
-    done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    )
     run_dir = results / "faces-f3"
     bd = pd.read_csv(run_dir / "report" / "bd.csv")
     rows = bd[bd.level == "sequence"]
@@ -222,17 +227,9 @@ def test_an_anchor_from_one_module_and_one_yaml_outside_the_repository_is_swept_
         "my_x264.py",
     ]
     results = tmp_path / "results"
-    command = [
-        str(Path(sys.executable).parent / "ctc-run"),
-        "--config-dir",
-        "conf",
-        "codec=x264",
-        "anchor=vvenc",
-    ]
-    command += [*FACES_ONE, "metrics=psnr", f"results_dir={results}", "jobs=2"]
-    env = {**os.environ, "PYTHONPATH": str(example)}
-    done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = ctc_run_in(
+        example, "codec=x264", "anchor=vvenc", *FACES_ONE, "metrics=psnr", f"results_dir={results}", "jobs=2"
+    )
     table = pd.read_csv(results / "faces-f3" / "summary.csv")
     assert sorted(set(table.codec)) == ["vvenc", "x264"] and (table.status == "ok").all()
     x264 = table[table.codec == "x264"].sort_values("rate_point")

@@ -88,6 +88,15 @@ def wait_until(what: str, condition) -> None:
         time.sleep(0.5)
 
 
+def hanging_job(hanging: Path) -> str | None:
+    """The job id that the fake codec hanging on purpose writes to ``hanging`` (in a thread beside the
+    sweep: no assert); None where it never started, waited for WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while not (hanging.exists() and hanging.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return hanging.read_text() if hanging.exists() else None
+
+
 def assert_the_truth(run_dir: Path, err: str) -> dict[str, dict]:
     """At a sweep's exit: summary.csv, each result.json and the printed tally agree, every failure names
     its SLURM job id and state, and SLURM runs nothing of ours. Returns the results by job folder."""
@@ -176,12 +185,10 @@ def test_a_killed_task_fails_alone_and_the_sweep_waits_for_the_others(slurm, tin
     still_queued: list[str] = []
 
     def kill_the_hanging_task() -> None:
-        deadline = time.monotonic() + WAIT_S
-        while not (hanging.exists() and hanging.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if hanging.exists():
-            killed.append(hanging.read_text())
-            still_queued.extend(job for job in our_jobs() if job != killed[0])
+        job = hanging_job(hanging)
+        if job is not None:
+            killed.append(job)
+            still_queued.extend(other for other in our_jobs() if other != killed[0])
             subprocess.run(["scancel", killed[0]], check=True)
 
     killer = threading.Thread(target=kill_the_hanging_task)
@@ -423,11 +430,9 @@ def test_a_requeued_job_is_followed_to_its_final_state(slurm, tiny, monkeypatch,
     requeued: list[str] = []
 
     def requeue_the_hanging_task() -> None:
-        deadline = time.monotonic() + WAIT_S
-        while not (hanging.exists() and hanging.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if hanging.exists():
-            requeued.append(hanging.read_text())
+        job = hanging_job(hanging)
+        if job is not None:
+            requeued.append(job)
             subprocess.run(["scontrol", "requeue", requeued[0]], check=True)
 
     requeuer = threading.Thread(target=requeue_the_hanging_task)

@@ -12,20 +12,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
-from anchor_helpers import HEIGHT, WIDTH, face_clip, rgb_psnr
+from anchor_helpers import HEIGHT, WIDTH, face_clip, rgb_frames, rgb_psnr
 
 from ctc.codec import IntraCodec, create_codec
 from ctc.frames import read_rgb444
 from ctc.rates import kbps
 from ctc.results import read_result
 from ctc.runner import main
-from ctc.tools import ffmpeg_exe
 
 pytestmark = [pytest.mark.vtm, pytest.mark.slow]
 FRAMES = 4
@@ -81,28 +78,9 @@ def test_real_vtm_intra_picture(real_vtm, clip, tmp_path, input_format):
 
 def ctc_sequences(folder: Path, shared: Path) -> Path:
     """VOXCELEB_001 of the CTC set, as its file is named, holding two real 256x256 face frames."""
-    raw = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-nostdin",
-            "-i",
-            str(shared / "data/faces/00.mp4"),
-            "-frames:v",
-            "2",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    frames = np.frombuffer(raw, np.uint8).reshape(2, 256, 256, 3).transpose(0, 3, 1, 2)
+    frames = rgb_frames(shared / "data/faces/00.mp4", 2, 256, 256)
     folder.mkdir()
-    np.ascontiguousarray(frames).tofile(folder / "VOXCELEB_001_256x256_25_8bit_444.rgb")
+    frames.tofile(folder / "VOXCELEB_001_256x256_25_8bit_444.rgb")
     return folder
 
 

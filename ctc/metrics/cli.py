@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ctc.cli import finish
 from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444, rgb444_frame_bytes
 from ctc.metrics import (
@@ -134,8 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--per-frame", action="store_true", help="also print each frame's values (sequences)")
     args = parser.parse_args(argv)
-    try:
-        report = score_files(
+    return finish(
+        "ctc-score",
+        lambda: score_files(
             args.reference,
             args.decoded,
             expand_metric_names(args.metrics),
@@ -145,12 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.device,
             args.batch_size,
             args.per_frame,
-        )
-    except (MetricError, WeightsError, OSError) as error:
-        print(f"ctc-score: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+        ),
+        (MetricError, WeightsError, OSError),
+        print_json=True,
+        label="",
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ It knows nothing about how results are stored: call :func:`bd_rate` on your own 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,8 @@ from pathlib import Path
 import bjontegaard
 import numpy as np
 import pandas as pd
+
+from ctc.cli import finish
 
 METHODS = ("pchip", "cubic")
 # Points per curve the CTC asks for (four QPs); the cubic fit needs at least four too.
@@ -271,6 +272,16 @@ def compare_csv(
     return {"anchor": str(anchor_csv), "test": str(test_csv), "method": method, "metrics": results}
 
 
+def add_method_argument(parser: argparse.ArgumentParser) -> None:
+    """``--method``, the BD curve fit, as ctc-bd and ctc-report take it."""
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="pchip",
+        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ctc-bd",
@@ -279,12 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("anchor", type=Path, help="anchor rate points (CSV)")
     parser.add_argument("test", type=Path, help="tested codec's rate points (CSV)")
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default="pchip",
-        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit",
-    )
+    add_method_argument(parser)
     parser.add_argument("--metrics", nargs="+", help="metric columns to compare (default: all shared)")
     parser.add_argument(
         "--metric-modules",
@@ -309,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="metrics where higher is better (default: as each metric's class says)",
     )
     args = parser.parse_args(argv)
-    try:
-        report = compare_csv(
+    return finish(
+        "ctc-bd",
+        lambda: compare_csv(
             args.anchor,
             args.test,
             method=args.method,
@@ -318,12 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             lower_is_better=args.lower_is_better,
             higher_is_better=args.higher_is_better,
             metric_modules=args.metric_modules,
-        )
-    except ValueError as error:
-        print(f"ctc-bd: error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+        ),
+        (ValueError,),
+        print_json=True,
+    )
 
 
 if __name__ == "__main__":

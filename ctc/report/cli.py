@@ -20,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from ctc.cli import finish
 from ctc.provenance import use_plugin_paths
-from ctc.report.bd import METHODS
+from ctc.report.bd import add_method_argument
 from ctc.report.build import build_report
 from ctc.report.files import write_files
 from ctc.report.page import (
@@ -156,18 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a run folder, e.g. results/demo")
     parser.add_argument("--anchor", help="anchor codec (default: the run's anchor)")
     parser.add_argument("--metrics", nargs="+", help="metrics to report (default: all the run has)")
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default="pchip",
-        help="pchip: JVET CTC template (default); cubic: VCEG-M33 polynomial fit",
-    )
+    add_method_argument(parser)
     parser.add_argument("--log-rate", action="store_true", help="log rate axis in the RD curves")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     add_page_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        write_report(
+    return finish(
+        "ctc-report",
+        lambda: write_report(
             args.run_dir,
             anchor=args.anchor,
             metrics=args.metrics,
@@ -175,11 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_rate=args.log_rate,
             plots=not args.no_plots,
             page=settings_from_arguments(args),
-        )
-    except (ReportError, PageSettingsError) as error:
-        print(f"ctc-report: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        ),
+        (ReportError, PageSettingsError),
+    )
 
 
 if __name__ == "__main__":

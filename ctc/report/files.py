@@ -27,25 +27,8 @@ def _sheet_name(text: str, taken: set[str]) -> str:
 
 def _rate_point_columns(report: Report) -> list[str]:
     parts = [c for c in report.rate_points.columns if c.startswith("bits_")]
-    columns = [
-        "codec",
-        "seq_class",
-        "sequence",
-        "rate_point",
-        "kbps",
-        "file_kbps",
-        *report.metrics,
-        "enc_seconds",
-        "dec_seconds",
-        "frames",
-        "bits",
-        *parts,
-        "key_frames",
-        "random_weights",
-        "codec_version",
-        "checkpoint",
-    ]
-    return [c for c in columns if c in report.rate_points.columns]
+    details = ["bits", *parts, "key_frames", "random_weights", "codec_version", "checkpoint"]
+    return report.rate_point_columns(["kbps", "file_kbps"], details)
 
 
 # Excel number formats of the summary's columns, by the start of their title (as the JVET templates show).

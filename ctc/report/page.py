@@ -104,18 +104,7 @@ def _summary_tables(report: Report) -> list[tuple[str, str]]:
 
 
 def _rate_point_table(report: Report) -> str:
-    columns = [
-        "codec",
-        "seq_class",
-        "sequence",
-        "rate_point",
-        "kbps",
-        *report.metrics,
-        "enc_seconds",
-        "dec_seconds",
-        "frames",
-    ]
-    points = report.rate_points[[c for c in columns if c in report.rate_points.columns]].copy()
+    points = report.rate_points[report.rate_point_columns(["kbps"])].copy()
     points["codec"] = points["codec"].map(report.label)
     formats = {"kbps": "{:.2f}", "enc_seconds": "{:.2f}", "dec_seconds": "{:.2f}", "frames": "{:.0f}"}
     formats |= {m: "{:.2f}" if value_text(m, 0.0).endswith("dB") else "{:.4f}" for m in report.metrics}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,23 @@ class Report:
         labels = about.get("labels") or []
         shown = labels[0] if len(labels) == 1 else codec
         return f"{shown} [RANDOM WEIGHTS]" if about.get("random_weights") else shown
+
+    def rate_point_columns(self, rates: Sequence[str], details: Sequence[str] = ()) -> list[str]:
+        """The columns of a table of rate points, of those the run has: which point, its ``rates``, each
+        metric, the seconds and frames, then ``details``."""
+        columns = [
+            "codec",
+            "seq_class",
+            "sequence",
+            "rate_point",
+            *rates,
+            *self.metrics,
+            "enc_seconds",
+            "dec_seconds",
+            "frames",
+            *details,
+        ]
+        return [c for c in columns if c in self.rate_points.columns]
 
     def lower_is_better(self, metric: str) -> bool:
         return self.directions.get(metric) == LOWER_IS_BETTER

@@ -86,6 +86,8 @@ def _one(frame: pd.DataFrame, **where: object) -> pd.Series:
             ["AA_9", "AA_10", "DEMO_001", "DEMO_002"],
         ),
         ({}, "", ["AA_9", "AA_10", "DEMO_001", "DEMO_002"]),
+        ({"config": None}, "", ["AA_9", "AA_10", "DEMO_001", "DEMO_002"]),
+        ({"config": {"testset": {}}}, "", ["AA_9", "AA_10", "DEMO_001", "DEMO_002"]),
     ],
 )
 def test_sequences_follow_the_declared_test_set_then_their_names(provenance, testset, order) -> None:
@@ -106,6 +108,7 @@ def test_sequences_follow_the_declared_test_set_then_their_names(provenance, tes
     expected += [("class", c, "average") for c in class_order] + [("overall", "", "overall average")]
     assert list(report.bd[["level", "seq_class", "sequence"]].itertuples(index=False, name=None)) == expected
     assert report.bd["bd_rate"].tolist() == pytest.approx([-50.0] * 7, abs=1e-9)
+    assert set(report.bd["status"]) == {"ok"} and set(report.bd["reason"]) == {""}  # averages complete
     assert list(report.times["sequence"]) == [s for _, _, s in expected]
 
 
@@ -169,6 +172,7 @@ def test_averages_of_sequences_without_a_bd_rate() -> None:
         pytest.approx(0.02),
     )
     assert list(bd["metric"][:2]) == ["psnr", "dist"]
+    assert list(_cells(bd, level="overall")["metric"]) == ["psnr", "dist"]  # the averages' too
 
 
 def test_time_ratios_leave_out_missing_zero_and_unreadable_times() -> None:
@@ -209,7 +213,7 @@ def test_codec_details_come_from_the_rows_in_the_tables() -> None:
     ]
     dead = [
         {**row, "status": "failed"}
-        for row in curve("dead", "S1", codec_version="dead 0.1", random_weights=True)
+        for row in curve("dead", "S1", codec_version="dead 0.1", random_weights=True, file_kbps="n/a")
     ]
     results = table(dead, rows, rows2, [failed], anchor)
     codecs = build_report(results, DIRECTIONS, ANCHOR, metrics=["psnr"]).info["codecs"]
@@ -232,10 +236,12 @@ def test_codec_details_come_from_the_rows_in_the_tables() -> None:
         "container_kbps": {},
         "random_weights": False,
     }
-    assert (codecs["dead"]["role"], codecs["dead"]["versions"], codecs["dead"]["random_weights"]) == (
+    about = codecs["dead"]
+    assert (about["role"], about["versions"], about["random_weights"], about["container_kbps"]) == (
         "test",
         ["dead 0.1"],
         True,
+        {},  # its file_kbps is not a number
     )
 
 
@@ -263,7 +269,11 @@ def test_a_codec_made_under_another_lock_file_than_the_anchor_is_a_gap() -> None
     ]
     unlocked = build_report(results.drop(columns="lock"), DIRECTIONS, ANCHOR, metrics=["psnr"])
     assert unlocked.gaps.empty
-    assert not any(about["random_weights"] for about in unlocked.info["codecs"].values())
+    # results that record no versions, checkpoints... nor random weights
+    assert all(
+        (about["versions"], about["checkpoints"], about["random_weights"]) == ([], [], False)
+        for about in unlocked.info["codecs"].values()
+    )
 
 
 def test_refusals_and_a_missing_anchor() -> None:

@@ -153,12 +153,16 @@ USABLE = [
     _row("cfte", "S1", "qp10", created="2026-01-01", psnr=28.0),  # 6
     _row("cfte", "S1", "qp11", created="2026-01-01", psnr=math.nan),  # 7: no PSNR
     _row("cfte", "S2", "qp10", created="2026-01-01", psnr=27.0),  # 8: S2 lacks qp9 and qp11
+    _row("aom", "S2", "qp1", created="2026-01-01", psnr=26.0),  # 9: aom after cfte, S2 before S1
+    _row("aom", "S1", "qp2", created="2026-01-01", psnr=25.0),  # 10
+    _row("aom", "S2", "qp1", created="2026-01-01", psnr=24.0),  # 11: as new as 9, and later
 ]
 
 
 def test_usable_rows_keep_the_newest_complete_result_of_each_rate_point() -> None:
     rows, gaps = usable_rows(pd.DataFrame.from_records(USABLE), ["psnr"])
-    assert list(rows.index) == [6, 7, 8, 3]  # oldest first, the newest of the three qp9 results kept
+    assert list(rows.index) == [6, 7, 8, 10, 11, 3]  # oldest first; the newest of each rate point
+    assert rows.loc[3, "psnr"] == 31.0
     assert [
         (gap["kind"], gap["codec"], gap["sequence"], gap["rate_point"], gap["detail"]) for gap in gaps
     ] == [
@@ -166,7 +170,10 @@ def test_usable_rows_keep_the_newest_complete_result_of_each_rate_point() -> Non
         ("failed job", "cfte", "S1", "qp10", "no error message"),
         ("failed job", "cfte", "S1", "qp11", ""),
         ("duplicate rows", "cfte", "S1", "qp9", "3 results for one rate point; kept the newest"),
+        ("duplicate rows", "aom", "S2", "qp1", "2 results for one rate point; kept the newest"),
         ("missing rate points", "cfte", "S2", "", "no result for qp9, qp11, which cfte has elsewhere"),
+        ("missing rate points", "aom", "S2", "", "no result for qp2, which aom has elsewhere"),
+        ("missing rate points", "aom", "S1", "", "no result for qp1, which aom has elsewhere"),
         ("missing metric", "cfte", "S1", "qp11", "no psnr value"),
     ]
 
@@ -175,7 +182,7 @@ def test_usable_rows_without_creation_times_or_errors() -> None:
     """The last of duplicates is kept; a failed job has no error message."""
     results = pd.DataFrame.from_records(USABLE).drop(columns=["created", "error"])
     rows, gaps = usable_rows(results, ["psnr"])
-    assert list(rows.index) == [5, 6, 7, 8]
+    assert list(rows.index) == [5, 6, 7, 8, 10, 11]
     assert [gap["detail"] for gap in gaps if gap["kind"] == "failed job"] == ["no error message"] * 3
 
 
@@ -206,29 +213,29 @@ COMPARABLE = [
     _row("vtm", "S3", "qp1", codec_setup="v", fps=25, width=64, height=64, source_md5=None),  # 9
     _row("cfte", "S3", "qp1", codec_setup="new", fps=25, width=64, height=64, source_md5="md5-S3"),  # 10
     _row("cfte", "S3", "qp2", codec_setup="new", fps=25, width=96, height=64, source_md5="md5-S3"),  # 11
+    _row("cfte", "R1", "qp1", codec_setup="old", fps=25, width=64, height=64, source_md5="md5-R1"),  # 12
+    _row("cfte", "S3", "qp3", codec_setup="new", fps=25, width=64, height=64, source_md5="md5-S3"),  # 13
 ]
 
 
 def test_comparable_rows_are_the_newest_setups_configured_rows_like_the_anchors() -> None:
-    """cfte's newest setup is "new" (row 8 records none); its "old" row is stale, its qp3 (row 5) no
+    """cfte's newest setup is "new" (row 8 records none); its "old" rows are stale, its qp3 (row 5) no
     longer configured; qp2 and qp4 differ from the anchor's newest S1 row (fps 25, 64x64), qp1's missing
     source checksum matches any, as does the anchor's missing one on S3; S2 has no anchor row to differ
     from, and the S3 rows after it are still checked."""
     frame = pd.DataFrame.from_records(COMPARABLE)
     frame["configured"] = frame.index != 5
     rows, gaps = comparable_rows(frame, "vtm")
-    assert list(rows.index) == [0, 1, 3, 7, 8, 9, 10]
+    stale = (
+        "made by another setup of cfte than its newest results (weights, binaries or config changed); "
+        "rerun the sweep to redo them"
+    )
+    assert list(rows.index) == [0, 1, 3, 7, 8, 9, 10, 13]
     assert [
         (gap["kind"], gap["codec"], gap["sequence"], gap["rate_point"], gap["detail"]) for gap in gaps
     ] == [
-        (
-            "stale results",
-            "cfte",
-            "S1",
-            "qp0",
-            "made by another setup of cfte than its newest results (weights, binaries or config changed); "
-            "rerun the sweep to redo them",
-        ),
+        ("stale results", "cfte", "S1", "qp0", stale),
+        ("stale results", "cfte", "R1", "qp1", stale),  # in the rows' order
         (
             "stale results",
             "cfte",
@@ -260,4 +267,4 @@ def test_comparable_rows_are_the_newest_setups_configured_rows_like_the_anchors(
         ),
     ]
     unconfigured, _ = comparable_rows(frame.drop(columns="configured"), "vtm")
-    assert list(unconfigured.index) == [0, 1, 3, 5, 7, 8, 9, 10]
+    assert list(unconfigured.index) == [0, 1, 3, 5, 7, 8, 9, 10, 13]

@@ -109,7 +109,9 @@ def test_sequences_follow_the_declared_test_set_then_their_names(provenance, tes
     assert list(report.bd[["level", "seq_class", "sequence"]].itertuples(index=False, name=None)) == expected
     assert report.bd["bd_rate"].tolist() == pytest.approx([-50.0] * 7, abs=1e-9)
     assert set(report.bd["status"]) == {"ok"} and set(report.bd["reason"]) == {""}  # averages complete
-    assert list(report.times["sequence"]) == [s for _, _, s in expected]
+    assert (
+        list(report.times[["level", "seq_class", "sequence"]].itertuples(index=False, name=None)) == expected
+    )
 
 
 def test_averages_of_sequences_without_a_bd_rate() -> None:
@@ -216,7 +218,12 @@ def test_codec_details_come_from_the_rows_in_the_tables() -> None:
         for row in curve("dead", "S1", codec_version="dead 0.1", random_weights=True, file_kbps="n/a")
     ]
     results = table(dead, rows, rows2, [failed], anchor)
-    codecs = build_report(results, DIRECTIONS, ANCHOR, metrics=["psnr"]).info["codecs"]
+    report = build_report(results, DIRECTIONS, ANCHOR, metrics=["psnr"])
+    failed = report.gaps[report.gaps["kind"] == "failed job"]
+    assert list(zip(failed["codec"], failed["rate_point"], strict=True)) == [("dead", p) for p in RATES] + [
+        ("cfte", "qp9")
+    ]
+    codecs = report.info["codecs"]
     assert list(codecs) == [ANCHOR, "cfte", "dead"]
     assert codecs["cfte"] == {
         "role": "test",
@@ -269,6 +276,7 @@ def test_a_codec_made_under_another_lock_file_than_the_anchor_is_a_gap() -> None
     ]
     unlocked = build_report(results.drop(columns="lock"), DIRECTIONS, ANCHOR, metrics=["psnr"])
     assert unlocked.gaps.empty
+    assert list(unlocked.gaps.columns) == ["kind", "codec", "sequence", "rate_point", "detail"]
     # results that record no versions, checkpoints... nor random weights
     assert all(
         (about["versions"], about["checkpoints"], about["random_weights"]) == ([], [], False)
@@ -377,4 +385,5 @@ def test_results_that_name_no_sequence_give_no_bd_rows() -> None:
     results = table(curve(ANCHOR, None), curve("cfte", None, 2.0))
     report = build_report(results, DIRECTIONS, ANCHOR, metrics=["psnr"])
     assert report.bd.empty and report.times.empty
-    assert list(report.info["codecs"]) == [ANCHOR, "cfte"]
+    assert list(report.times.columns) == ["codec", "level", "seq_class", "sequence", "enc_ratio", "dec_ratio"]
+    assert list(report.info["codecs"]) == [ANCHOR, "cfte"] and report.info["run"] == ""

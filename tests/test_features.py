@@ -41,6 +41,9 @@ def test_a_bad_ae_payload_is_refused_naming_its_frame() -> None:
     with pytest.raises(BitstreamError) as error:
         decode([b"\x80", *payloads[1:]], REFERENCE, "ae", 4.0, None, "f.gfvc", start=8)
     assert str(error.value) == "f.gfvc: key frame 8 carries a feature payload in ae mode"
+    with pytest.raises(BitstreamError) as error:  # a stream's first GOP: its key frame is frame 0
+        decode([b"\x80"], REFERENCE, "ae", 4.0, None, "f.gfvc")
+    assert str(error.value) == "f.gfvc: key frame 0 carries a feature payload in ae mode"
     three = entropy.encode_values([1, 0, 0])
     with pytest.raises(BitstreamError) as error:
         decode([b"", payloads[1], three], REFERENCE, "ae", 4.0, None, "f.gfvc", start=8)

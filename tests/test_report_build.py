@@ -1,7 +1,8 @@
 """build_report on result tables made here, with every expected value worked out by hand: the order of
 the sequences (the test set's declared order, then by name), the class and overall averages of
 sequences that have no BD-rate, the time ratios of times that are missing, zero or not numbers, each
-codec's details, the lock-file gaps, the refusals and what the report says about itself.
+codec's details, the lock-file gaps, the refusals, the BD method used and what the report says about
+itself.
 
 Every curve is a line in log2(rate), which PCHIP reproduces exactly: a test codec reaching the anchor's
 quality at 1/f of its rate has BD-rate (1/f - 1) x 100 % and BD-PSNR 2 log2(f) dB (0.02 log2(f) on
@@ -28,7 +29,7 @@ DIRECTIONS = {"psnr": "higher_is_better", "dist": "lower_is_better"}
 
 def curve(
     codec: str,
-    sequence: str,
+    sequence: str | None,
     factor: float = 1.0,
     *,
     seq_class: str | None = "DEMO",

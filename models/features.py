@@ -72,7 +72,8 @@ def decode(
         else:
             parser = sei.GfvSeiParser(layout, size)
             parser.read(payloads[0], 0)
-            recon = [parser.read(payload, index) for index, payload in enumerate(payloads[1:], 1)]
+            for index, payload in enumerate(payloads[1:], 1):  # one by one: an error names its frame
+                recon.append(parser.read(payload, index))
     except (entropy.EntropyError, SeiError) as exc:
         raise BitstreamError(f"{source}: frame {start + len(recon) + 1}: {exc}") from exc
     return np.asarray(recon, np.float64).reshape(len(payloads) - 1, size)

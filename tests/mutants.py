@@ -2,10 +2,11 @@
 
 For each module, a scratch copy of the tracked files under ``results/mutants/work/<module>`` gets a
 ``[tool.mutmut]`` section that mutates only that module and runs only its tests; ``mutmut run`` then
-checks every mutant. Survivors that tests/mutants_equivalent.toml lists (matched by function and by
-the changed line, not by mutmut's numbering) are reviewed equivalents; the others are written with
-their diffs to ``results/mutants/report.md``, with the mutation score per module:
-killed / (total - equivalent), timeouts counting as killed.
+checks every mutant (or those of the module's ``functions``, where it names some). Survivors that
+tests/mutants_equivalent.toml lists (matched by function and by the changed line, not by mutmut's
+numbering) are reviewed equivalents; the others are written with their diffs to
+``results/mutants/report.md``, with the mutation score per module: killed / (total - equivalent),
+timeouts counting as killed.
 
     python tests/mutants.py [MODULE ...] [--jobs N]    (default: every module of tests/mutants.toml)
 """
@@ -148,12 +149,25 @@ def is_equivalent(entry: dict[str, str], module: str, function: str, original: s
     )
 
 
+def mutant_pattern(function: str) -> str:
+    """mutmut's names of a function's mutants, as a pattern: ``*.x_name__mutmut_*``; a method
+    ``Class.name``: ``*.xǁClassǁname__mutmut_*``."""
+    local = "xǁ" + function.replace(".", "ǁ") if "." in function else f"x_{function}"
+    return f"*.{local}__mutmut_*"
+
+
 def run_module(module: str, settings: dict, jobs: int, equivalents: list[dict[str, str]]) -> dict:
     work = scratch_copy(module)
-    configure(work, module, settings["modules"][module]["tests"], settings.get("skip_lines", []))
-    log = mutmut(work, "run", "--max-children", str(jobs))
+    entry = settings["modules"][module]
+    configure(work, module, entry["tests"], settings.get("skip_lines", []))
+    functions = entry.get("functions", [])  # only these functions' mutants are checked and counted
+    log = mutmut(work, "run", "--max-children", str(jobs), *map(mutant_pattern, functions))
     (work / "mutmut-run.log").write_text(log, encoding="utf-8")
-    verdicts = statuses(work)
+    verdicts = {
+        name: status
+        for name, status in statuses(work).items()
+        if not functions or function_of(name) in functions
+    }
     if not verdicts:
         raise SystemExit(
             f"mutmut made no mutants of {module}; its log, {work / 'mutmut-run.log'}, ends:\n{log[-3000:]}"

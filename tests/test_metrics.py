@@ -191,6 +191,18 @@ def test_unknown_metric_and_unsuitable_sizes() -> None:
     assert score_frames(frames + 1, frames, ["psnr"])["psnr"][0] == pytest.approx(10 * np.log10(255**2))
 
 
+def test_ssim_and_msssim_take_frames_of_exactly_their_smallest_side() -> None:
+    """SSIM needs one 11x11 window, MS-SSIM (11 - 1) x 2^4 + 1 = 161 pixels at its first scale: a frame
+    of that side is scored; one side shorter is refused, the message giving width x height."""
+    for name, side in (("ssim", 11), ("msssim", 161)):
+        reference, noisy = frames_with_noise(8.0, (1, 3, side, side))
+        assert 0 < score_frames(reference, noisy, [name])[name][0] < 1
+        wide = np.zeros((1, 3, side - 1, side + 4), np.uint8)
+        message = f"{name} needs frames of at least {side}x{side}, got {side + 4}x{side - 1}"
+        with pytest.raises(MetricError, match=message):
+            score_frames(wide, wide, [name])
+
+
 def test_metrics_are_built_once_per_process_and_device() -> None:
     assert get_metric("psnr", "cpu") is get_metric("psnr", "cpu")
     assert resolve_device("cuda:1") == "cuda:1"

@@ -5,7 +5,7 @@ window with σ = 1.5 over the valid region, K1 = 0.01, K2 = 0.03, per channel th
 MS-SSIM over five scales with the weights 0.0448, 0.2856, 0.3001, 0.2363, 0.1333 and 2×2 mean
 downsampling (as Wang's MATLAB code for even sizes; the CTC's 256×256 stays even down to the fifth
 scale). In float64 it equals scikit-image's SSIM to 1e-12; in float32, which we run for speed on both
-CPU and GPU, it is within 1e-5 (``tests/test_metrics_structural.py`` checks both).
+CPU and GPU, it is within 1e-5 (``tests/test_metrics.py`` checks the float32 run against scikit-image).
 """
 
 from __future__ import annotations

@@ -300,10 +300,8 @@ def build_report(
         "rate_sequences",
         "quality_sequences",
     ]
+    # in table order already: the codecs by name (_codec_info's order), each one's sequences then averages
     bd = pd.DataFrame.from_records(records, columns=columns)
-    level_rank = bd["level"].map({"sequence": 0, "class": 1, "overall": 2})
-    bd = bd.assign(_rank=level_rank).sort_values(["codec", "_rank"], kind="stable").drop(columns="_rank")
-    bd = bd.reset_index(drop=True)
     rate_points = rows.assign(
         _order=rows["sequence"].map({s: i for i, s in enumerate(order)}),
         _point=rows["rate_point"].map(natural_key),

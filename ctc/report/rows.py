@@ -96,7 +96,8 @@ def usable_rows(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataF
     gaps = []
     failed = results[results["status"] != ResultStatus.OK]
     for row in failed.itertuples():
-        detail = str(getattr(row, "error", "") or "no error message").strip().splitlines()
+        error = getattr(row, "error", None)
+        detail = str(error if isinstance(error, str) and error else "no error message").strip().splitlines()
         gaps.append(
             {
                 "kind": "failed job",

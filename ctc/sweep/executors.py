@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from ctc.sweep.plan import SweepPlan
+from ctc.sweep.plan import SweepConfigError, SweepPlan
 from ctc.sweep.tasks import Task, run_task
 
 
@@ -30,12 +30,24 @@ class Executor(Protocol):
 
 
 def executor_for(configs: Sequence[DictConfig]) -> Executor:
-    """The executor that the composed configurations of a sweep (one per codec configuration) choose."""
-    from hydra.utils import get_class
+    """The executor that the composed configurations of a sweep (one per codec configuration) choose;
+    :class:`SweepConfigError` when ``hydra.launcher`` names none."""
+    import importlib
 
     settings = OmegaConf.to_container(configs[0].hydra.launcher, resolve=True)
     assert isinstance(settings, dict)
-    return get_class(str(settings.pop("_target_")))(settings, configs)
+    target = str(settings.pop("_target_", None))
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except (ImportError, ValueError):
+        cls = None
+    if not all(hasattr(cls, key) for key in ("whole_sweep", "preflight", "run")):
+        raise SweepConfigError(
+            f"hydra.launcher._target_={target}: not an executor of ctc-run (a class with whole_sweep, "
+            "preflight and run: ctc/sweep/executors.py); choose launcher=joblib, basic, submitit_local, slurm"
+        )
+    return cls(settings, configs)
 
 
 class BasicExecutor:

@@ -122,6 +122,13 @@ def _composed(args: list[str]) -> list[DictConfig]:
     from ctc.conf import ConfigNotFound, compose
 
     overrides, flags = _split_arguments(args)
+    if {"-cp", "--config-path"} & set(flags):
+        print(
+            "ctc-run: error: --config-path: a run composes ctc-run's own config; add your folder to its "
+            "search path with --config-dir instead",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     anchor = _default_anchor(args)
     try:
         return [
@@ -134,12 +141,12 @@ def _composed(args: list[str]) -> list[DictConfig]:
 
 
 def _compose_flags(flags: list[str]) -> dict:
-    """What Hydra's flags of a command line tell :func:`ctc.conf.compose`: ``--config-dir`` folders and
-    the ``--config-name``."""
-    values = dict(zip(flags, flags[1:], strict=False))
-    name = values.get("--config-name") or values.get("-cn") or "config"
-    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
-    return {"config_name": name, "config_dirs": config_dirs}
+    """What Hydra's flags of a command line tell :func:`ctc.conf.compose`: the ``--config-dir`` folders
+    and the ``--config-name``."""
+    pairs = list(zip(flags, flags[1:], strict=False))  # a flag and what follows it: its value if it takes one
+    names = [value for flag, value in pairs if flag in ("-cn", "--config-name")]
+    config_dirs = [value for flag, value in pairs if flag in CONFIG_DIR_FLAGS]
+    return {"config_name": names[-1] if names else "config", "config_dirs": config_dirs}
 
 
 def _hydra(args: list[str]) -> None:
@@ -211,9 +218,9 @@ def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
     from ctc.conf import ConfigNotFound, compose, without_hydra
 
     overrides, flags = _split_arguments(args)
-    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
+    where = _compose_flags(flags)
     try:  # a config that does not compose (an unknown codec or test set) is a bad setting: exit code 2
-        testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
+        testset = without_hydra(compose(overrides, **where, multirun=True))["testset"]
     except (ConfigNotFound, ConfigCompositionException) as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -223,9 +230,7 @@ def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
             return []
     anchor = testset.get("default_anchor") or "vvenc"
     try:
-        section = without_hydra(
-            compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs, multirun=True)
-        )["anchor"]
+        section = without_hydra(compose([*overrides, f"anchor={anchor}"], **where, multirun=True))["anchor"]
         missing = codec_class(section).missing(section)
     except (ConfigNotFound, ConfigCompositionException, KeyError):
         return []  # Hydra (or the sweep's check) names what is wrong

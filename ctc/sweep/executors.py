@@ -75,7 +75,7 @@ class JoblibExecutor(BasicExecutor):
     def run(self, tasks: Sequence[Task]) -> list[str | None]:
         from joblib import Parallel, delayed
 
-        return list(Parallel(**self.settings)(delayed(run_task)(task) for task in tasks))
+        return list(Parallel(**self.settings)(delayed(_in_worker)(task) for task in tasks))
 
 
 class SubmititLocalExecutor(BasicExecutor):
@@ -93,6 +93,22 @@ class SubmititLocalExecutor(BasicExecutor):
             except Exception as exc:  # the process died or raised: this task fails, the others stand
                 outcomes.append(f"{type(exc).__name__}: {exc}")
         return outcomes
+
+
+def _in_worker(task: Task) -> str | None:
+    """:func:`run_task` in a joblib worker, the metrics' modules (and torch with them) imported first:
+    loky measures a worker's memory after its first task and restarts a worker that grew by 300 MB since,
+    as one whose first task coded and whose next one scored would (a restart, a warning of a leak, and
+    torch imported again for every scoring task)."""
+    from ctc.metrics import metric_class, use_metric_modules
+
+    try:
+        use_metric_modules(task.metrics.get("modules"))
+        for name in task.metrics["names"]:
+            metric_class(str(name))
+    except Exception as exc:  # as run_task says it: this task fails, the others go on
+        return f"{type(exc).__name__}: {exc}"
+    return run_task(task)
 
 
 def submitit_executor(cluster: str, settings: Mapping[str, Any]) -> Any:

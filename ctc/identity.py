@@ -10,7 +10,6 @@ result is reused only under an equal hash; otherwise the job is redone and :func
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -50,15 +49,6 @@ def job_identity(codec: Mapping[str, Any], sequence: Mapping[str, Any], rate_poi
 
 def identity_hash(identity: Mapping[str, Any]) -> str:
     return payload_hash(identity)
-
-
-def encode_identity(identity: Mapping[str, Any]) -> str:
-    """The identity as one token for a Hydra override (no quotes, braces or ``${`` to interpret)."""
-    return base64.urlsafe_b64encode(json.dumps(identity, sort_keys=True).encode()).decode()
-
-
-def decode_identity(token: str) -> dict[str, Any]:
-    return json.loads(base64.urlsafe_b64decode(token.encode()))
 
 
 def changes(old: Any, new: Any, path: str = "") -> list[str]:

@@ -21,7 +21,7 @@ from ctc.codec import Codec, CodecError, DecodeResult, EncodeResult, create_code
 from ctc.devices import batch_size_for, job_scoring_device
 from ctc.frames import read_rgb444
 from ctc.hashing import compute_digest, payload_hash
-from ctc.identity import encode_identity, identity_hash, job_identity, sequence_identity
+from ctc.identity import identity_hash, job_identity, sequence_identity
 from ctc.provenance import made_by, now_iso
 from ctc.rates import kbps
 from ctc.results import RESULT_FILE, ResultStatus, awaits_scoring, is_complete, read_result
@@ -67,17 +67,6 @@ class Job:
     def label(self) -> str:
         return f"{self.codec}/{self.sequence.name}/{self.rate_point}"
 
-    def overrides(self) -> list[str]:
-        """The Hydra overrides that select this job in a sweep's configuration."""
-        return [
-            f"job.role={self.role}",
-            f"job.codec={self.codec}",
-            f"job.sequence={self.sequence.name}",
-            f"job.rate_point={self.rate_point}",
-            f"job.device={self.device}",
-            f"job.identity={quote(encode_identity(self.identity))}",
-        ]
-
     def result_fields(self, status: ResultStatus) -> dict[str, Any]:
         """The fields every ``result.json`` of this job opens with: what it is, its sequence's setup and its
         identity, with ``status``."""
@@ -100,11 +89,6 @@ class Job:
 
     def directory(self, run_dir: str | Path) -> Path:
         return job_dir(run_dir, self.codec, self.sequence.name, self.rate_point)
-
-
-def quote(value: str) -> str:
-    """A Hydra override value that stays one string whatever characters it holds (a path, base64)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def plan_jobs(

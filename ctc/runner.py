@@ -1,10 +1,12 @@
 """``ctc-run``: sweep a codec (and the anchor) over a test set and its rate points.
 
 A Hydra app (``ctc/conf/config.yaml``): config groups ``codec``, ``anchor``, ``testset``, ``metrics``
-and ``launcher``, overrides as Hydra users expect. It always runs as a Hydra multirun whose
-``ctc`` sweeper (:mod:`hydra_plugins.gfvc_ctc_sweeper`) expands one job per (codec, sequence, rate
-point), skips the complete ones and launches the rest with the chosen launcher: joblib on this
-machine, submitit on a SLURM cluster. Results go to ``<results_dir>/<run>/``.
+and ``launcher``, overrides, ``--config-dir`` and ``hydra.searchpath`` as Hydra users expect. A run
+composes each configuration of the codec under test (``codec=a,b``) once with Hydra's config loader
+and hands the composed configurations to the sweep (:mod:`ctc.sweep.run`), which runs one job per
+(codec, sequence, rate point) on the executor ``launcher=`` chose: joblib on this machine, submitit on
+a SLURM cluster. Hydra's own modes (``--cfg``, ``--help``, ``--info``) go to ``hydra.main``. Results go
+to ``<results_dir>/<run>/``.
 """
 
 from __future__ import annotations
@@ -14,16 +16,14 @@ from collections.abc import Sequence
 
 import hydra
 from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
 
 from ctc.conf import register_resolvers
-from ctc.sweep.run import run_task
+from ctc.conf.launchers import register_launchers
 
-# Hydra's flags that choose what it does instead of our multirun (help, printing the config, ...).
+RUN_FLAGS = {"-m", "--multirun", "-r", "--run"}  # a run, which is what ctc-run does anyway
+# Hydra's flags that choose what it does instead of a run (help, printing the config, ...).
 MODE_FLAGS = {
-    "-m",
-    "--multirun",
-    "-r",
-    "--run",
     "-c",
     "--cfg",
     "-i",
@@ -50,7 +50,14 @@ VALUE_FLAGS = {
     "--config-path",
 }
 
-hydra_main = hydra.main(version_base="1.3", config_path="pkg://ctc.conf", config_name="config")(run_task)
+
+def _shown_only(config: DictConfig) -> None:
+    """Hydra's task for the modes that ctc-run hands it (``--cfg``, ``--help``, ``--info``), which
+    print and never run it: a run goes through :func:`_run`."""
+    raise AssertionError("ctc-run runs sweeps itself (ctc.runner.main)")
+
+
+hydra_main = hydra.main(version_base="1.3", config_path="pkg://ctc.conf", config_name="config")(_shown_only)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,8 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _check_early(args)
     flags = {arg.split("=", 1)[0] for arg in args}
     if not MODE_FLAGS & flags:
-        args = ["--multirun", *_first_variant(args)]
-        _hydra([*args, *_default_anchor(args)])
+        _run([arg for arg in args if arg not in RUN_FLAGS])
     elif flags & MODE_FLAGS <= CFG_FLAGS:
         _show_config(args)
     else:
@@ -98,17 +104,59 @@ def _show_config(args: list[str]) -> None:
         _hydra([*shown, *_default_anchor(shown, required=False)])
 
 
+def _run(args: list[str]) -> None:
+    """Compose each codec configuration of the command line once and run the sweep of them."""
+    from ctc.sweep.run import run_sweep
+
+    configs = _composed(args)
+    try:
+        run_sweep(configs)
+    except KeyboardInterrupt:
+        print("ctc-run: interrupted (Ctrl-C); the same command goes on from here", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _composed(args: list[str]) -> list[DictConfig]:
+    """Each codec configuration that the command line sweeps (``codec=a,b``), composed as its own
+    command line would be, with the run's anchor; a config that does not compose: one line, exit 2."""
+    from ctc.conf import ConfigNotFound, compose
+
+    overrides, flags = _split_arguments(args)
+    if {"-cp", "--config-path"} & set(flags):
+        print(
+            "ctc-run: error: --config-path: a run composes ctc-run's own config; add your folder to its "
+            "search path with --config-dir instead",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    anchor = _default_anchor(args)
+    try:
+        return [
+            compose([*variant, *anchor], **_compose_flags(flags), multirun=True)
+            for variant in _variants(overrides)
+        ]
+    except (ConfigNotFound, ConfigCompositionException) as exc:
+        print(f"ctc-run: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _compose_flags(flags: list[str]) -> dict:
+    """What Hydra's flags of a command line tell :func:`ctc.conf.compose`: the ``--config-dir`` folders
+    and the ``--config-name``."""
+    pairs = list(zip(flags, flags[1:], strict=False))  # a flag and what follows it: its value if it takes one
+    names = [value for flag, value in pairs if flag in ("-cn", "--config-name")]
+    config_dirs = [value for flag, value in pairs if flag in CONFIG_DIR_FLAGS]
+    return {"config_name": names[-1] if names else "config", "config_dirs": config_dirs}
+
+
 def _hydra(args: list[str]) -> None:
-    # every time: an in-process joblib job restores Hydra's singletons from a snapshot; the sweeper and the
-    # SLURM launcher are found by Hydra's plugin scan (hydra_plugins/ on sys.path)
+    """Hydra's own modes (``--cfg``, ``--help``, ...), through ``hydra.main`` as users know it."""
     register_resolvers()
+    register_launchers()
     saved = sys.argv
     sys.argv = ["ctc-run", *args]
     try:
         hydra_main()
-    except KeyboardInterrupt:
-        print("ctc-run: interrupted (Ctrl-C); the same command goes on from here", file=sys.stderr)
-        raise SystemExit(130) from None
     finally:
         sys.argv = saved
 
@@ -130,20 +178,14 @@ def _check_early(args: Sequence[str]) -> None:
 def _plan(args: list[str]) -> int:
     """``ctc-run ... --plan``: each codec configuration composed and planned as the sweep plans it
     (identities resolved, settings checked), then, per codec and stage, what would run and why."""
-    from ctc.conf import compose, without_hydra
-    from ctc.sweep.plan import SweepConfigError, check_variants, codec_variants, describe_plans, plan_sweep
+    from ctc.conf import without_hydra
+    from ctc.sweep.plan import SweepConfigError, check_variants, describe_plans, plan_sweep
 
-    overrides, flags = _split_arguments(args)
-    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
-    anchor = _default_anchor(args)
+    configs = _composed(args)
     try:
-        configs = [
-            compose([*variant, *anchor], config_dirs=config_dirs, multirun=True)
-            for variant in codec_variants(overrides)
-        ]
         plans = [plan_sweep(without_hydra(config)) for config in configs]
         check_variants(plans)
-    except (SweepConfigError, ConfigCompositionException) as exc:
+    except SweepConfigError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         return 2
     print(describe_plans(plans))
@@ -152,20 +194,6 @@ def _plan(args: list[str]) -> int:
     launcher = launcher_of(configs[0])
     print(describe_costs(estimate(plans, launcher, load_costs()), launcher))
     return 0
-
-
-def _first_variant(args: list[str]) -> list[str]:
-    """A sweep of several codec configurations (``codec=a,b``) composed as its first one, the others
-    handed to the sweeper: Hydra composes a multirun's config without its sweeps, so overrides of the
-    codec's nested defaults (``picture_codec@codec.intra=vvenc``) would find the default codec's."""
-    from ctc.identity import encode_identity
-    from ctc.jobs import quote
-
-    overrides, flags = _split_arguments(args)
-    variants = _variants(overrides)
-    if len(variants) == 1:
-        return args
-    return [*flags, *variants[0], f"hydra.sweeper.variants={quote(encode_identity({'variants': variants}))}"]
 
 
 def _variants(overrides: list[str]) -> list[list[str]]:
@@ -190,9 +218,9 @@ def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
     from ctc.conf import ConfigNotFound, compose, without_hydra
 
     overrides, flags = _split_arguments(args)
-    config_dirs = [value for flag, value in zip(flags, flags[1:], strict=False) if flag in CONFIG_DIR_FLAGS]
+    where = _compose_flags(flags)
     try:  # a config that does not compose (an unknown codec or test set) is a bad setting: exit code 2
-        testset = without_hydra(compose(overrides, config_dirs=config_dirs, multirun=True))["testset"]
+        testset = without_hydra(compose(overrides, **where, multirun=True))["testset"]
     except (ConfigNotFound, ConfigCompositionException) as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -202,9 +230,7 @@ def _default_anchor(args: Sequence[str], required: bool = True) -> list[str]:
             return []
     anchor = testset.get("default_anchor") or "vvenc"
     try:
-        section = without_hydra(
-            compose([*overrides, f"anchor={anchor}"], config_dirs=config_dirs, multirun=True)
-        )["anchor"]
+        section = without_hydra(compose([*overrides, f"anchor={anchor}"], **where, multirun=True))["anchor"]
         missing = codec_class(section).missing(section)
     except (ConfigNotFound, ConfigCompositionException, KeyError):
         return []  # Hydra (or the sweep's check) names what is wrong

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("ctc", "anchors", "models", "hydra_plugins", "bench")
+PACKAGES = ("ctc", "anchors", "models", "bench")
 # Stages drawn as one box, each a list of folders and modules (the first match of a file wins).
 STAGES = {
     "foundation: files, tools, config": [
@@ -47,7 +47,6 @@ STAGES = {
     "ctc-run": ["ctc/runner.py"],
     "anchors": ["anchors"],
     "GFVC models": ["models"],
-    "Hydra plug-ins": ["hydra_plugins"],
     "benchmarks": ["bench"],
 }
 

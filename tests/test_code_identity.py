@@ -19,7 +19,7 @@ from ctc.identity import changes
 from ctc.paths import PROJECT_ROOT, cache_dir
 
 EXAMPLE = PROJECT_ROOT / "examples" / "my_gfvc_model"
-TREE = ("ctc", "anchors", "models", "hydra_plugins")
+TREE = ("ctc", "anchors", "models")
 ONE_DEMO_CLIP = [
     "testset=demo",
     "testset.sequences=[DEMO_001]",

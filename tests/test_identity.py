@@ -10,8 +10,6 @@ from ctc.identity import (
     _shown_pair,
     changes,
     codec_identity,
-    decode_identity,
-    encode_identity,
     identity_hash,
     job_identity,
     redo_reason,
@@ -27,13 +25,6 @@ def test_job_identity_holds_the_codec_the_sequence_and_an_integer_rate_point() -
     identity = job_identity({"name": "vtm"}, {"name": "seq"}, "37")  # type: ignore[arg-type]
     assert identity == {"codec": {"name": "vtm"}, "sequence": {"name": "seq"}, "rate_point": 37}
     assert type(identity["rate_point"]) is int
-
-
-def test_encoded_identity_is_url_safe_base64_of_sorted_json() -> None:
-    """base64 of '{"a": 1, "b": ">?~"}' is eyJhIjogMSwgImIiOiAiPj9+In0=; URL-safe: '-' for '+'."""
-    token = encode_identity({"b": ">?~", "a": 1})
-    assert token == "eyJhIjogMSwgImIiOiAiPj9-In0="
-    assert decode_identity(token) == {"a": 1, "b": ">?~"}
 
 
 def test_changes_name_each_differing_leaf_by_its_path() -> None:

@@ -114,6 +114,27 @@ def test_a_gfvc_rate_point_its_key_frame_codec_cannot_code_stops_before_anything
     assert not results.exists()
 
 
+def test_a_launcher_or_config_path_ctc_run_cannot_run_stops_before_anything_runs(tmp_path, capsys):
+    """Hydra's own SLURM launcher (hydra/launcher=submitit_slurm) runs Hydra jobs, not ctc-run's tasks;
+    --config-path would replace ctc-run's config (--config-dir adds a folder to its search path)."""
+    results = tmp_path / "results"
+    args = ["codec=x265", "anchor=vvenc", "testset=demo", "metrics=psnr", f"results_dir={results}"]
+    code, err = run_exit([*args, "launcher=basic", "hydra/launcher=submitit_slurm"], capsys)
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert errors == [
+        "ctc-run: error: hydra.launcher._target_=hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+        "SlurmLauncher: not an executor of ctc-run (a class with whole_sweep, preflight and run: "
+        "ctc/sweep/executors.py); choose launcher=joblib, basic, submitit_local, slurm"
+    ]
+    code, err = run_exit([*args, "--config-path", str(tmp_path)], capsys)  # not ctc-run's config
+    assert code == 2 and err.strip().splitlines() == [
+        "ctc-run: error: --config-path: a run composes ctc-run's own config; add your folder to its search "
+        "path with --config-dir instead"
+    ]
+    assert not results.exists()
+
+
 def test_digests_of_a_users_files_are_remembered_outside_the_clone(tmp_path, monkeypatch):
     monkeypatch.delenv("GFVC_CACHE", raising=False)
     monkeypatch.setenv("GFVC_TOOLS", str(tmp_path / "tools"))

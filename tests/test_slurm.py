@@ -24,8 +24,8 @@ from ctc.report.cli import write_report
 from ctc.results import load_results, read_result
 from ctc.runner import main
 from ctc.slurm.commands import JobState, _expand
+from ctc.slurm.executor import job_device, job_resources
 from ctc.slurm.wait import WaitPolicy
-from hydra_plugins.gfvc_ctc_sweeper.slurm import CtcSlurmLauncher, job_device, job_resources
 
 tiny = test_runner.tiny  # the fixture: a tiny test set, the fake codec and anchor
 
@@ -510,12 +510,19 @@ def test_job_resources_come_from_the_launcher_then_the_codec_then_the_defaults()
     assert job_device("cuda", 1) == "cuda:0" and job_device("cpu", 1) is None
 
 
-def test_each_job_on_a_node_uses_as_many_threads_as_it_has_cpus_and_its_nodes_device() -> None:
-    overrides = ["job.role=score", "job.device=cpu", "job.threads=2", "job.sequence=A"]
-    arguments = CtcSlurmLauncher._arguments(overrides, 3, "cuda:0", threads=8)
-    assert arguments[0] == ["job.role=score", "job.sequence=A", "job.threads=8", "job.device=cuda:0"]
-    kept = CtcSlurmLauncher._arguments(overrides, 3, None, threads=8)[0]  # an explicit device stays
-    assert kept == ["job.role=score", "job.device=cpu", "job.sequence=A", "job.threads=8"]
+def test_each_job_on_a_node_uses_as_many_threads_as_it_has_cpus_and_its_nodes_device(tmp_path) -> None:
+    from ctc.jobs import Job
+    from ctc.sweep.scoring import ScoreTask
+    from ctc.sweep.tasks import CodingTask, ScoringTask
+
+    task = ScoringTask(ScoreTask("A", (), "cpu", 2), None, {}, tmp_path, False)  # type: ignore[arg-type]
+    on_node = task.on_node("cuda:0", threads=8)
+    assert (on_node.score.sequence, on_node.score.threads, on_node.score.device) == ("A", 8, "cuda:0")
+    kept = task.on_node(None, threads=8)  # an explicit device stays
+    assert (kept.score.sequence, kept.score.threads, kept.score.device) == ("A", 8, "cpu")
+    coding = CodingTask(Job("test", "x265", None, 37, {}, "cpu"), {}, {}, tmp_path, False, False, 2)  # type: ignore[arg-type]
+    assert (coding.on_node("cuda:0", 8).job.device, coding.on_node("cuda:0", 8).threads) == ("cuda:0", 8)
+    assert (coding.on_node(None, 8).job.device, coding.on_node(None, 8).threads) == ("cpu", 8)
 
 
 def test_every_codec_config_sizes_its_slurm_jobs_and_gfvc_codecs_ask_for_a_gpu():
@@ -552,13 +559,12 @@ def test_a_sweep_where_every_job_fails_lists_them_and_still_reports(tiny, capsys
 def sbatch_partitions(tmp_path: Path, *overrides: str) -> dict[str, str | None]:
     """The ``#SBATCH --partition`` that the launcher would give the arrays of vtm, vvenc, x265, cfte
     and the scoring tasks, from the composed ``launcher=slurm`` config and ``overrides``."""
-    from hydra.utils import instantiate
-
     from ctc.codec import codec_class
     from ctc.conf import compose, load_section
+    from ctc.sweep.executors import executor_for
 
     config = compose(["launcher=slurm", f"results_dir={tmp_path}", *overrides], multirun=True)
-    launcher = instantiate(config.hydra.launcher)  # as Hydra makes the launcher of a sweep
+    launcher = executor_for([config])  # as the sweep makes its executor
     sections = [load_section("codec", name) for name in ("vtm", "vvenc", "x265", "cfte")]
     sections.append({"name": "scoring", "slurm": launcher.params["scoring_task"]})
     partitions = {}

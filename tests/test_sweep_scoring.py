@@ -54,7 +54,7 @@ def test_interrupted_sequence_scoring_resumes_to_the_values_of_scoring_a_job_at_
     largest = max(float(np.abs(found[key].to_numpy() - expected[key].to_numpy()).max()) for key in found)
     assert largest <= 1e-6
     assert not list(run_dir.glob("*/*/*/*decoded.rgb"))  # removed once scored (keep_decoded=false)
-    assert not (run_dir / ".scoring").exists()  # the scoring tasks' empty Hydra folders are gone
+    assert not (run_dir / ".scoring").exists()  # no folder of the scoring tasks is left in the run
 
 
 def test_a_version_that_cannot_be_scored_fails_alone_and_is_only_scored_next_time(

@@ -2,8 +2,8 @@
 
 Every config is read through Hydra's composition, so defaults lists (a GFVC codec's model and
 picture codecs), search paths (the user's own config folder) and overrides reach nested sections.
-A sweep gets everything composed by ``ctc-run``; code outside a sweep (the runner before Hydra
-starts, ``ctc-complexity``, ``ctc-score``, tests) composes with :func:`compose` or :func:`load_section`.
+``ctc-run`` composes each codec configuration of a sweep with :func:`compose`, once; so do
+``ctc-complexity``, ``ctc-score`` and the tests, or with :func:`load_section`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def compose(
     from hydra.errors import MissingConfigException
     from hydra.types import RunMode
 
+    from ctc.conf.launchers import register_launchers
+
     register_resolvers()
+    register_launchers()
     search_path = create_config_search_path("pkg://ctc.conf")
     for folder in config_dirs:
         search_path.prepend(

@@ -193,4 +193,4 @@ def launcher_of(config: Any) -> Launcher:
         return Launcher(
             name, workers, cores, cluster=True, parallel=parallel and int(parallel), scoring_cpus=int(cpus)
         )
-    return Launcher(name, 1 if "BasicLauncher" in target else workers, cores)
+    return Launcher(name, 1 if "BasicExecutor" in target else workers, cores)

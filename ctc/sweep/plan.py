@@ -118,7 +118,7 @@ def check_variants(plans: Sequence[SweepPlan]) -> None:
 
 
 def _check_workers(jobs: Any) -> None:
-    if jobs == "auto":  # the sweeper makes it one per core
+    if jobs == "auto":  # the sweep makes it one per core
         return
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SweepConfigError(f"jobs={jobs!r}: expected a positive number of parallel workers (or auto)")

@@ -1,28 +1,28 @@
-"""The sweep: plan a run's jobs, skip the complete ones, launch the rest, tally this sweep's results.
+"""The sweep: plan a run's jobs, skip the complete ones, run the rest, tally this sweep's results.
 
-Driven by the ``ctc`` Hydra sweeper (``hydra_plugins/gfvc_ctc_sweeper``), which hands in the
-composed configuration and its launcher's ``launch``; everything here is plain Python so the
-plugin stays a thin adapter. Checking and planning live in :mod:`ctc.sweep.plan`, the tally and
-the files written at the end in :mod:`ctc.sweep.results`.
+``ctc-run`` (:mod:`ctc.runner`) composes each codec configuration once and hands the composed
+configurations in; the sweep plans them, turns the jobs to run into typed tasks
+(:mod:`ctc.sweep.tasks`) and hands those to the executor that ``launcher=`` chose
+(:mod:`ctc.sweep.executors`). Checking and planning live in :mod:`ctc.sweep.plan`, the tally and the
+files written at the end in :mod:`ctc.sweep.results`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
 from ctc.conf import without_hydra
-from ctc.devices import DeviceError, gpu_count, limit_threads, release_freed_memory, scoring_devices
-from ctc.identity import decode_identity
-from ctc.jobs import ROLES, Job, quote, run_job
+from ctc.devices import DeviceError, gpu_count, scoring_devices
+from ctc.jobs import Job
 from ctc.provenance import now_iso
 from ctc.results import ResultStatus, awaits_scoring, read_result
 from ctc.store import job_busy, job_dir
+from ctc.sweep.executors import Executor, executor_for
 from ctc.sweep.page_frames import page_sequences, release_page_frames
 from ctc.sweep.plan import (
     SweepConfigError,
@@ -41,52 +41,41 @@ from ctc.sweep.results import (
     sweep_results,
     write_provenance,
 )
-from ctc.sweep.scoring import (
-    SCORE_ROLE,
-    mark_unscored,
-    remove_hydra_folders,
-    restore_unscored,
-    score_sequence,
-)
+from ctc.sweep.scoring import mark_unscored, restore_unscored
+from ctc.sweep.tasks import Task, wave_tasks
 from ctc.sweep.waves import Wave, plan_all_at_once, plan_waves, threads_per_task
-from ctc.testset.sequences import load_test_set
-
-Launch = Callable[[Sequence[Sequence[str]], int], Sequence[Any]]
-Variant = tuple[DictConfig, Sequence[str]]  # a composed configuration and the task overrides that make it
 
 
-def run_sweep(
-    variants: Sequence[Variant],
-    launch: Launch,
-    batch_size: int | None,
-    preflight: Callable[[Sequence[SweepPlan]], None] | None = None,
-) -> None:
-    """Run the sweep of each variant (one per configuration of the codec under test: ``codec=a,b``)
-    into one run folder, one after another (the anchor's jobs run once), then report them together;
-    ``batch_size`` jobs are launched at once (None: all). ``preflight``: the launcher's own check of the
-    plans (a cluster's resources), made when a job is to run, before anything is written.
+def run_sweep(configs: Sequence[DictConfig]) -> None:
+    """Run the sweep of each composed configuration (one per configuration of the codec under test:
+    ``codec=a,b``) into one run folder, one after another (the anchor's jobs run once), then report them
+    together, on the executor that ``launcher=`` chose; the executor checks what it would ask for (a
+    cluster's resources) when a job is to run, before anything is written.
 
     Raises ``SystemExit(2)`` before anything runs or is written when a configuration is wrong, and
     ``SystemExit(1)`` at the end when a job failed, after every other job ran.
     """
     started = now_iso()
+    configs = [_with_workers(config) for config in configs]
     try:
-        plans = [plan_sweep(without_hydra(config)) for config, _ in variants]
+        plans = [plan_sweep(without_hydra(config)) for config in configs]
         check_variants(plans)
-        if preflight is not None and any(has_pending(plan) for plan in plans):
-            preflight(plans)
+        executor = executor_for(configs)
+        if any(has_pending(plan) for plan in plans):
+            executor.preflight(plans)
     except SweepConfigError as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    batch_size = None if executor.whole_sweep else 2 * int(configs[0].jobs)
     ran, results, seen, decoded = False, [], set(), []
-    for plan, (config, arguments) in zip(plans, variants, strict=True):
+    for plan, config in zip(plans, configs, strict=True):
         pending = pending_jobs(plan)
-        _sweep(plan, config, pending, arguments, launch, batch_size, started)
+        _sweep(plan, config, pending, executor, batch_size, started)
         decoded += pending
         results += sweep_results([job for job in plan.jobs if job.label not in seen], plan.run_dir)
         seen.update(job.label for job in plan.jobs)  # the anchor's jobs are every variant's
         ran = ran or bool(pending)
-    for each, (config, _) in zip(plans, variants, strict=True):
+    for each, config in zip(plans, configs, strict=True):
         write_provenance(each, config, results, started=started)
     plan = plans[-1]
     summarise(plan.run_dir, results)
@@ -100,24 +89,29 @@ def run_sweep(
         raise SystemExit(1)
 
 
+def _with_workers(config: DictConfig) -> DictConfig:
+    """``jobs: auto`` made one worker per core."""
+    if config.jobs in (None, "auto"):
+        with read_write(config), open_dict(config):
+            config.jobs = default_workers()
+    return config
+
+
 def _sweep(
     plan: SweepPlan,
     config: DictConfig,
     pending: list[Job],
-    arguments: Sequence[str],
-    launch: Launch,
+    executor: Executor,
     batch_size: int | None,
     started: str,
 ) -> None:
-    """Launch one variant's pending jobs in batches."""
+    """Run one variant's pending jobs, wave after wave."""
     if pending:
         _prepare_metrics(plan.metric_names)
     write_provenance(plan, config, started=started)
 
     from tqdm import tqdm
 
-    common = [arg for arg in arguments if not arg.lstrip("+").startswith(("results_dir=", "run="))]
-    common += [f"results_dir={quote(str(plan.run_dir.parent))}", f"run={plan.run_dir.name}"]
     by_sequence = _by_sequence(plan)
     # decoded by an earlier sweep whose scoring did not finish: scored, not coded again
     scoring_only = {
@@ -134,33 +128,15 @@ def _sweep(
         desc=f"ctc-run {plan.run_dir.name}",
         dynamic_ncols=True,
     ) as progress:
-        first = 0
         for planned in _waves(plan, pending, batch_size, by_sequence):
             coding = [job for job in planned.coding if job.label not in scoring_only]
             wave = _decoded_only(replace(planned, coding=coding), plan.run_dir)
             if wave.coding or wave.scoring:
-                tasks = zip(wave.overrides(), wave.sequences(), strict=True)
-                _launch_wave(
-                    wave,
-                    [
-                        common + overrides + _keep_for_page(sequence, for_page)
-                        for overrides, sequence in tasks
-                    ],
-                    first,
-                    launch,
-                    plan.run_dir,
-                )
-                first += len(wave.coding) + len(wave.scoring)
+                _launch_wave(wave, wave_tasks(plan, wave, for_page), executor, plan.run_dir)
             # a job is done once its sequence's scoring task had its turn (it may have failed before)
             progress.update(
                 sum(len(task.entries) for task in planned.scoring) if by_sequence else len(wave.coding)
             )
-    remove_hydra_folders(plan.run_dir)
-
-
-def _keep_for_page(sequence: str, for_page: set[str]) -> list[str]:
-    """The override that keeps a task's decoded files until the report page is written."""
-    return ["job.keep_decoded=true"] if sequence in for_page else []
 
 
 def _by_sequence(plan: SweepPlan) -> bool:
@@ -220,67 +196,16 @@ def _prepare_metrics(names: Sequence[str]) -> None:
         raise SystemExit(2) from None
 
 
-def run_task(config: DictConfig) -> dict[str, Any]:
-    """The Hydra task of one job: the sweeper sets ``job.*`` (and the job's identity) to choose it."""
-    choice = config.job
-    roles = [*ROLES, SCORE_ROLE]
-    if choice.role not in roles or not choice.identity:
-        raise SweepConfigError(
-            "ctc-run jobs are chosen by its sweeper (hydra/sweeper=ctc): job.role="
-            f"{choice.role!r} is not one of {sorted(roles)}, or job.identity is unset"
-        )
-    if choice.get("threads"):
-        limit_threads(int(choice.threads))
-    settings = without_hydra(config)
-    (spec,) = load_test_set({**settings["testset"], "sequences": [str(choice.sequence)]})
-    identity = decode_identity(str(choice.identity))
-    run_dir = Path(settings["results_dir"]) / str(settings["run"])
-    keep = bool(settings["keep_decoded"] or choice.get("keep_decoded"))
-    if choice.role == SCORE_ROLE:
-        results = score_sequence(
-            spec, identity["jobs"], settings["metrics"], run_dir, keep, str(choice.device)
-        )
-        release_freed_memory()
-        return {
-            "scored": {f"{result['codec']}/{result['rate_point']}": result["status"] for result in results}
-        }
-    section = settings[ROLES[choice.role]]
-    from ctc.metrics import metric_code, use_metric_modules
-
-    use_metric_modules(settings["metrics"].get("modules"))
-    job = Job(
-        choice.role,
-        section["name"],
-        spec,
-        int(choice.rate_point),
-        identity,
-        str(choice.device),
-        metric_code(list(settings["metrics"]["names"])),
-    )
-    codec_settings = {"timeout_s": settings["timeout_s"], **section}
-    return run_job(
-        job,
-        codec_settings,
-        settings["metrics"],
-        run_dir,
-        keep,
-        score=settings.get("scoring", "sequence") == "job",
-    )
-
-
-def _launch_wave(
-    wave: Wave, overrides: list[list[str]], first_index: int, launch: Launch, run_dir: Path
-) -> None:
-    """Launch one wave; a job that could not even run (or a lost worker) is recorded as failed with
-    the launcher's reason, unless it wrote a result in this launch or has a complete one of its own
+def _launch_wave(wave: Wave, tasks: list[Task], executor: Executor, run_dir: Path) -> None:
+    """Run one wave; a job that could not even run (or a lost worker) is recorded as failed with
+    the executor's reason, unless it wrote a result in this wave or has a complete one of its own
     (an earlier failure of the same job is replaced: the reason shown is this run's). A job left
     decoded by a scoring task that did not finish is recorded as failed, its bitstream kept."""
     before = [read_result(job.directory(run_dir)) for job in wave.coding]
     try:
-        returns = list(launch(overrides, first_index))
-        errors = [_job_error(ret) for ret in returns]
-    except Exception as exc:  # a launcher failure (e.g. a killed worker) fails its wave's unfinished tasks
-        errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(overrides)
+        errors = list(executor.run(tasks))
+    except Exception as exc:  # an executor failure (e.g. a killed worker) fails its wave's unfinished tasks
+        errors = [f"the launcher failed: {type(exc).__name__}: {exc}"] * len(tasks)
     for job, error, earlier in zip(wave.coding, errors, before, strict=False):
         result = read_result(job.directory(run_dir)) or {}
         own = result.get("config_hash") == job.identity_hash and result.get("status") in (
@@ -295,12 +220,3 @@ def _launch_wave(
             result = read_result(directory)
             if awaits_scoring(result, digest) and not job_busy(directory):
                 mark_unscored(directory, result, f"{task.label} did not finish: {error or 'no reason given'}")
-
-
-def _job_error(job_return: Any) -> str | None:
-    from hydra.core.utils import JobStatus
-
-    if job_return.status == JobStatus.COMPLETED:
-        return None
-    error = job_return._return_value  # Hydra keeps the task's exception here (return_value re-raises)
-    return f"{type(error).__name__}: {error}"

@@ -13,22 +13,18 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ctc.devices import batch_size_for
 from ctc.frames import read_rgb444
-from ctc.identity import encode_identity
-from ctc.jobs import Job, decoded_file, quote, record_scores
+from ctc.jobs import Job, decoded_file, record_scores
 from ctc.provenance import now_iso
 from ctc.results import RESULT_FILE, ResultStatus, read_result
 from ctc.store import job_dir, job_lock, write_json_atomic
 from ctc.testset.sequences import SequenceSpec
-
-SCORE_ROLE = "score"
-HYDRA_DIR = ".scoring"  # the folder Hydra makes for each scoring task: <run>/.scoring/<sequence>/all
 
 
 @dataclass(frozen=True)
@@ -49,19 +45,6 @@ class ScoreTask:
     @property
     def label(self) -> str:
         return f"scoring {self.sequence}"
-
-    def overrides(self) -> list[str]:
-        """The Hydra overrides that select this task in a sweep's configuration."""
-        # job.codec and job.rate_point name its Hydra output folder (HYDRA_DIR)
-        return [
-            f"job.role={SCORE_ROLE}",
-            f"job.codec={HYDRA_DIR}",
-            f"job.sequence={self.sequence}",
-            "job.rate_point=all",
-            f"job.device={self.device}",
-            f"job.threads={self.threads}",
-            f"job.identity={quote(encode_identity({'jobs': [list(entry) for entry in self.entries]}))}",
-        ]
 
 
 def score_sequence(
@@ -126,15 +109,6 @@ def score_sequence(
                 write_json_atomic(directory / RESULT_FILE, result)
             results.append(result)
         return results
-
-
-def remove_hydra_folders(run_dir: Path) -> None:
-    """Remove the scoring tasks' Hydra folders of ``run_dir`` where they are empty (they always are: the
-    tasks write into the jobs' folders)."""
-    root = run_dir / HYDRA_DIR
-    for folder in sorted(root.glob("*/*"), reverse=True) + sorted(root.glob("*")) + [root]:
-        with suppress(OSError):  # not empty, a file, or gone
-            folder.rmdir()
 
 
 def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:

@@ -7,7 +7,7 @@ the next group is coded. Either way the decoded files on disk are those of about
 scoring worker, not the whole sweep's. Every task of a wave is told how many threads it may use, so
 that the workers together never run more threads than the cores given to the sweep.
 
-A launcher that schedules the whole sweep itself (a cluster: ``hydra.sweeper.batch_size: all``) gets
+An executor that schedules the whole sweep itself (a cluster: :mod:`ctc.slurm.executor`) gets
 two waves instead: every coding job, then every sequence's scoring task, each task a job of its own.
 """
 
@@ -25,15 +25,6 @@ class Wave:
     coding: list[Job] = field(default_factory=list)
     scoring: list[ScoreTask] = field(default_factory=list)
     threads: int = 1  # CPU threads per task
-
-    def overrides(self) -> list[list[str]]:
-        """Each task's Hydra overrides: the coding jobs first, then the scoring tasks."""
-        coding = [job.overrides() + [f"job.threads={self.threads}"] for job in self.coding]
-        return coding + [task.overrides() for task in self.scoring]
-
-    def sequences(self) -> list[str]:
-        """Each task's sequence, in the order of :meth:`overrides`."""
-        return [job.sequence.name for job in self.coding] + [task.sequence for task in self.scoring]
 
 
 def threads_per_task(cores: int, workers: int, tasks: int) -> int:

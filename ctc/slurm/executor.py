@@ -1,11 +1,9 @@
-"""The ``ctc_slurm`` Hydra launcher (``launcher=slurm``): Hydra's submitit SLURM launcher, fitted to a sweep.
-
-What differs from ``submitit_slurm``:
+"""The SLURM executor (``launcher=slurm``): a sweep's typed tasks as submitit job arrays on a cluster.
 
 - every codec's and the scoring task's resources checked against the cluster before the first
-  ``sbatch`` (:meth:`CtcSlurmLauncher.preflight`, :mod:`ctc.slurm.check`): a wrong one stops the sweep
+  ``sbatch`` (:meth:`SlurmExecutor.preflight`, :mod:`ctc.slurm.check`): a wrong one stops the sweep
   before anything is submitted or written; a default CPU count is fitted to the largest node;
-- one job array per codec role (at most ``max_array_size`` tasks each), all submitted before any is
+- one job array per codec (at most ``max_array_size`` tasks each), all submitted before any is
   awaited, each with its codec's resources: ``slurm:`` in ``ctc/conf/codec/<name>.yaml``, else
   ``job_defaults`` (GPU codecs ask for one GPU); a value set on the launcher applies to every job;
 - each array in its partition: the codec's own (``slurm.partition``), else ``partitions.gpu`` for jobs
@@ -22,21 +20,17 @@ What differs from ``submitit_slurm``:
   arrays already submitted: the wave's jobs are all recorded as not run, none is left running.
 """
 
-# No `from __future__ import annotations`: Hydra's plugin scan (in joblib workers too) executes this
-# module outside sys.modules, where a dataclass with string annotations fails.
+from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
+
+from ctc.sweep.executors import submitit_executor
+from ctc.sweep.plan import SweepPlan
+from ctc.sweep.tasks import Task, run_task
 
 RESOURCE_KEYS = ("cpus_per_task", "mem_gb", "timeout_min", "gpus_per_node")
 WAIT_KEYS = (
@@ -48,32 +42,7 @@ WAIT_KEYS = (
     "outage_limit_s",
 )
 OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", "partitions", *WAIT_KEYS})
-
-
-@dataclass
-class CtcSlurmConf(SlurmQueueConf):
-    """Hydra's SLURM settings plus ours; the values are in ``ctc/conf/launcher/slurm.yaml``."""
-
-    _target_: str = "hydra_plugins.gfvc_ctc_sweeper.slurm.CtcSlurmLauncher"
-    timeout_min: int | None = None
-    array_parallelism: int | None = None
-    max_array_size: int | None = None
-    job_defaults: dict[str, Any] = field(default_factory=dict)
-    partitions: dict[str, Any] = field(default_factory=dict)
-    scoring_task: dict[str, Any] = field(default_factory=dict)
-    poll_s: float | None = None
-    unschedulable_reasons: list[str] = field(default_factory=list)
-    unschedulable_after_s: float | None = None
-    unknown_after_s: float | None = None
-    command_timeout_s: float | None = None
-    outage_limit_s: float | None = None
-
-
-ConfigStore.instance().store(group="hydra/launcher", name="ctc_slurm", node=CtcSlurmConf, provider="gfvc-ctc")
-
-
-class SlurmJobFailed(RuntimeError):
-    """A SLURM job ended without a result (killed, timed out, its node failed, never ran, ...)."""
+FAILED = "SlurmJobFailed"  # how a job that ended without a result is named in its result.json
 
 
 def job_resources(section: Mapping[str, Any], launcher: Mapping[str, Any], uses_gpu: bool) -> dict[str, Any]:
@@ -97,17 +66,28 @@ def job_resources(section: Mapping[str, Any], launcher: Mapping[str, Any], uses_
 
 
 def job_device(device: str, gpus: int) -> str | None:
-    """The ``job.device`` of a job on a node: its own GPU is ``cuda:0`` there (SLURM hides the others);
+    """The device of a job on a node: its own GPU is ``cuda:0`` there (SLURM hides the others);
     None keeps the sweep's choice (an explicit ``cpu`` or ``cuda:N``)."""
     if device == "auto":
         return "cuda:0" if gpus else "cpu"
     return "cuda:0" if device == "cuda" else None
 
 
-class CtcSlurmLauncher(SlurmLauncher):
-    checked: dict[str, dict[str, Any]] | None = None  # each codec's (and "scoring") resources, once checked
+class SlurmExecutor:
+    whole_sweep = True
 
-    def preflight(self, plans: Sequence[Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], configs: Sequence[DictConfig]) -> None:
+        self.params = dict(settings)
+        self.device = str(configs[0].device)
+        # the keys the command line sets (codec.slurm.mem_gb, hydra.launcher.cpus_per_task): never cut
+        self.command_line = {
+            item.lstrip("+~").split("=", 1)[0]
+            for config in configs
+            for item in [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
+        }
+        self.checked: dict[str, dict[str, Any]] | None = None  # each codec's (and "scoring") resources
+
+    def preflight(self, plans: Sequence[SweepPlan]) -> None:
         """Check SLURM's commands, the wait settings and every job's resources against the cluster
         (partition, QOS, the largest node) before anything is submitted; raises
         :class:`ctc.sweep.plan.SweepConfigError` for the first wrong one."""
@@ -125,7 +105,6 @@ class CtcSlurmLauncher(SlurmLauncher):
         from ctc.slurm.wait import WaitPolicy
         from ctc.sweep.plan import SweepConfigError
 
-        assert self.config is not None
         try:
             policy = WaitPolicy.from_settings(self.params)
             check_commands()
@@ -139,13 +118,12 @@ class CtcSlurmLauncher(SlurmLauncher):
                     resources = job_resources(section, self.params, codec_class(section).uses_gpu)
                     key = ROLES[role]
                     asked[section["name"]] = (resources, f"{key}.slurm", f"{key} {section['name']}")
-            command_line = self._command_line_keys()
             self.checked = {}
             for name, (resources, prefix, what) in asked.items():
                 explicit = {
                     key
                     for key in RESOURCE_KEYS
-                    if {f"hydra.launcher.{key}", f"{prefix}.{key}"} & command_line
+                    if {f"hydra.launcher.{key}", f"{prefix}.{key}"} & self.command_line
                 }
                 checked = checked_resources(what, resources)
                 self.checked[name] = fitted_resources(what, checked, nodes, explicit)
@@ -160,23 +138,15 @@ class CtcSlurmLauncher(SlurmLauncher):
     def _scoring_resources(self) -> dict[str, Any]:
         return job_resources({"slurm": self.params.get("scoring_task")}, self.params, False)
 
-    def _command_line_keys(self) -> set[str]:
-        """The keys the command line sets (``codec.slurm.mem_gb``, ``hydra.launcher.cpus_per_task``)."""
-        assert self.config is not None
-        overrides = [*self.config.hydra.overrides.task, *self.config.hydra.overrides.hydra]
-        return {item.lstrip("+~").split("=", 1)[0] for item in overrides}
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def run(self, tasks: Sequence[Task]) -> list[str | None]:
         from ctc.slurm.commands import SlurmCommandError, cancel
         from ctc.slurm.wait import WaitPolicy, wait_for_jobs
 
-        assert self.config is not None
         policy = WaitPolicy.from_settings(self.params)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         submitted: dict[int, Any] = {}  # index: submitit job
         refused = ""
         try:
-            refused = self._submit(job_overrides, initial_job_idx, submitted)
+            refused = self._submit(tasks, submitted)
         except KeyboardInterrupt:  # Ctrl-C between two submissions: the arrays already in go too
             arrays = sorted({job.job_id.split("_")[0] for job in submitted.values()}, key=int)
             if arrays:
@@ -191,40 +161,29 @@ class CtcSlurmLauncher(SlurmLauncher):
             except SlurmCommandError as exc:
                 _say(f"could not cancel the arrays already submitted ({', '.join(arrays)}): {exc}")
         outcomes = wait_for_jobs([job.job_id for job in submitted.values()], policy, _say)
-        returns = []
-        for index, overrides in enumerate(job_overrides):
-            if index not in submitted:
-                returns.append(_failed(overrides, SlurmJobFailed(f"not submitted: {refused}")))
-            else:
-                job = submitted[index]
-                returns.append(_job_return(job, overrides, outcomes[job.job_id], refused))
-        return returns
+        return [
+            _outcome(submitted[index], outcomes[submitted[index].job_id], refused)
+            if index in submitted
+            else f"{FAILED}: not submitted: {refused}"
+            for index in range(len(tasks))
+        ]
 
-    def _submit(
-        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, submitted: dict[int, Any]
-    ) -> str:
-        """Submit one array per role (a codec's jobs, the scoring tasks; more past max_array_size), filling
-        ``submitted`` with each job's submitit job, until sbatch refuses one: returns why ("" if none)."""
-
-        assert self.config is not None
-        roles: dict[str, list[int]] = {}
-        for index, overrides in enumerate(job_overrides):
-            roles.setdefault(_value(overrides, "job.role"), []).append(index)
-        for role, indices in roles.items():
-            name, resources = self._resources(role, job_overrides[indices[0]])
-            device = job_device(str(self.config.device), int(resources["gpus_per_node"]))
+    def _submit(self, tasks: Sequence[Task], submitted: dict[int, Any]) -> str:
+        """Submit one array per codec and one of the scoring tasks (more past max_array_size), filling
+        ``submitted`` with each task's submitit job, until sbatch refuses one: returns why ("" if none)."""
+        groups: dict[str, list[int]] = {}
+        for index, task in enumerate(tasks):
+            groups.setdefault(task.name, []).append(index)
+        for name, indices in groups.items():
+            resources = self._resources(tasks[indices[0]])
+            device = job_device(self.device, int(resources["gpus_per_node"]))
             size = int(self.params["max_array_size"] or len(indices))
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
-                arguments = [
-                    self._arguments(
-                        job_overrides[index], initial_job_idx + index, device, int(resources["cpus_per_task"])
-                    )
-                    for index in chunk
-                ]
+                on_node = [tasks[index].on_node(device, int(resources["cpus_per_task"])) for index in chunk]
                 executor = self._executor(resources, name, len(chunk))
                 try:
-                    jobs = executor.map_array(self, *zip(*arguments, strict=True))
+                    jobs = executor.map_array(run_task, on_node)
                 except Exception as exc:  # sbatch refused it (or slurmctld is down): no job of the wave runs
                     said = " ".join(str(exc).split())
                     message = f"SLURM refused the array of {len(chunk)} {name} jobs: {said}"
@@ -237,58 +196,27 @@ class CtcSlurmLauncher(SlurmLauncher):
                 )
         return ""
 
-    def _resources(self, role: str, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """The name and resources of the jobs of ``role``: a codec's (from its configuration, which a
-        sweep of several codec configurations loads for each in turn), or the scoring tasks'."""
+    def _resources(self, task: Task) -> dict[str, Any]:
+        """The resources of ``task``'s array: its codec's (from the section it carries), or the scoring
+        tasks'; as :meth:`preflight` checked them."""
         from ctc.codec import codec_class
-        from ctc.jobs import ROLES
-        from ctc.sweep.scoring import SCORE_ROLE
+        from ctc.sweep.tasks import CodingTask
 
-        assert self.config is not None
-        if role == SCORE_ROLE:
-            name, resources = "scoring", self._scoring_resources()
+        if isinstance(task, CodingTask):
+            resources = job_resources(task.section, self.params, codec_class(task.section).uses_gpu)
         else:
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            section = OmegaConf.to_container(config[ROLES[role]], resolve=True)
-            name = str(section["name"])
-            resources = job_resources(section, self.params, codec_class(section).uses_gpu)
-        return name, (self.checked or {}).get(name, resources)
+            resources = self._scoring_resources()
+        return (self.checked or {}).get(task.name, resources)
 
     def _executor(self, resources: Mapping[str, Any], codec: str, tasks: int) -> Any:
-        """A submitit executor for one array, as Hydra's launcher builds one, with this codec's resources."""
-        import submitit
-
+        """A submitit executor for one array, with this codec's resources."""
         params = {key: value for key, value in self.params.items() if key not in OWN_KEYS}
         params.update(
             resources,
             name=f"{params['name']}-{codec}",
             array_parallelism=params["array_parallelism"] or tasks,
         )
-        executor = submitit.AutoExecutor(
-            cluster=self._EXECUTOR,
-            folder=params.pop("submitit_folder"),
-            slurm_max_num_timeout=params.pop("max_num_timeout"),
-        )
-        generic = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(
-            **{key if key in generic else f"{self._EXECUTOR}_{key}": value for key, value in params.items()}
-        )
-        return executor
-
-    @staticmethod
-    def _arguments(overrides: Sequence[str], number: int, device: str | None, threads: int) -> tuple:
-        """What Hydra's launcher hands each submitit task (see ``BaseSubmititLauncher.__call__``), with
-        the job's device and threads on its node."""
-        replaced = ("job.threads=", "job.device=") if device is not None else ("job.threads=",)
-        overrides = [item for item in overrides if not item.startswith(replaced)]
-        overrides.append(f"job.threads={threads}")
-        if device is not None:
-            overrides.append(f"job.device={device}")
-        return overrides, "hydra.sweep.dir", number, f"job_id_for_{number}", Singleton.get_state()
-
-
-def _value(overrides: Sequence[str], key: str) -> str:
-    return next(item.split("=", 1)[1] for item in overrides if item.startswith(f"{key}="))
+        return submitit_executor("slurm", params)
 
 
 def _say(message: str) -> None:
@@ -297,12 +225,8 @@ def _say(message: str) -> None:
     tqdm.write(f"ctc-run: {message}", file=sys.stderr)
 
 
-def _failed(overrides: Sequence[str], error: Exception) -> JobReturn:
-    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
-
-
-def _job_return(job: Any, overrides: Sequence[str], outcome: Any, refused: str = "") -> JobReturn:
-    """The task's own JobReturn when it left one, else a failure with the SLURM job id, state and log
+def _outcome(job: Any, outcome: Any, refused: str = "") -> str | None:
+    """The task's own outcome when it left one, else a failure with the SLURM job id, state and log
     (``refused``: why its array was cancelled right after it was submitted)."""
     from submitit.core.utils import pickle_load
 
@@ -315,7 +239,7 @@ def _job_return(job: Any, overrides: Sequence[str], outcome: Any, refused: str =
         if status == "success":
             return value
         last = value.strip().splitlines()[-1] if value.strip() else "no traceback"
-        return _failed(overrides, SlurmJobFailed(f"SLURM job {job.job_id} raised {last} (log: {log})"))
+        return f"{FAILED}: SLURM job {job.job_id} raised {last} (log: {log})"
     if refused and outcome.state in ("CANCELLED", UNKNOWN):
         message = f"SLURM job {job.job_id} cancelled before it gave a result: {refused}"
     elif outcome.state == NOT_RUN:
@@ -324,4 +248,4 @@ def _job_return(job: Any, overrides: Sequence[str], outcome: Any, refused: str =
         message = f"SLURM job {job.job_id} is lost: {outcome.detail}"
     else:
         message = f"SLURM job {job.job_id} ended {outcome.state} without a result (log: {log})"
-    return _failed(overrides, SlurmJobFailed(message))
+    return f"{FAILED}: {message}"

@@ -7,7 +7,11 @@ one worker: what a worker of a sweep does, codec built once for both jobs).
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,9 @@ PARTS = ("lock_wait_s", "codec_setup_s", "encode_s", "decode_s", "io_s", "other_
 # core) that differ only in their number of jobs; the difference of their walls, less that of their jobs'
 # own, is what each further job costs the harness.
 FEW_RATE_POINTS, MANY_RATE_POINTS = [37, 42], list(range(12, 52))
+# What a cluster task's own Python process imports before its job starts: submitit (which runs the task),
+# the task and executor modules, a conventional codec's module (a GFVC model's import is in its job).
+TASK_IMPORTS = "import submitit, ctc.slurm.executor, ctc.sweep.tasks, anchors.x265"
 
 
 def bench_job_split() -> list[Figure]:
@@ -72,18 +79,42 @@ def bench_job_split() -> list[Figure]:
             f"{default_workers()} workers",
         )
     )
+    start = _task_start()
+    figures.append(
+        Figure("a cluster task's start", start, "s", note=f"python -c '{TASK_IMPORTS}', best of 3")
+    )
     path = measured_costs_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
     harness = {"cpu_s": round(overhead, 3), "measured": now_iso(), "note": "CPU seconds per job outside it"}
+    task = {
+        "seconds": round(start, 3),
+        "measured": now_iso(),
+        "note": "a cluster task's process before its job",
+    }
     path.write_text(
         yaml.safe_dump(
-            {**old, "coding": {**(old.get("coding") or {}), **measured}, "job_overhead_s": harness},
+            {
+                **old,
+                "coding": {**(old.get("coding") or {}), **measured},
+                "job_overhead_s": harness,
+                "task_start_s": task,
+            },
             sort_keys=False,
         ),
         encoding="utf-8",
     )
     return figures
+
+
+def _task_start() -> float:
+    """Seconds a fresh Python process takes to import what a cluster task imports before its job."""
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", TASK_IMPORTS], check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _harness_per_job() -> float:

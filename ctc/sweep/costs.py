@@ -29,7 +29,8 @@ def measured_costs_path() -> Path:
 
 def load_costs() -> dict[str, Any]:
     """The defaults, with what ``make bench`` measured in their place: each codec's coding cost
-    (``coding.<codec>.source`` says which), the harness's cost per job (``job_overhead_source``)."""
+    (``coding.<codec>.source`` says which), the harness's cost per job (``job_overhead_source``), a
+    cluster task's start."""
     costs = yaml.safe_load(DEFAULTS_FILE.read_text(encoding="utf-8"))
     for entry in costs["coding"].values():
         entry["source"] = "default"
@@ -41,6 +42,8 @@ def load_costs() -> dict[str, Any]:
     if "job_overhead_s" in measured:
         costs["job_overhead_s"] = float(measured["job_overhead_s"]["cpu_s"])
         costs["job_overhead_source"] = f"measured {path}"
+    if "task_start_s" in measured:
+        costs["slurm"]["task_start_s"] = float(measured["task_start_s"]["seconds"])
     return costs
 
 

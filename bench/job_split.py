@@ -21,7 +21,6 @@ from bench.cli import Figure, run_ctc
 from ctc.provenance import now_iso
 from ctc.results import iter_results
 from ctc.sweep.costs import measured_costs_path
-from ctc.sweep.plan import default_workers
 
 FRAMES = 8
 CODECS = {  # codec -> its overrides: one of each type (plain binary, library, GFVC on random weights)
@@ -30,9 +29,9 @@ CODECS = {  # codec -> its overrides: one of each type (plain binary, library, G
     "cfte": ["codec=cfte", "codec.rate_points=[32,42]", "picture_codec@codec.intra=vvenc"],
 }
 PARTS = ("lock_wait_s", "codec_setup_s", "encode_s", "decode_s", "io_s", "other_s")
-# The harness's cost per job: two x265 sweeps of one-frame jobs (the default launcher, one worker per
-# core) that differ only in their number of jobs; the difference of their walls, less that of their jobs'
-# own, is what each further job costs the harness.
+# The harness's cost per job: two x265 sweeps of one-frame jobs (the default launcher, one worker: no job
+# waits for a core) that differ only in their number of jobs; the difference of their walls, less that of
+# their jobs' own, is what each further job costs the harness.
 FEW_RATE_POINTS, MANY_RATE_POINTS = [37, 42], list(range(12, 52))
 # What a cluster task's own Python process imports before its job starts: submitit (which runs the task),
 # the task and executor modules, a conventional codec's module (a GFVC model's import is in its job).
@@ -75,8 +74,7 @@ def bench_job_split() -> list[Figure]:
             "harness per job (CPU)",
             overhead,
             "s",
-            note=f"x265 sweeps of {len(MANY_RATE_POINTS)} vs {len(FEW_RATE_POINTS)} one-frame jobs, "
-            f"{default_workers()} workers",
+            note=f"x265, {len(MANY_RATE_POINTS)} vs {len(FEW_RATE_POINTS)} one-frame jobs, one worker",
         )
     )
     start = _task_start()
@@ -119,7 +117,7 @@ def _task_start() -> float:
 
 def _harness_per_job() -> float:
     """CPU seconds the harness spends per job outside it: the extra wall of a sweep with more jobs, less
-    its jobs' own extra wall, shared by the workers, per extra job."""
+    its jobs' own extra wall, per extra job."""
     walls, in_jobs = [], []
     for rate_points in (FEW_RATE_POINTS, MANY_RATE_POINTS):
         with tempfile.TemporaryDirectory() as folder:
@@ -133,6 +131,7 @@ def _harness_per_job() -> float:
                         "testset.frames=1",
                         "testset.sequences=[DEMO_001]",
                         "metrics=psnr",
+                        "jobs=1",
                         "report=false",
                         f"results_dir={folder}",
                         "run=bench",
@@ -140,9 +139,8 @@ def _harness_per_job() -> float:
                 )
             )
             in_jobs.append(sum(float(r["timing"]["wall_s"]) for _, r in iter_results(Path(folder) / "bench")))
-    workers = default_workers()
     extra_jobs = len(MANY_RATE_POINTS) - len(FEW_RATE_POINTS)
-    return max(0.0, (walls[1] - walls[0]) * workers - (in_jobs[1] - in_jobs[0])) / extra_jobs
+    return max(0.0, (walls[1] - walls[0]) - (in_jobs[1] - in_jobs[0])) / extra_jobs
 
 
 def _split(codec: str, results: list[dict[str, Any]], frames: int, wall: float) -> list[Figure]:

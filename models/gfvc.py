@@ -365,7 +365,12 @@ class GfvcCodec(GfvcPipeline, Codec):
 
     def count_bits(self, bitstream_path: Path, sequence: SequenceSpec) -> dict[str, int]:
         data = Path(bitstream_path).read_bytes()
-        return self.bit_parts(self.parse(data, str(bitstream_path), sequence.width, sequence.height))
+        parts = self.bit_parts(self.parse(data, str(bitstream_path), sequence.width, sequence.height))
+        if self.feature_coding == "sei":  # the key pictures are the rest of the file, start codes as written
+            parts["key_frame"] = 8 * len(data) - sum(
+                bits for part, bits in parts.items() if part != "key_frame"
+            )
+        return parts
 
     def parse(
         self, data: bytes, source: str = "bitstream", width: int | None = None, height: int | None = None

@@ -129,12 +129,12 @@ def _composed(args: list[str]) -> list[DictConfig]:
             file=sys.stderr,
         )
         raise SystemExit(2)
-    anchor = _default_anchor(args)
+    variants = _variants(overrides)
+    # composed as the first codec configuration: Hydra composes a sweep's config without its sweeps, so
+    # overrides of the codec's nested defaults (picture_codec@codec.intra=vvenc) would find the default's
+    anchor = _default_anchor([*flags, *variants[0]])
     try:
-        return [
-            compose([*variant, *anchor], **_compose_flags(flags), multirun=True)
-            for variant in _variants(overrides)
-        ]
+        return [compose([*variant, *anchor], **_compose_flags(flags), multirun=True) for variant in variants]
     except (ConfigNotFound, ConfigCompositionException) as exc:
         print(f"ctc-run: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -35,6 +35,7 @@ BENCHES = [
     "bench.sweep:bench_sweep_scoring",
     "bench.models:bench_models",
     "bench.job_split:bench_job_split",
+    "bench.cluster:bench_cluster",
 ]
 IO_FRAMES, IO_SIZE = 250, 256
 REPEATS = 3

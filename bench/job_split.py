@@ -35,7 +35,8 @@ PARTS = ("lock_wait_s", "codec_setup_s", "encode_s", "decode_s", "io_s", "other_
 FEW_RATE_POINTS, MANY_RATE_POINTS = [37, 42], list(range(12, 52))
 # What a cluster task's own Python process imports before its job starts: submitit (which runs the task),
 # the task and executor modules, a conventional codec's module (a GFVC model's import is in its job).
-TASK_IMPORTS = "import submitit, ctc.slurm.executor, ctc.sweep.tasks, anchors.x265"
+TASK_MODULES = ("submitit", "ctc.slurm.executor", "ctc.sweep.tasks", "anchors.x265")
+TASK_IMPORTS = f"import {', '.join(TASK_MODULES)}"
 
 
 def bench_job_split() -> list[Figure]:
@@ -77,40 +78,44 @@ def bench_job_split() -> list[Figure]:
             note=f"x265, {len(MANY_RATE_POINTS)} vs {len(FEW_RATE_POINTS)} one-frame jobs, one worker",
         )
     )
-    start = _task_start()
+    start = import_seconds(TASK_IMPORTS)
     figures.append(
         Figure("a cluster task's start", start, "s", note=f"python -c '{TASK_IMPORTS}', best of 3")
     )
-    path = measured_costs_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
-    harness = {"cpu_s": round(overhead, 3), "measured": now_iso(), "note": "CPU seconds per job outside it"}
-    task = {
-        "seconds": round(start, 3),
-        "measured": now_iso(),
-        "note": "a cluster task's process before its job",
-    }
-    path.write_text(
-        yaml.safe_dump(
-            {
-                **old,
-                "coding": {**(old.get("coding") or {}), **measured},
-                "job_overhead_s": harness,
-                "task_start_s": task,
+    update_measured(
+        {
+            "coding": measured,
+            "job_overhead_s": {
+                "cpu_s": round(overhead, 3),
+                "measured": now_iso(),
+                "note": "CPU seconds per job outside it",
             },
-            sort_keys=False,
-        ),
-        encoding="utf-8",
+            "task_start_s": {
+                "seconds": round(start, 3),
+                "measured": now_iso(),
+                "note": "a cluster task's process before its job",
+            },
+        }
     )
     return figures
 
 
-def _task_start() -> float:
-    """Seconds a fresh Python process takes to import what a cluster task imports before its job."""
+def update_measured(entries: dict[str, Any]) -> None:
+    """Write ``entries`` into ``<cache>/bench/costs.yaml``, over what is there (``coding`` codec by codec)."""
+    path = measured_costs_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    if "coding" in entries:
+        entries = {**entries, "coding": {**(old.get("coding") or {}), **entries["coding"]}}
+    path.write_text(yaml.safe_dump({**old, **entries}, sort_keys=False), encoding="utf-8")
+
+
+def import_seconds(code: str) -> float:
+    """Seconds a fresh Python process takes to run ``code`` (imports), the shortest of 3 runs."""
     best = math.inf
     for _ in range(3):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", TASK_IMPORTS], check=True)
+        subprocess.run([sys.executable, "-c", code], check=True)
         best = min(best, time.perf_counter() - start)
     return best
 

@@ -6,4 +6,4 @@ A sequence flows through the stages, one module each:
 """
 
 # The release, read by setup.cfg (`version = attr: ctc.__version__`); CHANGELOG.md says what each changed.
-__version__ = "0.4.0"
+__version__ = "0.4.1"

@@ -41,6 +41,32 @@ class EncodeResult:
     def total_bits(self) -> int:
         return sum(self.bits.values())
 
+    @classmethod
+    def recorded(
+        cls, result: Mapping[str, Any] | None, expected_hash: str, directory: Path
+    ) -> EncodeResult | None:
+        """The encoding an earlier result of the same job (``expected_hash``) recorded when it got past
+        decoding and its bitstream is still there: scoring it (again) decodes that bitstream instead of
+        coding it again."""
+        if (
+            not result
+            or result.get("config_hash") != expected_hash
+            or not result.get("bits")
+            or not result.get("bitstream")
+        ):
+            return None
+        bitstream = directory / result["bitstream"]
+        if not bitstream.is_file():
+            return None
+        return cls(
+            bitstream,
+            dict(result["bits"]["parts"]),
+            result["enc_seconds"],
+            result["commands"]["encode"],
+            log=f"reused {bitstream.name} of an earlier run",
+            details=dict(result.get("encode_details", {})),
+        )
+
 
 @dataclass
 class DecodeResult:
@@ -172,3 +198,39 @@ def check_qps(config: Mapping[str, Any], lowest: int, highest: int, what: str) -
 def create_codec(config: Mapping[str, Any], device: str = "cpu") -> Codec:
     """Build the codec a config section describes."""
     return codec_class(config)(config, device=device)
+
+
+_built_codecs: dict[tuple[str, str], Codec] = {}
+
+
+def cached_codec(config: Mapping[str, Any], device: str, key: str) -> tuple[Codec, bool]:
+    """The codec of ``config`` on ``device``, built once per worker process for each ``key`` (a hash of
+    the config and what it resolved to), so models load once, and whether this call built it; the same
+    config resolving to other weights or binaries (a checkpoint installed since) has another key."""
+    built = (key, device) not in _built_codecs
+    if built:
+        _built_codecs[key, device] = codec_class(config)(config, device=device)
+    return _built_codecs[key, device], built
+
+
+def check_decoded_size(decoded: DecodeResult, sequence: SequenceSpec) -> None:
+    """:class:`CodecError` unless the decoder wrote the sequence's frames: a file of its size."""
+    path, expected = decoded.frames_file, sequence.frames * sequence.frame_bytes
+    if not path.is_file():
+        raise CodecError(f"the decoder wrote no output file {path}")
+    size = path.stat().st_size
+    if size != expected:
+        raise CodecError(
+            f"decoded file {path} is {size} bytes; expected {sequence.frames} frames of "
+            f"{sequence.description}, {expected} bytes"
+        )
+
+
+def check_closed_loop(encoded: EncodeResult, decoded: DecodeResult) -> None:
+    """The decoder must reproduce the encoder's reconstruction exactly, where the codec reports both."""
+    expected, found = encoded.details.get("reconstruction_md5"), decoded.details.get("output_md5")
+    if expected and found and expected != found:
+        raise CodecError(
+            f"the decoder's output of {encoded.bitstream} (md5 {found}) differs from the "
+            f"encoder's reconstruction (md5 {expected}): encoder and decoder mismatch"
+        )

@@ -11,9 +11,12 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ctc.testset.sequences import SequenceSpec
 
 RESULT_FILE = "result.json"
 
@@ -97,6 +100,17 @@ def awaits_scoring(result: Mapping[str, Any] | None, expected_hash: str) -> bool
         and result.get("status") == ResultStatus.DECODED
         and result.get("config_hash") == expected_hash
     )
+
+
+def decoded_file(
+    result: Mapping[str, Any] | None, expected_hash: str, directory: Path, spec: SequenceSpec
+) -> Path | None:
+    """The decoded file of a job decoded under ``expected_hash`` and not scored yet, when it is whole."""
+    if not awaits_scoring(result, expected_hash):
+        return None
+    path = directory / str(result.get("decoded_file"))
+    whole = path.is_file() and path.stat().st_size == spec.frames * spec.frame_bytes
+    return path if whole else None
 
 
 def unscored_metrics(result: Mapping[str, Any], metric_code: Mapping[str, Any]) -> list[str]:

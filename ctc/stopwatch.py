@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 
 class Stopwatch:
@@ -31,3 +32,16 @@ class Stopwatch:
         seconds = {part: round(value, 3) for part, value in self._seconds.items()}
         self._seconds.clear()
         return seconds
+
+    def timing(self, splits: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+        """Where a job's wall time went (docs/costs.md), and start again from zero: ``wall_s`` since the
+        stopwatch was made, the seconds of each part (``lock_wait``, ``codec_setup``, ``encode``,
+        ``decode``, ``scoring``, ``io``; ``other``: the rest), and ``splits``, each stage's own split
+        where its codec reports one (a GFVC codec's ``encode``: key_frame, features, generation, io)."""
+        wall = self.elapsed()
+        seconds = self.take()
+        timing: dict[str, Any] = {"wall_s": round(wall, 3)}
+        timing.update((f"{part}_s", value) for part, value in seconds.items())
+        timing["other_s"] = round(max(0.0, wall - sum(seconds.values())), 3)
+        timing.update((f"{stage}_split_s", dict(split)) for stage, split in splits.items() if split)
+        return timing

@@ -39,6 +39,7 @@ STAGES = {
     "codec interface": ["ctc/codec.py"],
     "identity, results store": ["ctc/identity.py", "ctc/results.py", "ctc/store.py", "ctc/provenance.py"],
     "metrics": ["ctc/metrics"],
+    "scores of decoded versions": ["ctc/scores.py"],
     "one job": ["ctc/jobs.py"],
     "sweep": ["ctc/sweep"],
     "SLURM": ["ctc/slurm"],

@@ -104,24 +104,38 @@ def _estimate(overrides: list[str], capsys) -> dict[str, str]:
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main([*overrides, "--plan"])
-    out = capsys.readouterr().out.split("estimated cost on ", 1)[1]
+    captured = capsys.readouterr()
+    assert "estimated cost on " in captured.out, captured.err
+    out = captured.out.split("estimated cost on ", 1)[1]
     return dict(line.strip().split(": ", 1) for line in out.splitlines()[1:])
 
 
-def test_on_a_cluster_each_job_pays_its_own_process_start(tiny, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_on_a_cluster_each_job_pays_its_own_process_start_and_round(tiny, tmp_path, monkeypatch, capsys):  # noqa: F811
     monkeypatch.setenv("GFVC_CACHE", str(tmp_path / "cache"))
     measured = measured_costs_path()
     measured.parent.mkdir(parents=True)
-    measured.write_text("coding:\n  fake: {cpu_s: 10.0}\n")
-    costs = load_costs()
-    start, queue = costs["slurm"]["task_start_s"], costs["slurm"]["queue_s"]
-    job = 4 * 10.0 + costs["job_overhead_s"] + start  # 4 frames, the harness, the task's own start
+    measured.write_text(
+        "coding:\n  fake: {cpu_s: 10.0}\ntask_start_s: {seconds: 0.5}\n"
+        "slurm: {queue_s: 5, round_s: 2, scoring_start_extra_s: 3}\n"
+    )
+    overhead = load_costs()["job_overhead_s"]
     lines = _estimate([*tiny, "launcher=slurm", "hydra.launcher.array_parallelism=2"], capsys)
-    assert _cpu_hours(lines["coding fake"]) == round(6 * job / 3600, 3)
-    seconds = queue + 3 * job  # 6 jobs, 2 at a time
+    job = 4 * 10.0 + overhead  # 4 frames and the harness
+    assert _cpu_hours(lines["coding fake"]) == round(6 * (job + 0.5) / 3600, 3)  # + each task's start
+    seconds = 5 + 3 * (job + 2)  # the queue, then 6 jobs 2 at a time, each round 2 s besides its jobs
     assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["coding fake"]
-    # one scoring task per sequence, 2 at a time, each its own start and every version of its sequence
+    assert lines["coding fake"].endswith(
+        f"; queue 5 s an array, 2 s a round of tasks besides their jobs (measured {measured}))"
+    )
+    # one scoring task per sequence, 2 at a time, each importing torch and the metrics (3 s more)
     versions = FRAMES * (len(CODEC_RATE_POINTS) + len(ANCHOR_RATE_POINTS))
-    task = start + versions * costs["scoring"]["psnr"]["cpu_s"] / 4  # the scoring task's 4 CPUs
-    seconds = queue + math.ceil(len(NAMES) / 2) * task
+    task = 3 + versions * load_costs()["scoring"]["psnr"]["cpu_s"] / 4  # the scoring task's 4 CPUs
+    seconds = 5 + math.ceil(len(NAMES) / 2) * (task + 2)
+    assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["scoring"]
+    # a CPU count set for every job is the scoring tasks' too (it wins over scoring_task's 4)
+    every_job = ["launcher=slurm", "hydra.launcher.array_parallelism=2", "hydra.launcher.cpus_per_task=1"]
+    dists = [*tiny, "metrics.names=[dists]"]
+    lines = _estimate([*dists, *every_job], capsys)
+    task = 3 + versions * load_costs()["scoring"]["dists"]["cpu_s"]  # on one CPU
+    seconds = 5 + math.ceil(len(NAMES) / 2) * (task + 2)
     assert f"wall {int(seconds // 60)}m{round(seconds % 60):02d}s" in lines["scoring"]

@@ -24,7 +24,7 @@ from ctc.report.cli import write_report
 from ctc.results import load_results, read_result
 from ctc.runner import main
 from ctc.slurm.commands import JobState, _expand
-from ctc.slurm.executor import job_device, job_resources
+from ctc.slurm.executor import ended_state, job_device, job_resources
 from ctc.slurm.wait import WaitPolicy
 
 tiny = test_runner.tiny  # the fixture: a tiny test set, the fake codec and anchor
@@ -472,6 +472,22 @@ def test_ctrl_c_cancels_the_sweeps_jobs(slurm, tiny, tmp_path):
 def test_the_tasks_of_an_accounting_record_are_expanded():
     assert _expand("12_3") == ["12_3"] and _expand("12") == ["12"]
     assert _expand("12_[0-2,7%4]") == ["12_0", "12_1", "12_2", "12_7"]
+
+
+def test_a_failed_job_whose_log_shows_an_oom_kill_ended_out_of_memory(tmp_path):
+    """squeue may say FAILED before accounting has the step's OUT_OF_MEMORY; the log (lines copied
+    from a real job's, Debian's SLURM 22.05) already says why."""
+    log = tmp_path / "296_0_log.err"
+    log.write_text(
+        "slurmstepd-vm: error: Detected 1 oom-kill event(s) in StepId=296.0. Some of your processes"
+        " may have been killed by the cgroup out-of-memory handler.\n"
+        "srun: error: vm: task 0: Out Of Memory\n"
+    )
+    assert ended_state("FAILED", log) == "OUT_OF_MEMORY"
+    assert ended_state("CANCELLED", log) == "CANCELLED"  # cancelled first: that is why it ended
+    assert ended_state("FAILED", tmp_path / "absent.err") == "FAILED"
+    log.write_text("Traceback (most recent call last):\nMemoryError: oom-kill event in the model\n")
+    assert ended_state("FAILED", log) == "FAILED"  # only slurmstepd's own line counts
 
 
 def test_unschedulable_reasons_match_by_prefix_of_squeues_reason():

@@ -22,8 +22,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -43,6 +45,9 @@ WAIT_KEYS = (
 )
 OWN_KEYS = frozenset({"max_array_size", "job_defaults", "scoring_task", "partitions", *WAIT_KEYS})
 FAILED = "SlurmJobFailed"  # how a job that ended without a result is named in its result.json
+# What slurmstepd writes in a job's log when the cgroup's out-of-memory handler killed one of its
+# processes. Accounting may record the step's OUT_OF_MEMORY after squeue already says FAILED.
+OOM_KILL_LINE = re.compile(r"^slurmstepd\S*: error: Detected \d+ oom[-_]kill event", re.MULTILINE)
 
 
 def job_resources(section: Mapping[str, Any], launcher: Mapping[str, Any], uses_gpu: bool) -> dict[str, Any]:
@@ -247,5 +252,14 @@ def _outcome(job: Any, outcome: Any, refused: str = "") -> str | None:
     elif outcome.state == UNKNOWN:
         message = f"SLURM job {job.job_id} is lost: {outcome.detail}"
     else:
-        message = f"SLURM job {job.job_id} ended {outcome.state} without a result (log: {log})"
+        state = ended_state(outcome.state, log)
+        message = f"SLURM job {job.job_id} ended {state} without a result (log: {log})"
     return f"{FAILED}: {message}"
+
+
+def ended_state(state: str, log: Path) -> str:
+    """How a job that left no result ended: ``OUT_OF_MEMORY`` for a ``FAILED`` one whose log says the
+    out-of-memory handler killed it, else SLURM's ``state``."""
+    if state == "FAILED" and log.is_file() and OOM_KILL_LINE.search(log.read_text(errors="replace")):
+        return "OUT_OF_MEMORY"
+    return state

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from ctc.sweep.plan import SweepPlan, what_runs
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "costs.yaml"
 MEASURED_FILE = Path("bench") / "costs.yaml"  # under the cache
+# What make bench measures on a cluster (bench/cluster.py), in costs.yaml's slurm section.
+CLUSTER_KEYS = ("queue_s", "round_s", "scoring_start_extra_s")
 
 
 def measured_costs_path() -> Path:
@@ -44,6 +46,10 @@ def load_costs() -> dict[str, Any]:
         costs["job_overhead_source"] = f"measured {path}"
     if "task_start_s" in measured:
         costs["slurm"]["task_start_s"] = float(measured["task_start_s"]["seconds"])
+    costs["slurm"]["source"] = "default"
+    if measured.get("slurm"):
+        costs["slurm"].update((key, float(measured["slurm"][key])) for key in CLUSTER_KEYS)
+        costs["slurm"]["source"] = f"measured {path}"
     return costs
 
 
@@ -79,8 +85,10 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     seen: set[str] = set()
     versions: dict[str, float] = {}  # sequence -> frames to score
     gpu_scoring = False
-    # a cluster task is a Python process of its own: its start is paid per job, not once per worker
+    # a cluster task is a Python process of its own: its start is paid per job, not once per worker, and
+    # each round of tasks waits for the cluster to start it (round_s)
     start = float(costs["slurm"]["task_start_s"]) if launcher.cluster else 0.0
+    per_round = float(costs["slurm"]["round_s"])
     for plan in plans:
         pending, _ = what_runs(plan)
         for codec in dict.fromkeys(job.codec for job in plan.jobs):
@@ -96,12 +104,12 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
                 seconds = each.job.sequence.frames * share * float(cost["gpu_s" if on_gpu else "cpu_s"])
                 gpu += seconds if on_gpu else 0.0
                 cpu += float(costs["job_overhead_s"]) + start + (0.0 if on_gpu else seconds)
-                longest = max(longest, seconds + float(costs["job_overhead_s"]) + start)
+                longest = max(longest, seconds + float(costs["job_overhead_s"]))
                 versions[each.job.sequence.name] = (
                     versions.get(each.job.sequence.name, 0) + each.job.sequence.frames
                 )
                 gpu_scoring = gpu_scoring or on_gpu
-            wall = _wall(cpu + gpu, len(mine), longest, launcher, costs)
+            wall = _wall(cpu + gpu, len(mine), longest + per_round, launcher, costs)
             stages.append(
                 StageCost(
                     f"coding {codec}",
@@ -117,16 +125,19 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     per_frame = sum(float(_per_frame(costs["scoring"], metric)[unit]) for metric in metrics)
     seconds = per_frame * sum(versions.values())
     cpu, gpu = (0.0, seconds) if gpu_scoring else (seconds, 0.0)
-    cpu += start * len(versions)  # a cluster's scoring tasks: one per sequence
     if launcher.cluster:  # one task per sequence, array_parallelism of them at a time
+        extra = float(costs["slurm"]["scoring_start_extra_s"])  # a scoring task imports torch, the metrics
+        cpu += (start + extra) * len(versions)
         rounds = math.ceil(len(versions) / (launcher.parallel or max(len(versions), 1)))
         longest = (
             per_frame * max(versions.values(), default=0) / (1 if gpu_scoring else launcher.scoring_cpus)
         )
-        wall = float(costs["slurm"]["queue_s"]) + rounds * (start + longest)
+        wall = float(costs["slurm"]["queue_s"]) + rounds * (extra + longest + per_round)
     else:
         wall = seconds if gpu_scoring else seconds / max(1, launcher.cores)
     stages.append(StageCost("scoring", cpu, gpu, wall, f"{', '.join(metrics)}, {len(versions)} sequences"))
+    if launcher.cluster:
+        stages = [replace(stage, note=f"{stage.note}; {_cluster_note(costs)}") for stage in stages]
     plan = plans[-1]
     if plan.settings.get("report", True) and "anchor" in plan.sections and versions:
         shown = (
@@ -147,6 +158,14 @@ def _wall(seconds: float, jobs: int, longest: float, launcher: Launcher, costs: 
         rounds = math.ceil(jobs / (launcher.parallel or jobs))
         return float(costs["slurm"]["queue_s"]) + rounds * longest
     return seconds / max(1, min(launcher.workers, launcher.cores, jobs))
+
+
+def _cluster_note(costs: Mapping[str, Any]) -> str:
+    slurm = costs["slurm"]
+    return (
+        f"queue {slurm['queue_s']:g} s an array, {slurm['round_s']:g} s a round of tasks besides their jobs "
+        f"({slurm['source']})"
+    )
 
 
 def _hours(seconds: float) -> str:
@@ -192,7 +211,11 @@ def launcher_of(config: Any) -> Launcher:
     workers = cores if jobs in (None, "auto") else int(jobs)
     if "Slurm" in target:
         parallel = OmegaConf.select(config, "hydra.launcher.array_parallelism")
-        cpus = OmegaConf.select(config, "hydra.launcher.scoring_task.cpus_per_task") or 4
+        cpus = (  # a value set for every job wins over scoring_task's (ctc.slurm.executor.job_resources)
+            OmegaConf.select(config, "hydra.launcher.cpus_per_task")
+            or OmegaConf.select(config, "hydra.launcher.scoring_task.cpus_per_task")
+            or 4
+        )
         return Launcher(
             name, workers, cores, cluster=True, parallel=parallel and int(parallel), scoring_cpus=int(cpus)
         )

@@ -2,8 +2,8 @@
 
 The sweep's coding jobs stop after decoding (status ``decoded``, the decoded file kept); then one
 task per sequence takes the locks of that sequence's jobs, scores every decoded version against the
-reference frames with the reference's backbone features computed once (:func:`ctc.metrics.score_versions`),
-and completes each job's result (:func:`ctc.jobs.record_scores`). A version that cannot be scored is
+reference frames with the reference's backbone features computed once, and completes each job's result
+(:func:`ctc.scores.score_decoded`). A version that cannot be scored is
 a failure of its own job only; its bitstream is kept, so the next sweep decodes it again instead of
 coding it again.
 """
@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctc.devices import batch_size_for
-from ctc.frames import read_rgb444
-from ctc.jobs import Job, decoded_file, record_scores
+from ctc.jobs import Job
 from ctc.provenance import now_iso
-from ctc.results import RESULT_FILE, ResultStatus, read_result
+from ctc.results import RESULT_FILE, ResultStatus, decoded_file, read_result
+from ctc.scores import DecodedVersion, score_decoded
 from ctc.store import job_dir, job_lock, write_json_atomic
 from ctc.testset.sequences import SequenceSpec
 
@@ -54,18 +53,14 @@ def score_sequence(
     run_dir: Path,
     keep_decoded: bool,
     device: str,
+    batch_size: int,
 ) -> list[dict[str, Any]]:
-    """Score the decoded versions of ``spec`` that the jobs ``entries`` left; returns their results.
+    """Score the decoded versions of ``spec`` that the jobs ``entries`` left, on ``device``,
+    ``batch_size`` frames at a time; returns their results.
 
     Entries without a decoded result of their hash (their coding failed, or another process scored
     them meanwhile) are left as they are.
     """
-    from ctc.metrics import (
-        score_versions,  # imports torch: load it in the workers
-        use_metric_modules,
-    )
-
-    use_metric_modules(metrics.get("modules"))
     directories = sorted(job_dir(run_dir, codec, spec.name, rate_point) for codec, rate_point, _ in entries)
     hashes = {job_dir(run_dir, codec, spec.name, rate_point): digest for codec, rate_point, digest in entries}
     with ExitStack() as locks:
@@ -76,47 +71,30 @@ def score_sequence(
             result = read_result(directory)
             path = decoded_file(result, hashes[directory], directory, spec)
             if path is not None:
-                ready.append((directory, result, path))
+                ready.append(DecodedVersion(directory, result, path))
         if not ready:
             return []
-        labels = [f"{result['codec']}/{spec.name}/{result['rate_point']}" for _, result, _ in ready]
         started = time.perf_counter()
-        try:
-            versions = [read_rgb444(path, spec.width, spec.height, spec.frames) for _, _, path in ready]
-            tables = score_versions(
-                spec.read(),
-                versions,
-                list(metrics["names"]),
-                device,
-                batch_size_for(metrics, device),
-                labels=labels,
-            )
-        except Exception as exc:  # the whole task failed (weights, memory): each job says so
-            tables = [
-                RuntimeError(
-                    f"scoring {spec.name} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-                )
-            ] * len(ready)
+        failures = score_decoded(spec, ready, metrics, device, batch_size, keep_decoded)
         share = round((time.perf_counter() - started) / len(ready), 3)  # the task's seconds per version
-        results = []
-        for (directory, result, _), table in zip(ready, tables, strict=True):
-            result["timing"] = {**result.get("timing", {}), "scoring_s": share}
-            if isinstance(table, Exception):
-                mark_unscored(directory, result, str(table))
+        for version, failure in zip(ready, failures, strict=True):
+            version.result["timing"] = {**version.result.get("timing", {}), "scoring_s": share}
+            if failure is None:
+                version.result["created"] = now_iso()
+                write_json_atomic(version.directory / RESULT_FILE, version.result)
             else:
-                record_scores(result, table, metrics, directory, keep_decoded, device)
-                result["created"] = now_iso()
-                write_json_atomic(directory / RESULT_FILE, result)
-            results.append(result)
-        return results
+                trace = "".join(traceback.format_exception(failure))
+                mark_unscored(version.directory, version.result, str(failure), trace)
+        return [version.result for version in ready]
 
 
-def mark_unscored(directory: Path, result: dict[str, Any], error: str) -> None:
-    """Record a decoded job that was not scored as failed, keeping its coding's record (and bitstream)."""
+def mark_unscored(directory: Path, result: dict[str, Any], error: str, trace: str = "") -> None:
+    """Record a decoded job that was not scored as failed (``error``, and ``trace``, its traceback, for
+    its log), keeping its coding's record (and bitstream)."""
     result.update(
         status=ResultStatus.FAILED,
         error=error.splitlines()[0],
-        log_tail=error,
+        log_tail=trace or error,
         created=now_iso(),
         unscored=True,
     )

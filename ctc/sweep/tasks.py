@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ctc.devices import limit_threads, release_freed_memory
+from ctc.devices import batch_size_for, limit_threads, release_freed_memory
 from ctc.jobs import Job, run_job
 from ctc.sweep.plan import SweepPlan
 from ctc.sweep.scoring import ScoreTask, score_sequence
@@ -73,8 +73,15 @@ class ScoringTask:
 
     def run(self) -> None:
         limit_threads(self.score.threads)
+        batch_size = batch_size_for(self.metrics, self.score.device)
         score_sequence(
-            self.spec, self.score.entries, self.metrics, self.run_dir, self.keep_decoded, self.score.device
+            self.spec,
+            self.score.entries,
+            self.metrics,
+            self.run_dir,
+            self.keep_decoded,
+            self.score.device,
+            batch_size,
         )
         release_freed_memory()
 

@@ -6,6 +6,28 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The environment through which the harness finds what a job uses (checkpoints, binaries, sequences,
+# caches, the shared files): every ``GFVC_*`` variable and these.
+HARNESS_PREFIX = "GFVC_"
+HARNESS_VARIABLES = ("VTM_DIR", "IMAGEIO_FFMPEG_EXE", "XDG_CACHE_HOME")
+
+
+def harness_environment() -> dict[str, str]:
+    """This process's harness variables (see :data:`HARNESS_VARIABLES`) that are set, with their values."""
+    return {name: value for name, value in os.environ.items() if _is_harness_variable(name)}
+
+
+def use_harness_environment(environment: dict[str, str]) -> None:
+    """Set the harness variables to ``environment``'s, and unset those it lacks: a sweep's worker finds
+    the checkpoints and binaries that the sweep's plan resolved, even when it started before they
+    changed (joblib keeps its workers between the sweeps of one process)."""
+    for name in [name for name in os.environ if _is_harness_variable(name) and name not in environment]:
+        del os.environ[name]
+    os.environ.update(environment)
+
+
+def _is_harness_variable(name: str) -> bool:
+    return name.startswith(HARNESS_PREFIX) or name in HARNESS_VARIABLES
 
 
 def cache_dir() -> Path:

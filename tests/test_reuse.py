@@ -28,6 +28,41 @@ def stamps(run_dir: Path, codec: str = "*") -> dict[Path, str]:
     return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 
 
+def cfte_checkpoint_folder(tmp_path: Path) -> Path:
+    """A folder with a valid CFTE checkpoint in the layout the model itself has, where the harness looks."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    networks = get_model_class("cfte").build_networks(load_model_config("cfte")["model_params"])
+    torch.save(
+        {name: network.state_dict() for name, network in networks.items()}, folder / "CFTE-checkpoint.pth.tar"
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_workers_kept_from_an_earlier_sweep_load_what_this_sweep_planned(tmp_path, monkeypatch):
+    """joblib keeps its workers between the sweeps of one process (a notebook, a test session): a checkpoint
+    folder named after they started is the one their jobs load, as the results' identities say."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    sweep = [
+        "codec=cfte",
+        "anchor=none",
+        *DEMO_ONE,
+        "testset.frames=2",
+        "codec.rate_points=[37,42]",
+        "picture_codec@codec.intra=vvenc",
+        "report=false",
+        "jobs=2",
+    ]
+    main([*sweep, f"results_dir={tmp_path / 'random'}"])  # the workers start without a checkpoint
+    monkeypatch.setenv(ENV_VAR, str(cfte_checkpoint_folder(tmp_path)))
+    main([*sweep, f"results_dir={tmp_path / 'trained'}"])
+    for rate_point in (37, 42):
+        result = read_result(tmp_path / "trained" / "demo-f2" / "cfte" / "DEMO_001" / str(rate_point))
+        assert result["identity"]["codec"]["weights"].startswith("CFTE-checkpoint.pth.tar sha256 ")
+        assert result["status"] == "ok" and result["random_weights"] is False, result.get("error")
+
+
 @pytest.mark.slow
 def test_a_checkpoint_installed_after_a_random_weight_run_redoes_the_job(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(ENV_VAR, raising=False)
@@ -45,14 +80,7 @@ def test_a_checkpoint_installed_after_a_random_weight_run_redoes_the_job(tmp_pat
     job = tmp_path / "results" / "demo-f2" / "cfte" / "DEMO_001" / "42"
     first = read_result(job)
     assert first["random_weights"] is True and first["identity"]["codec"]["weights"] == "random (seed 0)"
-    # a valid checkpoint in the layout the model itself has, where the harness looks for it
-    folder = tmp_path / "checkpoints"
-    folder.mkdir()
-    networks = get_model_class("cfte").build_networks(load_model_config("cfte")["model_params"])
-    torch.save(
-        {name: network.state_dict() for name, network in networks.items()}, folder / "CFTE-checkpoint.pth.tar"
-    )
-    monkeypatch.setenv(ENV_VAR, str(folder))
+    monkeypatch.setenv(ENV_VAR, str(cfte_checkpoint_folder(tmp_path)))
     capsys.readouterr()
     main(sweep)
     second = read_result(job)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ctc.devices import batch_size_for, limit_threads, release_freed_memory
 from ctc.jobs import Job, run_job
+from ctc.paths import harness_environment, use_harness_environment
 from ctc.sweep.plan import SweepPlan
 from ctc.sweep.scoring import ScoreTask, score_sequence
 from ctc.sweep.waves import Wave
@@ -33,6 +34,7 @@ class CodingTask:
     keep_decoded: bool
     score: bool
     threads: int
+    environment: Mapping[str, str]  # the harness's variables as the sweep planned with them (ctc.paths)
 
     @property
     def name(self) -> str:
@@ -61,6 +63,7 @@ class ScoringTask:
     metrics: Mapping[str, Any]
     run_dir: Path
     keep_decoded: bool
+    environment: Mapping[str, str]
 
     name = "scoring"
 
@@ -94,6 +97,7 @@ def wave_tasks(plan: SweepPlan, wave: Wave, for_page: set[str]) -> list[Task]:
     decoded files stay until the report page is written (:mod:`ctc.sweep.page_frames`)."""
     settings = plan.settings
     specs = {spec.name: spec for spec in plan.specs}
+    environment = harness_environment()
 
     def keep(sequence: str) -> bool:
         return bool(settings["keep_decoded"]) or sequence in for_page
@@ -107,19 +111,24 @@ def wave_tasks(plan: SweepPlan, wave: Wave, for_page: set[str]) -> list[Task]:
             keep(job.sequence.name),
             score=settings.get("scoring", "sequence") == "job",
             threads=wave.threads,
+            environment=environment,
         )
         for job in wave.coding
     ]
     scoring = [
-        ScoringTask(task, specs[task.sequence], settings["metrics"], plan.run_dir, keep(task.sequence))
+        ScoringTask(
+            task, specs[task.sequence], settings["metrics"], plan.run_dir, keep(task.sequence), environment
+        )
         for task in wave.scoring
     ]
     return [*coding, *scoring]
 
 
 def run_task(task: Task) -> str | None:
-    """Run ``task`` in this process: None, or why it failed (a job's own failure is in its result.json)."""
+    """Run ``task`` in this process, with the sweep's harness environment: None, or why it failed (a job's
+    own failure is in its result.json)."""
     try:
+        use_harness_environment(dict(task.environment))
         task.run()
     except Exception as exc:  # reported by the sweep for the task's jobs; the others go on
         return f"{type(exc).__name__}: {exc}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import hydra
 from hydra.errors import ConfigCompositionException
@@ -190,8 +191,14 @@ def _plan(args: list[str]) -> int:
         return 2
     print(describe_plans(plans))
     from ctc.sweep.costs import describe_costs, estimate, launcher_of, load_costs
+    from ctc.sweep.executors import executor_for
 
     launcher = launcher_of(configs[0])
+    if launcher.cluster:  # how many tasks its nodes run at once
+        try:
+            launcher = replace(launcher, lanes=executor_for(configs).lanes(plans))
+        except SweepConfigError as exc:
+            launcher = replace(launcher, unknown_room=str(exc))
     print(describe_costs(estimate(plans, launcher, load_costs()), launcher))
     return 0
 

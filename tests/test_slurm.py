@@ -303,6 +303,24 @@ def node_cpus() -> int:
     return max(int(cpus) for cpus in listing.split())
 
 
+@pytest.mark.slurm
+def test_the_plan_counts_the_tasks_the_clusters_nodes_have_room_for(slurm, tiny, capsys):
+    """``--plan`` with array_parallelism null: as many tasks at once as the node's CPUs and memory hold."""
+    listing = subprocess.run(
+        ["sinfo", "--noheader", "--Node", "--format=%c|%m"], capture_output=True, text=True, check=True
+    ).stdout
+    ((cpus, memory_mb),) = {tuple(int(value) for value in line.split("|")) for line in listing.split()}
+    every_job = ["launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
+    for parallelism, at_once in ((None, min(cpus, memory_mb // 1024)), (1, 1)):
+        limit = [f"hydra.launcher.array_parallelism={parallelism}"] if parallelism else []
+        with pytest.raises(SystemExit):
+            main([*tiny, *every_job, *limit, "--plan"])
+        out = capsys.readouterr().out
+        room = f"fake {at_once}, fake_anchor {at_once}, scoring {at_once}"
+        assert f"(a cluster; tasks at once, as its nodes have room: {room})" in out, out
+    assert not list(run_dir_of(tiny).parent.glob("*/*/*")), "a plan wrote into the results"
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_default_resources_fit_the_node_and_the_sweep_completes(slurm, tiny, capsys):

@@ -206,3 +206,14 @@ def test_a_controller_away_past_outage_limit_s_gives_every_job_up_and_says_it_co
         assert "scancel 12 13 once SLURM answers" in outcome.detail
     assert said[0].startswith("SLURM: 0/3 ended, 0 running, 0 pending, no answer since ")
     assert "(stale)" in said[0] and said[-1].startswith("SLURM did not answer for 30 s (outage_limit_s)")
+
+
+def test_a_nodes_room_is_its_scarcest_resource_over_one_tasks_share():
+    from ctc.slurm.check import Node, room
+
+    node = Node("cpu", True, cpus=8, memory_mb=16000, gpus=2)
+    task = {"cpus_per_task": 2, "mem_gb": 3, "gpus_per_node": 0}
+    assert room(node, task) == 4  # 8 CPUs / 2; memory would hold 5 (16000 MB / 3072 MB)
+    assert room(node, {**task, "mem_gb": 4}) == 3  # 16000 / 4096 = 3.9: memory is scarcer now
+    assert room(node, {**task, "gpus_per_node": 1}) == 2  # one GPU each
+    assert room(node, {**task, "mem_gb": 20}) == 0  # it does not fit at all

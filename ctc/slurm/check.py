@@ -75,6 +75,14 @@ def _gpus(gres: str) -> int:
     return count
 
 
+def room(node: Node, resources: Mapping[str, Any]) -> int:
+    """How many tasks of ``resources`` (cpus_per_task, mem_gb, gpus_per_node) ``node`` runs at once."""
+    fits = [node.cpus // int(resources["cpus_per_task"]), int(node.memory_mb // (resources["mem_gb"] * 1024))]
+    if resources["gpus_per_node"]:
+        fits.append(node.gpus // int(resources["gpus_per_node"]))
+    return max(0, min(fits))
+
+
 def check_qos(qos: str, timeout_s: float) -> None:
     try:
         known = run_command(

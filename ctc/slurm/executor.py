@@ -140,6 +140,29 @@ class SlurmExecutor:
         except (SlurmSettingError, ValueError) as exc:
             raise SweepConfigError(str(exc)) from None
 
+    def lanes(self, plans: Sequence[SweepPlan]) -> dict[str, int]:
+        """How many tasks of each array (a codec's, by its name, and ``scoring``) the cluster runs at once
+        when it runs nothing else: the room its partition's nodes have for one task's CPUs, memory and
+        GPUs (:meth:`preflight`'s resources), at most ``array_parallelism``. For ``--plan``; raises
+        :class:`ctc.sweep.plan.SweepConfigError` as :meth:`preflight` does."""
+        from ctc.slurm.check import SlurmSettingError, cluster_nodes, partition_nodes, room
+        from ctc.slurm.wait import WaitPolicy
+        from ctc.sweep.plan import SweepConfigError
+
+        self.preflight(plans)
+        parallel = self.params.get("array_parallelism")
+        try:
+            nodes = cluster_nodes(WaitPolicy.from_settings(self.params).command_timeout_s)
+            lanes = {}
+            checked = self.checked or {}
+            for name, resources in sorted(checked.items(), key=lambda item: item[0] == "scoring"):
+                chosen = partition_nodes(nodes, resources.get("partition") or self.params.get("partition"))
+                most = sum(room(node, resources) for node in chosen)
+                lanes[name] = max(1, min(most, int(parallel)) if parallel else most)
+        except SlurmSettingError as exc:
+            raise SweepConfigError(str(exc)) from None
+        return lanes
+
     def _scoring_resources(self) -> dict[str, Any]:
         return job_resources({"slurm": self.params.get("scoring_task")}, self.params, False)
 

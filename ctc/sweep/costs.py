@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +55,21 @@ def load_costs() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Launcher:
-    """Where the sweep runs: ``cluster`` (SLURM: every job at once) or this machine with ``workers``."""
+    """Where the sweep runs: ``cluster`` (SLURM) or this machine with ``workers``."""
 
     name: str
     workers: int
     cores: int
     cluster: bool = False
-    parallel: int | None = None  # a cluster's tasks running at once (None: all)
+    parallel: int | None = None  # a cluster's tasks running at once (array_parallelism; None: all)
     scoring_cpus: int = 4  # CPUs of a cluster's scoring task
+    # a cluster's tasks of each array (a codec's name, "scoring") that its nodes have room for at once
+    lanes: Mapping[str, int] = field(default_factory=dict)
+    unknown_room: str = ""  # why the cluster's room is not known ("": it is, or not asked)
+
+    def at_once(self, array: str, tasks: int) -> int:
+        """How many of an array's ``tasks`` run at once on the cluster."""
+        return self.lanes.get(array) or self.parallel or max(tasks, 1)
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,9 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
                     versions.get(each.job.sequence.name, 0) + each.job.sequence.frames
                 )
                 gpu_scoring = gpu_scoring or on_gpu
-            wall = _wall(cpu + gpu, len(mine), longest + per_round, launcher, costs)
+            wall = _wall(
+                cpu + gpu, len(mine), longest + per_round, launcher.at_once(codec, len(mine)), launcher, costs
+            )
             stages.append(
                 StageCost(
                     f"coding {codec}",
@@ -128,7 +137,7 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     if launcher.cluster:  # one task per sequence, array_parallelism of them at a time
         extra = float(costs["slurm"]["scoring_start_extra_s"])  # a scoring task imports torch, the metrics
         cpu += (start + extra) * len(versions)
-        rounds = math.ceil(len(versions) / (launcher.parallel or max(len(versions), 1)))
+        rounds = math.ceil(len(versions) / launcher.at_once("scoring", len(versions)))
         longest = (
             per_frame * max(versions.values(), default=0) / (1 if gpu_scoring else launcher.scoring_cpus)
         )
@@ -150,13 +159,15 @@ def estimate(plans: Sequence[SweepPlan], launcher: Launcher, costs: Mapping[str,
     return stages
 
 
-def _wall(seconds: float, jobs: int, longest: float, launcher: Launcher, costs: Mapping[str, Any]) -> float:
-    """The wall time of ``jobs`` coding jobs of ``seconds`` in all, the longest ``longest``."""
+def _wall(
+    seconds: float, jobs: int, longest: float, at_once: int, launcher: Launcher, costs: Mapping[str, Any]
+) -> float:
+    """The wall time of ``jobs`` coding jobs of ``seconds`` in all, the longest ``longest``; on a cluster
+    ``at_once`` of them at a time."""
     if not jobs:
         return 0.0
     if launcher.cluster:
-        rounds = math.ceil(jobs / (launcher.parallel or jobs))
-        return float(costs["slurm"]["queue_s"]) + rounds * longest
+        return float(costs["slurm"]["queue_s"]) + math.ceil(jobs / at_once) * longest
     return seconds / max(1, min(launcher.workers, launcher.cores, jobs))
 
 
@@ -181,11 +192,14 @@ def _duration(seconds: float) -> str:
 def describe_costs(stages: Sequence[StageCost], launcher: Launcher) -> str:
     """The estimate as ``--plan`` prints it."""
     workers = min(launcher.workers, launcher.cores)
-    where = (
-        f"{launcher.name} (a cluster, {launcher.parallel or 'all'} tasks at once)"
-        if launcher.cluster
-        else f"{launcher.name}, {workers} workers on {launcher.cores} cores"
-    )
+    if launcher.lanes:
+        room = ", ".join(f"{array} {count}" for array, count in launcher.lanes.items())
+        where = f"{launcher.name} (a cluster; tasks at once, as its nodes have room: {room})"
+    elif launcher.cluster:
+        unknown = f"; its room unknown: {launcher.unknown_room}" if launcher.unknown_room else ""
+        where = f"{launcher.name} (a cluster, {launcher.parallel or 'all'} tasks at once{unknown})"
+    else:
+        where = f"{launcher.name}, {workers} workers on {launcher.cores} cores"
     lines = [f"estimated cost on {where} (docs/costs.md):"]
     for stage in stages:
         lines.append(

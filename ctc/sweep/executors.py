@@ -28,6 +28,10 @@ class Executor(Protocol):
     def run(self, tasks: Sequence[Task]) -> list[str | None]:
         """Run ``tasks`` and wait for them; per task None, or why it did not complete."""
 
+    def lanes(self, plans: Sequence[SweepPlan]) -> dict[str, int]:
+        """How many tasks of each kind (a codec's name, ``scoring``) run at once, where a cluster decides
+        (for ``--plan``); empty where the sweep's own workers do."""
+
 
 def executor_for(configs: Sequence[DictConfig]) -> Executor:
     """The executor that the composed configurations of a sweep (one per codec configuration) choose;
@@ -63,6 +67,9 @@ class BasicExecutor:
 
     def run(self, tasks: Sequence[Task]) -> list[str | None]:
         return [run_task(task) for task in tasks]
+
+    def lanes(self, plans: Sequence[SweepPlan]) -> dict[str, int]:
+        return {}
 
 
 class JoblibExecutor(BasicExecutor):

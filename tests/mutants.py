@@ -25,6 +25,8 @@ from pathlib import Path
 
 import tomllib
 
+from ctc.paths import shared_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tests" / "mutants.toml"
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.toml"
@@ -78,6 +80,9 @@ def environment() -> dict[str, str]:
     """Without PYTHONPATH (the mutants come first); one OpenMP thread: mutmut forks a worker per mutant, and
     an OpenMP pool (torch's) does not survive a fork: the worker would hang until its timeout."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # the work copy is not beside ../shared: without this, the tests that need it skip and every mutant
+    # they would check is "not checked"
+    env.setdefault("GFVC_SHARED", str(shared_dir()))
     return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

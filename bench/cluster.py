@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,29 +21,33 @@ from pathlib import Path
 from bench.cli import Figure
 from bench.job_split import TASK_IMPORTS, TASK_MODULES, import_seconds, update_measured
 from ctc.provenance import now_iso
+from ctc.slurm.commands import SlurmCommandError, run_command
+from ctc.sweep.executors import submitit_executor
 
 TASKS, AT_ONCE = 8, 2
 # What a scoring task imports beyond a coding task's: the metrics (every built-in one registers itself).
 SCORING_IMPORTS = "import ctc.metrics; ctc.metrics.metric_class('psnr')"
-ANSWER_S = 10  # how long sinfo may take to answer before the cluster counts as absent
+ANSWER_S = 10  # how long sinfo or sacct may take to answer
 
 
 def bench_cluster() -> list[Figure]:
     """The queue, the cost of a round of tasks, and a scoring task's extra start, on the cluster that
     SLURM's commands reach; none when no cluster answers."""
     try:
-        subprocess.run(["sinfo", "--noheader"], check=True, capture_output=True, timeout=ANSWER_S)
-    except (OSError, subprocess.SubprocessError):
-        print("bench: no SLURM cluster answers (sinfo): cluster costs not measured", file=sys.stderr)
+        run_command(["sinfo", "--noheader"], ANSWER_S)
+    except SlurmCommandError as exc:
+        print(f"bench: no SLURM cluster answers ({exc}): cluster costs not measured", file=sys.stderr)
         return []
-    import submitit
-
     with tempfile.TemporaryDirectory(dir=Path.home()) as folder:  # on a file system the nodes share
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(
-            name="ctc-bench", cpus_per_task=1, mem_gb=1, timeout_min=10, slurm_array_parallelism=AT_ONCE
-        )
-        jobs = executor.map_array(_run_no_op, range(TASKS))
+        settings = {
+            "submitit_folder": folder,
+            "name": "ctc-bench",
+            "cpus_per_task": 1,
+            "mem_gb": 1,
+            "timeout_min": 10,
+            "array_parallelism": AT_ONCE,
+        }
+        jobs = submitit_executor("slurm", settings).map_array(_run_no_op, range(TASKS))
         for job in jobs:
             job.result()
         times = _accounted_times(jobs[0].job_id.split("_")[0])
@@ -91,12 +94,10 @@ def _accounted_times(array: str) -> list[tuple[float, float, float]]:
     """(submitted, started, ended) of each task of ``array``, as accounting has them (it may lag the
     tasks' end by a few seconds)."""
     for _ in range(30):
-        listing = subprocess.run(
+        listing = run_command(
             ["sacct", "--noheader", "--parsable2", "-X", "--format=Submit,Start,End", f"--jobs={array}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+            ANSWER_S,
+        )
         rows = [line.split("|") for line in listing.splitlines() if line.strip()]
         if len(rows) == TASKS and all("Unknown" not in row[2] for row in rows):
             return [tuple(datetime.fromisoformat(value).timestamp() for value in row) for row in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +18,7 @@ def harness_environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if _is_harness_variable(name)}
 
 
-def use_harness_environment(environment: dict[str, str]) -> None:
+def use_harness_environment(environment: Mapping[str, str]) -> None:
     """Set the harness variables to ``environment``'s, and unset those it lacks: a sweep's worker finds
     the checkpoints and binaries that the sweep's plan resolved, even when it started before they
     changed (joblib keeps its workers between the sweeps of one process)."""

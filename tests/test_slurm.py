@@ -321,6 +321,21 @@ def test_the_plan_counts_the_tasks_the_clusters_nodes_have_room_for(slurm, tiny,
     assert not list(run_dir_of(tiny).parent.glob("*/*/*")), "a plan wrote into the results"
 
 
+@pytest.mark.slurm
+def test_make_bench_measures_the_clusters_queue_and_round_for_the_plan(slurm, tmp_path, monkeypatch):
+    from bench.cluster import bench_cluster
+    from ctc.sweep.costs import load_costs
+
+    monkeypatch.setenv("GFVC_CACHE", str(tmp_path / "cache"))
+    figures = {figure.name: figure.value for figure in bench_cluster()}
+    assert len(figures) == 3 and all(value >= 0 for value in figures.values()), figures
+    slurm_costs = load_costs()["slurm"]
+    assert slurm_costs["source"].startswith("measured ")
+    assert slurm_costs["round_s"] == round(figures["cluster: a round of tasks (start and dispatch)"], 2)
+    assert slurm_costs["round_s"] > 0  # a task's process start at least
+    assert not our_jobs()  # the bench's array is over
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_default_resources_fit_the_node_and_the_sweep_completes(slurm, tiny, capsys):

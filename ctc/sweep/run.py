@@ -149,7 +149,7 @@ def _waves(plan: SweepPlan, pending: list[Job], batch_size: int | None, by_seque
     launcher takes the whole sweep: a cluster) every coding job then every scoring task; with
     ``scoring=job`` batches of ``batch_size`` jobs (None: all at once) that score themselves."""
     cores = default_workers()
-    workers = cores if plan.settings.get("jobs") in (None, "auto") else int(plan.settings["jobs"])
+    workers = int(plan.settings["jobs"])  # a number: run_sweep made ``auto`` one (_with_workers)
     if not pending:
         return []
     if not by_sequence:

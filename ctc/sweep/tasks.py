@@ -128,7 +128,7 @@ def run_task(task: Task) -> str | None:
     """Run ``task`` in this process, with the sweep's harness environment: None, or why it failed (a job's
     own failure is in its result.json)."""
     try:
-        use_harness_environment(dict(task.environment))
+        use_harness_environment(task.environment)
         task.run()
     except Exception as exc:  # reported by the sweep for the task's jobs; the others go on
         return f"{type(exc).__name__}: {exc}"
